@@ -1,0 +1,3 @@
+"""Runwire client: the generated runwire.v1 stubs and the `runwire` command line."""
+
+__all__: list[str] = []

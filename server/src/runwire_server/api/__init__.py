@@ -1,0 +1,1 @@
+"""gRPC handlers: proto in and out; they validate, call the services and convert."""

@@ -1,0 +1,228 @@
+"""FlowRunService handlers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import grpc
+from sqlalchemy.orm import Session
+
+from runwire.v1 import flow_run_pb2, orchestration_pb2
+from runwire.v1 import flow_run_service_pb2 as pb
+from runwire.v1 import flow_run_service_pb2_grpc as pb_grpc
+from runwire.v1 import history_pb2, state_pb2
+from runwire_server import convert, validation
+from runwire_server.api.context import AppContext
+from runwire_server.errors import InvalidArgument
+from runwire_server.ids import parse_id, require_id
+from runwire_server.orchestration.states import State, StateType
+from runwire_server.services import flow_runs, history
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class FlowRunServicer(pb_grpc.FlowRunServiceServicer):
+    def __init__(self, app: AppContext) -> None:
+        self._app = app
+
+    def _proposal(self, message: state_pb2.State, field: str) -> Callable[[datetime], State]:
+        """Validate a proposed state now; stamp it with the time of the write later."""
+        limit = self._app.settings.max_inline_result_bytes
+        convert.proposed_state(message, field, convert.now(), max_inline_result=limit)
+        return lambda at: convert.proposed_state(message, field, at, max_inline_result=limit)
+
+    def _to_proto(self, run: Any) -> flow_run_pb2.FlowRun:
+        return convert.flow_run_to_proto(run, convert.now())
+
+    async def CreateFlowRun(
+        self, request: pb.CreateFlowRunRequest, context: Context
+    ) -> pb.CreateFlowRunResponse:
+        msg = request.flow_run
+        values = flow_run_values(msg)
+        if msg.HasField("state"):
+            initial = self._proposal(msg.state, "flow_run.state")
+        else:
+            def initial(at: datetime) -> State:
+                return State(type=StateType.PENDING, name="Pending", timestamp=at)
+
+        def work(session: Session) -> pb.CreateFlowRunResponse:
+            run, created = flow_runs.create_flow_run(session, values, initial)
+            return pb.CreateFlowRunResponse(flow_run=self._to_proto(run), created=created)
+
+        return await self._app.db.write(work)
+
+    async def GetFlowRun(self, request: pb.GetFlowRunRequest, context: Context) -> pb.GetFlowRunResponse:
+        run_id = require_id(request.flow_run_id, "flow_run_id")
+        return await self._app.db.read(
+            lambda s: pb.GetFlowRunResponse(flow_run=self._to_proto(flow_runs.get_flow_run(s, run_id)))
+        )
+
+    async def ListFlowRuns(
+        self, request: pb.ListFlowRunsRequest, context: Context
+    ) -> pb.ListFlowRunsResponse:
+        page = self._app.page(request, offset=request.offset)
+
+        def work(session: Session) -> pb.ListFlowRunsResponse:
+            rows, token = flow_runs.list_flow_runs(
+                session, request.filter, request.sort, page, self._app.tokens
+            )
+            return pb.ListFlowRunsResponse(
+                flow_runs=[self._to_proto(r) for r in rows], next_page_token=token
+            )
+
+        return await self._app.db.read(work)
+
+    async def CountFlowRuns(
+        self, request: pb.CountFlowRunsRequest, context: Context
+    ) -> pb.CountFlowRunsResponse:
+        count = await self._app.db.read(lambda s: flow_runs.count_flow_runs(s, request.filter))
+        return pb.CountFlowRunsResponse(count=count)
+
+    async def UpdateFlowRun(
+        self, request: pb.UpdateFlowRunRequest, context: Context
+    ) -> pb.UpdateFlowRunResponse:
+        run_id = require_id(request.flow_run.id, "flow_run.id")
+        changes = flow_run_changes(request)
+        return await self._app.db.write(
+            lambda s: pb.UpdateFlowRunResponse(
+                flow_run=self._to_proto(flow_runs.update_flow_run(s, run_id, changes))
+            )
+        )
+
+    async def DeleteFlowRun(
+        self, request: pb.DeleteFlowRunRequest, context: Context
+    ) -> pb.DeleteFlowRunResponse:
+        run_id = require_id(request.flow_run_id, "flow_run_id")
+        await self._app.db.write(lambda s: flow_runs.delete_flow_run(s, run_id))
+        return pb.DeleteFlowRunResponse()
+
+    async def SetFlowRunState(
+        self, request: pb.SetFlowRunStateRequest, context: Context
+    ) -> pb.SetFlowRunStateResponse:
+        run_id = require_id(request.flow_run_id, "flow_run_id")
+        if not request.HasField("state"):
+            raise InvalidArgument("state", "is required")
+        proposal = self._proposal(request.state, "state")
+
+        def work(session: Session) -> pb.SetFlowRunStateResponse:
+            _, written = flow_runs.set_flow_run_state(session, run_id, proposal)
+            result = orchestration_pb2.OrchestrationResult(
+                status=orchestration_pb2.SET_STATE_STATUS_ACCEPT,
+                state=convert.state_to_proto(written),
+                state_written=True,
+            )
+            return pb.SetFlowRunStateResponse(result=result)
+
+        return await self._app.db.write(work)
+
+    async def ListFlowRunStates(
+        self, request: pb.ListFlowRunStatesRequest, context: Context
+    ) -> pb.ListFlowRunStatesResponse:
+        run_id = require_id(request.flow_run_id, "flow_run_id")
+        page = self._app.page(request)
+
+        def work(session: Session) -> pb.ListFlowRunStatesResponse:
+            rows, token = flow_runs.list_flow_run_states(session, run_id, page, self._app.tokens)
+            return pb.ListFlowRunStatesResponse(
+                states=[convert.state_to_proto(convert.state_from_row(r)) for r in rows],
+                next_page_token=token,
+            )
+
+        return await self._app.db.read(work)
+
+    async def GetFlowRunHistory(
+        self, request: pb.GetFlowRunHistoryRequest, context: Context
+    ) -> pb.GetFlowRunHistoryResponse:
+        for name in ("history_start", "history_end", "history_interval"):
+            if not request.HasField(name):  # type: ignore[arg-type]
+                raise InvalidArgument(name, "is required")
+        start = convert.to_datetime(request.history_start)
+        end = convert.to_datetime(request.history_end)
+        step = request.history_interval.ToTimedelta()
+        history.intervals(start, end, step)  # validate before touching the database
+
+        buckets = await self._app.db.read(
+            lambda s: history.flow_run_history(s, start, end, step, request.filter)
+        )
+        return pb.GetFlowRunHistoryResponse(
+            intervals=[
+                history_pb2.HistoryInterval(
+                    interval_start=convert.timestamp(b.start),
+                    interval_end=convert.timestamp(b.end),
+                    states=[
+                        history_pb2.HistoryStateCount(
+                            state_type=state_pb2.StateType.Value(f"STATE_TYPE_{c.state_type}")
+                            if c.state_type
+                            else state_pb2.STATE_TYPE_UNSPECIFIED,
+                            state_name=c.state_name,
+                            count_runs=c.count_runs,
+                            sum_estimated_run_time=convert.duration(c.sum_estimated_run_time),
+                            sum_estimated_lateness=convert.duration(c.sum_estimated_lateness),
+                        )
+                        for c in b.states
+                    ],
+                )
+                for b in buckets
+            ]
+        )
+
+
+def flow_run_values(msg: flow_run_pb2.FlowRun) -> flow_runs.FlowRunValues:
+    """Validate the client-settable fields of a FlowRun message for create."""
+    values = flow_runs.FlowRunValues(flow_id=require_id(msg.flow_id, "flow_run.flow_id"))
+    for name, value in _settable_fields(msg, "flow_run").items():
+        setattr(values, name, value)
+    values.idempotency_key = validation.text(msg.idempotency_key, "flow_run.idempotency_key")
+    values.deployment_id = parse_id(msg.deployment_id, "flow_run.deployment_id", required=False)
+    values.parent_task_run_id = parse_id(
+        msg.parent_task_run_id, "flow_run.parent_task_run_id", required=False
+    )
+    if msg.HasField("created_by"):
+        values.created_by_id = validation.text(msg.created_by.id, "flow_run.created_by.id")
+        values.created_by_type = validation.text(msg.created_by.type, "flow_run.created_by.type")
+        values.created_by_display_value = validation.text(
+            msg.created_by.display_value, "flow_run.created_by.display_value"
+        )
+    return values
+
+
+def _settable_fields(msg: flow_run_pb2.FlowRun, prefix: str) -> dict[str, Any]:
+    """Every updatable field, validated and converted to its stored form."""
+    return {
+        "name": validation.text(msg.name, f"{prefix}.name"),
+        "flow_version": validation.text(msg.flow_version, f"{prefix}.flow_version"),
+        "parameters": convert.struct_to_dict(msg.parameters),
+        "context": convert.struct_to_dict(msg.context),
+        "run_config": convert.struct_to_dict(msg.run_config) if msg.HasField("run_config") else None,
+        "tags": validation.tags(msg.tags, f"{prefix}.tags"),
+        "labels": validation.labels(msg.labels, f"{prefix}.labels"),
+        "empirical_policy": convert.flow_run_policy_from_proto(
+            msg.empirical_policy, f"{prefix}.empirical_policy"
+        ),
+        "work_pool_name": validation.text(msg.work_pool_name, f"{prefix}.work_pool_name"),
+        "work_queue_name": validation.text(msg.work_queue_name, f"{prefix}.work_queue_name"),
+    }
+
+
+def flow_run_changes(request: pb.UpdateFlowRunRequest) -> dict[str, Any]:
+    msg = request.flow_run
+    paths = list(request.update_mask.paths)
+    if not paths:
+        # AIP-134: without a mask, every field the client set is replaced.
+        paths = [f.name for f, _ in msg.ListFields() if f.name in flow_runs.UPDATABLE]
+        if not paths:
+            raise InvalidArgument("update_mask", "names no field and flow_run sets none to change")
+    for path in paths:
+        if path not in flow_runs.UPDATABLE:
+            raise InvalidArgument(
+                "update_mask", f"{path!r} cannot be updated; allowed: {sorted(flow_runs.UPDATABLE)}"
+            )
+    values = _settable_fields(msg, "flow_run")
+    if "empirical_policy" in paths:
+        # Server-maintained parts of the policy are not the client's to change.
+        values["empirical_policy"] = {
+            k: v for k, v in values["empirical_policy"].items() if k in flow_runs.CLIENT_POLICY_KEYS
+        }
+    return {path: values[path] for path in paths}

@@ -1,0 +1,139 @@
+"""FlowService and DeploymentService handlers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+
+from runwire.v1 import deployment_service_pb2 as dpb
+from runwire.v1 import deployment_service_pb2_grpc as dgrpc
+from runwire.v1 import flow_service_pb2 as pb
+from runwire.v1 import flow_service_pb2_grpc as pb_grpc
+from runwire_server import convert, validation
+from runwire_server.api.context import AppContext
+from runwire_server.ids import require_id
+from runwire_server.services import deployments, flows
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class FlowServicer(pb_grpc.FlowServiceServicer):
+    def __init__(self, app: AppContext) -> None:
+        self._app = app
+
+    async def CreateFlow(self, request: pb.CreateFlowRequest, context: Context) -> pb.CreateFlowResponse:
+        msg = request.flow
+        new = flows.NewFlow(
+            name=validation.text(msg.name, "flow.name", required=True) or "",
+            project_name=validation.text(msg.project_name, "flow.project_name"),
+            storage_type=validation.text(msg.storage_type, "flow.storage_type"),
+            tags=validation.tags(msg.tags, "flow.tags"),
+            labels=validation.labels(msg.labels, "flow.labels"),
+        )
+
+        def work(session: Any) -> pb.CreateFlowResponse:
+            flow, created = flows.create_flow(session, new)
+            return pb.CreateFlowResponse(flow=convert.flow_to_proto(flow), created=created)
+
+        return await self._app.db.write(work)
+
+    async def GetFlow(self, request: pb.GetFlowRequest, context: Context) -> pb.GetFlowResponse:
+        flow_id = require_id(request.flow_id, "flow_id")
+        return await self._app.db.read(
+            lambda s: pb.GetFlowResponse(flow=convert.flow_to_proto(flows.get_flow(s, flow_id)))
+        )
+
+    async def GetFlowByName(
+        self, request: pb.GetFlowByNameRequest, context: Context
+    ) -> pb.GetFlowByNameResponse:
+        name = validation.text(request.name, "name", required=True) or ""
+        return await self._app.db.read(
+            lambda s: pb.GetFlowByNameResponse(
+                flow=convert.flow_to_proto(flows.get_flow_by_name(s, name))
+            )
+        )
+
+    async def ListFlows(self, request: pb.ListFlowsRequest, context: Context) -> pb.ListFlowsResponse:
+        page = self._app.page(request, offset=request.offset)
+
+        def work(session: Any) -> pb.ListFlowsResponse:
+            rows, token = flows.list_flows(
+                session,
+                flows=request.flows,
+                flow_runs=request.flow_runs,
+                deployments=request.deployments,
+                sort=request.sort,
+                page=page,
+                tokens=self._app.tokens,
+            )
+            return pb.ListFlowsResponse(
+                flows=[convert.flow_to_proto(r) for r in rows], next_page_token=token
+            )
+
+        return await self._app.db.read(work)
+
+    async def DeleteFlow(self, request: pb.DeleteFlowRequest, context: Context) -> pb.DeleteFlowResponse:
+        flow_id = require_id(request.flow_id, "flow_id")
+        await self._app.db.write(lambda s: flows.delete_flow(s, flow_id))
+        return pb.DeleteFlowResponse()
+
+
+class DeploymentServicer(dgrpc.DeploymentServiceServicer):
+    def __init__(self, app: AppContext) -> None:
+        self._app = app
+
+    async def CreateDeployment(
+        self, request: dpb.CreateDeploymentRequest, context: Context
+    ) -> dpb.CreateDeploymentResponse:
+        msg = request.deployment
+        new = deployments.NewDeployment(
+            name=validation.text(msg.name, "deployment.name", required=True) or "",
+            flow_id=require_id(msg.flow_id, "deployment.flow_id"),
+            tags=validation.tags(msg.tags, "deployment.tags"),
+            work_pool_name=validation.text(msg.work_pool_name, "deployment.work_pool_name"),
+            work_queue_name=validation.text(msg.work_queue_name, "deployment.work_queue_name"),
+            paused=msg.paused,
+        )
+        return await self._app.db.write(
+            lambda s: dpb.CreateDeploymentResponse(
+                deployment=convert.deployment_to_proto(deployments.create_deployment(s, new))
+            )
+        )
+
+    async def GetDeployment(
+        self, request: dpb.GetDeploymentRequest, context: Context
+    ) -> dpb.GetDeploymentResponse:
+        deployment_id = require_id(request.deployment_id, "deployment_id")
+        return await self._app.db.read(
+            lambda s: dpb.GetDeploymentResponse(
+                deployment=convert.deployment_to_proto(deployments.get_deployment(s, deployment_id))
+            )
+        )
+
+    async def ListDeployments(
+        self, request: dpb.ListDeploymentsRequest, context: Context
+    ) -> dpb.ListDeploymentsResponse:
+        page = self._app.page(request, offset=request.offset)
+
+        def work(session: Any) -> dpb.ListDeploymentsResponse:
+            rows, token = deployments.list_deployments(
+                session,
+                deployments=request.deployments,
+                flows=request.flows,
+                sort=request.sort,
+                page=page,
+                tokens=self._app.tokens,
+            )
+            return dpb.ListDeploymentsResponse(
+                deployments=[convert.deployment_to_proto(r) for r in rows], next_page_token=token
+            )
+
+        return await self._app.db.read(work)
+
+    async def DeleteDeployment(
+        self, request: dpb.DeleteDeploymentRequest, context: Context
+    ) -> dpb.DeleteDeploymentResponse:
+        deployment_id = require_id(request.deployment_id, "deployment_id")
+        await self._app.db.write(lambda s: deployments.delete_deployment(s, deployment_id))
+        return dpb.DeleteDeploymentResponse()

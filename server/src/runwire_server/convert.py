@@ -1,0 +1,291 @@
+"""The one place that converts between protobuf messages, domain values and stored rows."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pendulum
+from google.protobuf import json_format, struct_pb2
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from runwire.v1 import deployment_pb2, flow_pb2, flow_run_pb2, state_pb2
+from runwire_server.errors import InvalidArgument
+from runwire_server.orchestration import bookkeeping
+from runwire_server.orchestration.states import State, StateType
+from runwire_server.storage import models as m
+
+_TIME_DETAILS = ("scheduled_time", "cache_expiration", "pause_timeout")
+
+
+def now() -> datetime:
+    return pendulum.now("UTC")
+
+
+# --- scalars -----------------------------------------------------------------------------------
+
+
+def to_datetime(ts: Timestamp) -> datetime:
+    return pendulum.instance(ts.ToDatetime(tzinfo=UTC))
+
+
+def timestamp(value: datetime | None) -> Timestamp | None:
+    if value is None:
+        return None
+    ts = Timestamp()
+    ts.FromDatetime(value.astimezone(UTC))
+    return ts
+
+
+def duration(value: timedelta | float) -> Duration:
+    out = Duration()
+    out.FromTimedelta(value if isinstance(value, timedelta) else timedelta(seconds=value))
+    return out
+
+
+def struct_to_dict(value: struct_pb2.Struct) -> dict[str, Any]:
+    return json_format.MessageToDict(value)
+
+
+def dict_to_struct(value: dict[str, Any] | None) -> struct_pb2.Struct | None:
+    if value is None:
+        return None
+    out = struct_pb2.Struct()
+    out.update(value)
+    return out
+
+
+def optional_text(value: str) -> str | None:
+    """Empty proto strings are stored as NULL so that is_null filters mean 'not given'."""
+    return value or None
+
+
+# --- states ------------------------------------------------------------------------------------
+
+_TYPE_TO_PROTO = {t: state_pb2.StateType.Value(f"STATE_TYPE_{t.value}") for t in StateType}
+_TYPE_FROM_PROTO = {v: k for k, v in _TYPE_TO_PROTO.items()}
+
+
+def state_type_from_proto(value: int, field: str) -> StateType:
+    try:
+        return _TYPE_FROM_PROTO[value]  # type: ignore[index]
+    except KeyError:
+        raise InvalidArgument(field, "must be a StateType other than UNSPECIFIED") from None
+
+
+def details_from_proto(details: state_pb2.StateDetails) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for field, value in details.ListFields():
+        if field.name in _TIME_DETAILS:
+            out[field.name] = to_datetime(value)
+        else:
+            out[field.name] = value
+    return out
+
+
+def details_to_proto(details: dict[str, Any]) -> state_pb2.StateDetails:
+    out = state_pb2.StateDetails()
+    for name, value in details.items():
+        if value is None or name not in out.DESCRIPTOR.fields_by_name:
+            continue
+        if name in _TIME_DETAILS:
+            getattr(out, name).CopyFrom(timestamp(value))
+        else:
+            setattr(out, name, value)
+    return out
+
+
+def details_to_json(details: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in details.items()}
+
+
+def details_from_json(details: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: (pendulum.parse(v) if k in _TIME_DETAILS and isinstance(v, str) else v)
+        for k, v in details.items()
+    }
+
+
+def result_from_proto(result: state_pb2.ResultReference, field: str, max_inline: int) -> dict[str, Any]:
+    which = result.WhichOneof("storage")
+    if which is None:
+        raise InvalidArgument(field, "needs inline_value or location_uri")
+    if which == "inline_value":
+        if len(result.inline_value) > max_inline:
+            raise InvalidArgument(
+                f"{field}.inline_value",
+                f"is {len(result.inline_value)} bytes; at most {max_inline} are kept inline",
+            )
+        return {
+            "serializer": result.serializer,
+            "inline_value": base64.b64encode(result.inline_value).decode(),
+        }
+    if not result.location_uri.strip():
+        raise InvalidArgument(f"{field}.location_uri", "must not be blank")
+    return {"serializer": result.serializer, "location_uri": result.location_uri}
+
+
+def result_to_proto(result: dict[str, Any] | None) -> state_pb2.ResultReference | None:
+    if not result:
+        return None
+    out = state_pb2.ResultReference(serializer=result.get("serializer", ""))
+    if "inline_value" in result:
+        out.inline_value = base64.b64decode(result["inline_value"])
+    elif "location_uri" in result:
+        out.location_uri = result["location_uri"]
+    return out
+
+
+def proposed_state(
+    message: state_pb2.State, field: str, at: datetime, *, max_inline_result: int
+) -> State:
+    """A client's proposed state; the server sets id and timestamp."""
+    if not message.ByteSize() and field:
+        raise InvalidArgument(field, "is required")
+    state_type = state_type_from_proto(message.type, f"{field}.type")
+    details = details_from_proto(message.state_details)
+    for owned in ("flow_run_id", "task_run_id"):
+        details.pop(owned, None)  # the server fills these in
+    if state_type is StateType.SCHEDULED and "scheduled_time" not in details:
+        details["scheduled_time"] = at
+    result = (
+        result_from_proto(message.result, f"{field}.result", max_inline_result)
+        if message.HasField("result")
+        else None
+    )
+    return State(
+        type=state_type,
+        name=message.name or state_type.default_name,
+        timestamp=at,
+        message=message.message,
+        details=details,
+        result=result,
+    )
+
+
+def state_from_row(row: m.FlowRunState | m.TaskRunState) -> State:
+    return State(
+        id=row.id,
+        type=StateType(row.type),
+        name=row.name,
+        timestamp=row.timestamp,
+        message=row.message or "",
+        details=details_from_json(row.state_details),
+        result=row.result,
+    )
+
+
+def state_to_proto(state: State) -> state_pb2.State:
+    return state_pb2.State(
+        id=format_id(state.id),
+        type=_TYPE_TO_PROTO[state.type],
+        name=state.name,
+        timestamp=timestamp(state.timestamp),
+        message=state.message,
+        state_details=details_to_proto(state.details),
+        result=result_to_proto(state.result),
+    )
+
+
+def state_row_to_proto(row: m.FlowRunState | m.TaskRunState | None) -> state_pb2.State | None:
+    return None if row is None else state_to_proto(state_from_row(row))
+
+
+def format_id(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+# --- resources ---------------------------------------------------------------------------------
+
+
+def flow_to_proto(row: m.Flow) -> flow_pb2.Flow:
+    return flow_pb2.Flow(
+        id=str(row.id),
+        name=row.name,
+        project_name=row.project_name or "",
+        storage_type=row.storage_type or "",
+        tags=row.tags,
+        labels=row.labels,
+        created=timestamp(row.created),
+        updated=timestamp(row.updated),
+    )
+
+
+def deployment_to_proto(row: m.Deployment) -> deployment_pb2.Deployment:
+    return deployment_pb2.Deployment(
+        id=str(row.id),
+        name=row.name,
+        flow_id=str(row.flow_id),
+        tags=row.tags,
+        work_pool_name=row.work_pool_name or "",
+        work_queue_name=row.work_queue_name or "",
+        paused=row.paused,
+        created=timestamp(row.created),
+        updated=timestamp(row.updated),
+    )
+
+
+def flow_run_policy_from_proto(policy: flow_run_pb2.FlowRunPolicy, field: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"pause_keys": list(policy.pause_keys), "resuming": policy.resuming}
+    if policy.HasField("retries"):
+        if policy.retries < 0:
+            raise InvalidArgument(f"{field}.retries", "must not be negative")
+        out["retries"] = policy.retries
+    if policy.HasField("retry_delay"):
+        seconds = policy.retry_delay.ToTimedelta().total_seconds()
+        if seconds < 0:
+            raise InvalidArgument(f"{field}.retry_delay", "must not be negative")
+        out["retry_delay"] = seconds
+    return out
+
+
+def flow_run_policy_to_proto(policy: dict[str, Any]) -> flow_run_pb2.FlowRunPolicy:
+    out = flow_run_pb2.FlowRunPolicy(
+        pause_keys=policy.get("pause_keys", []), resuming=policy.get("resuming", False)
+    )
+    if policy.get("retries") is not None:
+        out.retries = policy["retries"]
+    if policy.get("retry_delay") is not None:
+        out.retry_delay.CopyFrom(duration(policy["retry_delay"]))
+    return out
+
+
+def flow_run_to_proto(row: m.FlowRun, at: datetime) -> flow_run_pb2.FlowRun:
+    created_by = None
+    if row.created_by_id or row.created_by_type or row.created_by_display_value:
+        created_by = flow_run_pb2.CreatedBy(
+            id=row.created_by_id or "",
+            type=row.created_by_type or "",
+            display_value=row.created_by_display_value or "",
+        )
+    return flow_run_pb2.FlowRun(
+        id=str(row.id),
+        name=row.name,
+        flow_id=str(row.flow_id),
+        deployment_id=format_id(row.deployment_id),
+        work_pool_name=row.work_pool_name or "",
+        work_queue_name=row.work_queue_name or "",
+        parameters=dict_to_struct(row.parameters),
+        context=dict_to_struct(row.context),
+        run_config=dict_to_struct(row.run_config),
+        tags=row.tags,
+        labels=row.labels,
+        idempotency_key=row.idempotency_key or "",
+        parent_task_run_id=format_id(row.parent_task_run_id),
+        state=state_row_to_proto(row.state),
+        run_count=row.run_count,
+        expected_start_time=timestamp(row.expected_start_time),
+        next_scheduled_start_time=timestamp(row.next_scheduled_start_time),
+        start_time=timestamp(row.start_time),
+        end_time=timestamp(row.end_time),
+        total_run_time=duration(row.total_run_time),
+        estimated_run_time=duration(bookkeeping.estimated_run_time(row, at)),
+        estimated_start_time_delta=duration(bookkeeping.estimated_start_time_delta(row, at)),
+        empirical_policy=flow_run_policy_to_proto(row.empirical_policy),
+        flow_version=row.flow_version or "",
+        created_by=created_by,
+        created=timestamp(row.created),
+        updated=timestamp(row.updated),
+    )

@@ -1,0 +1,117 @@
+"""Domain errors and their one mapping to gRPC statuses with google.rpc error details.
+
+Services raise these; the error interceptor turns them into a status with an ErrorInfo (reason,
+domain, metadata) and, where it fits, a BadRequest or ResourceInfo detail.
+"""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+DOMAIN = "runwire.dev"
+
+
+class RunwireError(Exception):
+    """An error a client caused or can act on; never INTERNAL."""
+
+    code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
+    reason: str = "UNKNOWN"
+
+    def __init__(self, message: str, *, metadata: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.metadata = metadata or {}
+
+    def details(self) -> list[any_pb2.Any]:
+        info = error_details_pb2.ErrorInfo(reason=self.reason, domain=DOMAIN, metadata=self.metadata)
+        return [_pack(info)]
+
+    def to_status(self) -> grpc.Status:
+        code_value: int = self.code.value[0]
+        status = status_pb2.Status(code=code_value, message=self.message, details=self.details())
+        return rpc_status.to_status(status)
+
+
+class InvalidArgument(RunwireError):
+    """A request field is malformed or out of range. `field` is its path, e.g. `flow_run.flow_id`."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+    reason = "INVALID_FIELD"
+
+    def __init__(self, field: str, description: str) -> None:
+        super().__init__(f"{field}: {description}", metadata={"field": field})
+        self.field = field
+        self.description = description
+
+    def details(self) -> list[any_pb2.Any]:
+        violation = error_details_pb2.BadRequest.FieldViolation(
+            field=self.field, description=self.description
+        )
+        return [*super().details(), _pack(error_details_pb2.BadRequest(field_violations=[violation]))]
+
+
+class NotFound(RunwireError):
+    """The named resource does not exist."""
+
+    code = grpc.StatusCode.NOT_FOUND
+    reason = "RESOURCE_NOT_FOUND"
+
+    def __init__(self, resource_type: str, name: str) -> None:
+        super().__init__(
+            f"{resource_type} {name!r} not found",
+            metadata={"resourceType": resource_type, "resourceName": name},
+        )
+        self.resource_type = resource_type
+        self.name = name
+
+    def details(self) -> list[any_pb2.Any]:
+        info = error_details_pb2.ResourceInfo(resource_type=self.resource_type, resource_name=self.name)
+        return [*super().details(), _pack(info)]
+
+
+class AlreadyExists(RunwireError):
+    """A resource with the same unique key exists."""
+
+    code = grpc.StatusCode.ALREADY_EXISTS
+    reason = "RESOURCE_ALREADY_EXISTS"
+
+    def __init__(self, resource_type: str, name: str) -> None:
+        super().__init__(
+            f"{resource_type} {name!r} already exists",
+            metadata={"resourceType": resource_type, "resourceName": name},
+        )
+
+
+class FailedPrecondition(RunwireError):
+    """The request is well-formed but the system is not in a state that allows it."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+    def __init__(self, reason: str, message: str, metadata: dict[str, str] | None = None) -> None:
+        super().__init__(message, metadata=metadata)
+        self.reason = reason
+
+
+class Unavailable(RunwireError):
+    """The database could not be reached or stayed locked; the client may retry."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+    reason = "DATABASE_UNAVAILABLE"
+
+
+def internal_status(message: str = "internal error; see the server log") -> grpc.Status:
+    status = status_pb2.Status(
+        code=code_pb2.INTERNAL,
+        message=message,
+        details=[_pack(error_details_pb2.ErrorInfo(reason="INTERNAL", domain=DOMAIN))],
+    )
+    return rpc_status.to_status(status)
+
+
+def _pack(message: object) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)  # type: ignore[arg-type]
+    return packed

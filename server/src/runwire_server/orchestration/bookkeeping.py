@@ -1,0 +1,81 @@
+"""Bookkeeping transforms: what every accepted state change does to its run's fields.
+
+They follow the reference's global policy (type, name and timestamp of the current state; start,
+end and run times; expected and next scheduled start; run count) and work on any object with
+the attributes of `RunFields`, so they are tested as plain functions.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from runwire_server.orchestration.states import TERMINAL_TYPES, State, StateType
+
+
+class RunFields(Protocol):
+    state_type: str | None
+    state_name: str | None
+    state_timestamp: datetime | None
+    start_time: datetime | None
+    end_time: datetime | None
+    total_run_time: float
+    expected_start_time: datetime | None
+    next_scheduled_start_time: datetime | None
+    run_count: int
+
+
+def apply_bookkeeping(run: RunFields, initial: State | None, proposed: State) -> None:
+    run.state_type = proposed.type.value
+    run.state_name = proposed.name
+    run.state_timestamp = proposed.timestamp
+
+    if proposed.type is StateType.RUNNING and run.start_time is None:
+        run.start_time = proposed.timestamp
+
+    if initial is not None and initial.is_final and not proposed.is_final:
+        run.end_time = None
+    if proposed.is_final and run.end_time is None:
+        # A run that ends without ever running still gets both times (reference section 6).
+        if run.start_time is None:
+            run.start_time = proposed.timestamp
+        run.end_time = proposed.timestamp
+
+    if initial is not None and initial.type is StateType.RUNNING:
+        run.total_run_time += max(0.0, (proposed.timestamp - initial.timestamp).total_seconds())
+
+    if run.expected_start_time is None:
+        run.expected_start_time = (
+            proposed.scheduled_time
+            if proposed.type is StateType.SCHEDULED and proposed.scheduled_time
+            else proposed.timestamp
+        )
+
+    if initial is not None and initial.type is StateType.SCHEDULED:
+        run.next_scheduled_start_time = None
+    if proposed.type is StateType.SCHEDULED:
+        run.next_scheduled_start_time = proposed.scheduled_time
+
+    if proposed.type is StateType.RUNNING:
+        run.run_count += 1
+
+
+def estimated_run_time(run: RunFields, now: datetime) -> timedelta:
+    seconds = run.total_run_time
+    if run.state_type == StateType.RUNNING and run.state_timestamp is not None:
+        seconds += max(0.0, (now - run.state_timestamp).total_seconds())
+    return timedelta(seconds=seconds)
+
+
+def estimated_start_time_delta(run: RunFields, now: datetime) -> timedelta:
+    """How late the run started, or is while it has not started and is not finished."""
+    expected = run.expected_start_time
+    if expected is None:
+        return timedelta(0)
+    if run.start_time is not None:
+        return max(timedelta(0), run.start_time - expected)
+    finished = run.state_type in TERMINAL_TYPES
+    if not finished and expected < now:
+        return now - expected
+    return timedelta(0)
+

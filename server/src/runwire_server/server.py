@@ -1,0 +1,132 @@
+"""Building, starting and gracefully stopping the gRPC server."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from runwire.v1 import (
+    deployment_service_pb2,
+    deployment_service_pb2_grpc,
+    flow_run_service_pb2,
+    flow_run_service_pb2_grpc,
+    flow_service_pb2,
+    flow_service_pb2_grpc,
+    log_service_pb2,
+    log_service_pb2_grpc,
+    task_run_service_pb2,
+    task_run_service_pb2_grpc,
+)
+from runwire_server.api.context import AppContext
+from runwire_server.api.flow_runs import FlowRunServicer
+from runwire_server.api.flows import DeploymentServicer, FlowServicer
+from runwire_server.api.interceptors import ErrorInterceptor
+from runwire_server.log_config import configure_logging
+from runwire_server.settings import Settings
+from runwire_server.storage.database import Database
+from runwire_server.storage.paging import PageTokens
+
+log = structlog.get_logger("runwire.server")
+
+SERVICE_NAMES = tuple(
+    module.DESCRIPTOR.services_by_name[name].full_name
+    for module, name in (
+        (flow_service_pb2, "FlowService"),
+        (deployment_service_pb2, "DeploymentService"),
+        (flow_run_service_pb2, "FlowRunService"),
+        (task_run_service_pb2, "TaskRunService"),
+        (log_service_pb2, "LogService"),
+    )
+)
+
+
+@dataclass
+class RunningServer:
+    server: grpc.aio.Server
+    port: int
+    app: AppContext
+    health: health.aio.HealthServicer
+
+    async def stop(self, grace: float | None = None) -> None:
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(self.app.settings.shutdown_grace_seconds if grace is None else grace)
+        self.app.db.close()
+
+
+def _database(settings: Settings) -> tuple[Database, PageTokens]:
+    db = Database(settings.database_url)
+    db.create_schema()
+    secret = settings.page_token_secret.encode() or db.page_token_secret()
+    return db, PageTokens(secret)
+
+
+async def start(settings: Settings) -> RunningServer:
+    db, tokens = _database(settings)
+    app = AppContext(db=db, settings=settings, tokens=tokens)
+    server = grpc.aio.server(interceptors=[ErrorInterceptor()])
+    flow_service_pb2_grpc.add_FlowServiceServicer_to_server(FlowServicer(app), server)
+    deployment_service_pb2_grpc.add_DeploymentServiceServicer_to_server(
+        DeploymentServicer(app), server
+    )
+    flow_run_service_pb2_grpc.add_FlowRunServiceServicer_to_server(FlowRunServicer(app), server)
+    # Declared in the contract; their RPCs answer UNIMPLEMENTED until they are built.
+    task_run_service_pb2_grpc.add_TaskRunServiceServicer_to_server(
+        task_run_service_pb2_grpc.TaskRunServiceServicer(), server
+    )
+    log_service_pb2_grpc.add_LogServiceServicer_to_server(
+        log_service_pb2_grpc.LogServiceServicer(), server
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    port = server.add_insecure_port(settings.listen_address)
+    if port == 0:
+        raise OSError(f"could not listen on {settings.listen_address}")
+    await server.start()
+    for name in ("", *SERVICE_NAMES):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return RunningServer(server=server, port=port, app=app, health=health_servicer)
+
+
+@asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[RunningServer]:
+    running = await start(settings)
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+async def serve(settings: Settings) -> None:
+    """Run until SIGTERM or SIGINT, then let running calls finish within the grace period."""
+    configure_logging(settings.log_level, settings.log_format)
+    running = await start(settings)
+    host = settings.listen_address.rsplit(":", 1)[0]
+    log.info(
+        "server.listening",
+        address=f"{host}:{running.port}",
+        port=running.port,
+        database=running.app.db.url.render_as_string(hide_password=True),
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("server.stopping", grace_seconds=settings.shutdown_grace_seconds)
+    await running.stop()
+    log.info("server.stopped")
+
+
+def main(settings: Settings) -> None:
+    asyncio.run(serve(settings))

@@ -1,0 +1,65 @@
+"""Helpers the services share: loading by id, get-or-create under races, tag replacement."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from runwire_server.errors import NotFound
+from runwire_server.storage import models as m
+
+ModelT = TypeVar("ModelT")
+
+
+def get_or_404(session: Session, model: type[ModelT], ident: uuid.UUID, kind: str) -> ModelT:
+    row = session.get(model, ident)
+    if row is None:
+        raise NotFound(kind, str(ident))
+    return row
+
+
+def insert_or_get(
+    session: Session, make: Callable[[], ModelT], find: Callable[[], ModelT | None]
+) -> tuple[ModelT, bool]:
+    """Insert a row unless a unique key already holds one; safe when two writers race."""
+    existing = find()
+    if existing is not None:
+        return existing, False
+    row = make()
+    try:
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+    except IntegrityError:
+        existing = find()
+        if existing is None:
+            raise
+        return existing, False
+    return row, True
+
+
+def set_tags(owner: Any, tag_model: type[Any], tags: list[str]) -> None:
+    current = {row.tag: row for row in owner.tag_rows}
+    owner.tag_rows = [current.get(tag) or tag_model(tag=tag) for tag in tags]
+
+
+def ensure_work_queue(session: Session, pool: str | None, queue: str | None) -> None:
+    """Record the pool and queue a run or deployment names, so pool and queue filters see them."""
+    if pool:
+        insert_or_get(
+            session,
+            lambda: m.WorkPool(name=pool),
+            lambda: session.query(m.WorkPool).filter_by(name=pool).one_or_none(),
+        )
+    if queue:
+        insert_or_get(
+            session,
+            lambda: m.WorkQueue(work_pool_name=pool, name=queue),
+            lambda: session.query(m.WorkQueue)
+            .filter(m.WorkQueue.name == queue, m.WorkQueue.work_pool_name.is_not_distinct_from(pool))
+            .one_or_none(),
+        )

@@ -1,0 +1,95 @@
+"""Deployments: create, lookups, lists and deletes."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import exists, select
+from sqlalchemy.orm import Session
+
+from runwire.v1 import filters_pb2 as f
+from runwire_server.convert import now
+from runwire_server.errors import AlreadyExists
+from runwire_server.services.common import ensure_work_queue, get_or_404, insert_or_get, set_tags
+from runwire_server.storage import filters, models as m
+from runwire_server.storage.paging import PageRequest, PageTokens, SortKey, choose_sort, fetch_page
+
+
+@dataclass(frozen=True)
+class NewDeployment:
+    name: str
+    flow_id: uuid.UUID
+    tags: list[str] = field(default_factory=list)
+    work_pool_name: str | None = None
+    work_queue_name: str | None = None
+    paused: bool = False
+
+
+def create_deployment(session: Session, new: NewDeployment) -> m.Deployment:
+    get_or_404(session, m.Flow, new.flow_id, "flow")
+    ensure_work_queue(session, new.work_pool_name, new.work_queue_name)
+
+    def make() -> m.Deployment:
+        at = now()
+        deployment = m.Deployment(
+            name=new.name,
+            flow_id=new.flow_id,
+            work_pool_name=new.work_pool_name,
+            work_queue_name=new.work_queue_name,
+            paused=new.paused,
+            created=at,
+            updated=at,
+        )
+        set_tags(deployment, m.DeploymentTag, new.tags)
+        return deployment
+
+    def find() -> m.Deployment | None:
+        return session.scalars(
+            select(m.Deployment).where(
+                m.Deployment.flow_id == new.flow_id, m.Deployment.name == new.name
+            )
+        ).one_or_none()
+
+    deployment, created = insert_or_get(session, make, find)
+    if not created:
+        raise AlreadyExists("deployment", new.name)
+    return deployment
+
+
+def get_deployment(session: Session, deployment_id: uuid.UUID) -> m.Deployment:
+    return get_or_404(session, m.Deployment, deployment_id, "deployment")
+
+
+_D = m.Deployment
+_SORTS = {
+    f.DEPLOYMENT_SORT_UNSPECIFIED: SortKey(_D.id, False, _D.name, lambda r: r.name),
+    f.DEPLOYMENT_SORT_NAME_ASC: SortKey(_D.id, False, _D.name, lambda r: r.name),
+    f.DEPLOYMENT_SORT_NAME_DESC: SortKey(_D.id, True, _D.name, lambda r: r.name),
+    f.DEPLOYMENT_SORT_CREATED_DESC: SortKey(_D.id, True, _D.created, lambda r: r.created),
+    f.DEPLOYMENT_SORT_UPDATED_DESC: SortKey(_D.id, True, _D.updated, lambda r: r.updated),
+}
+
+
+def list_deployments(
+    session: Session,
+    *,
+    deployments: f.DeploymentFilter,
+    flows: f.FlowFilter,
+    sort: int,
+    page: PageRequest,
+    tokens: PageTokens,
+) -> tuple[Sequence[m.Deployment], str]:
+    statement = select(_D)
+    own = filters.deployment_clause(deployments, "deployments")
+    if own is not None:
+        statement = statement.where(own)
+    flow_clause = filters.flow_clause(flows, "flows")
+    if flow_clause is not None:
+        statement = statement.where(exists(select(1).where(m.Flow.id == _D.flow_id, flow_clause)))
+    return fetch_page(session, statement, choose_sort(_SORTS, sort), page, tokens)
+
+
+def delete_deployment(session: Session, deployment_id: uuid.UUID) -> None:
+    session.delete(get_deployment(session, deployment_id))

@@ -1,0 +1,273 @@
+"""Flow runs: create (idempotent), read, list, count, update, delete, and state changes."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import coolname
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from runwire.v1 import filters_pb2 as f
+from runwire_server.convert import details_to_json, now, state_from_row
+from runwire_server.errors import InvalidArgument, NotFound
+from runwire_server.orchestration.bookkeeping import apply_bookkeeping
+from runwire_server.orchestration.states import State
+from runwire_server.services.common import ensure_work_queue, get_or_404, insert_or_get, set_tags
+from runwire_server.storage import filters, models as m
+from runwire_server.storage.paging import (
+    PageRequest,
+    PageTokens,
+    SortKey,
+    choose_sort,
+    fetch_page,
+)
+
+R = m.FlowRun
+
+
+@dataclass
+class FlowRunValues:
+    """Client-settable fields of a flow run, already validated."""
+
+    flow_id: uuid.UUID
+    name: str | None = None
+    deployment_id: uuid.UUID | None = None
+    work_pool_name: str | None = None
+    work_queue_name: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    context: dict[str, Any] = field(default_factory=dict)
+    run_config: dict[str, Any] | None = None
+    tags: list[str] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)
+    idempotency_key: str | None = None
+    parent_task_run_id: uuid.UUID | None = None
+    empirical_policy: dict[str, Any] = field(default_factory=dict)
+    flow_version: str | None = None
+    created_by_id: str | None = None
+    created_by_type: str | None = None
+    created_by_display_value: str | None = None
+
+
+def generate_name() -> str:
+    return str(coolname.generate_slug(2))
+
+
+def create_flow_run(
+    session: Session, values: FlowRunValues, initial: Callable[[datetime], State]
+) -> tuple[m.FlowRun, bool]:
+    """Create a run in its initial state, or return the run with the same idempotency key."""
+    get_or_404(session, m.Flow, values.flow_id, "flow")
+    if values.deployment_id is not None:
+        deployment = get_or_404(session, m.Deployment, values.deployment_id, "deployment")
+        if deployment.flow_id != values.flow_id:
+            raise InvalidArgument(
+                "flow_run.deployment_id", "names a deployment of a different flow"
+            )
+    ensure_work_queue(session, values.work_pool_name, values.work_queue_name)
+
+    def find() -> m.FlowRun | None:
+        if values.idempotency_key is None:
+            return None
+        return session.scalars(
+            select(R).where(R.flow_id == values.flow_id, R.idempotency_key == values.idempotency_key)
+        ).one_or_none()
+
+    def make() -> m.FlowRun:
+        at = now()
+        run = R(
+            flow_id=values.flow_id,
+            name=values.name or generate_name(),
+            deployment_id=values.deployment_id,
+            work_pool_name=values.work_pool_name,
+            work_queue_name=values.work_queue_name,
+            parameters=values.parameters,
+            context=values.context,
+            run_config=values.run_config,
+            labels=values.labels,
+            idempotency_key=values.idempotency_key,
+            parent_task_run_id=values.parent_task_run_id,
+            empirical_policy=values.empirical_policy,
+            flow_version=values.flow_version,
+            created_by_id=values.created_by_id,
+            created_by_type=values.created_by_type,
+            created_by_display_value=values.created_by_display_value,
+            run_count=0,
+            total_run_time=0.0,
+            created=at,
+            updated=at,
+        )
+        set_tags(run, m.FlowRunTag, values.tags)
+        return run
+
+    run, created = insert_or_get(session, make, find)
+    if created:
+        # The initial state is set without orchestration, as the reference does (forced).
+        write_state(session, run, None, initial(run.created))
+    return run, created
+
+
+def get_flow_run(session: Session, flow_run_id: uuid.UUID) -> m.FlowRun:
+    return get_or_404(session, R, flow_run_id, "flow run")
+
+
+def lock_flow_run(session: Session, flow_run_id: uuid.UUID) -> m.FlowRun:
+    """Load a run for a state change: row-locked on PostgreSQL; SQLite holds its write lock."""
+    run = session.scalars(
+        select(R).where(R.id == flow_run_id).with_for_update(of=R)
+    ).unique().one_or_none()
+    if run is None:
+        raise NotFound("flow run", str(flow_run_id))
+    return run
+
+
+def write_state(session: Session, run: m.FlowRun, initial: State | None, state: State) -> State:
+    """Record `state` as the run's current state and apply the bookkeeping transforms."""
+    # Keep timestamps strictly increasing per run so that history order is never ambiguous.
+    if initial is not None and state.timestamp <= initial.timestamp:
+        state = state.replace(timestamp=initial.timestamp + timedelta(microseconds=1))
+    details = {**state.details, "flow_run_id": str(run.id)}
+    if run.parent_task_run_id is not None:
+        details["task_run_id"] = str(run.parent_task_run_id)
+    row = m.FlowRunState(
+        flow_run_id=run.id,
+        type=state.type.value,
+        name=state.name,
+        timestamp=state.timestamp,
+        message=state.message or None,
+        state_details=details_to_json(details),
+        result=state.result,
+    )
+    session.add(row)
+    session.flush()
+    apply_bookkeeping(run, initial, state)
+    run.state_id = row.id
+    run.updated = now()
+    session.flush()
+    session.expire(run, ["state"])
+    return state_from_row(row)
+
+
+def current_state(session: Session, run: m.FlowRun) -> State | None:
+    return None if run.state is None else state_from_row(run.state)
+
+
+def set_flow_run_state(
+    session: Session, flow_run_id: uuid.UUID, proposed: Callable[[datetime], State]
+) -> tuple[m.FlowRun, State]:
+    """Accept every proposed state (the orchestration rules come with their own issue)."""
+    run = lock_flow_run(session, flow_run_id)
+    initial = current_state(session, run)
+    written = write_state(session, run, initial, proposed(now()))
+    return run, written
+
+
+_SORTS: dict[int, SortKey] = {
+    f.FLOW_RUN_SORT_UNSPECIFIED: SortKey(R.id, True),
+    f.FLOW_RUN_SORT_ID_DESC: SortKey(R.id, True),
+    f.FLOW_RUN_SORT_ID_ASC: SortKey(R.id, False),
+    f.FLOW_RUN_SORT_START_TIME_ASC: SortKey(
+        R.id, False, m.FLOW_RUN_EFFECTIVE_START, lambda r: r.start_time or r.expected_start_time
+    ),
+    f.FLOW_RUN_SORT_START_TIME_DESC: SortKey(
+        R.id, True, m.FLOW_RUN_EFFECTIVE_START, lambda r: r.start_time or r.expected_start_time
+    ),
+    f.FLOW_RUN_SORT_EXPECTED_START_TIME_ASC: SortKey(
+        R.id, False, R.expected_start_time, lambda r: r.expected_start_time
+    ),
+    f.FLOW_RUN_SORT_EXPECTED_START_TIME_DESC: SortKey(
+        R.id, True, R.expected_start_time, lambda r: r.expected_start_time
+    ),
+    f.FLOW_RUN_SORT_NEXT_SCHEDULED_START_TIME_ASC: SortKey(
+        R.id, False, R.next_scheduled_start_time, lambda r: r.next_scheduled_start_time
+    ),
+    f.FLOW_RUN_SORT_NEXT_SCHEDULED_START_TIME_DESC: SortKey(
+        R.id, True, R.next_scheduled_start_time, lambda r: r.next_scheduled_start_time
+    ),
+    f.FLOW_RUN_SORT_END_TIME_ASC: SortKey(R.id, False, R.end_time, lambda r: r.end_time),
+    f.FLOW_RUN_SORT_END_TIME_DESC: SortKey(R.id, True, R.end_time, lambda r: r.end_time),
+    f.FLOW_RUN_SORT_NAME_ASC: SortKey(R.id, False, R.name, lambda r: r.name),
+    f.FLOW_RUN_SORT_NAME_DESC: SortKey(R.id, True, R.name, lambda r: r.name),
+}
+
+
+def _matching(criteria: f.FlowRunCriteria) -> Any:
+    clause = filters.flow_run_criteria(criteria)
+    return select(R) if clause is None else select(R).where(clause)
+
+
+def list_flow_runs(
+    session: Session,
+    criteria: f.FlowRunCriteria,
+    sort: int,
+    page: PageRequest,
+    tokens: PageTokens,
+) -> tuple[Sequence[m.FlowRun], str]:
+    return fetch_page(session, _matching(criteria), choose_sort(_SORTS, sort), page, tokens)
+
+
+def count_flow_runs(session: Session, criteria: f.FlowRunCriteria) -> int:
+    clause = filters.flow_run_criteria(criteria)
+    statement = select(func.count()).select_from(R)
+    if clause is not None:
+        statement = statement.where(clause)
+    return int(session.scalar(statement) or 0)
+
+
+# The parts of empirical_policy a client sets; the rest (pause keys, resuming) is the server's.
+CLIENT_POLICY_KEYS = frozenset({"retries", "retry_delay"})
+
+UPDATABLE = frozenset(
+    {
+        "name",
+        "flow_version",
+        "parameters",
+        "context",
+        "run_config",
+        "tags",
+        "labels",
+        "empirical_policy",
+        "work_pool_name",
+        "work_queue_name",
+    }
+)
+
+
+def update_flow_run(
+    session: Session, flow_run_id: uuid.UUID, changes: dict[str, Any]
+) -> m.FlowRun:
+    run = get_flow_run(session, flow_run_id)
+    for name, value in changes.items():
+        if name == "tags":
+            set_tags(run, m.FlowRunTag, value)
+        elif name == "empirical_policy":
+            kept = {k: v for k, v in run.empirical_policy.items() if k not in CLIENT_POLICY_KEYS}
+            run.empirical_policy = {**kept, **value}
+        elif name == "name":
+            run.name = value or generate_name()
+        else:
+            setattr(run, name, value)
+    if "work_pool_name" in changes or "work_queue_name" in changes:
+        ensure_work_queue(session, run.work_pool_name, run.work_queue_name)
+    run.updated = now()
+    session.flush()
+    return run
+
+
+def delete_flow_run(session: Session, flow_run_id: uuid.UUID) -> None:
+    session.delete(get_flow_run(session, flow_run_id))
+
+
+_STATE_SORT = SortKey(m.FlowRunState.id, False, m.FlowRunState.timestamp, lambda r: r.timestamp)
+
+
+def list_flow_run_states(
+    session: Session, flow_run_id: uuid.UUID, page: PageRequest, tokens: PageTokens
+) -> tuple[Sequence[m.FlowRunState], str]:
+    get_flow_run(session, flow_run_id)
+    statement = select(m.FlowRunState).where(m.FlowRunState.flow_run_id == flow_run_id)
+    return fetch_page(session, statement, _STATE_SORT, page, tokens)

@@ -1,0 +1,97 @@
+"""Flows: get-or-create by name, lookups, lists and deletes."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from runwire.v1 import filters_pb2 as f
+from runwire_server.convert import now
+from runwire_server.errors import NotFound
+from runwire_server.services.common import get_or_404, insert_or_get, set_tags
+from runwire_server.storage import filters, models as m
+from runwire_server.storage.paging import PageRequest, PageTokens, SortKey, choose_sort, fetch_page
+
+
+@dataclass(frozen=True)
+class NewFlow:
+    name: str
+    project_name: str | None = None
+    storage_type: str | None = None
+    tags: list[str] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+def create_flow(session: Session, new: NewFlow) -> tuple[m.Flow, bool]:
+    def make() -> m.Flow:
+        at = now()
+        flow = m.Flow(
+            name=new.name,
+            project_name=new.project_name,
+            storage_type=new.storage_type,
+            labels=new.labels,
+            created=at,
+            updated=at,
+        )
+        set_tags(flow, m.FlowTag, new.tags)
+        return flow
+
+    return insert_or_get(session, make, lambda: find_by_name(session, new.name))
+
+
+def find_by_name(session: Session, name: str) -> m.Flow | None:
+    return session.scalars(select(m.Flow).where(m.Flow.name == name)).one_or_none()
+
+
+def get_flow(session: Session, flow_id: uuid.UUID) -> m.Flow:
+    return get_or_404(session, m.Flow, flow_id, "flow")
+
+
+def get_flow_by_name(session: Session, name: str) -> m.Flow:
+    flow = find_by_name(session, name)
+    if flow is None:
+        raise NotFound("flow", name)
+    return flow
+
+
+_SORTS = {
+    f.FLOW_SORT_UNSPECIFIED: SortKey(m.Flow.id, False, m.Flow.name, lambda r: r.name),
+    f.FLOW_SORT_NAME_ASC: SortKey(m.Flow.id, False, m.Flow.name, lambda r: r.name),
+    f.FLOW_SORT_NAME_DESC: SortKey(m.Flow.id, True, m.Flow.name, lambda r: r.name),
+    f.FLOW_SORT_CREATED_DESC: SortKey(m.Flow.id, True, m.Flow.created, lambda r: r.created),
+    f.FLOW_SORT_UPDATED_DESC: SortKey(m.Flow.id, True, m.Flow.updated, lambda r: r.updated),
+}
+
+
+def list_flows(
+    session: Session,
+    *,
+    flows: f.FlowFilter,
+    flow_runs: f.FlowRunFilter,
+    deployments: f.DeploymentFilter,
+    sort: int,
+    page: PageRequest,
+    tokens: PageTokens,
+) -> tuple[Sequence[m.Flow], str]:
+    from sqlalchemy import exists
+
+    clauses: list[Any] = [filters.flow_clause(flows, "flows")]
+    run_clause = filters.flow_run_clause(flow_runs, "flow_runs")
+    if run_clause is not None:
+        clauses.append(exists(select(1).where(m.FlowRun.flow_id == m.Flow.id, run_clause)))
+    deployment_clause = filters.deployment_clause(deployments, "deployments")
+    if deployment_clause is not None:
+        clauses.append(
+            exists(select(1).where(m.Deployment.flow_id == m.Flow.id, deployment_clause))
+        )
+    statement = select(m.Flow).where(*[c for c in clauses if c is not None])
+    return fetch_page(session, statement, choose_sort(_SORTS, sort), page, tokens)
+
+
+def delete_flow(session: Session, flow_id: uuid.UUID) -> None:
+    session.delete(get_flow(session, flow_id))

@@ -1,0 +1,66 @@
+"""Server settings: defaults, then RUNWIRE_* environment variables, then explicit overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+
+def default_database_url() -> str:
+    path = Path(platformdirs.user_data_dir("runwire")) / "runwire.db"
+    return f"sqlite:///{path}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of the server. Each field `x` is read from the variable `RUNWIRE_X`."""
+
+    listen_address: str = "127.0.0.1:50051"
+    database_url: str = dataclasses.field(default_factory=default_database_url)
+    log_level: str = "INFO"
+    log_format: str = "console"  # or "json"
+    default_page_size: int = 200
+    max_page_size: int = 200
+    max_inline_result_bytes: int = 1024 * 1024
+    shutdown_grace_seconds: float = 10.0
+    page_token_secret: str = ""  # empty: a secret stored in the database is used
+
+    @classmethod
+    def load(
+        cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+    ) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field in fields(cls):
+            raw = env.get(f"RUNWIRE_{field.name.upper()}")
+            if raw is not None and raw != "":
+                values[field.name] = _coerce(field.name, field.type, raw)
+        for key, value in (overrides or {}).items():
+            if value is not None:
+                values[key] = value
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.log_format not in ("console", "json"):
+            raise ValueError(f"log_format must be 'console' or 'json', not {self.log_format!r}")
+        if not 1 <= self.default_page_size <= self.max_page_size:
+            raise ValueError("default_page_size must be between 1 and max_page_size")
+
+
+def _coerce(name: str, type_name: Any, raw: str) -> Any:
+    try:
+        if type_name in (int, "int"):
+            return int(raw)
+        if type_name in (float, "float"):
+            return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"RUNWIRE_{name.upper()} must be a number, not {raw!r}") from exc
+    return raw

@@ -1,0 +1,125 @@
+"""The database handle: engine set-up per dialect and the one way to run a unit of work."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import secrets
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from runwire_server.errors import Unavailable
+from runwire_server.storage.models import Base, Meta
+
+T = TypeVar("T")
+
+# Set while a unit of work that writes is starting, so SQLite takes its write lock up front
+# (BEGIN IMMEDIATE) instead of failing to upgrade a read lock half-way through.
+_WRITE_INTENT: contextvars.ContextVar[bool] = contextvars.ContextVar("write_intent", default=False)
+
+
+class Database:
+    """Runs units of work (plain functions of a Session) in their own transaction.
+
+    On SQLite each unit runs inline on the event loop: SQLite serializes writers anyway, and a
+    thread hop costs more than the short transactions themselves. On other databases units run
+    on a thread pool so that network round trips do not block the loop.
+    """
+
+    def __init__(self, url: str, *, pool_size: int = 8) -> None:
+        parsed = make_url(url)
+        self.url = parsed
+        self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        self.engine = _sqlite_engine(url) if self.is_sqlite else create_engine(
+            url, pool_size=pool_size, pool_pre_ping=True
+        )
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._executor = None if self.is_sqlite else ThreadPoolExecutor(pool_size, "runwire-db")
+
+    def create_schema(self) -> None:
+        Base.metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+        self.engine.dispose()
+
+    async def read(self, work: Callable[[Session], T]) -> T:
+        return await self._run(work, write=False)
+
+    async def write(self, work: Callable[[Session], T]) -> T:
+        return await self._run(work, write=True)
+
+    async def _run(self, work: Callable[[Session], T], *, write: bool) -> T:
+        if self._executor is None:
+            return self.run_sync(work, write=write)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: self.run_sync(work, write=write))
+
+    def run_sync(self, work: Callable[[Session], T], *, write: bool = True) -> T:
+        token = _WRITE_INTENT.set(write)
+        try:
+            with self._sessions.begin() as session:
+                return work(session)
+        except OperationalError as exc:
+            raise Unavailable(f"database unavailable: {exc.orig}") from exc
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise Unavailable("database connection lost") from exc
+            raise
+        finally:
+            _WRITE_INTENT.reset(token)
+
+    def page_token_secret(self) -> bytes:
+        """The secret that signs page tokens, made once and shared by every replica."""
+
+        def load(session: Session) -> str:
+            row = session.get(Meta, "page_token_secret")
+            if row is None:
+                row = Meta(key="page_token_secret", value=secrets.token_hex(32))
+                session.add(row)
+                session.flush()
+            return row.value
+
+        try:
+            return bytes.fromhex(self.run_sync(load))
+        except Unavailable:
+            raise
+        except DBAPIError:
+            # Another replica created it first.
+            return bytes.fromhex(self.run_sync(load))
+
+
+def _sqlite_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": 30},
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Manage transactions ourselves (pysqlite's own handling breaks SAVEPOINT and
+        # BEGIN IMMEDIATE).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # FULL: an acknowledged commit survives power loss, not just a process crash.
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if _WRITE_INTENT.get() else "BEGIN")
+
+    return engine

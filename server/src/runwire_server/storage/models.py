@@ -1,0 +1,260 @@
+"""Tables. Tags live in one table per owner so that tag filters use indexes on every database."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    func,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from runwire_server.ids import new_id
+from runwire_server.storage.types import JsonDocument, UTCDateTime
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JsonDocument}
+
+
+class TimestampsMixin:
+    created: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class TagRow:
+    """One tag of one owner; `owner_id` is named after the owner in each table."""
+
+    owner_id: Mapped[uuid.UUID]
+    tag: Mapped[str] = mapped_column(String(255), primary_key=True)
+
+
+class TaggedMixin:
+    tag_rows: Any
+
+    @property
+    def tags(self) -> list[str]:
+        return sorted(row.tag for row in self.tag_rows)
+
+
+class Meta(Base):
+    """Server-wide key/value facts, such as the page-token signing secret."""
+
+    __tablename__ = "runwire_meta"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class FlowTag(TagRow, Base):
+    __tablename__ = "flow_tags"
+    __table_args__ = (Index("ix_flow_tags_tag", "tag"),)
+    owner_id: Mapped[uuid.UUID] = mapped_column(
+        "flow_id", ForeignKey("flows.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
+class Flow(TaggedMixin, TimestampsMixin, Base):
+    __tablename__ = "flows"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    project_name: Mapped[str | None] = mapped_column(String(255))
+    storage_type: Mapped[str | None] = mapped_column(String(255))
+    labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    tag_rows: Mapped[list[FlowTag]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin", passive_deletes=True
+    )
+    __table_args__ = (Index("ix_flows_created", "created", "id"), Index("ix_flows_updated", "updated", "id"))
+
+
+class WorkPool(Base):
+    """A work pool named by a run or deployment; created on first use."""
+
+    __tablename__ = "work_pools"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    type: Mapped[str | None] = mapped_column(String(255))
+
+
+class WorkQueue(Base):
+    """A work queue (within an optional pool) named by a run or deployment; created on first use."""
+
+    __tablename__ = "work_queues"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    work_pool_name: Mapped[str | None] = mapped_column(String(255))
+    name: Mapped[str] = mapped_column(String(255))
+    __table_args__ = (UniqueConstraint("work_pool_name", "name"), Index("ix_work_queues_name", "name"))
+
+
+class DeploymentTag(TagRow, Base):
+    __tablename__ = "deployment_tags"
+    __table_args__ = (Index("ix_deployment_tags_tag", "tag"),)
+    owner_id: Mapped[uuid.UUID] = mapped_column(
+        "deployment_id", ForeignKey("deployments.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
+class Deployment(TaggedMixin, TimestampsMixin, Base):
+    __tablename__ = "deployments"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(255))
+    flow_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("flows.id", ondelete="CASCADE"))
+    work_pool_name: Mapped[str | None] = mapped_column(String(255), index=True)
+    work_queue_name: Mapped[str | None] = mapped_column(String(255), index=True)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    tag_rows: Mapped[list[DeploymentTag]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin", passive_deletes=True
+    )
+    __table_args__ = (
+        UniqueConstraint("flow_id", "name"),
+        Index("ix_deployments_name", "name", "id"),
+        Index("ix_deployments_created", "created", "id"),
+        Index("ix_deployments_updated", "updated", "id"),
+    )
+
+
+class RunColumnsMixin(TimestampsMixin):
+    """Fields that flow runs and task runs share: current state and timing bookkeeping."""
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(255))
+    state_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    state_type: Mapped[str | None] = mapped_column(String(16))
+    state_name: Mapped[str | None] = mapped_column(String(255))
+    state_timestamp: Mapped[datetime | None]
+    run_count: Mapped[int] = mapped_column(Integer, default=0)
+    expected_start_time: Mapped[datetime | None]
+    next_scheduled_start_time: Mapped[datetime | None]
+    start_time: Mapped[datetime | None]
+    end_time: Mapped[datetime | None]
+    total_run_time: Mapped[float] = mapped_column(Float, default=0.0)  # seconds
+    empirical_policy: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class StateColumnsMixin:
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    type: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(255))
+    timestamp: Mapped[datetime]
+    message: Mapped[str | None] = mapped_column(Text)
+    state_details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    result: Mapped[dict[str, Any] | None]
+
+
+class FlowRunState(StateColumnsMixin, Base):
+    __tablename__ = "flow_run_states"
+    flow_run_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("flow_runs.id", ondelete="CASCADE"))
+    __table_args__ = (UniqueConstraint("flow_run_id", "timestamp"),)
+
+
+class FlowRunTag(TagRow, Base):
+    __tablename__ = "flow_run_tags"
+    __table_args__ = (Index("ix_flow_run_tags_tag", "tag"),)
+    owner_id: Mapped[uuid.UUID] = mapped_column(
+        "flow_run_id", ForeignKey("flow_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
+class FlowRun(TaggedMixin, RunColumnsMixin, Base):
+    __tablename__ = "flow_runs"
+    flow_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("flows.id", ondelete="CASCADE"), index=True)
+    deployment_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("deployments.id", ondelete="SET NULL"), index=True
+    )
+    work_pool_name: Mapped[str | None] = mapped_column(String(255), index=True)
+    work_queue_name: Mapped[str | None] = mapped_column(String(255), index=True)
+    parameters: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    context: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    run_config: Mapped[dict[str, Any] | None]
+    labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), index=True)
+    # No foreign key: task runs reference flow runs too, and the cycle buys nothing.
+    parent_task_run_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)
+    flow_version: Mapped[str | None] = mapped_column(String(255), index=True)
+    created_by_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    created_by_type: Mapped[str | None] = mapped_column(String(255))
+    created_by_display_value: Mapped[str | None] = mapped_column(String(255))
+    tag_rows: Mapped[list[FlowRunTag]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin", passive_deletes=True
+    )
+    state: Mapped[FlowRunState | None] = relationship(
+        primaryjoin="foreign(FlowRun.state_id) == FlowRunState.id", lazy="joined", viewonly=True
+    )
+    __table_args__ = (
+        UniqueConstraint("flow_id", "idempotency_key"),
+        Index("ix_flow_runs_state_type", "state_type"),
+        Index("ix_flow_runs_state_name", "state_name"),
+        Index("ix_flow_runs_name", "name", "id"),
+        Index("ix_flow_runs_start_time", "start_time"),
+        Index("ix_flow_runs_expected_start_time", "expected_start_time", "id"),
+        Index("ix_flow_runs_next_scheduled", "next_scheduled_start_time", "id"),
+        Index("ix_flow_runs_end_time", "end_time", "id"),
+    )
+
+
+# START_TIME sorts and filters compare the start time, or the expected one for runs not started.
+FLOW_RUN_EFFECTIVE_START = func.coalesce(FlowRun.start_time, FlowRun.expected_start_time)
+Index("ix_flow_runs_effective_start", FLOW_RUN_EFFECTIVE_START, FlowRun.id)
+
+
+class TaskRunState(StateColumnsMixin, Base):
+    __tablename__ = "task_run_states"
+    task_run_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("task_runs.id", ondelete="CASCADE"))
+    __table_args__ = (UniqueConstraint("task_run_id", "timestamp"),)
+
+
+class TaskRunTag(TagRow, Base):
+    __tablename__ = "task_run_tags"
+    __table_args__ = (Index("ix_task_run_tags_tag", "tag"),)
+    owner_id: Mapped[uuid.UUID] = mapped_column(
+        "task_run_id", ForeignKey("task_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
+class TaskRun(TaggedMixin, RunColumnsMixin, Base):
+    __tablename__ = "task_runs"
+    flow_run_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("flow_runs.id", ondelete="CASCADE"))
+    task_key: Mapped[str] = mapped_column(String(255))
+    dynamic_key: Mapped[str] = mapped_column(String(255), default="")
+    map_index: Mapped[int] = mapped_column(Integer, default=-1)
+    cache_key: Mapped[str | None] = mapped_column(Text)
+    cache_expiration: Mapped[datetime | None]
+    task_version: Mapped[str | None] = mapped_column(String(255))
+    task_inputs: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    flow_run_run_count: Mapped[int] = mapped_column(Integer, default=0)
+    tag_rows: Mapped[list[TaskRunTag]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin", passive_deletes=True
+    )
+    state: Mapped[TaskRunState | None] = relationship(
+        primaryjoin="foreign(TaskRun.state_id) == TaskRunState.id", lazy="joined", viewonly=True
+    )
+    __table_args__ = (
+        UniqueConstraint("flow_run_id", "task_key", "dynamic_key"),
+        Index("ix_task_runs_slug", "flow_run_id", "task_key", "map_index"),
+        Index("ix_task_runs_state_type", "state_type"),
+        Index("ix_task_runs_name", "name", "id"),
+        Index("ix_task_runs_expected_start_time", "expected_start_time", "id"),
+        Index("ix_task_runs_end_time", "end_time", "id"),
+    )
+
+
+class Log(Base):
+    __tablename__ = "logs"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    flow_run_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("flow_runs.id", ondelete="CASCADE"))
+    task_run_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    level: Mapped[int] = mapped_column(Integer)
+    message: Mapped[str] = mapped_column(Text)
+    timestamp: Mapped[datetime]
+    __table_args__ = (Index("ix_logs_flow_run_timestamp", "flow_run_id", "timestamp", "id"),)

@@ -1,0 +1,78 @@
+"""Test helpers: unique names, quick creates and reading error details off a failed call."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from runwire.v1 import flow_pb2, flow_run_pb2, flow_run_service_pb2, flow_service_pb2
+
+
+def unique(prefix: str = "t") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@dataclass
+class ErrorDetails:
+    code: grpc.StatusCode
+    message: str
+    reason: str
+    domain: str
+    metadata: dict[str, str]
+    fields: list[str]
+
+
+def details_of(error: grpc.aio.AioRpcError) -> ErrorDetails:
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    info = error_details_pb2.ErrorInfo()
+    bad = error_details_pb2.BadRequest()
+    if status is not None:
+        for detail in status.details:
+            if detail.Is(info.DESCRIPTOR):
+                detail.Unpack(info)
+            elif detail.Is(bad.DESCRIPTOR):
+                detail.Unpack(bad)
+    return ErrorDetails(
+        code=error.code(),
+        message=error.details() or "",
+        reason=info.reason,
+        domain=info.domain,
+        metadata=dict(info.metadata),
+        fields=[v.field for v in bad.field_violations],
+    )
+
+
+async def expect_error(call: Any, code: grpc.StatusCode, field: str | None = None) -> ErrorDetails:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call
+    details = details_of(caught.value)
+    assert details.code == code, details
+    if code is not grpc.StatusCode.UNIMPLEMENTED:
+        assert details.domain == "runwire.dev"
+        assert details.reason
+    if field is not None:
+        assert field in details.fields, details
+        assert details.metadata["field"] == field
+    return details
+
+
+async def make_flow(flows: Any, name: str | None = None, **fields: Any) -> flow_pb2.Flow:
+    response = await flows.CreateFlow(
+        flow_service_pb2.CreateFlowRequest(flow=flow_pb2.Flow(name=name or unique("flow"), **fields))
+    )
+    return response.flow  # type: ignore[no-any-return]
+
+
+async def make_run(runs: Any, flow_id: str, **fields: Any) -> flow_run_pb2.FlowRun:
+    response = await runs.CreateFlowRun(
+        flow_run_service_pb2.CreateFlowRunRequest(
+            flow_run=flow_run_pb2.FlowRun(flow_id=flow_id, **fields)
+        )
+    )
+    return response.flow_run  # type: ignore[no-any-return]

@@ -1,0 +1,172 @@
+"""FlowService and DeploymentService over gRPC."""
+
+from __future__ import annotations
+
+import uuid
+
+import grpc
+
+from runwire.v1 import deployment_pb2, filters_pb2 as f, flow_pb2
+from runwire.v1 import deployment_service_pb2 as dpb
+from runwire.v1 import flow_run_service_pb2 as rpb
+from runwire.v1 import flow_service_pb2 as pb
+from tests.helpers import expect_error, make_flow, make_run, unique
+
+INVALID = grpc.StatusCode.INVALID_ARGUMENT
+NOT_FOUND = grpc.StatusCode.NOT_FOUND
+
+
+async def test_create_flow_is_get_or_create(flows):
+    name = unique("flow")
+    first = await flows.CreateFlow(
+        pb.CreateFlowRequest(
+            flow=flow_pb2.Flow(name=name, tags=["b", "a", "b"], labels={"team": "data"})
+        )
+    )
+    again = await flows.CreateFlow(pb.CreateFlowRequest(flow=flow_pb2.Flow(name=name)))
+    assert first.created and not again.created
+    assert again.flow.id == first.flow.id
+    assert sorted(first.flow.tags) == ["a", "b"]
+    assert first.flow.labels["team"] == "data"
+    assert first.flow.created.seconds > 0
+
+
+async def test_create_flow_requires_a_name(flows):
+    await expect_error(flows.CreateFlow(pb.CreateFlowRequest(flow=flow_pb2.Flow())), INVALID, "flow.name")
+    await expect_error(
+        flows.CreateFlow(pb.CreateFlowRequest(flow=flow_pb2.Flow(name="x" * 256))), INVALID, "flow.name"
+    )
+    await expect_error(
+        flows.CreateFlow(pb.CreateFlowRequest(flow=flow_pb2.Flow(name="ok", tags=[""]))),
+        INVALID,
+        "flow.tags[0]",
+    )
+
+
+async def test_get_flow_by_id_and_name(flows):
+    flow = await make_flow(flows)
+    got = await flows.GetFlow(pb.GetFlowRequest(flow_id=flow.id))
+    assert got.flow == flow
+    by_name = await flows.GetFlowByName(pb.GetFlowByNameRequest(name=flow.name))
+    assert by_name.flow == flow
+
+
+async def test_get_flow_errors(flows):
+    await expect_error(flows.GetFlow(pb.GetFlowRequest(flow_id="nope")), INVALID, "flow_id")
+    await expect_error(flows.GetFlow(pb.GetFlowRequest()), INVALID, "flow_id")
+    missing = await expect_error(flows.GetFlow(pb.GetFlowRequest(flow_id=str(uuid.uuid4()))), NOT_FOUND)
+    assert missing.reason == "RESOURCE_NOT_FOUND"
+    await expect_error(flows.GetFlowByName(pb.GetFlowByNameRequest(name=unique())), NOT_FOUND)
+    await expect_error(flows.GetFlowByName(pb.GetFlowByNameRequest()), INVALID, "name")
+
+
+async def test_list_flows_filters_sorts_and_pages(flows, runs):
+    tag = unique("tag")
+    names = [unique(f"list{i}") for i in range(5)]
+    created = [await make_flow(flows, n, tags=[tag]) for n in names]
+    tagged = f.FlowFilter(tags=f.TagsFilter(all_of=f.StringList(values=[tag])))
+
+    listed = await flows.ListFlows(pb.ListFlowsRequest(flows=tagged, sort=f.FLOW_SORT_NAME_DESC))
+    assert [x.name for x in listed.flows] == sorted(names, reverse=True)
+    assert listed.next_page_token == ""
+
+    seen: list[str] = []
+    token = ""
+    while True:
+        page = await flows.ListFlows(pb.ListFlowsRequest(flows=tagged, page_size=2, page_token=token))
+        seen += [x.name for x in page.flows]
+        token = page.next_page_token
+        if not token:
+            break
+    assert seen == sorted(names)
+
+    by_name = await flows.ListFlows(
+        pb.ListFlowsRequest(flows=f.FlowFilter(name=f.StringFilter(like=names[2][-6:].upper())))
+    )
+    assert [x.id for x in by_name.flows] == [created[2].id]
+
+    await make_run(runs, created[0].id)
+    with_runs = await flows.ListFlows(
+        pb.ListFlowsRequest(flows=tagged, flow_runs=f.FlowRunFilter(name=f.StringFilter(like="-")))
+    )
+    assert [x.id for x in with_runs.flows] == [created[0].id]
+
+    await expect_error(flows.ListFlows(pb.ListFlowsRequest(page_size=-1)), INVALID, "page_size")
+    await expect_error(flows.ListFlows(pb.ListFlowsRequest(sort=99)), INVALID, "sort")
+
+
+async def test_delete_flow_removes_its_runs(flows, runs):
+    flow = await make_flow(flows)
+    run = await make_run(runs, flow.id)
+    await flows.DeleteFlow(pb.DeleteFlowRequest(flow_id=flow.id))
+    await expect_error(flows.GetFlow(pb.GetFlowRequest(flow_id=flow.id)), NOT_FOUND)
+    await expect_error(runs.GetFlowRun(rpb.GetFlowRunRequest(flow_run_id=run.id)), NOT_FOUND)
+    await expect_error(flows.DeleteFlow(pb.DeleteFlowRequest(flow_id=flow.id)), NOT_FOUND)
+    await expect_error(flows.DeleteFlow(pb.DeleteFlowRequest(flow_id="1")), INVALID, "flow_id")
+
+
+async def test_deployments(flows, deployments, runs):
+    flow = await make_flow(flows)
+    name = unique("dep")
+    created = await deployments.CreateDeployment(
+        dpb.CreateDeploymentRequest(
+            deployment=deployment_pb2.Deployment(
+                name=name, flow_id=flow.id, tags=["prod"], work_pool_name="pool-a",
+                work_queue_name="q1",
+            )
+        )
+    )
+    dep = created.deployment
+    assert dep.flow_id == flow.id and dep.work_pool_name == "pool-a" and list(dep.tags) == ["prod"]
+    got = await deployments.GetDeployment(dpb.GetDeploymentRequest(deployment_id=dep.id))
+    assert got.deployment == dep
+
+    await expect_error(
+        deployments.CreateDeployment(
+            dpb.CreateDeploymentRequest(deployment=deployment_pb2.Deployment(name=name, flow_id=flow.id))
+        ),
+        grpc.StatusCode.ALREADY_EXISTS,
+    )
+    await expect_error(
+        deployments.CreateDeployment(
+            dpb.CreateDeploymentRequest(
+                deployment=deployment_pb2.Deployment(name=name, flow_id=str(uuid.uuid4()))
+            )
+        ),
+        NOT_FOUND,
+    )
+    await expect_error(
+        deployments.CreateDeployment(
+            dpb.CreateDeploymentRequest(deployment=deployment_pb2.Deployment(flow_id=flow.id))
+        ),
+        INVALID,
+        "deployment.name",
+    )
+    await expect_error(
+        deployments.GetDeployment(dpb.GetDeploymentRequest(deployment_id=str(uuid.uuid4()))), NOT_FOUND
+    )
+    await expect_error(deployments.GetDeployment(dpb.GetDeploymentRequest()), INVALID, "deployment_id")
+
+    listed = await deployments.ListDeployments(
+        dpb.ListDeploymentsRequest(
+            flows=f.FlowFilter(id=f.StringFilter(any_of=f.StringList(values=[flow.id])))
+        )
+    )
+    assert [d.id for d in listed.deployments] == [dep.id]
+    by_either_name = await deployments.ListDeployments(
+        dpb.ListDeploymentsRequest(
+            deployments=f.DeploymentFilter(
+                flow_or_deployment_name=f.StringFilter(like=flow.name), paused=f.BoolFilter(eq=False)
+            )
+        )
+    )
+    assert [d.id for d in by_either_name.deployments] == [dep.id]
+
+    run = await make_run(runs, flow.id, deployment_id=dep.id)
+    assert run.deployment_id == dep.id
+    await deployments.DeleteDeployment(dpb.DeleteDeploymentRequest(deployment_id=dep.id))
+    after = await runs.GetFlowRun(rpb.GetFlowRunRequest(flow_run_id=run.id))
+    assert after.flow_run.deployment_id == ""
+    await expect_error(
+        deployments.DeleteDeployment(dpb.DeleteDeploymentRequest(deployment_id=dep.id)), NOT_FOUND
+    )
