@@ -21,7 +21,9 @@ PACKAGE = OUT / "runwire" / "v1"
 def main() -> int:
     for old in PACKAGE.glob("*_pb2*.py*"):
         old.unlink()
-    sources = sorted(str(p.relative_to(PROTOS)) for p in (PROTOS / "runwire" / "v1").glob("*.proto"))
+    sources = sorted(
+        str(p.relative_to(PROTOS)) for p in (PROTOS / "runwire" / "v1").glob("*.proto")
+    )
     # protoc finds the mypy plugins on PATH, so put this interpreter's scripts first.
     env = dict(os.environ)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
 import pytest_asyncio
-
 from runwire.v1 import (
     deployment_service_pb2_grpc,
     flow_run_service_pb2_grpc,
@@ -18,8 +24,12 @@ from runwire.v1 import (
     log_service_pb2_grpc,
     task_run_service_pb2_grpc,
 )
+from runwire_server.log_config import configure_logging
 from runwire_server.server import RunningServer, serving
 from runwire_server.settings import Settings
+
+configure_logging("WARNING", "console")
+RUNWIRE_CLI = Path(sys.executable).with_name("runwire")
 
 
 def make_settings(db_path: Path, **overrides: Any) -> Settings:
@@ -54,26 +64,89 @@ async def channel(server: RunningServer) -> AsyncIterator[grpc.aio.Channel]:
         yield ch
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def flows(channel: grpc.aio.Channel) -> flow_service_pb2_grpc.FlowServiceAsyncStub:
     return flow_service_pb2_grpc.FlowServiceStub(channel)  # type: ignore[return-value]
 
 
-@pytest.fixture
-def deployments(channel: grpc.aio.Channel) -> deployment_service_pb2_grpc.DeploymentServiceAsyncStub:
+@pytest.fixture(scope="session")
+def deployments(
+    channel: grpc.aio.Channel,
+) -> deployment_service_pb2_grpc.DeploymentServiceAsyncStub:
     return deployment_service_pb2_grpc.DeploymentServiceStub(channel)  # type: ignore[return-value]
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def runs(channel: grpc.aio.Channel) -> flow_run_service_pb2_grpc.FlowRunServiceAsyncStub:
     return flow_run_service_pb2_grpc.FlowRunServiceStub(channel)  # type: ignore[return-value]
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def task_runs(channel: grpc.aio.Channel) -> task_run_service_pb2_grpc.TaskRunServiceAsyncStub:
     return task_run_service_pb2_grpc.TaskRunServiceStub(channel)  # type: ignore[return-value]
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def logs(channel: grpc.aio.Channel) -> log_service_pb2_grpc.LogServiceAsyncStub:
     return log_service_pb2_grpc.LogServiceStub(channel)  # type: ignore[return-value]
+
+
+@dataclass
+class ServerProcess:
+    process: subprocess.Popen[str]
+    port: int
+    lines: list[dict[str, Any]]
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        out, _ = self.process.communicate(timeout=30)
+        self.lines += [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        return self.process.returncode
+
+
+def start_server_process(database_url: str, *extra: str) -> ServerProcess:
+    """Run `runwire server start` as a user would, and wait until it listens."""
+    env = {**os.environ, "RUNWIRE_LOG_FORMAT": "json"}
+    process = subprocess.Popen(
+        [
+            str(RUNWIRE_CLI),
+            "server",
+            "start",
+            "--listen-address",
+            "127.0.0.1:0",
+            "--database-url",
+            database_url,
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    deadline = time.monotonic() + 60
+    lines: list[dict[str, Any]] = []
+    assert process.stdout is not None
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        if line.startswith("{"):
+            event = json.loads(line)
+            lines.append(event)
+            if event.get("event") == "server.listening":
+                return ServerProcess(process, int(event["port"]), lines)
+    process.kill()
+    raise RuntimeError(f"server process did not start: {lines}")
+
+
+@pytest.fixture
+def server_process() -> Iterator[Callable[[str], int]]:
+    started: list[ServerProcess] = []
+
+    def start(database_url: str) -> int:
+        started.append(start_server_process(database_url))
+        return started[-1].port
+
+    yield start
+    for proc in started:
+        proc.stop()

@@ -10,7 +10,6 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-
 from runwire.v1 import flow_pb2, flow_run_pb2, flow_run_service_pb2, flow_service_pb2
 
 
@@ -64,7 +63,9 @@ async def expect_error(call: Any, code: grpc.StatusCode, field: str | None = Non
 
 async def make_flow(flows: Any, name: str | None = None, **fields: Any) -> flow_pb2.Flow:
     response = await flows.CreateFlow(
-        flow_service_pb2.CreateFlowRequest(flow=flow_pb2.Flow(name=name or unique("flow"), **fields))
+        flow_service_pb2.CreateFlowRequest(
+            flow=flow_pb2.Flow(name=name or unique("flow"), **fields)
+        )
     )
     return response.flow  # type: ignore[no-any-return]
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import uuid
 
 import grpc
-
-from runwire.v1 import deployment_pb2, filters_pb2 as f, flow_pb2
+from runwire.v1 import deployment_pb2, flow_pb2
 from runwire.v1 import deployment_service_pb2 as dpb
+from runwire.v1 import filters_pb2 as f
 from runwire.v1 import flow_run_service_pb2 as rpb
 from runwire.v1 import flow_service_pb2 as pb
+
 from tests.helpers import expect_error, make_flow, make_run, unique
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -32,9 +33,13 @@ async def test_create_flow_is_get_or_create(flows):
 
 
 async def test_create_flow_requires_a_name(flows):
-    await expect_error(flows.CreateFlow(pb.CreateFlowRequest(flow=flow_pb2.Flow())), INVALID, "flow.name")
     await expect_error(
-        flows.CreateFlow(pb.CreateFlowRequest(flow=flow_pb2.Flow(name="x" * 256))), INVALID, "flow.name"
+        flows.CreateFlow(pb.CreateFlowRequest(flow=flow_pb2.Flow())), INVALID, "flow.name"
+    )
+    await expect_error(
+        flows.CreateFlow(pb.CreateFlowRequest(flow=flow_pb2.Flow(name="x" * 256))),
+        INVALID,
+        "flow.name",
     )
     await expect_error(
         flows.CreateFlow(pb.CreateFlowRequest(flow=flow_pb2.Flow(name="ok", tags=[""]))),
@@ -54,7 +59,9 @@ async def test_get_flow_by_id_and_name(flows):
 async def test_get_flow_errors(flows):
     await expect_error(flows.GetFlow(pb.GetFlowRequest(flow_id="nope")), INVALID, "flow_id")
     await expect_error(flows.GetFlow(pb.GetFlowRequest()), INVALID, "flow_id")
-    missing = await expect_error(flows.GetFlow(pb.GetFlowRequest(flow_id=str(uuid.uuid4()))), NOT_FOUND)
+    missing = await expect_error(
+        flows.GetFlow(pb.GetFlowRequest(flow_id=str(uuid.uuid4()))), NOT_FOUND
+    )
     assert missing.reason == "RESOURCE_NOT_FOUND"
     await expect_error(flows.GetFlowByName(pb.GetFlowByNameRequest(name=unique())), NOT_FOUND)
     await expect_error(flows.GetFlowByName(pb.GetFlowByNameRequest()), INVALID, "name")
@@ -73,7 +80,9 @@ async def test_list_flows_filters_sorts_and_pages(flows, runs):
     seen: list[str] = []
     token = ""
     while True:
-        page = await flows.ListFlows(pb.ListFlowsRequest(flows=tagged, page_size=2, page_token=token))
+        page = await flows.ListFlows(
+            pb.ListFlowsRequest(flows=tagged, page_size=2, page_token=token)
+        )
         seen += [x.name for x in page.flows]
         token = page.next_page_token
         if not token:
@@ -111,7 +120,10 @@ async def test_deployments(flows, deployments, runs):
     created = await deployments.CreateDeployment(
         dpb.CreateDeploymentRequest(
             deployment=deployment_pb2.Deployment(
-                name=name, flow_id=flow.id, tags=["prod"], work_pool_name="pool-a",
+                name=name,
+                flow_id=flow.id,
+                tags=["prod"],
+                work_pool_name="pool-a",
                 work_queue_name="q1",
             )
         )
@@ -123,7 +135,9 @@ async def test_deployments(flows, deployments, runs):
 
     await expect_error(
         deployments.CreateDeployment(
-            dpb.CreateDeploymentRequest(deployment=deployment_pb2.Deployment(name=name, flow_id=flow.id))
+            dpb.CreateDeploymentRequest(
+                deployment=deployment_pb2.Deployment(name=name, flow_id=flow.id)
+            )
         ),
         grpc.StatusCode.ALREADY_EXISTS,
     )
@@ -143,9 +157,12 @@ async def test_deployments(flows, deployments, runs):
         "deployment.name",
     )
     await expect_error(
-        deployments.GetDeployment(dpb.GetDeploymentRequest(deployment_id=str(uuid.uuid4()))), NOT_FOUND
+        deployments.GetDeployment(dpb.GetDeploymentRequest(deployment_id=str(uuid.uuid4()))),
+        NOT_FOUND,
     )
-    await expect_error(deployments.GetDeployment(dpb.GetDeploymentRequest()), INVALID, "deployment_id")
+    await expect_error(
+        deployments.GetDeployment(dpb.GetDeploymentRequest()), INVALID, "deployment_id"
+    )
 
     listed = await deployments.ListDeployments(
         dpb.ListDeploymentsRequest(
@@ -156,7 +173,8 @@ async def test_deployments(flows, deployments, runs):
     by_either_name = await deployments.ListDeployments(
         dpb.ListDeploymentsRequest(
             deployments=f.DeploymentFilter(
-                flow_or_deployment_name=f.StringFilter(like=flow.name), paused=f.BoolFilter(eq=False)
+                flow_or_deployment_name=f.StringFilter(like=flow.name),
+                paused=f.BoolFilter(eq=False),
             )
         )
     )

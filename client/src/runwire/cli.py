@@ -6,7 +6,9 @@ from typing import Annotated, Any
 
 import typer
 
-app = typer.Typer(help="Runwire: the state service for workflow orchestration.", no_args_is_help=True)
+app = typer.Typer(
+    help="Runwire: the state service for workflow orchestration.", no_args_is_help=True
+)
 server_app = typer.Typer(help="Run the Runwire server.", no_args_is_help=True)
 app.add_typer(server_app, name="server")
 
@@ -15,11 +17,15 @@ app.add_typer(server_app, name="server")
 def server_start(
     listen_address: Annotated[
         str | None,
-        typer.Option(help="host:port to listen on [env RUNWIRE_LISTEN_ADDRESS; default 127.0.0.1:50051]"),
+        typer.Option(
+            help="host:port to listen on [env RUNWIRE_LISTEN_ADDRESS; default 127.0.0.1:50051]"
+        ),
     ] = None,
     database_url: Annotated[
         str | None,
-        typer.Option(help="SQLAlchemy URL [env RUNWIRE_DATABASE_URL; default a SQLite file in the user data dir]"),
+        typer.Option(
+            help="SQLAlchemy URL [env RUNWIRE_DATABASE_URL; default: SQLite in the user data dir]"
+        ),
     ] = None,
     log_level: Annotated[
         str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR [env RUNWIRE_LOG_LEVEL]")

@@ -10,8 +10,8 @@ import pendulum
 from google.protobuf import json_format, struct_pb2
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
-
 from runwire.v1 import deployment_pb2, flow_pb2, flow_run_pb2, state_pb2
+
 from runwire_server.errors import InvalidArgument
 from runwire_server.orchestration import bookkeeping
 from runwire_server.orchestration.states import State, StateType
@@ -108,7 +108,9 @@ def details_from_json(details: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def result_from_proto(result: state_pb2.ResultReference, field: str, max_inline: int) -> dict[str, Any]:
+def result_from_proto(
+    result: state_pb2.ResultReference, field: str, max_inline: int
+) -> dict[str, Any]:
     which = result.WhichOneof("storage")
     if which is None:
         raise InvalidArgument(field, "needs inline_value or location_uri")

@@ -6,6 +6,8 @@ domain, metadata) and, where it fits, a BadRequest or ResourceInfo detail.
 
 from __future__ import annotations
 
+from typing import cast
+
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
@@ -26,17 +28,19 @@ class RunwireError(Exception):
         self.metadata = metadata or {}
 
     def details(self) -> list[any_pb2.Any]:
-        info = error_details_pb2.ErrorInfo(reason=self.reason, domain=DOMAIN, metadata=self.metadata)
+        info = error_details_pb2.ErrorInfo(
+            reason=self.reason, domain=DOMAIN, metadata=self.metadata
+        )
         return [_pack(info)]
 
     def to_status(self) -> grpc.Status:
         code_value: int = self.code.value[0]
         status = status_pb2.Status(code=code_value, message=self.message, details=self.details())
-        return rpc_status.to_status(status)
+        return cast(grpc.Status, rpc_status.to_status(status))
 
 
 class InvalidArgument(RunwireError):
-    """A request field is malformed or out of range. `field` is its path, e.g. `flow_run.flow_id`."""
+    """A request field is malformed or out of range; `field` is its path (`flow_run.flow_id`)."""
 
     code = grpc.StatusCode.INVALID_ARGUMENT
     reason = "INVALID_FIELD"
@@ -50,7 +54,10 @@ class InvalidArgument(RunwireError):
         violation = error_details_pb2.BadRequest.FieldViolation(
             field=self.field, description=self.description
         )
-        return [*super().details(), _pack(error_details_pb2.BadRequest(field_violations=[violation]))]
+        return [
+            *super().details(),
+            _pack(error_details_pb2.BadRequest(field_violations=[violation])),
+        ]
 
 
 class NotFound(RunwireError):
@@ -68,7 +75,9 @@ class NotFound(RunwireError):
         self.name = name
 
     def details(self) -> list[any_pb2.Any]:
-        info = error_details_pb2.ResourceInfo(resource_type=self.resource_type, resource_name=self.name)
+        info = error_details_pb2.ResourceInfo(
+            resource_type=self.resource_type, resource_name=self.name
+        )
         return [*super().details(), _pack(info)]
 
 
@@ -108,7 +117,7 @@ def internal_status(message: str = "internal error; see the server log") -> grpc
         message=message,
         details=[_pack(error_details_pb2.ErrorInfo(reason="INTERNAL", domain=DOMAIN))],
     )
-    return rpc_status.to_status(status)
+    return cast(grpc.Status, rpc_status.to_status(status))
 
 
 def _pack(message: object) -> any_pb2.Any:

@@ -9,7 +9,9 @@ from runwire_server.errors import InvalidArgument
 MAX_NAME = 255
 
 
-def text(value: str, field: str, *, required: bool = False, max_length: int = MAX_NAME) -> str | None:
+def text(
+    value: str, field: str, *, required: bool = False, max_length: int = MAX_NAME
+) -> str | None:
     """A short text value; None when empty and not required."""
     if not value.strip():
         if required:

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
 
 import grpc
-from sqlalchemy.orm import Session
-
-from runwire.v1 import flow_run_pb2, orchestration_pb2
+from runwire.v1 import flow_run_pb2, history_pb2, orchestration_pb2, state_pb2, watch_pb2
 from runwire.v1 import flow_run_service_pb2 as pb
 from runwire.v1 import flow_run_service_pb2_grpc as pb_grpc
-from runwire.v1 import history_pb2, state_pb2
+from sqlalchemy.orm import Session
+
 from runwire_server import convert, validation
 from runwire_server.api.context import AppContext
 from runwire_server.errors import InvalidArgument
@@ -44,6 +43,7 @@ class FlowRunServicer(pb_grpc.FlowRunServiceServicer):
         if msg.HasField("state"):
             initial = self._proposal(msg.state, "flow_run.state")
         else:
+
             def initial(at: datetime) -> State:
                 return State(type=StateType.PENDING, name="Pending", timestamp=at)
 
@@ -53,10 +53,14 @@ class FlowRunServicer(pb_grpc.FlowRunServiceServicer):
 
         return await self._app.db.write(work)
 
-    async def GetFlowRun(self, request: pb.GetFlowRunRequest, context: Context) -> pb.GetFlowRunResponse:
+    async def GetFlowRun(
+        self, request: pb.GetFlowRunRequest, context: Context
+    ) -> pb.GetFlowRunResponse:
         run_id = require_id(request.flow_run_id, "flow_run_id")
         return await self._app.db.read(
-            lambda s: pb.GetFlowRunResponse(flow_run=self._to_proto(flow_runs.get_flow_run(s, run_id)))
+            lambda s: pb.GetFlowRunResponse(
+                flow_run=self._to_proto(flow_runs.get_flow_run(s, run_id))
+            )
         )
 
     async def ListFlowRuns(
@@ -136,7 +140,7 @@ class FlowRunServicer(pb_grpc.FlowRunServiceServicer):
         self, request: pb.GetFlowRunHistoryRequest, context: Context
     ) -> pb.GetFlowRunHistoryResponse:
         for name in ("history_start", "history_end", "history_interval"):
-            if not request.HasField(name):  # type: ignore[arg-type]
+            if not request.HasField(name):
                 raise InvalidArgument(name, "is required")
         start = convert.to_datetime(request.history_start)
         end = convert.to_datetime(request.history_end)
@@ -168,6 +172,23 @@ class FlowRunServicer(pb_grpc.FlowRunServiceServicer):
             ]
         )
 
+    # Orchestrated resume, the task graph and watching come with their own issues; until then
+    # these answer UNIMPLEMENTED through the error interceptor.
+    async def ResumeFlowRun(
+        self, request: pb.ResumeFlowRunRequest, context: Context
+    ) -> pb.ResumeFlowRunResponse:
+        raise NotImplementedError
+
+    async def GetFlowRunGraph(
+        self, request: pb.GetFlowRunGraphRequest, context: Context
+    ) -> pb.GetFlowRunGraphResponse:
+        raise NotImplementedError
+
+    def WatchFlowRun(
+        self, request: watch_pb2.WatchFlowRunRequest, context: Context
+    ) -> AsyncIterator[watch_pb2.WatchFlowRunResponse]:
+        raise NotImplementedError
+
 
 def flow_run_values(msg: flow_run_pb2.FlowRun) -> flow_runs.FlowRunValues:
     """Validate the client-settable fields of a FlowRun message for create."""
@@ -195,7 +216,9 @@ def _settable_fields(msg: flow_run_pb2.FlowRun, prefix: str) -> dict[str, Any]:
         "flow_version": validation.text(msg.flow_version, f"{prefix}.flow_version"),
         "parameters": convert.struct_to_dict(msg.parameters),
         "context": convert.struct_to_dict(msg.context),
-        "run_config": convert.struct_to_dict(msg.run_config) if msg.HasField("run_config") else None,
+        "run_config": convert.struct_to_dict(msg.run_config)
+        if msg.HasField("run_config")
+        else None,
         "tags": validation.tags(msg.tags, f"{prefix}.tags"),
         "labels": validation.labels(msg.labels, f"{prefix}.labels"),
         "empirical_policy": convert.flow_run_policy_from_proto(

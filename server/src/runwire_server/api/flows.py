@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
-
 from runwire.v1 import deployment_service_pb2 as dpb
 from runwire.v1 import deployment_service_pb2_grpc as dgrpc
 from runwire.v1 import flow_service_pb2 as pb
 from runwire.v1 import flow_service_pb2_grpc as pb_grpc
+
 from runwire_server import convert, validation
 from runwire_server.api.context import AppContext
 from runwire_server.ids import require_id
@@ -22,7 +22,9 @@ class FlowServicer(pb_grpc.FlowServiceServicer):
     def __init__(self, app: AppContext) -> None:
         self._app = app
 
-    async def CreateFlow(self, request: pb.CreateFlowRequest, context: Context) -> pb.CreateFlowResponse:
+    async def CreateFlow(
+        self, request: pb.CreateFlowRequest, context: Context
+    ) -> pb.CreateFlowResponse:
         msg = request.flow
         new = flows.NewFlow(
             name=validation.text(msg.name, "flow.name", required=True) or "",
@@ -54,7 +56,9 @@ class FlowServicer(pb_grpc.FlowServiceServicer):
             )
         )
 
-    async def ListFlows(self, request: pb.ListFlowsRequest, context: Context) -> pb.ListFlowsResponse:
+    async def ListFlows(
+        self, request: pb.ListFlowsRequest, context: Context
+    ) -> pb.ListFlowsResponse:
         page = self._app.page(request, offset=request.offset)
 
         def work(session: Any) -> pb.ListFlowsResponse:
@@ -73,7 +77,9 @@ class FlowServicer(pb_grpc.FlowServiceServicer):
 
         return await self._app.db.read(work)
 
-    async def DeleteFlow(self, request: pb.DeleteFlowRequest, context: Context) -> pb.DeleteFlowResponse:
+    async def DeleteFlow(
+        self, request: pb.DeleteFlowRequest, context: Context
+    ) -> pb.DeleteFlowResponse:
         flow_id = require_id(request.flow_id, "flow_id")
         await self._app.db.write(lambda s: flows.delete_flow(s, flow_id))
         return pb.DeleteFlowResponse()

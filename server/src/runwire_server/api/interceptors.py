@@ -18,7 +18,9 @@ log = structlog.get_logger("runwire.rpc")
 
 async def _fail(context: grpc.aio.ServicerContext[Any, Any], method: str, exc: Exception) -> None:
     if isinstance(exc, RunwireError):
-        log.info("rpc.error", method=method, code=exc.code.name, reason=exc.reason, error=exc.message)
+        log.info(
+            "rpc.error", method=method, code=exc.code.name, reason=exc.reason, error=exc.message
+        )
         await context.abort_with_status(exc.to_status())
     if isinstance(exc, NotImplementedError):
         # The generated base servicers raise this for RPCs a later release implements.
@@ -32,9 +34,11 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler

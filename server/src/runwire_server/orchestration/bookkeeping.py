@@ -78,4 +78,3 @@ def estimated_start_time_delta(run: RunFields, now: datetime) -> timedelta:
     if not finished and expected < now:
         return now - expected
     return timedelta(0)
-

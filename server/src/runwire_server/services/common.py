@@ -59,7 +59,11 @@ def ensure_work_queue(session: Session, pool: str | None, queue: str | None) -> 
         insert_or_get(
             session,
             lambda: m.WorkQueue(work_pool_name=pool, name=queue),
-            lambda: session.query(m.WorkQueue)
-            .filter(m.WorkQueue.name == queue, m.WorkQueue.work_pool_name.is_not_distinct_from(pool))
-            .one_or_none(),
+            lambda: (
+                session.query(m.WorkQueue)
+                .filter(
+                    m.WorkQueue.name == queue, m.WorkQueue.work_pool_name.is_not_distinct_from(pool)
+                )
+                .one_or_none()
+            ),
         )

@@ -6,14 +6,15 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from runwire.v1 import filters_pb2 as f
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
-from runwire.v1 import filters_pb2 as f
 from runwire_server.convert import now
 from runwire_server.errors import AlreadyExists
 from runwire_server.services.common import ensure_work_queue, get_or_404, insert_or_get, set_tags
-from runwire_server.storage import filters, models as m
+from runwire_server.storage import filters
+from runwire_server.storage import models as m
 from runwire_server.storage.paging import PageRequest, PageTokens, SortKey, choose_sort, fetch_page
 
 

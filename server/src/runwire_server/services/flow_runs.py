@@ -9,16 +9,17 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import coolname
+from runwire.v1 import filters_pb2 as f
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from runwire.v1 import filters_pb2 as f
 from runwire_server.convert import details_to_json, now, state_from_row
 from runwire_server.errors import InvalidArgument, NotFound
 from runwire_server.orchestration.bookkeeping import apply_bookkeeping
 from runwire_server.orchestration.states import State
 from runwire_server.services.common import ensure_work_queue, get_or_404, insert_or_get, set_tags
-from runwire_server.storage import filters, models as m
+from runwire_server.storage import filters
+from runwire_server.storage import models as m
 from runwire_server.storage.paging import (
     PageRequest,
     PageTokens,
@@ -74,7 +75,9 @@ def create_flow_run(
         if values.idempotency_key is None:
             return None
         return session.scalars(
-            select(R).where(R.flow_id == values.flow_id, R.idempotency_key == values.idempotency_key)
+            select(R).where(
+                R.flow_id == values.flow_id, R.idempotency_key == values.idempotency_key
+            )
         ).one_or_none()
 
     def make() -> m.FlowRun:
@@ -117,9 +120,11 @@ def get_flow_run(session: Session, flow_run_id: uuid.UUID) -> m.FlowRun:
 
 def lock_flow_run(session: Session, flow_run_id: uuid.UUID) -> m.FlowRun:
     """Load a run for a state change: row-locked on PostgreSQL; SQLite holds its write lock."""
-    run = session.scalars(
-        select(R).where(R.id == flow_run_id).with_for_update(of=R)
-    ).unique().one_or_none()
+    run = (
+        session.scalars(select(R).where(R.id == flow_run_id).with_for_update(of=R))
+        .unique()
+        .one_or_none()
+    )
     if run is None:
         raise NotFound("flow run", str(flow_run_id))
     return run
@@ -237,9 +242,7 @@ UPDATABLE = frozenset(
 )
 
 
-def update_flow_run(
-    session: Session, flow_run_id: uuid.UUID, changes: dict[str, Any]
-) -> m.FlowRun:
+def update_flow_run(session: Session, flow_run_id: uuid.UUID, changes: dict[str, Any]) -> m.FlowRun:
     run = get_flow_run(session, flow_run_id)
     for name, value in changes.items():
         if name == "tags":

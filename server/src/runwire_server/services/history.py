@@ -6,14 +6,15 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from runwire.v1 import filters_pb2 as f
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from runwire.v1 import filters_pb2 as f
 from runwire_server.convert import now
 from runwire_server.errors import InvalidArgument
 from runwire_server.orchestration.bookkeeping import estimated_run_time, estimated_start_time_delta
-from runwire_server.storage import filters, models as m
+from runwire_server.storage import filters
+from runwire_server.storage import models as m
 
 MAX_INTERVALS = 500
 
@@ -39,7 +40,7 @@ def intervals(start: datetime, end: datetime, step: timedelta) -> list[Interval]
         raise InvalidArgument("history_interval", "must be at least one second")
     if end < start:
         raise InvalidArgument("history_end", "must not be before history_start")
-    count = -(-(end - start) // step)  # ceiling division
+    count = -(-_micros(end - start) // _micros(step))  # ceiling division
     if count > MAX_INTERVALS:
         raise InvalidArgument(
             "history_interval", f"gives {count} intervals; at most {MAX_INTERVALS} are allowed"
@@ -69,9 +70,10 @@ def flow_run_history(
         r.total_run_time,
     ).where(*clauses)
     at = now()
+    step_us = _micros(step)
     counts: dict[tuple[int, str, str], StateCount] = defaultdict(lambda: StateCount("", ""))
     for row in session.execute(statement).yield_per(1000):
-        index = int((row.expected_start_time - start) // step)
+        index = _micros(row.expected_start_time - start) // step_us
         key = (index, row.state_type or "", row.state_name or "")
         entry = counts[key]
         entry.state_type, entry.state_name = key[1], key[2]
@@ -81,3 +83,9 @@ def flow_run_history(
     for (index, _, _), entry in sorted(counts.items()):
         buckets[index].states.append(entry)
     return buckets
+
+
+def _micros(delta: timedelta) -> int:
+    # Integer arithmetic: pendulum's intervals do not divide by plain timedeltas, and floats
+    # would misplace runs that sit exactly on an interval boundary.
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds

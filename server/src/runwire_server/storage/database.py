@@ -36,8 +36,10 @@ class Database:
         parsed = make_url(url)
         self.url = parsed
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
-        self.engine = _sqlite_engine(url) if self.is_sqlite else create_engine(
-            url, pool_size=pool_size, pool_pre_ping=True
+        self.engine = (
+            _sqlite_engine(url)
+            if self.is_sqlite
+            else create_engine(url, pool_size=pool_size, pool_pre_ping=True)
         )
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._executor = None if self.is_sqlite else ThreadPoolExecutor(pool_size, "runwire-db")

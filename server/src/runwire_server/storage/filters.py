@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from runwire.v1 import filters_pb2 as f
 from sqlalchemy import ColumnElement, and_, exists, false, or_, select, true
 from sqlalchemy.orm import InstrumentedAttribute
 
-from runwire.v1 import filters_pb2 as f
 from runwire_server.errors import InvalidArgument
 from runwire_server.ids import require_id
 from runwire_server.storage import models as m
@@ -44,7 +44,9 @@ def string_clause(flt: f.StringFilter, column: Any, path: str) -> Clause | None:
     if flt.like:
         clauses.append(column.ilike(f"%{_escape_like(flt.like)}%", escape="\\"))
     if flt.HasField("starts_with"):
-        prefixes = [column.ilike(f"{_escape_like(p)}%", escape="\\") for p in flt.starts_with.values]
+        prefixes = [
+            column.ilike(f"{_escape_like(p)}%", escape="\\") for p in flt.starts_with.values
+        ]
         clauses.append(or_(*prefixes) if prefixes else false())
     if flt.HasField("is_null"):
         clauses.append(column.is_(None) if flt.is_null else column.is_not(None))
@@ -52,7 +54,7 @@ def string_clause(flt: f.StringFilter, column: Any, path: str) -> Clause | None:
 
 
 def id_clause(flt: f.StringFilter, column: Any, path: str) -> Clause | None:
-    """Like string_clause, for id columns: values must be UUIDs; like and starts_with don't apply."""
+    """string_clause for id columns: values must be UUIDs; like and starts_with do not apply."""
     if flt.like:
         raise InvalidArgument(f"{path}.like", "is not supported on ids")
     if flt.HasField("starts_with"):
@@ -100,7 +102,9 @@ def tags_clause(flt: f.TagsFilter, tag_model: Any, owner_id: Any) -> Clause | No
     return combine(flt.operator, clauses)
 
 
-def state_clause(flt: f.StateFilter, type_column: Any, name_column: Any, path: str) -> Clause | None:
+def state_clause(
+    flt: f.StateFilter, type_column: Any, name_column: Any, path: str
+) -> Clause | None:
     from runwire_server.convert import state_type_from_proto
 
     def types(values: Iterable[int], where: str) -> list[str]:
@@ -181,7 +185,9 @@ def deployment_clause(flt: f.DeploymentFilter, path: str) -> Clause | None:
 def flow_run_clause(flt: f.FlowRunFilter, path: str) -> Clause | None:
     r = m.FlowRun
     parent = None
-    parent_criteria = id_clause(flt.parent_flow_run_id, m.TaskRun.flow_run_id, f"{path}.parent_flow_run_id")
+    parent_criteria = id_clause(
+        flt.parent_flow_run_id, m.TaskRun.flow_run_id, f"{path}.parent_flow_run_id"
+    )
     if parent_criteria is not None:
         parent = exists(select(1).where(m.TaskRun.id == r.parent_task_run_id, parent_criteria))
     return combine(
@@ -195,9 +201,16 @@ def flow_run_clause(flt: f.FlowRunFilter, path: str) -> Clause | None:
             string_clause(flt.work_pool_name, r.work_pool_name, f"{path}.work_pool_name"),
             state_clause(flt.state, r.state_type, r.state_name, f"{path}.state"),
             string_clause(flt.flow_version, r.flow_version, f"{path}.flow_version"),
-            time_clause(flt.start_time, m.FLOW_RUN_EFFECTIVE_START, f"{path}.start_time", null_column=r.start_time),
+            time_clause(
+                flt.start_time,
+                m.FLOW_RUN_EFFECTIVE_START,
+                f"{path}.start_time",
+                null_column=r.start_time,
+            ),
             time_clause(flt.end_time, r.end_time, f"{path}.end_time"),
-            time_clause(flt.expected_start_time, r.expected_start_time, f"{path}.expected_start_time"),
+            time_clause(
+                flt.expected_start_time, r.expected_start_time, f"{path}.expected_start_time"
+            ),
             time_clause(
                 flt.next_scheduled_start_time,
                 r.next_scheduled_start_time,
@@ -227,9 +240,13 @@ def task_run_clause(flt: f.TaskRunFilter, path: str) -> Clause | None:
             string_clause(flt.name, t.name, f"{path}.name"),
             tags_clause(flt.tags, m.TaskRunTag, t.id),
             state_clause(flt.state, t.state_type, t.state_name, f"{path}.state"),
-            time_clause(flt.start_time, effective_start, f"{path}.start_time", null_column=t.start_time),
+            time_clause(
+                flt.start_time, effective_start, f"{path}.start_time", null_column=t.start_time
+            ),
             time_clause(flt.end_time, t.end_time, f"{path}.end_time"),
-            time_clause(flt.expected_start_time, t.expected_start_time, f"{path}.expected_start_time"),
+            time_clause(
+                flt.expected_start_time, t.expected_start_time, f"{path}.expected_start_time"
+            ),
             subflow,
             id_clause(flt.flow_run_id, t.flow_run_id, f"{path}.flow_run_id"),
             string_clause(flt.task_key, t.task_key, f"{path}.task_key"),
@@ -278,16 +295,20 @@ def flow_run_criteria(criteria: f.FlowRunCriteria, path: str = "filter") -> Clau
         [
             flow_run_clause(criteria.flow_runs, f"{path}.flow_runs"),
             _exists(m.Flow.id == r.flow_id, flow_clause(criteria.flows, f"{path}.flows")),
-            _exists(m.TaskRun.flow_run_id == r.id,
+            _exists(
+                m.TaskRun.flow_run_id == r.id,
                 task_run_clause(criteria.task_runs, f"{path}.task_runs"),
             ),
-            _exists(m.Deployment.id == r.deployment_id,
+            _exists(
+                m.Deployment.id == r.deployment_id,
                 deployment_clause(criteria.deployments, f"{path}.deployments"),
             ),
-            _exists(m.WorkPool.name == r.work_pool_name,
+            _exists(
+                m.WorkPool.name == r.work_pool_name,
                 work_pool_clause(criteria.work_pools, f"{path}.work_pools"),
             ),
-            _exists(and_(
+            _exists(
+                and_(
                     m.WorkQueue.name == r.work_queue_name,
                     m.WorkQueue.work_pool_name.is_not_distinct_from(r.work_pool_name),
                 ),
@@ -301,4 +322,3 @@ def _coalesce(*columns: InstrumentedAttribute[Any]) -> Any:
     from sqlalchemy import func
 
     return func.coalesce(*columns)
-

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     Boolean,
@@ -25,7 +25,10 @@ from runwire_server.storage.types import JsonDocument, UTCDateTime
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JsonDocument}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime,
+        dict[str, Any]: JsonDocument,
+    }
 
 
 class TimestampsMixin:
@@ -74,7 +77,10 @@ class Flow(TaggedMixin, TimestampsMixin, Base):
     tag_rows: Mapped[list[FlowTag]] = relationship(
         cascade="all, delete-orphan", lazy="selectin", passive_deletes=True
     )
-    __table_args__ = (Index("ix_flows_created", "created", "id"), Index("ix_flows_updated", "updated", "id"))
+    __table_args__ = (
+        Index("ix_flows_created", "created", "id"),
+        Index("ix_flows_updated", "updated", "id"),
+    )
 
 
 class WorkPool(Base):
@@ -93,7 +99,10 @@ class WorkQueue(Base):
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
     work_pool_name: Mapped[str | None] = mapped_column(String(255))
     name: Mapped[str] = mapped_column(String(255))
-    __table_args__ = (UniqueConstraint("work_pool_name", "name"), Index("ix_work_queues_name", "name"))
+    __table_args__ = (
+        UniqueConstraint("work_pool_name", "name"),
+        Index("ix_work_queues_name", "name"),
+    )
 
 
 class DeploymentTag(TagRow, Base):
@@ -167,7 +176,9 @@ class FlowRunTag(TagRow, Base):
 
 class FlowRun(TaggedMixin, RunColumnsMixin, Base):
     __tablename__ = "flow_runs"
-    flow_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("flows.id", ondelete="CASCADE"), index=True)
+    flow_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("flows.id", ondelete="CASCADE"), index=True
+    )
     deployment_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("deployments.id", ondelete="SET NULL"), index=True
     )

@@ -13,10 +13,10 @@ import hmac
 import json
 import uuid
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from google.protobuf.message import Message
 from sqlalchemy import ColumnElement, Select, and_, or_
@@ -55,7 +55,7 @@ class SortKey:
         """Rows that come after the row (value, last_id) in this order."""
         beyond_id = self.id_column < last_id if self.descending else self.id_column > last_id
         if self.expression is None:
-            return beyond_id
+            return cast(ColumnElement[bool], beyond_id)
         expr = self.expression
         if value is None:
             return and_(expr.is_(None), beyond_id)
@@ -109,7 +109,7 @@ def fingerprint(request: Message) -> str:
     copy.CopyFrom(request)
     for name in ("page_token", "page_size"):
         if name in copy.DESCRIPTOR.fields_by_name:
-            copy.ClearField(name)  # type: ignore[arg-type]
+            copy.ClearField(name)
     return hashlib.sha256(copy.SerializeToString(deterministic=True)).hexdigest()[:32]
 
 
@@ -164,7 +164,7 @@ def _decode_value(value: Any) -> Any:
     return value
 
 
-def choose_sort(sorts: dict[int, SortKey], value: int, field: str = "sort") -> SortKey:
+def choose_sort(sorts: Mapping[Any, SortKey], value: int, field: str = "sort") -> SortKey:
     try:
         return sorts[value]
     except KeyError:
