@@ -1,4 +1,5 @@
-"""Fixtures: a real Runwire server on a free loopback port over a real SQLite file."""
+"""Fixtures: a real Runwire server on a free loopback port, over a real SQLite file and, when
+RUNWIRE_TEST_POSTGRES_URL is set, over a fresh PostgreSQL database."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,8 @@ from typing import Any
 import grpc
 import pytest
 import pytest_asyncio
+from sqlalchemy import create_engine, make_url
+
 from runwire.v1 import (
     deployment_service_pb2_grpc,
     flow_run_service_pb2_grpc,
@@ -39,11 +43,38 @@ def make_settings(db_path: Path, **overrides: Any) -> Settings:
     )
 
 
-@pytest_asyncio.fixture(scope="session")
-async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RunningServer]:
+@contextmanager
+def fresh_postgres_database(base_url: str) -> Iterator[str]:
+    """A new, empty database on the server of `base_url`, dropped afterwards."""
+    name = f"runwire_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        yield make_url(base_url).set(database=name).render_as_string(hide_password=False)
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.dispose()
+
+
+@pytest_asyncio.fixture(scope="session", params=["sqlite", "postgresql"])
+async def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[RunningServer]:
+    """The server every API test talks to: once on SQLite, once on PostgreSQL when
+    RUNWIRE_TEST_POSTGRES_URL names one (`.ci/run` sets it)."""
     db_path = tmp_path_factory.mktemp("server") / "runwire.db"
-    async with serving(make_settings(db_path)) as running:
-        yield running
+    if request.param == "sqlite":
+        async with serving(make_settings(db_path)) as running:
+            yield running
+        return
+    base_url = os.environ.get("RUNWIRE_TEST_POSTGRES_URL")
+    if not base_url:
+        pytest.skip("RUNWIRE_TEST_POSTGRES_URL is not set")
+    with fresh_postgres_database(base_url) as url:
+        async with serving(make_settings(db_path, database_url=url)) as running:
+            yield running
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+
 from runwire.v1 import flow_pb2, flow_run_pb2, flow_run_service_pb2, flow_service_pb2
 
 

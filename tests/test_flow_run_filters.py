@@ -9,12 +9,12 @@ import grpc
 import pytest
 import pytest_asyncio
 from google.protobuf import timestamp_pb2
+
 from runwire.v1 import deployment_pb2, flow_run_pb2
 from runwire.v1 import deployment_service_pb2 as dpb
 from runwire.v1 import filters_pb2 as f
 from runwire.v1 import flow_run_service_pb2 as pb
 from runwire.v1 import state_pb2 as ST
-
 from tests.helpers import expect_error, make_flow, make_run, unique
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -425,3 +425,27 @@ async def test_default_page_size_is_the_configured_default(server_factory, flows
             await expect_error(
                 stub.ListFlowRuns(pb.ListFlowRunsRequest(page_size=6)), INVALID, "page_size"
             )
+
+
+async def test_bad_values_in_filters_name_their_field(data):
+    async def list_with(flow_run_filter: f.FlowRunFilter):
+        return await data.runs.ListFlowRuns(
+            pb.ListFlowRunsRequest(filter=f.FlowRunCriteria(flow_runs=flow_run_filter))
+        )
+
+    beyond_year_9999 = timestamp_pb2.Timestamp(seconds=10**12)
+    await expect_error(
+        list_with(f.FlowRunFilter(start_time=f.TimeFilter(before=beyond_year_9999))),
+        INVALID,
+        "filter.flow_runs.start_time.before",
+    )
+    await expect_error(
+        list_with(f.FlowRunFilter(name=f.StringFilter(like="a\x00b"))),
+        INVALID,
+        "filter.flow_runs.name.like",
+    )
+    await expect_error(
+        list_with(f.FlowRunFilter(tags=f.TagsFilter(any_of=strings("\x00")))),
+        INVALID,
+        "filter.flow_runs.tags.any_of",
+    )

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import grpc
 from google.protobuf import duration_pb2, field_mask_pb2, struct_pb2, timestamp_pb2
+
 from runwire.v1 import (
     deployment_pb2,
     flow_run_pb2,
@@ -21,7 +22,6 @@ from runwire.v1 import (
 from runwire.v1 import deployment_service_pb2 as dpb
 from runwire.v1 import filters_pb2 as f
 from runwire.v1 import flow_run_service_pb2 as pb
-
 from tests.helpers import expect_error, make_flow, make_run, unique
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -166,7 +166,7 @@ async def test_idempotent_create_across_processes(flows, runs, server, server_pr
         flow_service_pb2_grpc,
     )
 
-    port = server_process(str(server.app.db.url))
+    port = server_process(server.app.db.url.render_as_string(hide_password=False))
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
         flows2 = flow_service_pb2_grpc.FlowServiceStub(ch)
         runs2 = flow_run_service_pb2_grpc.FlowRunServiceStub(ch)
@@ -445,3 +445,32 @@ async def test_later_rpcs_answer_unimplemented(runs, task_runs, logs):
         unimplemented,
     )
     await expect_error(logs.ListLogs(log_service_pb2.ListLogsRequest()), unimplemented)
+
+
+async def test_bad_values_in_states_and_names_name_their_field(flows, runs):
+    flow = await make_flow(flows)
+    bad_time = ST.StateDetails(scheduled_time=timestamp_pb2.Timestamp(seconds=-(10**12)))
+    await expect_error(
+        runs.CreateFlowRun(
+            pb.CreateFlowRunRequest(
+                flow_run=flow_run_pb2.FlowRun(
+                    flow_id=flow.id,
+                    state=ST.State(type=ST.STATE_TYPE_SCHEDULED, state_details=bad_time),
+                )
+            )
+        ),
+        INVALID,
+        "flow_run.state.state_details.scheduled_time",
+    )
+    await expect_error(
+        runs.CreateFlowRun(
+            pb.CreateFlowRunRequest(flow_run=flow_run_pb2.FlowRun(flow_id=flow.id, name="a\x00"))
+        ),
+        INVALID,
+        "flow_run.name",
+    )
+    await expect_error(
+        runs.ListFlowRunStates(pb.ListFlowRunStatesRequest(flow_run_id="12")),
+        INVALID,
+        "flow_run_id",
+    )

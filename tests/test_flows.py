@@ -5,12 +5,12 @@ from __future__ import annotations
 import uuid
 
 import grpc
+
 from runwire.v1 import deployment_pb2, flow_pb2
 from runwire.v1 import deployment_service_pb2 as dpb
 from runwire.v1 import filters_pb2 as f
 from runwire.v1 import flow_run_service_pb2 as rpb
 from runwire.v1 import flow_service_pb2 as pb
-
 from tests.helpers import expect_error, make_flow, make_run, unique
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT

@@ -8,7 +8,6 @@ import time
 from runwire.v1 import filters_pb2 as f
 from runwire.v1 import flow_run_pb2
 from runwire.v1 import flow_run_service_pb2 as pb
-
 from tests.helpers import make_flow
 
 RUNS = 10_000

@@ -10,8 +10,8 @@ import pendulum
 from google.protobuf import json_format, struct_pb2
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
-from runwire.v1 import deployment_pb2, flow_pb2, flow_run_pb2, state_pb2
 
+from runwire.v1 import deployment_pb2, flow_pb2, flow_run_pb2, state_pb2
 from runwire_server.errors import InvalidArgument
 from runwire_server.orchestration import bookkeeping
 from runwire_server.orchestration.states import State, StateType
@@ -27,8 +27,11 @@ def now() -> datetime:
 # --- scalars -----------------------------------------------------------------------------------
 
 
-def to_datetime(ts: Timestamp) -> datetime:
-    return pendulum.instance(ts.ToDatetime(tzinfo=UTC))
+def to_datetime(ts: Timestamp, field: str) -> datetime:
+    try:
+        return pendulum.instance(ts.ToDatetime(tzinfo=UTC))
+    except ValueError as exc:
+        raise InvalidArgument(field, str(exc)) from None
 
 
 def timestamp(value: datetime | None) -> Timestamp | None:
@@ -75,11 +78,11 @@ def state_type_from_proto(value: int, field: str) -> StateType:
         raise InvalidArgument(field, "must be a StateType other than UNSPECIFIED") from None
 
 
-def details_from_proto(details: state_pb2.StateDetails) -> dict[str, Any]:
+def details_from_proto(details: state_pb2.StateDetails, path: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for field, value in details.ListFields():
         if field.name in _TIME_DETAILS:
-            out[field.name] = to_datetime(value)
+            out[field.name] = to_datetime(value, f"{path}.{field.name}")
         else:
             out[field.name] = value
     return out
@@ -147,7 +150,7 @@ def proposed_state(
     if not message.ByteSize() and field:
         raise InvalidArgument(field, "is required")
     state_type = state_type_from_proto(message.type, f"{field}.type")
-    details = details_from_proto(message.state_details)
+    details = details_from_proto(message.state_details, f"{field}.state_details")
     for owned in ("flow_run_id", "task_run_id"):
         details.pop(owned, None)  # the server fills these in
     if state_type is StateType.SCHEDULED and "scheduled_time" not in details:

@@ -12,6 +12,7 @@ import grpc
 import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+
 from runwire.v1 import (
     deployment_service_pb2,
     deployment_service_pb2_grpc,
@@ -24,7 +25,6 @@ from runwire.v1 import (
     task_run_service_pb2,
     task_run_service_pb2_grpc,
 )
-
 from runwire_server.api.context import AppContext
 from runwire_server.api.flow_runs import FlowRunServicer
 from runwire_server.api.flows import DeploymentServicer, FlowServicer

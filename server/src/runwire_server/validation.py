@@ -19,6 +19,8 @@ def text(
         return None
     if len(value) > max_length:
         raise InvalidArgument(field, f"must be at most {max_length} characters")
+    if "\x00" in value:
+        raise InvalidArgument(field, "must not contain NUL characters")
     return value
 
 

@@ -7,11 +7,11 @@ from datetime import datetime
 from typing import Any
 
 import grpc
+from sqlalchemy.orm import Session
+
 from runwire.v1 import flow_run_pb2, history_pb2, orchestration_pb2, state_pb2, watch_pb2
 from runwire.v1 import flow_run_service_pb2 as pb
 from runwire.v1 import flow_run_service_pb2_grpc as pb_grpc
-from sqlalchemy.orm import Session
-
 from runwire_server import convert, validation
 from runwire_server.api.context import AppContext
 from runwire_server.errors import InvalidArgument
@@ -142,8 +142,8 @@ class FlowRunServicer(pb_grpc.FlowRunServiceServicer):
         for name in ("history_start", "history_end", "history_interval"):
             if not request.HasField(name):
                 raise InvalidArgument(name, "is required")
-        start = convert.to_datetime(request.history_start)
-        end = convert.to_datetime(request.history_end)
+        start = convert.to_datetime(request.history_start, "history_start")
+        end = convert.to_datetime(request.history_end, "history_end")
         step = request.history_interval.ToTimedelta()
         history.intervals(start, end, step)  # validate before touching the database
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
+
 from runwire.v1 import deployment_service_pb2 as dpb
 from runwire.v1 import deployment_service_pb2_grpc as dgrpc
 from runwire.v1 import flow_service_pb2 as pb
 from runwire.v1 import flow_service_pb2_grpc as pb_grpc
-
 from runwire_server import convert, validation
 from runwire_server.api.context import AppContext
 from runwire_server.ids import require_id

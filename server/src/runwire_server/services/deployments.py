@@ -6,10 +6,10 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from runwire.v1 import filters_pb2 as f
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
+from runwire.v1 import filters_pb2 as f
 from runwire_server.convert import now
 from runwire_server.errors import AlreadyExists
 from runwire_server.services.common import ensure_work_queue, get_or_404, insert_or_get, set_tags

@@ -9,10 +9,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import coolname
-from runwire.v1 import filters_pb2 as f
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from runwire.v1 import filters_pb2 as f
 from runwire_server.convert import details_to_json, now, state_from_row
 from runwire_server.errors import InvalidArgument, NotFound
 from runwire_server.orchestration.bookkeeping import apply_bookkeeping

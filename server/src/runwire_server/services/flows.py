@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from runwire.v1 import filters_pb2 as f
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from runwire.v1 import filters_pb2 as f
 from runwire_server.convert import now
 from runwire_server.errors import NotFound
 from runwire_server.services.common import get_or_404, insert_or_get, set_tags

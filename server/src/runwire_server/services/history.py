@@ -6,10 +6,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from runwire.v1 import filters_pb2 as f
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from runwire.v1 import filters_pb2 as f
 from runwire_server.convert import now
 from runwire_server.errors import InvalidArgument
 from runwire_server.orchestration.bookkeeping import estimated_run_time, estimated_start_time_delta

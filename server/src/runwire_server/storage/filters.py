@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from runwire.v1 import filters_pb2 as f
-from sqlalchemy import ColumnElement, and_, exists, false, or_, select, true
+from sqlalchemy import ColumnElement, and_, exists, false, func, or_, select, true
 from sqlalchemy.orm import InstrumentedAttribute
 
+from runwire.v1 import filters_pb2 as f
+from runwire_server.convert import state_type_from_proto, to_datetime
 from runwire_server.errors import InvalidArgument
 from runwire_server.ids import require_id
 from runwire_server.storage import models as m
@@ -34,7 +35,21 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+def _check_text(path: str, **lists: Iterable[str]) -> None:
+    # PostgreSQL refuses NUL in text; refuse it here, on every database, naming the field.
+    for name, values in lists.items():
+        if any("\x00" in v for v in values):
+            raise InvalidArgument(f"{path}.{name}", "must not contain NUL characters")
+
+
 def string_clause(flt: f.StringFilter, column: Any, path: str) -> Clause | None:
+    _check_text(
+        path,
+        any_of=flt.any_of.values,
+        not_any_of=flt.not_any_of.values,
+        starts_with=flt.starts_with.values,
+        like=[flt.like],
+    )
     clauses: list[Clause | None] = []
     if flt.HasField("any_of"):
         clauses.append(column.in_(list(flt.any_of.values)) if flt.any_of.values else false())
@@ -74,20 +89,20 @@ def id_clause(flt: f.StringFilter, column: Any, path: str) -> Clause | None:
 def time_clause(
     flt: f.TimeFilter, column: Any, path: str, *, null_column: Any = None
 ) -> Clause | None:
-    from runwire_server.convert import to_datetime
-
     clauses: list[Clause | None] = []
     if flt.HasField("before"):
-        clauses.append(column <= to_datetime(flt.before))
+        clauses.append(column <= to_datetime(flt.before, f"{path}.before"))
     if flt.HasField("after"):
-        clauses.append(column >= to_datetime(flt.after))
+        clauses.append(column >= to_datetime(flt.after, f"{path}.after"))
     if flt.HasField("is_null"):
         target = column if null_column is None else null_column
         clauses.append(target.is_(None) if flt.is_null else target.is_not(None))
     return combine(flt.operator, clauses)
 
 
-def tags_clause(flt: f.TagsFilter, tag_model: Any, owner_id: Any) -> Clause | None:
+def tags_clause(flt: f.TagsFilter, tag_model: Any, owner_id: Any, path: str) -> Clause | None:
+    _check_text(path, all_of=flt.all_of.values, any_of=flt.any_of.values)
+
     def has(*criteria: Clause) -> Clause:
         return exists(select(1).where(tag_model.owner_id == owner_id, *criteria))
 
@@ -105,8 +120,6 @@ def tags_clause(flt: f.TagsFilter, tag_model: Any, owner_id: Any) -> Clause | No
 def state_clause(
     flt: f.StateFilter, type_column: Any, name_column: Any, path: str
 ) -> Clause | None:
-    from runwire_server.convert import state_type_from_proto
-
     def types(values: Iterable[int], where: str) -> list[str]:
         return [state_type_from_proto(v, where).value for v in values]
 
@@ -154,7 +167,7 @@ def flow_clause(flt: f.FlowFilter, path: str) -> Clause | None:
         [
             id_clause(flt.id, flow.id, f"{path}.id"),
             string_clause(flt.name, flow.name, f"{path}.name"),
-            tags_clause(flt.tags, m.FlowTag, flow.id),
+            tags_clause(flt.tags, m.FlowTag, flow.id, f"{path}.tags"),
             deployment,
         ],
     )
@@ -175,7 +188,7 @@ def deployment_clause(flt: f.DeploymentFilter, path: str) -> Clause | None:
             string_clause(flt.name, d.name, f"{path}.name"),
             either_name,
             bool_clause(flt.paused, d.paused),
-            tags_clause(flt.tags, m.DeploymentTag, d.id),
+            tags_clause(flt.tags, m.DeploymentTag, d.id, f"{path}.tags"),
             string_clause(flt.work_queue_name, d.work_queue_name, f"{path}.work_queue_name"),
             string_clause(flt.work_pool_name, d.work_pool_name, f"{path}.work_pool_name"),
         ],
@@ -195,7 +208,7 @@ def flow_run_clause(flt: f.FlowRunFilter, path: str) -> Clause | None:
         [
             id_clause(flt.id, r.id, f"{path}.id"),
             string_clause(flt.name, r.name, f"{path}.name"),
-            tags_clause(flt.tags, m.FlowRunTag, r.id),
+            tags_clause(flt.tags, m.FlowRunTag, r.id, f"{path}.tags"),
             id_clause(flt.deployment_id, r.deployment_id, f"{path}.deployment_id"),
             string_clause(flt.work_queue_name, r.work_queue_name, f"{path}.work_queue_name"),
             string_clause(flt.work_pool_name, r.work_pool_name, f"{path}.work_pool_name"),
@@ -238,7 +251,7 @@ def task_run_clause(flt: f.TaskRunFilter, path: str) -> Clause | None:
         [
             id_clause(flt.id, t.id, f"{path}.id"),
             string_clause(flt.name, t.name, f"{path}.name"),
-            tags_clause(flt.tags, m.TaskRunTag, t.id),
+            tags_clause(flt.tags, m.TaskRunTag, t.id, f"{path}.tags"),
             state_clause(flt.state, t.state_type, t.state_name, f"{path}.state"),
             time_clause(
                 flt.start_time, effective_start, f"{path}.start_time", null_column=t.start_time
@@ -319,6 +332,4 @@ def flow_run_criteria(criteria: f.FlowRunCriteria, path: str = "filter") -> Clau
 
 
 def _coalesce(*columns: InstrumentedAttribute[Any]) -> Any:
-    from sqlalchemy import func
-
     return func.coalesce(*columns)
