@@ -240,6 +240,7 @@ async def test_update_flow_run_errors(flows, runs):
         update(flow_run_pb2.FlowRun(id=run.id, name="x"), ["state"]), INVALID, "update_mask"
     )
     await expect_error(update(flow_run_pb2.FlowRun(id=run.id)), INVALID, "update_mask")
+    await expect_error(update(flow_run_pb2.FlowRun(id=run.id), ["name"]), INVALID, "flow_run.name")
     await expect_error(update(flow_run_pb2.FlowRun(name="x"), ["name"]), INVALID, "flow_run.id")
     await expect_error(
         update(flow_run_pb2.FlowRun(id=str(uuid.uuid4()), name="x"), ["name"]), NOT_FOUND

@@ -60,19 +60,26 @@ class InvalidArgument(RunwireError):
         ]
 
 
-class NotFound(RunwireError):
-    """The named resource does not exist."""
+class ResourceError(RunwireError):
+    """An error about one named resource; `message_format` gets the type and the name."""
 
-    code = grpc.StatusCode.NOT_FOUND
-    reason = "RESOURCE_NOT_FOUND"
+    message_format = "{resource_type} {name!r}"
 
     def __init__(self, resource_type: str, name: str) -> None:
         super().__init__(
-            f"{resource_type} {name!r} not found",
+            self.message_format.format(resource_type=resource_type, name=name),
             metadata={"resourceType": resource_type, "resourceName": name},
         )
         self.resource_type = resource_type
         self.name = name
+
+
+class NotFound(ResourceError):
+    """The named resource does not exist."""
+
+    code = grpc.StatusCode.NOT_FOUND
+    reason = "RESOURCE_NOT_FOUND"
+    message_format = "{resource_type} {name!r} not found"
 
     def details(self) -> list[any_pb2.Any]:
         info = error_details_pb2.ResourceInfo(
@@ -81,17 +88,12 @@ class NotFound(RunwireError):
         return [*super().details(), _pack(info)]
 
 
-class AlreadyExists(RunwireError):
+class AlreadyExists(ResourceError):
     """A resource with the same unique key exists."""
 
     code = grpc.StatusCode.ALREADY_EXISTS
     reason = "RESOURCE_ALREADY_EXISTS"
-
-    def __init__(self, resource_type: str, name: str) -> None:
-        super().__init__(
-            f"{resource_type} {name!r} already exists",
-            metadata={"resourceType": resource_type, "resourceName": name},
-        )
+    message_format = "{resource_type} {name!r} already exists"
 
 
 class FailedPrecondition(RunwireError):

@@ -242,6 +242,8 @@ def flow_run_changes(request: pb.UpdateFlowRunRequest) -> dict[str, Any]:
             raise InvalidArgument(
                 "update_mask", f"{path!r} cannot be updated; allowed: {sorted(flow_runs.UPDATABLE)}"
             )
+    if "name" in paths and not msg.name:
+        raise InvalidArgument("flow_run.name", "cannot be cleared")
     values = _settable_fields(msg, "flow_run")
     if "empirical_policy" in paths:
         # Server-maintained parts of the policy are not the client's to change.

@@ -250,8 +250,6 @@ def update_flow_run(session: Session, flow_run_id: uuid.UUID, changes: dict[str,
         elif name == "empirical_policy":
             kept = {k: v for k, v in run.empirical_policy.items() if k not in CLIENT_POLICY_KEYS}
             run.empirical_policy = {**kept, **value}
-        elif name == "name":
-            run.name = value or generate_name()
         else:
             setattr(run, name, value)
     if "work_pool_name" in changes or "work_queue_name" in changes:

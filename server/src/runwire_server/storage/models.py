@@ -193,7 +193,7 @@ class FlowRun(TaggedMixin, RunColumnsMixin, Base):
     parent_task_run_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)
     flow_version: Mapped[str | None] = mapped_column(String(255), index=True)
     created_by_id: Mapped[str | None] = mapped_column(String(255), index=True)
-    created_by_type: Mapped[str | None] = mapped_column(String(255))
+    created_by_type: Mapped[str | None] = mapped_column(String(255), index=True)
     created_by_display_value: Mapped[str | None] = mapped_column(String(255))
     tag_rows: Mapped[list[FlowRunTag]] = relationship(
         cascade="all, delete-orphan", lazy="selectin", passive_deletes=True
@@ -253,6 +253,7 @@ class TaskRun(TaggedMixin, RunColumnsMixin, Base):
         UniqueConstraint("flow_run_id", "task_key", "dynamic_key"),
         Index("ix_task_runs_slug", "flow_run_id", "task_key", "map_index"),
         Index("ix_task_runs_state_type", "state_type"),
+        Index("ix_task_runs_state_name", "state_name"),
         Index("ix_task_runs_name", "name", "id"),
         Index("ix_task_runs_expected_start_time", "expected_start_time", "id"),
         Index("ix_task_runs_end_time", "end_time", "id"),
