@@ -58,3 +58,63 @@ def test_cli_rejects_a_bad_setting(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "log_format" in result.stderr
+
+
+async def test_sigterm_under_load_loses_no_acknowledged_write(tmp_path: Path) -> None:
+    """Calls in flight when SIGTERM arrives either finish or fail with a retryable status, and
+    every run the server acknowledged is there after a restart."""
+    import asyncio
+
+    from runwire.v1 import (
+        flow_pb2,
+        flow_run_pb2,
+        flow_run_service_pb2,
+        flow_run_service_pb2_grpc,
+        flow_service_pb2,
+        flow_service_pb2_grpc,
+    )
+
+    url = f"sqlite:///{tmp_path / 'runwire.db'}"
+    proc = start_server_process(url)
+    acknowledged: list[str] = []
+    failures: list[grpc.StatusCode] = []
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{proc.port}") as channel:
+        flows = flow_service_pb2_grpc.FlowServiceStub(channel)
+        runs = flow_run_service_pb2_grpc.FlowRunServiceStub(channel)
+        flow = (
+            await flows.CreateFlow(flow_service_pb2.CreateFlowRequest(flow=flow_pb2.Flow(name="f")))
+        ).flow
+        request = flow_run_service_pb2.CreateFlowRunRequest(
+            flow_run=flow_run_pb2.FlowRun(flow_id=flow.id)
+        )
+
+        async def writer() -> None:
+            for _ in range(400):
+                try:
+                    response = await runs.CreateFlowRun(request, timeout=10)
+                except grpc.aio.AioRpcError as exc:
+                    failures.append(exc.code())
+                    return
+                acknowledged.append(response.flow_run.id)
+                if len(acknowledged) == 200:
+                    busy.set()
+
+        busy = asyncio.Event()
+        writers = [asyncio.create_task(writer()) for _ in range(8)]
+        await busy.wait()
+        code = await asyncio.to_thread(proc.stop)
+        await asyncio.gather(*writers)
+    assert code == 0
+    assert set(failures) <= {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}, failures
+
+    again = start_server_process(url)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{again.port}") as channel:
+            runs = flow_run_service_pb2_grpc.FlowRunServiceStub(channel)
+            for run_id in acknowledged:
+                got = await runs.GetFlowRun(
+                    flow_run_service_pb2.GetFlowRunRequest(flow_run_id=run_id)
+                )
+                assert got.flow_run.id == run_id
+    finally:
+        again.stop()
