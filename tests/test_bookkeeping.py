@@ -50,7 +50,7 @@ def test_a_scheduled_run_through_completion() -> None:
 
     running = state(StateType.RUNNING, 12)
     apply_bookkeeping(run, pending, running)
-    assert run.start_time == running.timestamp and run.run_count == 1
+    assert run.start_time == running.timestamp
     assert estimated_start_time_delta(run, T0) == timedelta(minutes=2)
     assert estimated_run_time(run, T0 + timedelta(minutes=15)) == timedelta(minutes=3)
 
@@ -76,3 +76,19 @@ def test_lateness_of_a_run_not_started() -> None:
     assert estimated_start_time_delta(run, T0 + timedelta(minutes=5)) == timedelta(minutes=5)
     run.state_type = "CANCELLED"
     assert estimated_start_time_delta(run, T0 + timedelta(minutes=5)) == timedelta(0)
+
+
+def test_run_counts() -> None:
+    from runwire_server.orchestration.bookkeeping import FlowRunCount, TaskRunCount
+    from runwire_server.orchestration.context import RunFacts, Transition
+
+    def count(transform, facts: RunFacts, proposed: State) -> RunFacts:
+        transform.before(Transition(run=facts, initial=None, proposed=proposed, now=T0, store=None))  # type: ignore[arg-type]
+        return facts
+
+    running = state(StateType.RUNNING, 1)
+    assert count(FlowRunCount(), RunFacts(id=None), running).run_count == 1  # type: ignore[arg-type]
+    # Resuming a paused run continues the same run: no count, and the flag is cleared.
+    resumed = count(FlowRunCount(), RunFacts(id=None, empirical_policy={"resuming": True}), running)  # type: ignore[arg-type]
+    assert resumed.run_count == 0 and resumed.empirical_policy["resuming"] is False
+    assert count(TaskRunCount(), RunFacts(id=None), running).run_count == 1  # type: ignore[arg-type]

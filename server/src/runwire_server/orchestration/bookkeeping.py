@@ -1,8 +1,8 @@
-"""Bookkeeping transforms: what every accepted state change does to its run's fields.
+"""Bookkeeping transforms: what every written state does to its run's fields.
 
-They follow the reference's global policy (type, name and timestamp of the current state; start,
-end and run times; expected and next scheduled start; run count) and work on any object with
-the attributes of `RunFields`, so they are tested as plain functions.
+They follow the reference's global policies (type, name and timestamp of the current state; start,
+end and run times; expected and next scheduled start; run counts; the resuming flag; mirroring a
+subflow's state onto its parent task run) and run innermost in every policy.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from runwire_server.orchestration.context import Transition
+from runwire_server.orchestration.engine import Transform
 from runwire_server.orchestration.states import TERMINAL_TYPES, State, StateType
 
 
@@ -26,6 +28,7 @@ class RunFields(Protocol):
 
 
 def apply_bookkeeping(run: RunFields, initial: State | None, proposed: State) -> None:
+    """The bookkeeping common to flow runs and task runs (everything but run counts)."""
     run.state_type = proposed.type.value
     run.state_name = proposed.name
     run.state_timestamp = proposed.timestamp
@@ -56,8 +59,47 @@ def apply_bookkeeping(run: RunFields, initial: State | None, proposed: State) ->
     if proposed.type is StateType.SCHEDULED:
         run.next_scheduled_start_time = proposed.scheduled_time
 
-    if proposed.type is StateType.RUNNING:
-        run.run_count += 1
+
+class CommonBookkeeping(Transform):
+    def before(self, transition: Transition) -> None:
+        assert transition.proposed is not None
+        apply_bookkeeping(transition.run, transition.initial, transition.proposed)
+
+
+class FlowRunCount(Transform):
+    """Count each run of a flow; a resume continues the same run, so it does not count."""
+
+    def before(self, transition: Transition) -> None:
+        proposed = transition.proposed
+        assert proposed is not None
+        policy = transition.run.empirical_policy
+        resuming = bool(policy.get("resuming"))
+        if proposed.type is StateType.RUNNING and not resuming:
+            transition.run.run_count += 1
+        if resuming and (proposed.type is StateType.RUNNING or proposed.is_final):
+            transition.run.empirical_policy = {**policy, "resuming": False}
+
+
+class TaskRunCount(Transform):
+    def before(self, transition: Transition) -> None:
+        assert transition.proposed is not None
+        if transition.proposed.type is StateType.RUNNING:
+            transition.run.run_count += 1
+
+
+class MirrorToParentTask(Transform):
+    """A subflow's task run in its parent flow follows the subflow's states."""
+
+    def after(self, transition: Transition) -> None:
+        run = transition.run
+        if run.parent_task_run_id is not None and transition.validated is not None:
+            transition.store.mirror_to_parent_task(
+                run.parent_task_run_id, run.id, transition.validated
+            )
+
+
+FLOW_TRANSFORMS: tuple[Transform, ...] = (CommonBookkeeping(), FlowRunCount(), MirrorToParentTask())
+TASK_TRANSFORMS: tuple[Transform, ...] = (CommonBookkeeping(), TaskRunCount())
 
 
 def estimated_run_time(run: RunFields, now: datetime) -> timedelta:
