@@ -11,9 +11,18 @@ from google.protobuf import json_format, struct_pb2
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from runwire.v1 import deployment_pb2, flow_pb2, flow_run_pb2, state_pb2
+from runwire.v1 import (
+    concurrency_limit_pb2,
+    deployment_pb2,
+    flow_pb2,
+    flow_run_pb2,
+    orchestration_pb2,
+    state_pb2,
+    task_run_pb2,
+)
 from runwire_server.errors import InvalidArgument
 from runwire_server.orchestration import bookkeeping
+from runwire_server.orchestration.context import Status
 from runwire_server.orchestration.states import State, StateType
 from runwire_server.storage import models as m
 
@@ -227,6 +236,10 @@ def deployment_to_proto(row: m.Deployment) -> deployment_pb2.Deployment:
         work_pool_name=row.work_pool_name or "",
         work_queue_name=row.work_queue_name or "",
         paused=row.paused,
+        concurrency_limit=row.concurrency_limit,
+        collision_strategy=deployment_pb2.CollisionStrategy.Value(
+            f"COLLISION_STRATEGY_{row.collision_strategy}"
+        ),
         created=timestamp(row.created),
         updated=timestamp(row.updated),
     )
@@ -290,7 +303,87 @@ def flow_run_to_proto(row: m.FlowRun, at: datetime) -> flow_run_pb2.FlowRun:
         estimated_start_time_delta=duration(bookkeeping.estimated_start_time_delta(row, at)),
         empirical_policy=flow_run_policy_to_proto(row.empirical_policy),
         flow_version=row.flow_version or "",
+        infrastructure_pid=row.infrastructure_pid or "",
         created_by=created_by,
+        created=timestamp(row.created),
+        updated=timestamp(row.updated),
+    )
+
+
+def outcome_to_proto(outcome: Any) -> orchestration_pb2.OrchestrationResult:
+    """An orchestration Outcome (services.states) as the response message."""
+    details = orchestration_pb2.OrchestrationDetails(reason=outcome.reason)
+    if outcome.delay_seconds is not None:
+        details.delay.CopyFrom(duration(outcome.delay_seconds))
+    return orchestration_pb2.OrchestrationResult(
+        status=_STATUS_TO_PROTO[outcome.status],
+        state=None if outcome.state is None else state_to_proto(outcome.state),
+        state_written=outcome.written,
+        details=details,
+    )
+
+
+_STATUS_TO_PROTO = {
+    s: orchestration_pb2.SetStateStatus.Value(f"SET_STATE_STATUS_{s.value}") for s in Status
+}
+
+
+def task_run_policy_from_proto(policy: task_run_pb2.TaskRunPolicy, field: str) -> dict[str, Any]:
+    if policy.retries < 0:
+        raise InvalidArgument(f"{field}.retries", "must not be negative")
+    delays = [d.ToTimedelta().total_seconds() for d in policy.retry_delays]
+    if any(d < 0 for d in delays):
+        raise InvalidArgument(f"{field}.retry_delays", "must not be negative")
+    return {"retries": policy.retries, "retry_delays": delays}
+
+
+def task_run_to_proto(row: m.TaskRun, at: datetime) -> task_run_pb2.TaskRun:
+    policy = row.empirical_policy
+    inputs = {
+        name: task_run_pb2.TaskInputList(
+            inputs=[json_format.ParseDict(i, task_run_pb2.TaskInput()) for i in values]
+        )
+        for name, values in row.task_inputs.items()
+    }
+    return task_run_pb2.TaskRun(
+        id=str(row.id),
+        flow_run_id=str(row.flow_run_id),
+        task_key=row.task_key,
+        name=row.name,
+        dynamic_key=row.dynamic_key,
+        map_index=row.map_index,
+        tags=row.tags,
+        cache_key=row.cache_key or "",
+        cache_expiration=timestamp(row.cache_expiration),
+        task_version=row.task_version or "",
+        empirical_policy=task_run_pb2.TaskRunPolicy(
+            retries=policy.get("retries", 0),
+            retry_delays=[duration(d) for d in policy.get("retry_delays", [])],
+        ),
+        task_inputs=inputs,
+        state=state_row_to_proto(row.state),
+        run_count=row.run_count,
+        flow_run_run_count=row.flow_run_run_count,
+        expected_start_time=timestamp(row.expected_start_time),
+        next_scheduled_start_time=timestamp(row.next_scheduled_start_time),
+        start_time=timestamp(row.start_time),
+        end_time=timestamp(row.end_time),
+        total_run_time=duration(row.total_run_time),
+        estimated_run_time=duration(bookkeeping.estimated_run_time(row, at)),
+        estimated_start_time_delta=duration(bookkeeping.estimated_start_time_delta(row, at)),
+        created=timestamp(row.created),
+        updated=timestamp(row.updated),
+    )
+
+
+def concurrency_limit_to_proto(
+    row: m.ConcurrencyLimit, active: list[str]
+) -> concurrency_limit_pb2.ConcurrencyLimit:
+    return concurrency_limit_pb2.ConcurrencyLimit(
+        id=str(row.id),
+        tag=row.tag,
+        concurrency_limit=row.concurrency_limit,
+        active_slots=active,
         created=timestamp(row.created),
         updated=timestamp(row.updated),
     )

@@ -14,6 +14,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from runwire.v1 import (
+    concurrency_limit_service_pb2,
+    concurrency_limit_service_pb2_grpc,
     deployment_service_pb2,
     deployment_service_pb2_grpc,
     flow_run_service_pb2,
@@ -29,6 +31,7 @@ from runwire_server.api.context import AppContext
 from runwire_server.api.flow_runs import FlowRunServicer
 from runwire_server.api.flows import DeploymentServicer, FlowServicer
 from runwire_server.api.interceptors import ErrorInterceptor
+from runwire_server.api.task_runs import ConcurrencyLimitServicer, TaskRunServicer
 from runwire_server.log_config import configure_logging
 from runwire_server.settings import Settings
 from runwire_server.storage.database import Database
@@ -44,6 +47,7 @@ SERVICE_NAMES = tuple(
         (flow_run_service_pb2, "FlowRunService"),
         (task_run_service_pb2, "TaskRunService"),
         (log_service_pb2, "LogService"),
+        (concurrency_limit_service_pb2, "ConcurrencyLimitService"),
     )
 )
 
@@ -77,10 +81,13 @@ async def start(settings: Settings) -> RunningServer:
         DeploymentServicer(app), server
     )
     flow_run_service_pb2_grpc.add_FlowRunServiceServicer_to_server(FlowRunServicer(app), server)
-    # Declared in the contract; their RPCs answer UNIMPLEMENTED until they are built.
+    # RPCs of these that are declared but not built yet answer UNIMPLEMENTED.
     task_run_service_pb2_grpc.add_TaskRunServiceServicer_to_server(
-        task_run_service_pb2_grpc.TaskRunServiceServicer(),  # type: ignore[abstract]
+        TaskRunServicer(app),  # type: ignore[abstract]
         server,
+    )
+    concurrency_limit_service_pb2_grpc.add_ConcurrencyLimitServiceServicer_to_server(
+        ConcurrencyLimitServicer(app), server
     )
     log_service_pb2_grpc.add_LogServiceServicer_to_server(
         log_service_pb2_grpc.LogServiceServicer(),  # type: ignore[abstract]

@@ -30,6 +30,9 @@ class Settings:
     max_inline_result_bytes: int = 1024 * 1024
     shutdown_grace_seconds: float = 10.0
     page_token_secret: str = ""  # empty: a secret stored in the database is used
+    deployment_slot_wait_seconds: int = 30
+    tag_slot_wait_seconds: int = 30
+    max_cache_key_length: int = 2000
 
     @classmethod
     def load(

@@ -25,13 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1brunwire/v1/deployment.proto\x12\nrunwire.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe0\x01\n\nDeployment\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07\x66low_id\x18\x03 \x01(\t\x12\x0c\n\x04tags\x18\x04 \x03(\t\x12\x16\n\x0ework_pool_name\x18\x05 \x01(\t\x12\x17\n\x0fwork_queue_name\x18\x06 \x01(\t\x12\x0e\n\x06paused\x18\x07 \x01(\x08\x12+\n\x07\x63reated\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07updated\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1brunwire/v1/deployment.proto\x12\nrunwire.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd1\x02\n\nDeployment\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07\x66low_id\x18\x03 \x01(\t\x12\x0c\n\x04tags\x18\x04 \x03(\t\x12\x16\n\x0ework_pool_name\x18\x05 \x01(\t\x12\x17\n\x0fwork_queue_name\x18\x06 \x01(\t\x12\x0e\n\x06paused\x18\x07 \x01(\x08\x12+\n\x07\x63reated\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07updated\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1e\n\x11\x63oncurrency_limit\x18\n \x01(\x05H\x00\x88\x01\x01\x12\x39\n\x12\x63ollision_strategy\x18\x0b \x01(\x0e\x32\x1d.runwire.v1.CollisionStrategyB\x14\n\x12_concurrency_limit*z\n\x11\x43ollisionStrategy\x12\"\n\x1e\x43OLLISION_STRATEGY_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x43OLLISION_STRATEGY_ENQUEUE\x10\x01\x12!\n\x1d\x43OLLISION_STRATEGY_CANCEL_NEW\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'runwire.v1.deployment_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_COLLISIONSTRATEGY']._serialized_start=416
+  _globals['_COLLISIONSTRATEGY']._serialized_end=538
   _globals['_DEPLOYMENT']._serialized_start=77
-  _globals['_DEPLOYMENT']._serialized_end=301
+  _globals['_DEPLOYMENT']._serialized_end=414
 # @@protoc_insertion_point(module_scope)

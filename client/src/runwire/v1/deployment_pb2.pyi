@@ -8,16 +8,41 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
 
-if sys.version_info >= (3, 11):
-    from typing import TypeAlias as _TypeAlias, Never as _Never
+if sys.version_info >= (3, 10):
+    from typing import TypeAlias as _TypeAlias
 else:
-    from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
+    from typing_extensions import TypeAlias as _TypeAlias
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _CollisionStrategy:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CollisionStrategyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CollisionStrategy.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    COLLISION_STRATEGY_UNSPECIFIED: _CollisionStrategy.ValueType  # 0
+    """The default: ENQUEUE."""
+    COLLISION_STRATEGY_ENQUEUE: _CollisionStrategy.ValueType  # 1
+    """The run is rescheduled ("AwaitingConcurrencySlot") and tried again later."""
+    COLLISION_STRATEGY_CANCEL_NEW: _CollisionStrategy.ValueType  # 2
+    """The run is cancelled."""
+
+class CollisionStrategy(_CollisionStrategy, metaclass=_CollisionStrategyEnumTypeWrapper):
+    """What happens to a run that is claimed while its deployment's concurrency limit is full."""
+
+COLLISION_STRATEGY_UNSPECIFIED: CollisionStrategy.ValueType  # 0
+"""The default: ENQUEUE."""
+COLLISION_STRATEGY_ENQUEUE: CollisionStrategy.ValueType  # 1
+"""The run is rescheduled ("AwaitingConcurrencySlot") and tried again later."""
+COLLISION_STRATEGY_CANCEL_NEW: CollisionStrategy.ValueType  # 2
+"""The run is cancelled."""
+Global___CollisionStrategy: _TypeAlias = CollisionStrategy  # noqa: Y015
 
 @_typing.final
 class Deployment(_message.Message):
@@ -34,6 +59,8 @@ class Deployment(_message.Message):
     PAUSED_FIELD_NUMBER: _builtins.int
     CREATED_FIELD_NUMBER: _builtins.int
     UPDATED_FIELD_NUMBER: _builtins.int
+    CONCURRENCY_LIMIT_FIELD_NUMBER: _builtins.int
+    COLLISION_STRATEGY_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned id (a time-ordered UUID)."""
     name: _builtins.str
@@ -46,6 +73,12 @@ class Deployment(_message.Message):
     """The work queue within the work pool."""
     paused: _builtins.bool
     """True if the deployment is paused and should not start new runs."""
+    concurrency_limit: _builtins.int
+    """How many of the deployment's runs may be PENDING, RUNNING or CANCELLING at once.
+    Unset means no limit; 0 means none may start.
+    """
+    collision_strategy: Global___CollisionStrategy.ValueType
+    """What happens to a run claimed while the limit is full."""
     @_builtins.property
     def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Free-form tags used for filtering."""
@@ -70,11 +103,15 @@ class Deployment(_message.Message):
         paused: _builtins.bool = ...,
         created: _timestamp_pb2.Timestamp | None = ...,
         updated: _timestamp_pb2.Timestamp | None = ...,
+        concurrency_limit: _builtins.int | None = ...,
+        collision_strategy: Global___CollisionStrategy.ValueType = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "updated", b"updated"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_concurrency_limit", b"_concurrency_limit", "concurrency_limit", b"concurrency_limit", "created", b"created", "updated", b"updated"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "flow_id", b"flow_id", "id", b"id", "name", b"name", "paused", b"paused", "tags", b"tags", "updated", b"updated", "work_pool_name", b"work_pool_name", "work_queue_name", b"work_queue_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_concurrency_limit", b"_concurrency_limit", "collision_strategy", b"collision_strategy", "concurrency_limit", b"concurrency_limit", "created", b"created", "flow_id", b"flow_id", "id", b"id", "name", b"name", "paused", b"paused", "tags", b"tags", "updated", b"updated", "work_pool_name", b"work_pool_name", "work_queue_name", b"work_queue_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__concurrency_limit: _TypeAlias = _typing.Literal["concurrency_limit"]  # noqa: Y015
+    _WhichOneofArgType__concurrency_limit: _TypeAlias = _typing.Literal["_concurrency_limit", b"_concurrency_limit"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__concurrency_limit) -> _WhichOneofReturnType__concurrency_limit | None: ...
 
 Global___Deployment: _TypeAlias = Deployment  # noqa: Y015

@@ -6,6 +6,10 @@ from dataclasses import dataclass
 
 from google.protobuf.message import Message
 
+from runwire.v1 import state_pb2
+from runwire_server.convert import now, proposed_state
+from runwire_server.orchestration.context import Settings as OrchestrationSettings
+from runwire_server.services.states import Proposal
 from runwire_server.settings import Settings
 from runwire_server.storage.database import Database
 from runwire_server.storage.paging import PageRequest, PageTokens, page_request
@@ -16,6 +20,21 @@ class AppContext:
     db: Database
     settings: Settings
     tokens: PageTokens
+
+    def proposal(self, message: state_pb2.State, field: str) -> Proposal:
+        """Validate a proposed state now; stamp it with the time of the write later."""
+        limit = self.settings.max_inline_result_bytes
+        proposed_state(message, field, now(), max_inline_result=limit)
+        return lambda at: proposed_state(message, field, at, max_inline_result=limit)
+
+    @property
+    def orchestration(self) -> OrchestrationSettings:
+        s = self.settings
+        return OrchestrationSettings(
+            deployment_slot_wait_seconds=s.deployment_slot_wait_seconds,
+            tag_slot_wait_seconds=s.tag_slot_wait_seconds,
+            max_cache_key_length=s.max_cache_key_length,
+        )
 
     def page(self, request: Message, *, offset: int = 0) -> PageRequest:
         return page_request(

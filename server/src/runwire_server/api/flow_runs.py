@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from datetime import datetime
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 from sqlalchemy.orm import Session
 
-from runwire.v1 import flow_run_pb2, history_pb2, orchestration_pb2, state_pb2, watch_pb2
+from runwire.v1 import flow_run_pb2, history_pb2, state_pb2, watch_pb2
 from runwire.v1 import flow_run_service_pb2 as pb
 from runwire.v1 import flow_run_service_pb2_grpc as pb_grpc
 from runwire_server import convert, validation
 from runwire_server.api.context import AppContext
 from runwire_server.errors import InvalidArgument
 from runwire_server.ids import parse_id, require_id
-from runwire_server.orchestration.states import State, StateType
 from runwire_server.services import flow_runs, history
+from runwire_server.services.states import pending
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -25,12 +24,6 @@ Context = grpc.aio.ServicerContext[Any, Any]
 class FlowRunServicer(pb_grpc.FlowRunServiceServicer):
     def __init__(self, app: AppContext) -> None:
         self._app = app
-
-    def _proposal(self, message: state_pb2.State, field: str) -> Callable[[datetime], State]:
-        """Validate a proposed state now; stamp it with the time of the write later."""
-        limit = self._app.settings.max_inline_result_bytes
-        convert.proposed_state(message, field, convert.now(), max_inline_result=limit)
-        return lambda at: convert.proposed_state(message, field, at, max_inline_result=limit)
 
     def _to_proto(self, run: Any) -> flow_run_pb2.FlowRun:
         return convert.flow_run_to_proto(run, convert.now())
@@ -40,15 +33,14 @@ class FlowRunServicer(pb_grpc.FlowRunServiceServicer):
     ) -> pb.CreateFlowRunResponse:
         msg = request.flow_run
         values = flow_run_values(msg)
-        if msg.HasField("state"):
-            initial = self._proposal(msg.state, "flow_run.state")
-        else:
-
-            def initial(at: datetime) -> State:
-                return State(type=StateType.PENDING, name="Pending", timestamp=at)
+        initial = (
+            self._app.proposal(msg.state, "flow_run.state") if msg.HasField("state") else pending
+        )
 
         def work(session: Session) -> pb.CreateFlowRunResponse:
-            run, created = flow_runs.create_flow_run(session, values, initial)
+            run, created = flow_runs.create_flow_run(
+                session, values, initial, self._app.orchestration
+            )
             return pb.CreateFlowRunResponse(flow_run=self._to_proto(run), created=created)
 
         return await self._app.db.write(work)
@@ -108,18 +100,23 @@ class FlowRunServicer(pb_grpc.FlowRunServiceServicer):
         run_id = require_id(request.flow_run_id, "flow_run_id")
         if not request.HasField("state"):
             raise InvalidArgument("state", "is required")
-        proposal = self._proposal(request.state, "state")
+        proposal = self._app.proposal(request.state, "state")
 
-        def work(session: Session) -> pb.SetFlowRunStateResponse:
-            _, written = flow_runs.set_flow_run_state(session, run_id, proposal)
-            result = orchestration_pb2.OrchestrationResult(
-                status=orchestration_pb2.SET_STATE_STATUS_ACCEPT,
-                state=convert.state_to_proto(written),
-                state_written=True,
+        outcome = await self._app.db.write(
+            lambda s: flow_runs.set_flow_run_state(
+                s, run_id, proposal, force=request.force, settings=self._app.orchestration
             )
-            return pb.SetFlowRunStateResponse(result=result)
+        )
+        return pb.SetFlowRunStateResponse(result=convert.outcome_to_proto(outcome))
 
-        return await self._app.db.write(work)
+    async def ResumeFlowRun(
+        self, request: pb.ResumeFlowRunRequest, context: Context
+    ) -> pb.ResumeFlowRunResponse:
+        run_id = require_id(request.flow_run_id, "flow_run_id")
+        outcome = await self._app.db.write(
+            lambda s: flow_runs.resume_flow_run(s, run_id, self._app.orchestration)
+        )
+        return pb.ResumeFlowRunResponse(result=convert.outcome_to_proto(outcome))
 
     async def ListFlowRunStates(
         self, request: pb.ListFlowRunStatesRequest, context: Context
@@ -172,13 +169,8 @@ class FlowRunServicer(pb_grpc.FlowRunServiceServicer):
             ]
         )
 
-    # Orchestrated resume, the task graph and watching come with their own issues; until then
-    # these answer UNIMPLEMENTED through the error interceptor.
-    async def ResumeFlowRun(
-        self, request: pb.ResumeFlowRunRequest, context: Context
-    ) -> pb.ResumeFlowRunResponse:
-        raise NotImplementedError
-
+    # The task graph and watching come with their own issues; until then these answer
+    # UNIMPLEMENTED through the error interceptor.
     async def GetFlowRunGraph(
         self, request: pb.GetFlowRunGraphRequest, context: Context
     ) -> pb.GetFlowRunGraphResponse:
@@ -226,6 +218,9 @@ def _settable_fields(msg: flow_run_pb2.FlowRun, prefix: str) -> dict[str, Any]:
         ),
         "work_pool_name": validation.text(msg.work_pool_name, f"{prefix}.work_pool_name"),
         "work_queue_name": validation.text(msg.work_queue_name, f"{prefix}.work_queue_name"),
+        "infrastructure_pid": validation.text(
+            msg.infrastructure_pid, f"{prefix}.infrastructure_pid"
+        ),
     }
 
 

@@ -6,13 +6,16 @@ from typing import Any
 
 import grpc
 
+from runwire.v1 import deployment_pb2
 from runwire.v1 import deployment_service_pb2 as dpb
 from runwire.v1 import deployment_service_pb2_grpc as dgrpc
 from runwire.v1 import flow_service_pb2 as pb
 from runwire.v1 import flow_service_pb2_grpc as pb_grpc
 from runwire_server import convert, validation
 from runwire_server.api.context import AppContext
+from runwire_server.errors import InvalidArgument
 from runwire_server.ids import require_id
+from runwire_server.orchestration.context import CollisionStrategy
 from runwire_server.services import deployments, flows
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -100,6 +103,8 @@ class DeploymentServicer(dgrpc.DeploymentServiceServicer):
             work_pool_name=validation.text(msg.work_pool_name, "deployment.work_pool_name"),
             work_queue_name=validation.text(msg.work_queue_name, "deployment.work_queue_name"),
             paused=msg.paused,
+            concurrency_limit=_concurrency_limit(msg),
+            collision_strategy=_collision_strategy(msg.collision_strategy),
         )
         return await self._app.db.write(
             lambda s: dpb.CreateDeploymentResponse(
@@ -143,3 +148,27 @@ class DeploymentServicer(dgrpc.DeploymentServiceServicer):
         deployment_id = require_id(request.deployment_id, "deployment_id")
         await self._app.db.write(lambda s: deployments.delete_deployment(s, deployment_id))
         return dpb.DeleteDeploymentResponse()
+
+
+def _concurrency_limit(msg: deployment_pb2.Deployment) -> int | None:
+    if not msg.HasField("concurrency_limit"):
+        return None
+    if msg.concurrency_limit < 0:
+        raise InvalidArgument("deployment.concurrency_limit", "must not be negative")
+    return msg.concurrency_limit
+
+
+_STRATEGIES = {
+    deployment_pb2.COLLISION_STRATEGY_UNSPECIFIED: CollisionStrategy.ENQUEUE,
+    deployment_pb2.COLLISION_STRATEGY_ENQUEUE: CollisionStrategy.ENQUEUE,
+    deployment_pb2.COLLISION_STRATEGY_CANCEL_NEW: CollisionStrategy.CANCEL_NEW,
+}
+
+
+def _collision_strategy(value: int) -> CollisionStrategy:
+    try:
+        return _STRATEGIES[value]  # type: ignore[index]
+    except KeyError:
+        raise InvalidArgument(
+            "deployment.collision_strategy", f"{value} is not a known strategy"
+        ) from None

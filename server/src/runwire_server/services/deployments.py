@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from runwire.v1 import filters_pb2 as f
 from runwire_server.convert import now
 from runwire_server.errors import AlreadyExists
+from runwire_server.orchestration.context import CollisionStrategy
 from runwire_server.services.common import ensure_work_queue, get_or_404, insert_or_get, set_tags
 from runwire_server.storage import filters
 from runwire_server.storage import models as m
@@ -26,6 +27,8 @@ class NewDeployment:
     work_pool_name: str | None = None
     work_queue_name: str | None = None
     paused: bool = False
+    concurrency_limit: int | None = None
+    collision_strategy: CollisionStrategy = CollisionStrategy.ENQUEUE
 
 
 def create_deployment(session: Session, new: NewDeployment) -> m.Deployment:
@@ -40,6 +43,8 @@ def create_deployment(session: Session, new: NewDeployment) -> m.Deployment:
             work_pool_name=new.work_pool_name,
             work_queue_name=new.work_queue_name,
             paused=new.paused,
+            concurrency_limit=new.concurrency_limit,
+            collision_strategy=new.collision_strategy.value,
             created=at,
             updated=at,
         )

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import coolname
@@ -13,11 +13,14 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from runwire.v1 import filters_pb2 as f
-from runwire_server.convert import details_to_json, now, state_from_row
+from runwire_server.convert import now
 from runwire_server.errors import InvalidArgument, NotFound
-from runwire_server.orchestration.bookkeeping import apply_bookkeeping
-from runwire_server.orchestration.states import State
+from runwire_server.orchestration.context import Settings as OrchestrationSettings
+from runwire_server.orchestration.context import Status
+from runwire_server.orchestration.flow_rules import CORE_FLOW_POLICY, MINIMAL_FLOW_POLICY
+from runwire_server.orchestration.states import State, StateType
 from runwire_server.services.common import ensure_work_queue, get_or_404, insert_or_get, set_tags
+from runwire_server.services.states import Outcome, Proposal, current_state, orchestrate_run
 from runwire_server.storage import filters
 from runwire_server.storage import models as m
 from runwire_server.storage.paging import (
@@ -52,6 +55,7 @@ class FlowRunValues:
     created_by_id: str | None = None
     created_by_type: str | None = None
     created_by_display_value: str | None = None
+    infrastructure_pid: str | None = None
 
 
 def generate_name() -> str:
@@ -59,7 +63,10 @@ def generate_name() -> str:
 
 
 def create_flow_run(
-    session: Session, values: FlowRunValues, initial: Callable[[datetime], State]
+    session: Session,
+    values: FlowRunValues,
+    initial: Proposal,
+    settings: OrchestrationSettings,
 ) -> tuple[m.FlowRun, bool]:
     """Create a run in its initial state, or return the run with the same idempotency key."""
     get_or_404(session, m.Flow, values.flow_id, "flow")
@@ -99,6 +106,7 @@ def create_flow_run(
             created_by_id=values.created_by_id,
             created_by_type=values.created_by_type,
             created_by_display_value=values.created_by_display_value,
+            infrastructure_pid=values.infrastructure_pid,
             run_count=0,
             total_run_time=0.0,
             created=at,
@@ -109,8 +117,8 @@ def create_flow_run(
 
     run, created = insert_or_get(session, make, find)
     if created:
-        # The initial state is set without orchestration, as the reference does (forced).
-        write_state(session, run, None, initial(run.created))
+        # The initial state is forced, as the reference does: only the minimal policy applies.
+        orchestrate_run(session, run, initial, MINIMAL_FLOW_POLICY, settings)
     return run, created
 
 
@@ -130,45 +138,41 @@ def lock_flow_run(session: Session, flow_run_id: uuid.UUID) -> m.FlowRun:
     return run
 
 
-def write_state(session: Session, run: m.FlowRun, initial: State | None, state: State) -> State:
-    """Record `state` as the run's current state and apply the bookkeeping transforms."""
-    # Keep timestamps strictly increasing per run so that history order is never ambiguous.
-    if initial is not None and state.timestamp <= initial.timestamp:
-        state = state.replace(timestamp=initial.timestamp + timedelta(microseconds=1))
-    details = {**state.details, "flow_run_id": str(run.id)}
-    if run.parent_task_run_id is not None:
-        details["task_run_id"] = str(run.parent_task_run_id)
-    row = m.FlowRunState(
-        flow_run_id=run.id,
-        type=state.type.value,
-        name=state.name,
-        timestamp=state.timestamp,
-        message=state.message or None,
-        state_details=details_to_json(details),
-        result=state.result,
-    )
-    session.add(row)
-    session.flush()
-    apply_bookkeeping(run, initial, state)
-    run.state_id = row.id
-    run.updated = now()
-    session.flush()
-    session.expire(run, ["state"])
-    return state_from_row(row)
-
-
-def current_state(session: Session, run: m.FlowRun) -> State | None:
-    return None if run.state is None else state_from_row(run.state)
-
-
 def set_flow_run_state(
-    session: Session, flow_run_id: uuid.UUID, proposed: Callable[[datetime], State]
-) -> tuple[m.FlowRun, State]:
-    """Accept every proposed state (the orchestration rules come with their own issue)."""
+    session: Session,
+    flow_run_id: uuid.UUID,
+    proposal: Proposal,
+    *,
+    force: bool,
+    settings: OrchestrationSettings,
+) -> Outcome:
     run = lock_flow_run(session, flow_run_id)
-    initial = current_state(session, run)
-    written = write_state(session, run, initial, proposed(now()))
-    return run, written
+    policy = MINIMAL_FLOW_POLICY if force else CORE_FLOW_POLICY
+    return Outcome.of(orchestrate_run(session, run, proposal, policy, settings))
+
+
+def resume_flow_run(
+    session: Session, flow_run_id: uuid.UUID, settings: OrchestrationSettings
+) -> Outcome:
+    """Propose the state that resumes a paused run: Running, or Resuming for a suspended one."""
+    run = lock_flow_run(session, flow_run_id)
+    initial = current_state(run)
+    if initial is None or initial.type is not StateType.PAUSED:
+        return Outcome(Status.ABORT, initial, False, "Cannot resume a flow run that is not paused.")
+
+    def proposal(at: datetime) -> State:
+        if initial.details.get("pause_reschedule"):
+            return State(
+                type=StateType.SCHEDULED,
+                name="Resuming",
+                timestamp=at,
+                details={"scheduled_time": at},
+            )
+        return State(type=StateType.RUNNING, name="Running", timestamp=at)
+
+    return Outcome.of(
+        orchestrate_run(session, run, proposal, CORE_FLOW_POLICY, settings, initial=initial)
+    )
 
 
 _SORTS: dict[int, SortKey] = {
@@ -238,6 +242,7 @@ UPDATABLE = frozenset(
         "empirical_policy",
         "work_pool_name",
         "work_queue_name",
+        "infrastructure_pid",
     }
 )
 

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import Engine, create_engine, event, inspect, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -22,6 +22,10 @@ T = TypeVar("T")
 # Set while a unit of work that writes is starting, so SQLite takes its write lock up front
 # (BEGIN IMMEDIATE) instead of failing to upgrade a read lock half-way through.
 _WRITE_INTENT: contextvars.ContextVar[bool] = contextvars.ContextVar("write_intent", default=False)
+
+
+class SchemaMismatch(RuntimeError):
+    """The database was made by another version of Runwire."""
 
 
 class Database:
@@ -46,6 +50,21 @@ class Database:
 
     def create_schema(self) -> None:
         Base.metadata.create_all(self.engine)
+        self._check_columns()
+
+    def _check_columns(self) -> None:
+        """Refuse to serve a database whose tables lack columns this version needs."""
+        inspector = inspect(self.engine)
+        for table in Base.metadata.sorted_tables:
+            present = {c["name"] for c in inspector.get_columns(table.name)}
+            missing = sorted({c.name for c in table.columns} - present)
+            if missing:
+                raise SchemaMismatch(
+                    f"table {table.name!r} in {self.url.render_as_string(hide_password=True)} "
+                    f"lacks columns {missing}: it was made by an older Runwire. Point "
+                    "RUNWIRE_DATABASE_URL at a new database (schema migrations are not "
+                    "available yet)."
+                )
 
     def close(self) -> None:
         if self._executor is not None:

@@ -121,6 +121,8 @@ class Deployment(TaggedMixin, TimestampsMixin, Base):
     work_pool_name: Mapped[str | None] = mapped_column(String(255), index=True)
     work_queue_name: Mapped[str | None] = mapped_column(String(255), index=True)
     paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    concurrency_limit: Mapped[int | None] = mapped_column(Integer)
+    collision_strategy: Mapped[str] = mapped_column(String(16), default="ENQUEUE")
     tag_rows: Mapped[list[DeploymentTag]] = relationship(
         cascade="all, delete-orphan", lazy="selectin", passive_deletes=True
     )
@@ -195,6 +197,7 @@ class FlowRun(TaggedMixin, RunColumnsMixin, Base):
     created_by_id: Mapped[str | None] = mapped_column(String(255), index=True)
     created_by_type: Mapped[str | None] = mapped_column(String(255), index=True)
     created_by_display_value: Mapped[str | None] = mapped_column(String(255))
+    infrastructure_pid: Mapped[str | None] = mapped_column(String(255))
     tag_rows: Mapped[list[FlowRunTag]] = relationship(
         cascade="all, delete-orphan", lazy="selectin", passive_deletes=True
     )
@@ -270,3 +273,49 @@ class Log(Base):
     message: Mapped[str] = mapped_column(Text)
     timestamp: Mapped[datetime]
     __table_args__ = (Index("ix_logs_flow_run_timestamp", "flow_run_id", "timestamp", "id"),)
+
+
+class DeploymentSlot(Base):
+    """A deployment concurrency slot held by one flow run."""
+
+    __tablename__ = "deployment_slots"
+    deployment_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("deployments.id", ondelete="CASCADE"), primary_key=True
+    )
+    flow_run_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("flow_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
+class ConcurrencyLimit(TimestampsMixin, Base):
+    __tablename__ = "concurrency_limits"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    tag: Mapped[str] = mapped_column(String(255), unique=True)
+    concurrency_limit: Mapped[int] = mapped_column(Integer)
+
+
+class ConcurrencySlot(Base):
+    """A tag concurrency slot held by one task run."""
+
+    __tablename__ = "concurrency_slots"
+    tag: Mapped[str] = mapped_column(
+        ForeignKey("concurrency_limits.tag", ondelete="CASCADE"), primary_key=True
+    )
+    task_run_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("task_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    __table_args__ = (Index("ix_concurrency_slots_task_run", "task_run_id"),)
+
+
+class TaskRunStateCache(Base):
+    """A COMPLETED task-run state stored under a cache key."""
+
+    __tablename__ = "task_run_state_cache"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    cache_key: Mapped[str] = mapped_column(Text)
+    cache_expiration: Mapped[datetime | None]
+    task_run_state_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("task_run_states.id", ondelete="CASCADE")
+    )
+    created: Mapped[datetime]
+    __table_args__ = (Index("ix_task_run_state_cache_key", "cache_key", "created"),)

@@ -1,0 +1,178 @@
+"""TaskRunService and ConcurrencyLimitService handlers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from sqlalchemy.orm import Session
+
+from runwire.v1 import concurrency_limit_service_pb2 as cpb
+from runwire.v1 import concurrency_limit_service_pb2_grpc as cgrpc
+from runwire.v1 import task_run_pb2, task_run_service_pb2_grpc
+from runwire.v1 import task_run_service_pb2 as pb
+from runwire_server import convert, validation
+from runwire_server.api.context import AppContext
+from runwire_server.errors import InvalidArgument
+from runwire_server.ids import require_id
+from runwire_server.services import concurrency_limits, task_runs
+from runwire_server.services.states import pending
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class TaskRunServicer(task_run_service_pb2_grpc.TaskRunServiceServicer):
+    """Create, read and orchestrate task runs; lists, slugs, results and deletes answer
+    UNIMPLEMENTED until the task-run issue lands."""
+
+    def __init__(self, app: AppContext) -> None:
+        self._app = app
+
+    async def CreateTaskRun(
+        self, request: pb.CreateTaskRunRequest, context: Context
+    ) -> pb.CreateTaskRunResponse:
+        values = task_run_values(request.task_run)
+        msg = request.task_run
+        initial = (
+            self._app.proposal(msg.state, "task_run.state") if msg.HasField("state") else pending
+        )
+
+        def work(session: Session) -> pb.CreateTaskRunResponse:
+            run, created = task_runs.create_task_run(
+                session, values, initial, self._app.orchestration
+            )
+            return pb.CreateTaskRunResponse(
+                task_run=convert.task_run_to_proto(run, convert.now()), created=created
+            )
+
+        return await self._app.db.write(work)
+
+    async def GetTaskRun(
+        self, request: pb.GetTaskRunRequest, context: Context
+    ) -> pb.GetTaskRunResponse:
+        run_id = require_id(request.task_run_id, "task_run_id")
+        return await self._app.db.read(
+            lambda s: pb.GetTaskRunResponse(
+                task_run=convert.task_run_to_proto(task_runs.get_task_run(s, run_id), convert.now())
+            )
+        )
+
+    async def SetTaskRunState(
+        self, request: pb.SetTaskRunStateRequest, context: Context
+    ) -> pb.SetTaskRunStateResponse:
+        run_id = require_id(request.task_run_id, "task_run_id")
+        if not request.HasField("state"):
+            raise InvalidArgument("state", "is required")
+        proposed = self._app.proposal(request.state, "state")
+        outcome = await self._app.db.write(
+            lambda s: task_runs.set_task_run_state(
+                s, run_id, proposed, force=request.force, settings=self._app.orchestration
+            )
+        )
+        return pb.SetTaskRunStateResponse(result=convert.outcome_to_proto(outcome))
+
+    async def ListTaskRunStates(
+        self, request: pb.ListTaskRunStatesRequest, context: Context
+    ) -> pb.ListTaskRunStatesResponse:
+        run_id = require_id(request.task_run_id, "task_run_id")
+        page = self._app.page(request)
+
+        def work(session: Session) -> pb.ListTaskRunStatesResponse:
+            rows, token = task_runs.list_task_run_states(session, run_id, page, self._app.tokens)
+            return pb.ListTaskRunStatesResponse(
+                states=[convert.state_to_proto(convert.state_from_row(r)) for r in rows],
+                next_page_token=token,
+            )
+
+        return await self._app.db.read(work)
+
+
+def task_run_values(msg: task_run_pb2.TaskRun) -> task_runs.TaskRunValues:
+    from google.protobuf import json_format
+
+    if msg.map_index < -1:
+        raise InvalidArgument("task_run.map_index", "must be -1 (not mapped) or an index >= 0")
+    inputs = {
+        name: [json_format.MessageToDict(i) for i in values.inputs]
+        for name, values in msg.task_inputs.items()
+    }
+    return task_runs.TaskRunValues(
+        flow_run_id=require_id(msg.flow_run_id, "task_run.flow_run_id"),
+        task_key=validation.text(msg.task_key, "task_run.task_key", required=True) or "",
+        name=validation.text(msg.name, "task_run.name"),
+        dynamic_key=validation.text(msg.dynamic_key, "task_run.dynamic_key") or "",
+        map_index=msg.map_index,
+        tags=validation.tags(msg.tags, "task_run.tags"),
+        cache_key=validation.text(msg.cache_key, "task_run.cache_key", max_length=10_000),
+        cache_expiration=(
+            convert.to_datetime(msg.cache_expiration, "task_run.cache_expiration")
+            if msg.HasField("cache_expiration")
+            else None
+        ),
+        task_version=validation.text(msg.task_version, "task_run.task_version"),
+        empirical_policy=convert.task_run_policy_from_proto(
+            msg.empirical_policy, "task_run.empirical_policy"
+        ),
+        task_inputs=inputs,
+    )
+
+
+class ConcurrencyLimitServicer(cgrpc.ConcurrencyLimitServiceServicer):
+    def __init__(self, app: AppContext) -> None:
+        self._app = app
+
+    async def CreateConcurrencyLimit(
+        self, request: cpb.CreateConcurrencyLimitRequest, context: Context
+    ) -> cpb.CreateConcurrencyLimitResponse:
+        tag = validation.text(request.tag, "tag", required=True) or ""
+        if request.concurrency_limit < 0:
+            raise InvalidArgument("concurrency_limit", "must not be negative")
+
+        def work(session: Session) -> cpb.CreateConcurrencyLimitResponse:
+            row, created = concurrency_limits.upsert_limit(session, tag, request.concurrency_limit)
+            active = concurrency_limits.active_slots(session, tag)
+            return cpb.CreateConcurrencyLimitResponse(
+                concurrency_limit=convert.concurrency_limit_to_proto(row, active), created=created
+            )
+
+        return await self._app.db.write(work)
+
+    async def GetConcurrencyLimit(
+        self, request: cpb.GetConcurrencyLimitRequest, context: Context
+    ) -> cpb.GetConcurrencyLimitResponse:
+        tag = validation.text(request.tag, "tag", required=True) or ""
+
+        def work(session: Session) -> cpb.GetConcurrencyLimitResponse:
+            row = concurrency_limits.get_limit(session, tag)
+            active = concurrency_limits.active_slots(session, tag)
+            return cpb.GetConcurrencyLimitResponse(
+                concurrency_limit=convert.concurrency_limit_to_proto(row, active)
+            )
+
+        return await self._app.db.read(work)
+
+    async def ListConcurrencyLimits(
+        self, request: cpb.ListConcurrencyLimitsRequest, context: Context
+    ) -> cpb.ListConcurrencyLimitsResponse:
+        page = self._app.page(request)
+
+        def work(session: Session) -> cpb.ListConcurrencyLimitsResponse:
+            rows, token = concurrency_limits.list_limits(session, page, self._app.tokens)
+            return cpb.ListConcurrencyLimitsResponse(
+                concurrency_limits=[
+                    convert.concurrency_limit_to_proto(
+                        r, concurrency_limits.active_slots(session, r.tag)
+                    )
+                    for r in rows
+                ],
+                next_page_token=token,
+            )
+
+        return await self._app.db.read(work)
+
+    async def DeleteConcurrencyLimit(
+        self, request: cpb.DeleteConcurrencyLimitRequest, context: Context
+    ) -> cpb.DeleteConcurrencyLimitResponse:
+        tag = validation.text(request.tag, "tag", required=True) or ""
+        await self._app.db.write(lambda s: concurrency_limits.delete_limit(s, tag))
+        return cpb.DeleteConcurrencyLimitResponse()

@@ -1,0 +1,58 @@
+"""Tag concurrency limits for task runs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from runwire_server.convert import now
+from runwire_server.errors import NotFound
+from runwire_server.services.common import insert_or_get
+from runwire_server.storage import models as m
+from runwire_server.storage.paging import PageRequest, PageTokens, SortKey, fetch_page
+
+L = m.ConcurrencyLimit
+
+
+def _find(session: Session, tag: str) -> m.ConcurrencyLimit | None:
+    return session.scalars(select(L).where(L.tag == tag)).one_or_none()
+
+
+def upsert_limit(session: Session, tag: str, limit: int) -> tuple[m.ConcurrencyLimit, bool]:
+    at = now()
+    row, created = insert_or_get(
+        session,
+        lambda: L(tag=tag, concurrency_limit=limit, created=at, updated=at),
+        lambda: _find(session, tag),
+    )
+    if not created and row.concurrency_limit != limit:
+        row.concurrency_limit = limit
+        row.updated = at
+    return row, created
+
+
+def get_limit(session: Session, tag: str) -> m.ConcurrencyLimit:
+    row = _find(session, tag)
+    if row is None:
+        raise NotFound("concurrency limit", tag)
+    return row
+
+
+def active_slots(session: Session, tag: str) -> list[str]:
+    ids = session.scalars(select(m.ConcurrencySlot.task_run_id).where(m.ConcurrencySlot.tag == tag))
+    return sorted(str(i) for i in ids)
+
+
+_SORT = SortKey(L.id, False, L.tag, lambda r: r.tag)
+
+
+def list_limits(
+    session: Session, page: PageRequest, tokens: PageTokens
+) -> tuple[Sequence[m.ConcurrencyLimit], str]:
+    return fetch_page(session, select(L), _SORT, page, tokens)
+
+
+def delete_limit(session: Session, tag: str) -> None:
+    session.delete(get_limit(session, tag))

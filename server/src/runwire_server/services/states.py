@@ -1,0 +1,126 @@
+"""Running a policy on a run inside the transaction that writes its state."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from runwire_server.convert import details_to_json, now, state_from_row
+from runwire_server.orchestration.context import RunFacts, Settings, Status, Transition
+from runwire_server.orchestration.engine import Policy, orchestrate
+from runwire_server.orchestration.states import State, StateType
+from runwire_server.services.store import SqlStore
+from runwire_server.storage import models as m
+
+Proposal = Callable[[datetime], State]
+
+# Fields that orchestration maintains on both kinds of run.
+_COMMON = (
+    "state_type",
+    "state_name",
+    "state_timestamp",
+    "start_time",
+    "end_time",
+    "total_run_time",
+    "expected_start_time",
+    "next_scheduled_start_time",
+    "run_count",
+    "empirical_policy",
+)
+_FLOW_ONLY = ("deployment_id", "parent_task_run_id", "infrastructure_pid")
+_TASK_ONLY = ("flow_run_id", "flow_run_run_count")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a state change did, for the response."""
+
+    status: Status
+    state: State | None
+    written: bool
+    reason: str = ""
+    delay_seconds: int | None = None
+
+    @classmethod
+    def of(cls, t: Transition) -> Outcome:
+        return cls(t.status, t.validated, t.written, t.reason, t.delay_seconds)
+
+
+def pending(at: datetime) -> State:
+    """The initial state of a run created without one."""
+    return State(type=StateType.PENDING, name="Pending", timestamp=at)
+
+
+def current_state(run: m.FlowRun | m.TaskRun) -> State | None:
+    return None if run.state is None else state_from_row(run.state)
+
+
+def transition_time(initial: State | None) -> datetime:
+    """Now, but strictly after the current state, so a run's history order is never ambiguous."""
+    at = now()
+    if initial is not None and at <= initial.timestamp:
+        at = initial.timestamp + timedelta(microseconds=1)
+    return at
+
+
+def orchestrate_run(
+    session: Session,
+    run: m.FlowRun | m.TaskRun,
+    proposal: Proposal,
+    policy: Policy,
+    settings: Settings,
+    *,
+    initial: State | None = None,
+) -> Transition:
+    """Run `policy` on the proposal for `run` (already loaded for update) and write the result."""
+    is_flow = isinstance(run, m.FlowRun)
+    fields = _COMMON + (_FLOW_ONLY if is_flow else _TASK_ONLY)
+    facts = RunFacts(id=run.id, **{name: getattr(run, name) for name in fields})
+    if not is_flow:
+        facts.tags = run.tags
+    initial = current_state(run) if initial is None else initial
+    at = transition_time(initial)
+
+    def write(state: State) -> State:
+        details: dict[str, Any] = {**state.details}
+        if isinstance(run, m.FlowRun):
+            details["flow_run_id"] = str(run.id)
+            if run.parent_task_run_id is not None:
+                details["task_run_id"] = str(run.parent_task_run_id)
+            row: m.FlowRunState | m.TaskRunState = m.FlowRunState(flow_run_id=run.id)
+        else:
+            details["flow_run_id"] = str(run.flow_run_id)
+            details["task_run_id"] = str(run.id)
+            row = m.TaskRunState(task_run_id=run.id)
+        row.type = state.type.value
+        row.name = state.name
+        row.timestamp = state.timestamp
+        row.message = state.message or None
+        row.state_details = details_to_json(details)
+        row.result = state.result
+        session.add(row)
+        session.flush()
+        run.state_id = row.id
+        return state_from_row(row)
+
+    transition = orchestrate(
+        policy,
+        facts,
+        initial,
+        proposal(at),
+        now=at,
+        store=SqlStore(session),
+        write=write,
+        settings=settings,
+    )
+    for name in _COMMON + ("flow_run_run_count",) * (not is_flow):
+        setattr(run, name, getattr(facts, name))
+    if transition.written:
+        run.updated = at
+    session.flush()
+    session.expire(run, ["state"])
+    return transition

@@ -1,0 +1,137 @@
+"""Task runs: create (idempotent), read, and state changes through the task policy."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from runwire_server.convert import now
+from runwire_server.errors import NotFound
+from runwire_server.orchestration.context import Settings as OrchestrationSettings
+from runwire_server.orchestration.states import State
+from runwire_server.orchestration.task_rules import CORE_TASK_POLICY, MINIMAL_TASK_POLICY
+from runwire_server.services.common import get_or_404, insert_or_get, set_tags
+from runwire_server.services.states import Outcome, Proposal, orchestrate_run
+from runwire_server.storage import models as m
+from runwire_server.storage.paging import PageRequest, PageTokens, SortKey, fetch_page
+
+T = m.TaskRun
+
+
+@dataclass
+class TaskRunValues:
+    """Client-settable fields of a task run, already validated."""
+
+    flow_run_id: uuid.UUID
+    task_key: str
+    name: str | None = None
+    dynamic_key: str = ""
+    map_index: int = -1
+    tags: list[str] = field(default_factory=list)
+    cache_key: str | None = None
+    cache_expiration: Any = None
+    task_version: str | None = None
+    empirical_policy: dict[str, Any] = field(default_factory=dict)
+    task_inputs: dict[str, Any] = field(default_factory=dict)
+
+
+def create_task_run(
+    session: Session, values: TaskRunValues, initial: Proposal, settings: OrchestrationSettings
+) -> tuple[m.TaskRun, bool]:
+    get_or_404(session, m.FlowRun, values.flow_run_id, "flow run")
+
+    def find() -> m.TaskRun | None:
+        return session.scalars(
+            select(T).where(
+                T.flow_run_id == values.flow_run_id,
+                T.task_key == values.task_key,
+                T.dynamic_key == values.dynamic_key,
+            )
+        ).one_or_none()
+
+    def make() -> m.TaskRun:
+        at = now()
+        run = T(
+            flow_run_id=values.flow_run_id,
+            task_key=values.task_key,
+            name=values.name or f"{values.task_key}-{values.dynamic_key or '0'}",
+            dynamic_key=values.dynamic_key,
+            map_index=values.map_index,
+            cache_key=values.cache_key,
+            cache_expiration=values.cache_expiration,
+            task_version=values.task_version,
+            empirical_policy=values.empirical_policy,
+            task_inputs=values.task_inputs,
+            run_count=0,
+            flow_run_run_count=0,
+            total_run_time=0.0,
+            created=at,
+            updated=at,
+        )
+        set_tags(run, m.TaskRunTag, values.tags)
+        return run
+
+    run, created = insert_or_get(session, make, find)
+    if created:
+        orchestrate_run(session, run, initial, MINIMAL_TASK_POLICY, settings)
+    return run, created
+
+
+def get_task_run(session: Session, task_run_id: uuid.UUID) -> m.TaskRun:
+    return get_or_404(session, T, task_run_id, "task run")
+
+
+def lock_task_run(session: Session, task_run_id: uuid.UUID) -> m.TaskRun:
+    run = (
+        session.scalars(select(T).where(T.id == task_run_id).with_for_update(of=T))
+        .unique()
+        .one_or_none()
+    )
+    if run is None:
+        raise NotFound("task run", str(task_run_id))
+    return run
+
+
+def set_task_run_state(
+    session: Session,
+    task_run_id: uuid.UUID,
+    proposal: Proposal,
+    *,
+    force: bool,
+    settings: OrchestrationSettings,
+) -> Outcome:
+    run = lock_task_run(session, task_run_id)
+    policy = MINIMAL_TASK_POLICY if force else CORE_TASK_POLICY
+    return Outcome.of(orchestrate_run(session, run, proposal, policy, settings))
+
+
+def mirror_subflow_state(
+    session: Session, task_run_id: uuid.UUID, child_flow_run_id: uuid.UUID, state: State
+) -> None:
+    """Force a copy of a subflow's state onto the task run that stands for it in its parent."""
+    run = session.get(T, task_run_id)
+    if run is None:
+        return
+    details = {k: v for k, v in state.details.items() if k not in ("flow_run_id", "task_run_id")}
+    details["child_flow_run_id"] = str(child_flow_run_id)
+    copy = state.replace(id=None, details=details)
+    orchestrate_run(
+        session, run, lambda at: copy.replace(timestamp=at), MINIMAL_TASK_POLICY, _DEFAULTS
+    )
+
+
+_DEFAULTS = OrchestrationSettings()
+_STATE_SORT = SortKey(m.TaskRunState.id, False, m.TaskRunState.timestamp, lambda r: r.timestamp)
+
+
+def list_task_run_states(
+    session: Session, task_run_id: uuid.UUID, page: PageRequest, tokens: PageTokens
+) -> tuple[Sequence[m.TaskRunState], str]:
+    get_task_run(session, task_run_id)
+    statement = select(m.TaskRunState).where(m.TaskRunState.task_run_id == task_run_id)
+    return fetch_page(session, statement, _STATE_SORT, page, tokens)
