@@ -862,7 +862,15 @@ def test_pause_keys_are_recorded_and_resume_sets_resuming() -> None:
     paused = decide(fr.HandlePausingFlows(), st(S.RUNNING), st(S.PAUSED, pause_key="k"))
     assert paused.run.empirical_policy["pause_keys"] == ["k"]
     resumed = decide(fr.HandleResumingPausedFlows(), st(S.PAUSED), st(S.RUNNING))
-    assert resumed.run.empirical_policy["resuming"] is True
+    assert "resuming" not in resumed.run.empirical_policy  # resumed straight to RUNNING
+    suspended = st(S.PAUSED, "Suspended", pause_reschedule=True)
+    rescheduled = decide(
+        fr.HandleResumingPausedFlows(),
+        suspended,
+        st(S.SCHEDULED, "Resuming"),
+        deployment_id=DEPLOYMENT,
+    )
+    assert rescheduled.run.empirical_policy["resuming"] is True
 
 
 def test_task_bookkeeping_rules() -> None:

@@ -197,7 +197,9 @@ class TaskRun(_message.Message):
     dynamic_key: _builtins.str
     """Distinguishes several runs of the same task_key within one flow run."""
     map_index: _builtins.int
-    """-1 for a task that is not mapped (or a mapped parent), else the child's index."""
+    """-1 for a task that is not mapped (or a mapped parent), else the child's index.
+    Unset on create means -1; always set in responses.
+    """
     cache_key: _builtins.str
     """Cache key of the task's result."""
     task_version: _builtins.str
@@ -270,7 +272,7 @@ class TaskRun(_message.Message):
         task_key: _builtins.str = ...,
         name: _builtins.str = ...,
         dynamic_key: _builtins.str = ...,
-        map_index: _builtins.int = ...,
+        map_index: _builtins.int | None = ...,
         tags: _abc.Iterable[_builtins.str] | None = ...,
         cache_key: _builtins.str = ...,
         cache_expiration: _timestamp_pb2.Timestamp | None = ...,
@@ -290,10 +292,12 @@ class TaskRun(_message.Message):
         created: _timestamp_pb2.Timestamp | None = ...,
         updated: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cache_expiration", b"cache_expiration", "created", b"created", "empirical_policy", b"empirical_policy", "end_time", b"end_time", "estimated_run_time", b"estimated_run_time", "estimated_start_time_delta", b"estimated_start_time_delta", "expected_start_time", b"expected_start_time", "next_scheduled_start_time", b"next_scheduled_start_time", "start_time", b"start_time", "state", b"state", "total_run_time", b"total_run_time", "updated", b"updated"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_map_index", b"_map_index", "cache_expiration", b"cache_expiration", "created", b"created", "empirical_policy", b"empirical_policy", "end_time", b"end_time", "estimated_run_time", b"estimated_run_time", "estimated_start_time_delta", b"estimated_start_time_delta", "expected_start_time", b"expected_start_time", "map_index", b"map_index", "next_scheduled_start_time", b"next_scheduled_start_time", "start_time", b"start_time", "state", b"state", "total_run_time", b"total_run_time", "updated", b"updated"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_expiration", b"cache_expiration", "cache_key", b"cache_key", "created", b"created", "dynamic_key", b"dynamic_key", "empirical_policy", b"empirical_policy", "end_time", b"end_time", "estimated_run_time", b"estimated_run_time", "estimated_start_time_delta", b"estimated_start_time_delta", "expected_start_time", b"expected_start_time", "flow_run_id", b"flow_run_id", "flow_run_run_count", b"flow_run_run_count", "id", b"id", "map_index", b"map_index", "name", b"name", "next_scheduled_start_time", b"next_scheduled_start_time", "run_count", b"run_count", "start_time", b"start_time", "state", b"state", "tags", b"tags", "task_inputs", b"task_inputs", "task_key", b"task_key", "task_version", b"task_version", "total_run_time", b"total_run_time", "updated", b"updated"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_map_index", b"_map_index", "cache_expiration", b"cache_expiration", "cache_key", b"cache_key", "created", b"created", "dynamic_key", b"dynamic_key", "empirical_policy", b"empirical_policy", "end_time", b"end_time", "estimated_run_time", b"estimated_run_time", "estimated_start_time_delta", b"estimated_start_time_delta", "expected_start_time", b"expected_start_time", "flow_run_id", b"flow_run_id", "flow_run_run_count", b"flow_run_run_count", "id", b"id", "map_index", b"map_index", "name", b"name", "next_scheduled_start_time", b"next_scheduled_start_time", "run_count", b"run_count", "start_time", b"start_time", "state", b"state", "tags", b"tags", "task_inputs", b"task_inputs", "task_key", b"task_key", "task_version", b"task_version", "total_run_time", b"total_run_time", "updated", b"updated"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__map_index: _TypeAlias = _typing.Literal["map_index"]  # noqa: Y015
+    _WhichOneofArgType__map_index: _TypeAlias = _typing.Literal["_map_index", b"_map_index"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__map_index) -> _WhichOneofReturnType__map_index | None: ...
 
 Global___TaskRun: _TypeAlias = TaskRun  # noqa: Y015

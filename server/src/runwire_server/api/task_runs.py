@@ -90,7 +90,8 @@ class TaskRunServicer(task_run_service_pb2_grpc.TaskRunServiceServicer):
 def task_run_values(msg: task_run_pb2.TaskRun) -> task_runs.TaskRunValues:
     from google.protobuf import json_format
 
-    if msg.map_index < -1:
+    map_index = msg.map_index if msg.HasField("map_index") else -1
+    if map_index < -1:
         raise InvalidArgument("task_run.map_index", "must be -1 (not mapped) or an index >= 0")
     inputs = {
         name: [json_format.MessageToDict(i) for i in values.inputs]
@@ -101,7 +102,7 @@ def task_run_values(msg: task_run_pb2.TaskRun) -> task_runs.TaskRunValues:
         task_key=validation.text(msg.task_key, "task_run.task_key", required=True) or "",
         name=validation.text(msg.name, "task_run.name"),
         dynamic_key=validation.text(msg.dynamic_key, "task_run.dynamic_key") or "",
-        map_index=msg.map_index,
+        map_index=map_index,
         tags=validation.tags(msg.tags, "task_run.tags"),
         cache_key=validation.text(msg.cache_key, "task_run.cache_key", max_length=10_000),
         cache_expiration=(

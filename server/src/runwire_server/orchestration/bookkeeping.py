@@ -67,14 +67,16 @@ class CommonBookkeeping(Transform):
 
 
 class FlowRunCount(Transform):
-    """Count each run of a flow; a resume continues the same run, so it does not count."""
+    """Count each run of a flow; a resume (straight from PAUSED, or a suspended run's later
+    start) continues the same run, so it does not count."""
 
     def before(self, transition: Transition) -> None:
         proposed = transition.proposed
         assert proposed is not None
         policy = transition.run.empirical_policy
         resuming = bool(policy.get("resuming"))
-        if proposed.type is StateType.RUNNING and not resuming:
+        resumed_now = transition.initial_type is StateType.PAUSED
+        if proposed.type is StateType.RUNNING and not (resuming or resumed_now):
             transition.run.run_count += 1
         if resuming and (proposed.type is StateType.RUNNING or proposed.is_final):
             transition.run.empirical_policy = {**policy, "resuming": False}

@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import structlog
+
 from runwire_server.orchestration.context import (
     OrchestrationStore,
     RunFacts,
@@ -21,6 +23,8 @@ from runwire_server.orchestration.context import (
     Transition,
 )
 from runwire_server.orchestration.states import State, StateType
+
+log = structlog.get_logger("runwire.orchestration")
 
 ALL_TYPES: frozenset[StateType | None] = frozenset({*StateType, None})
 TERMINAL: frozenset[StateType | None] = frozenset(
@@ -135,8 +139,13 @@ def orchestrate(
     store: OrchestrationStore,
     write: Writer,
     settings: Settings | None = None,
+    passthrough: tuple[type[BaseException], ...] = (),
 ) -> Transition:
-    """Run `policy` on one proposal and write the resulting state, if any, through `write`."""
+    """Run `policy` on one proposal and write the resulting state, if any, through `write`.
+
+    An exception in a rule aborts the transition, except those of the `passthrough` types
+    (storage failures), which propagate so that the caller can report them as retryable.
+    """
     t = Transition(
         run=run,
         initial=initial,
@@ -145,6 +154,7 @@ def orchestrate(
         store=store,
         settings=settings or Settings(),
     )
+    reraised: tuple[type[BaseException], ...] = (RuleError, *passthrough)
     entered: list[tuple[Rule, Scope, bool]] = []
     compiled = [r for r in policy.rules if r.applies(t.initial_type, t.proposed_type)]
     for rule in compiled:
@@ -155,9 +165,10 @@ def orchestrate(
         if not invalid_on_entry:
             try:
                 rule.before(scope)
-            except RuleError:
+            except reraised:
                 raise
             except Exception as exc:  # a failing rule stops orchestration, as the reference does
+                log.error("orchestration.rule_failed", rule=rule.name, exc_info=exc)
                 scope.abort(f"Aborting orchestration due to error in {rule.name}: !{exc!r}")
                 entered.append((rule, scope, True))
                 break

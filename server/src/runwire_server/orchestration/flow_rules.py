@@ -316,7 +316,13 @@ class HandleResumingPausedFlows(Rule):
         scope.notes["resuming"] = True
 
     def after(self, scope: Scope) -> None:
-        if not scope.notes.get("resuming"):
+        # Only a run rescheduled to resume (a suspended one) is still "resuming" afterwards: the
+        # flag keeps its coming RUNNING from counting as a new run. A run resumed straight to
+        # RUNNING has finished resuming.
+        validated = scope.transition.validated
+        if not scope.notes.get("resuming") or validated is None:
+            return
+        if validated.type is not S.SCHEDULED:
             return
         run = scope.transition.run
         run.empirical_policy = {**run.empirical_policy, "resuming": True}

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -67,3 +68,25 @@ def ensure_work_queue(session: Session, pool: str | None, queue: str | None) -> 
                 .one_or_none()
             ),
         )
+
+
+def lock_row(session: Session, model: Any, ident: uuid.UUID, kind: str) -> Any:
+    """Lock a run's row for a state change, then load it as it is once the lock is held.
+
+    The lock is taken on the bare row first: a locking SELECT that also joins the current
+    state would, on PostgreSQL, see the state as of before the wait. The second statement
+    reads after the lock, so it sees what the previous holder committed. On SQLite the write
+    transaction (BEGIN IMMEDIATE) already serializes writers.
+    """
+    locked = session.execute(
+        select(model.id).where(model.id == ident).with_for_update()
+    ).one_or_none()
+    if locked is None:
+        raise NotFound(kind, str(ident))
+    return (
+        session.scalars(
+            select(model).where(model.id == ident).execution_options(populate_existing=True)
+        )
+        .unique()
+        .one()
+    )

@@ -14,12 +14,18 @@ from sqlalchemy.orm import Session
 
 from runwire.v1 import filters_pb2 as f
 from runwire_server.convert import now
-from runwire_server.errors import InvalidArgument, NotFound
+from runwire_server.errors import InvalidArgument
 from runwire_server.orchestration.context import Settings as OrchestrationSettings
 from runwire_server.orchestration.context import Status
 from runwire_server.orchestration.flow_rules import CORE_FLOW_POLICY, MINIMAL_FLOW_POLICY
 from runwire_server.orchestration.states import State, StateType
-from runwire_server.services.common import ensure_work_queue, get_or_404, insert_or_get, set_tags
+from runwire_server.services.common import (
+    ensure_work_queue,
+    get_or_404,
+    insert_or_get,
+    lock_row,
+    set_tags,
+)
 from runwire_server.services.states import Outcome, Proposal, current_state, orchestrate_run
 from runwire_server.storage import filters
 from runwire_server.storage import models as m
@@ -126,15 +132,8 @@ def get_flow_run(session: Session, flow_run_id: uuid.UUID) -> m.FlowRun:
     return get_or_404(session, R, flow_run_id, "flow run")
 
 
-def lock_flow_run(session: Session, flow_run_id: uuid.UUID) -> m.FlowRun:
-    """Load a run for a state change: row-locked on PostgreSQL; SQLite holds its write lock."""
-    run = (
-        session.scalars(select(R).where(R.id == flow_run_id).with_for_update(of=R))
-        .unique()
-        .one_or_none()
-    )
-    if run is None:
-        raise NotFound("flow run", str(flow_run_id))
+def lock_flow_run(session: Session, run_id: uuid.UUID) -> m.FlowRun:
+    run: m.FlowRun = lock_row(session, R, run_id, "flow run")
     return run
 
 

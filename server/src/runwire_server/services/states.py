@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from runwire_server.convert import details_to_json, now, state_from_row
@@ -116,6 +117,7 @@ def orchestrate_run(
         store=SqlStore(session),
         write=write,
         settings=settings,
+        passthrough=(SQLAlchemyError,),
     )
     for name in _COMMON + ("flow_run_run_count",) * (not is_flow):
         setattr(run, name, getattr(facts, name))

@@ -99,16 +99,15 @@ class SqlStore:
         return {row.tag: row.concurrency_limit for row in rows}
 
     def acquire_tag_slots(self, limits: dict[str, int], run_id: uuid.UUID) -> list[str]:
-        counts = dict(
-            self._session.execute(
-                select(m.ConcurrencySlot.tag, func.count())
-                .where(
-                    m.ConcurrencySlot.tag.in_(list(limits)),
-                    m.ConcurrencySlot.task_run_id != run_id,
-                )
-                .group_by(m.ConcurrencySlot.tag)
-            ).tuples()
-        )
+        rows = self._session.execute(
+            select(m.ConcurrencySlot.tag, func.count())
+            .where(
+                m.ConcurrencySlot.tag.in_(list(limits)),
+                m.ConcurrencySlot.task_run_id != run_id,
+            )
+            .group_by(m.ConcurrencySlot.tag)
+        ).all()
+        counts = {tag: count for tag, count in rows}
         full = [tag for tag, limit in limits.items() if counts.get(tag, 0) >= limit]
         if full:
             return full

@@ -11,11 +11,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from runwire_server.convert import now
-from runwire_server.errors import NotFound
 from runwire_server.orchestration.context import Settings as OrchestrationSettings
 from runwire_server.orchestration.states import State
 from runwire_server.orchestration.task_rules import CORE_TASK_POLICY, MINIMAL_TASK_POLICY
-from runwire_server.services.common import get_or_404, insert_or_get, set_tags
+from runwire_server.services.common import get_or_404, insert_or_get, lock_row, set_tags
 from runwire_server.services.states import Outcome, Proposal, orchestrate_run
 from runwire_server.storage import models as m
 from runwire_server.storage.paging import PageRequest, PageTokens, SortKey, fetch_page
@@ -86,14 +85,8 @@ def get_task_run(session: Session, task_run_id: uuid.UUID) -> m.TaskRun:
     return get_or_404(session, T, task_run_id, "task run")
 
 
-def lock_task_run(session: Session, task_run_id: uuid.UUID) -> m.TaskRun:
-    run = (
-        session.scalars(select(T).where(T.id == task_run_id).with_for_update(of=T))
-        .unique()
-        .one_or_none()
-    )
-    if run is None:
-        raise NotFound("task run", str(task_run_id))
+def lock_task_run(session: Session, run_id: uuid.UUID) -> m.TaskRun:
+    run: m.TaskRun = lock_row(session, T, run_id, "task run")
     return run
 
 
