@@ -474,3 +474,20 @@ async def test_only_scheduled_runs_become_late(flows, runs, name):
         refused.status == REJECT
         and refused.details.reason == "Only scheduled flows can be marked late."
     )
+
+
+async def test_an_expired_cache_entry_is_not_used(flows, runs, task_runs):
+    run = await running_flow_run(flows, runs)
+    key = unique("expiring")
+    first = await make_task(task_runs, run.id)
+    await propose_task(task_runs, first.id, state(ST.STATE_TYPE_RUNNING, cache_key=key))
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    value = ST.ResultReference(serializer="json", inline_value=b"1")
+    await propose_task(
+        task_runs,
+        first.id,
+        state(ST.STATE_TYPE_COMPLETED, cache_key=key, cache_expiration=ts(past), result=value),
+    )
+    second = await make_task(task_runs, run.id)
+    miss = await propose_task(task_runs, second.id, state(ST.STATE_TYPE_RUNNING, cache_key=key))
+    assert miss.status == ACCEPT and miss.state.name == "Running"
