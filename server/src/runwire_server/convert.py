@@ -270,6 +270,20 @@ def flow_run_policy_to_proto(policy: dict[str, Any]) -> flow_run_pb2.FlowRunPoli
     return out
 
 
+def run_timing(row: m.FlowRun | m.TaskRun, at: datetime) -> dict[str, Any]:
+    """The counters and times flow runs and task runs share, as message fields."""
+    return {
+        "run_count": row.run_count,
+        "expected_start_time": timestamp(row.expected_start_time),
+        "next_scheduled_start_time": timestamp(row.next_scheduled_start_time),
+        "start_time": timestamp(row.start_time),
+        "end_time": timestamp(row.end_time),
+        "total_run_time": duration(row.total_run_time),
+        "estimated_run_time": duration(bookkeeping.estimated_run_time(row, at)),
+        "estimated_start_time_delta": duration(bookkeeping.estimated_start_time_delta(row, at)),
+    }
+
+
 def flow_run_to_proto(row: m.FlowRun, at: datetime) -> flow_run_pb2.FlowRun:
     created_by = None
     if row.created_by_id or row.created_by_type or row.created_by_display_value:
@@ -293,14 +307,7 @@ def flow_run_to_proto(row: m.FlowRun, at: datetime) -> flow_run_pb2.FlowRun:
         idempotency_key=row.idempotency_key or "",
         parent_task_run_id=format_id(row.parent_task_run_id),
         state=state_row_to_proto(row.state),
-        run_count=row.run_count,
-        expected_start_time=timestamp(row.expected_start_time),
-        next_scheduled_start_time=timestamp(row.next_scheduled_start_time),
-        start_time=timestamp(row.start_time),
-        end_time=timestamp(row.end_time),
-        total_run_time=duration(row.total_run_time),
-        estimated_run_time=duration(bookkeeping.estimated_run_time(row, at)),
-        estimated_start_time_delta=duration(bookkeeping.estimated_start_time_delta(row, at)),
+        **run_timing(row, at),
         empirical_policy=flow_run_policy_to_proto(row.empirical_policy),
         flow_version=row.flow_version or "",
         infrastructure_pid=row.infrastructure_pid or "",
@@ -362,15 +369,8 @@ def task_run_to_proto(row: m.TaskRun, at: datetime) -> task_run_pb2.TaskRun:
         ),
         task_inputs=inputs,
         state=state_row_to_proto(row.state),
-        run_count=row.run_count,
         flow_run_run_count=row.flow_run_run_count,
-        expected_start_time=timestamp(row.expected_start_time),
-        next_scheduled_start_time=timestamp(row.next_scheduled_start_time),
-        start_time=timestamp(row.start_time),
-        end_time=timestamp(row.end_time),
-        total_run_time=duration(row.total_run_time),
-        estimated_run_time=duration(bookkeeping.estimated_run_time(row, at)),
-        estimated_start_time_delta=duration(bookkeeping.estimated_start_time_delta(row, at)),
+        **run_timing(row, at),
         created=timestamp(row.created),
         updated=timestamp(row.updated),
     )

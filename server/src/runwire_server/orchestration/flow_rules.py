@@ -47,6 +47,23 @@ def copy_scheduled_time(scope: Scope) -> None:
         t.proposed = t.proposed.replace(details={**t.proposed.details, "scheduled_time": scheduled})
 
 
+def retry_after(scope: Scope, delay_seconds: float) -> None:
+    """Refuse a failure and schedule the next attempt, keeping the failure's message and result."""
+    t = scope.transition
+    assert t.proposed is not None
+    scope.reject(
+        make_state(
+            scope,
+            S.SCHEDULED,
+            "AwaitingRetry",
+            message=t.proposed.message,
+            result=t.proposed.result,
+            details={"scheduled_time": t.now + timedelta(seconds=delay_seconds)},
+        ),
+        "Retrying",
+    )
+
+
 def has_persisted_result(state: State | None) -> bool:
     return state is not None and bool(state.result)
 
@@ -371,17 +388,7 @@ class RetryFailedFlows(Rule):
             "pause_keys": [],
             "retry_type": "in_process",
         }
-        scope.reject(
-            make_state(
-                scope,
-                S.SCHEDULED,
-                "AwaitingRetry",
-                message=t.proposed.message,
-                result=t.proposed.result,
-                details={"scheduled_time": t.now + timedelta(seconds=delay)},
-            ),
-            "Retrying",
-        )
+        retry_after(scope, delay)
 
 
 class ReleaseFlowConcurrencySlots(Rule):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from runwire_server.orchestration.bookkeeping import TASK_TRANSFORMS
 from runwire_server.orchestration.engine import TERMINAL, Policy, Rule, Scope
 from runwire_server.orchestration.flow_rules import (
@@ -11,6 +9,7 @@ from runwire_server.orchestration.flow_rules import (
     WaitForScheduledTime,
     has_persisted_result,
     make_state,
+    retry_after,
 )
 from runwire_server.orchestration.states import StateType
 
@@ -148,17 +147,7 @@ class RetryFailedTasks(Rule):
             return
         delays = t.run.empirical_policy.get("retry_delays") or [0]
         delay = float(delays[min(max(t.run.run_count - 1, 0), len(delays) - 1)])
-        scope.reject(
-            make_state(
-                scope,
-                S.SCHEDULED,
-                "AwaitingRetry",
-                message=t.proposed.message,
-                result=t.proposed.result,
-                details={"scheduled_time": t.now + timedelta(seconds=delay)},
-            ),
-            "Retrying",
-        )
+        retry_after(scope, delay)
 
 
 class RenameReruns(Rule):
