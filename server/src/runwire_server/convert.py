@@ -16,6 +16,8 @@ from runwire.v1 import (
     deployment_pb2,
     flow_pb2,
     flow_run_pb2,
+    graph_pb2,
+    log_pb2,
     orchestration_pb2,
     state_pb2,
     task_run_pb2,
@@ -142,8 +144,10 @@ def result_from_proto(
 
 
 def result_to_proto(result: dict[str, Any] | None) -> state_pb2.ResultReference | None:
-    if not result:
-        return None
+    return result_reference(result) if result else None
+
+
+def result_reference(result: dict[str, Any]) -> state_pb2.ResultReference:
     out = state_pb2.ResultReference(serializer=result.get("serializer", ""))
     if "inline_value" in result:
         out.inline_value = base64.b64decode(result["inline_value"])
@@ -386,4 +390,40 @@ def concurrency_limit_to_proto(
         active_slots=active,
         created=timestamp(row.created),
         updated=timestamp(row.updated),
+    )
+
+
+def log_to_proto(row: m.Log) -> log_pb2.Log:
+    return log_pb2.Log(
+        id=str(row.id),
+        flow_run_id=str(row.flow_run_id),
+        task_run_id=format_id(row.task_run_id),
+        name=row.name,
+        level=row.level,
+        message=row.message,
+        timestamp=timestamp(row.timestamp),
+    )
+
+
+def graph_node_to_proto(row: m.TaskRun, at: datetime) -> graph_pb2.GraphNode:
+    upstream: list[str] = []
+    for inputs in row.task_inputs.values():
+        for source in inputs:
+            task_run_id = source.get("taskRunId")
+            if task_run_id and task_run_id not in upstream:
+                upstream.append(task_run_id)
+    state = row.state
+    untrackable = bool(state and (state.state_details or {}).get("untrackable_result"))
+    timing = run_timing(row, at)
+    return graph_pb2.GraphNode(
+        id=str(row.id),
+        name=row.name,
+        upstream_dependencies=upstream,
+        state=state_row_to_proto(state),
+        expected_start_time=timing["expected_start_time"],
+        start_time=timing["start_time"],
+        end_time=timing["end_time"],
+        total_run_time=timing["total_run_time"],
+        estimated_run_time=timing["estimated_run_time"],
+        untrackable_result=untrackable,
     )

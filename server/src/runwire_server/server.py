@@ -31,7 +31,7 @@ from runwire_server.api.context import AppContext
 from runwire_server.api.flow_runs import FlowRunServicer
 from runwire_server.api.flows import DeploymentServicer, FlowServicer
 from runwire_server.api.interceptors import ErrorInterceptor
-from runwire_server.api.task_runs import ConcurrencyLimitServicer, TaskRunServicer
+from runwire_server.api.task_runs import ConcurrencyLimitServicer, LogServicer, TaskRunServicer
 from runwire_server.log_config import configure_logging
 from runwire_server.settings import Settings
 from runwire_server.storage.database import Database
@@ -81,18 +81,11 @@ async def start(settings: Settings) -> RunningServer:
         DeploymentServicer(app), server
     )
     flow_run_service_pb2_grpc.add_FlowRunServiceServicer_to_server(FlowRunServicer(app), server)
-    # RPCs of these that are declared but not built yet answer UNIMPLEMENTED.
-    task_run_service_pb2_grpc.add_TaskRunServiceServicer_to_server(
-        TaskRunServicer(app),  # type: ignore[abstract]
-        server,
-    )
+    task_run_service_pb2_grpc.add_TaskRunServiceServicer_to_server(TaskRunServicer(app), server)
     concurrency_limit_service_pb2_grpc.add_ConcurrencyLimitServiceServicer_to_server(
         ConcurrencyLimitServicer(app), server
     )
-    log_service_pb2_grpc.add_LogServiceServicer_to_server(
-        log_service_pb2_grpc.LogServiceServicer(),  # type: ignore[abstract]
-        server,
-    )
+    log_service_pb2_grpc.add_LogServiceServicer_to_server(LogServicer(app), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

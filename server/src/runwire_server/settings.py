@@ -33,6 +33,8 @@ class Settings:
     deployment_slot_wait_seconds: int = 30
     tag_slot_wait_seconds: int = 30
     max_cache_key_length: int = 2000
+    max_logs_per_request: int = 1000
+    max_log_message_bytes: int = 64 * 1024
 
     @classmethod
     def load(

@@ -15,7 +15,7 @@ from runwire_server import convert, validation
 from runwire_server.api.context import AppContext
 from runwire_server.errors import InvalidArgument
 from runwire_server.ids import parse_id, require_id
-from runwire_server.services import flow_runs, history
+from runwire_server.services import flow_runs, history, task_runs
 from runwire_server.services.states import pending
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -169,12 +169,23 @@ class FlowRunServicer(pb_grpc.FlowRunServiceServicer):
             ]
         )
 
-    # The task graph and watching come with their own issues; until then these answer
-    # UNIMPLEMENTED through the error interceptor.
+    # Watching comes with its own issue; until then it answers UNIMPLEMENTED through the
+    # error interceptor.
     async def GetFlowRunGraph(
         self, request: pb.GetFlowRunGraphRequest, context: Context
     ) -> pb.GetFlowRunGraphResponse:
-        raise NotImplementedError
+        run_id = require_id(request.flow_run_id, "flow_run_id")
+
+        def work(session: Session) -> pb.GetFlowRunGraphResponse:
+            at = convert.now()
+            return pb.GetFlowRunGraphResponse(
+                nodes=[
+                    convert.graph_node_to_proto(r, at)
+                    for r in task_runs.flow_run_graph(session, run_id)
+                ]
+            )
+
+        return await self._app.db.read(work)
 
     def WatchFlowRun(
         self, request: watch_pb2.WatchFlowRunRequest, context: Context

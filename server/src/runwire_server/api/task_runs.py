@@ -1,4 +1,4 @@
-"""TaskRunService and ConcurrencyLimitService handlers."""
+"""TaskRunService, LogService and ConcurrencyLimitService handlers."""
 
 from __future__ import annotations
 
@@ -9,21 +9,26 @@ from sqlalchemy.orm import Session
 
 from runwire.v1 import concurrency_limit_service_pb2 as cpb
 from runwire.v1 import concurrency_limit_service_pb2_grpc as cgrpc
-from runwire.v1 import task_run_pb2, task_run_service_pb2_grpc
+from runwire.v1 import (
+    log_pb2,
+    log_service_pb2,
+    log_service_pb2_grpc,
+    task_run_pb2,
+    task_run_service_pb2_grpc,
+)
 from runwire.v1 import task_run_service_pb2 as pb
 from runwire_server import convert, validation
 from runwire_server.api.context import AppContext
 from runwire_server.errors import InvalidArgument
-from runwire_server.ids import require_id
-from runwire_server.services import concurrency_limits, task_runs
+from runwire_server.ids import parse_id, require_id
+from runwire_server.services import concurrency_limits, logs, task_runs
 from runwire_server.services.states import pending
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class TaskRunServicer(task_run_service_pb2_grpc.TaskRunServiceServicer):
-    """Create, read and orchestrate task runs; lists, slugs, results and deletes answer
-    UNIMPLEMENTED until the task-run issue lands."""
+    """Create, read, list, orchestrate and delete task runs, and read their results."""
 
     def __init__(self, app: AppContext) -> None:
         self._app = app
@@ -71,6 +76,61 @@ class TaskRunServicer(task_run_service_pb2_grpc.TaskRunServiceServicer):
         )
         return pb.SetTaskRunStateResponse(result=convert.outcome_to_proto(outcome))
 
+    async def GetTaskRunBySlug(
+        self, request: pb.GetTaskRunBySlugRequest, context: Context
+    ) -> pb.GetTaskRunBySlugResponse:
+        flow_run_id = require_id(request.flow_run_id, "flow_run_id")
+        slug = validation.text(request.task_slug, "task_slug", required=True) or ""
+        map_index = request.map_index if request.HasField("map_index") else -1
+        if map_index < -1:
+            raise InvalidArgument("map_index", "must be -1 (not mapped) or an index >= 0")
+        return await self._app.db.read(
+            lambda s: pb.GetTaskRunBySlugResponse(
+                task_run=convert.task_run_to_proto(
+                    task_runs.get_task_run_by_slug(s, flow_run_id, slug, map_index), convert.now()
+                )
+            )
+        )
+
+    async def ListTaskRuns(
+        self, request: pb.ListTaskRunsRequest, context: Context
+    ) -> pb.ListTaskRunsResponse:
+        page = self._app.page(request, offset=request.offset)
+
+        def work(session: Session) -> pb.ListTaskRunsResponse:
+            rows, token = task_runs.list_task_runs(
+                session, request.filter, request.sort, page, self._app.tokens
+            )
+            at = convert.now()
+            return pb.ListTaskRunsResponse(
+                task_runs=[convert.task_run_to_proto(r, at) for r in rows], next_page_token=token
+            )
+
+        return await self._app.db.read(work)
+
+    async def CountTaskRuns(
+        self, request: pb.CountTaskRunsRequest, context: Context
+    ) -> pb.CountTaskRunsResponse:
+        count = await self._app.db.read(lambda s: task_runs.count_task_runs(s, request.filter))
+        return pb.CountTaskRunsResponse(count=count)
+
+    async def DeleteTaskRun(
+        self, request: pb.DeleteTaskRunRequest, context: Context
+    ) -> pb.DeleteTaskRunResponse:
+        run_id = require_id(request.task_run_id, "task_run_id")
+        await self._app.db.write(lambda s: task_runs.delete_task_run(s, run_id))
+        return pb.DeleteTaskRunResponse()
+
+    async def GetTaskRunResult(
+        self, request: pb.GetTaskRunResultRequest, context: Context
+    ) -> pb.GetTaskRunResultResponse:
+        run_id = require_id(request.task_run_id, "task_run_id")
+        own, children = await self._app.db.read(lambda s: task_runs.task_run_result(s, run_id))
+        return pb.GetTaskRunResultResponse(
+            result=convert.result_to_proto(own),
+            child_results=[convert.result_reference(c) for c in children],
+        )
+
     async def ListTaskRunStates(
         self, request: pb.ListTaskRunStatesRequest, context: Context
     ) -> pb.ListTaskRunStatesResponse:
@@ -93,10 +153,14 @@ def task_run_values(msg: task_run_pb2.TaskRun) -> task_runs.TaskRunValues:
     map_index = msg.map_index if msg.HasField("map_index") else -1
     if map_index < -1:
         raise InvalidArgument("task_run.map_index", "must be -1 (not mapped) or an index >= 0")
-    inputs = {
-        name: [json_format.MessageToDict(i) for i in values.inputs]
-        for name, values in msg.task_inputs.items()
-    }
+    inputs: dict[str, list[dict[str, Any]]] = {}
+    for name, values in msg.task_inputs.items():
+        for index, source in enumerate(values.inputs):
+            if source.input_type == task_run_pb2.TaskInput.INPUT_TYPE_TASK_RUN:
+                require_id(
+                    source.task_run_id, f"task_run.task_inputs[{name!r}][{index}].task_run_id"
+                )
+        inputs[name] = [json_format.MessageToDict(i) for i in values.inputs]
     return task_runs.TaskRunValues(
         flow_run_id=require_id(msg.flow_run_id, "task_run.flow_run_id"),
         task_key=validation.text(msg.task_key, "task_run.task_key", required=True) or "",
@@ -177,3 +241,61 @@ class ConcurrencyLimitServicer(cgrpc.ConcurrencyLimitServiceServicer):
         tag = validation.text(request.tag, "tag", required=True) or ""
         await self._app.db.write(lambda s: concurrency_limits.delete_limit(s, tag))
         return cpb.DeleteConcurrencyLimitResponse()
+
+
+class LogServicer(log_service_pb2_grpc.LogServiceServicer):
+    def __init__(self, app: AppContext) -> None:
+        self._app = app
+
+    async def CreateLogs(
+        self, request: log_service_pb2.CreateLogsRequest, context: Context
+    ) -> log_service_pb2.CreateLogsResponse:
+        settings = self._app.settings
+        if len(request.logs) > settings.max_logs_per_request:
+            raise InvalidArgument(
+                "logs",
+                f"has {len(request.logs)} entries; "
+                f"at most {settings.max_logs_per_request} are taken per call",
+            )
+        batch = [
+            log_values(log, f"logs[{i}]", settings.max_log_message_bytes)
+            for i, log in enumerate(request.logs)
+        ]
+        created = await self._app.db.write(lambda s: logs.create_logs(s, batch))
+        return log_service_pb2.CreateLogsResponse(created_count=created)
+
+    async def ListLogs(
+        self, request: log_service_pb2.ListLogsRequest, context: Context
+    ) -> log_service_pb2.ListLogsResponse:
+        page = self._app.page(request, offset=request.offset)
+
+        def work(session: Session) -> log_service_pb2.ListLogsResponse:
+            rows, token = logs.list_logs(
+                session, request.filter, request.sort, page, self._app.tokens
+            )
+            return log_service_pb2.ListLogsResponse(
+                logs=[convert.log_to_proto(r) for r in rows], next_page_token=token
+            )
+
+        return await self._app.db.read(work)
+
+
+def log_values(msg: log_pb2.Log, field: str, max_message_bytes: int) -> logs.NewLog:
+    if not 0 <= msg.level <= 100:
+        raise InvalidArgument(f"{field}.level", "must be a logging level between 0 and 100")
+    if len(msg.message.encode()) > max_message_bytes:
+        raise InvalidArgument(f"{field}.message", f"must be at most {max_message_bytes} bytes")
+    if "\x00" in msg.message:
+        raise InvalidArgument(f"{field}.message", "must not contain NUL characters")
+    return logs.NewLog(
+        flow_run_id=require_id(msg.flow_run_id, f"{field}.flow_run_id"),
+        task_run_id=parse_id(msg.task_run_id, f"{field}.task_run_id", required=False),
+        name=validation.text(msg.name, f"{field}.name") or "",
+        level=msg.level,
+        message=msg.message,
+        timestamp=(
+            convert.to_datetime(msg.timestamp, f"{field}.timestamp")
+            if msg.HasField("timestamp")
+            else convert.now()
+        ),
+    )

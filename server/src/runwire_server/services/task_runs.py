@@ -7,17 +7,26 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from runwire.v1 import filters_pb2 as tf
 from runwire_server.convert import now
+from runwire_server.errors import FailedPrecondition, NotFound
 from runwire_server.orchestration.context import Settings as OrchestrationSettings
-from runwire_server.orchestration.states import State
+from runwire_server.orchestration.states import TERMINAL_TYPES, State
 from runwire_server.orchestration.task_rules import CORE_TASK_POLICY, MINIMAL_TASK_POLICY
 from runwire_server.services.common import get_or_404, insert_or_get, lock_row, set_tags
 from runwire_server.services.states import Outcome, Proposal, orchestrate_run
+from runwire_server.storage import filters
 from runwire_server.storage import models as m
-from runwire_server.storage.paging import PageRequest, PageTokens, SortKey, fetch_page
+from runwire_server.storage.paging import (
+    PageRequest,
+    PageTokens,
+    SortKey,
+    choose_sort,
+    fetch_page,
+)
 
 T = m.TaskRun
 
@@ -128,3 +137,118 @@ def list_task_run_states(
     get_task_run(session, task_run_id)
     statement = select(m.TaskRunState).where(m.TaskRunState.task_run_id == task_run_id)
     return fetch_page(session, statement, _STATE_SORT, page, tokens)
+
+
+def get_task_run_by_slug(
+    session: Session, flow_run_id: uuid.UUID, task_slug: str, map_index: int
+) -> m.TaskRun:
+    get_or_404(session, m.FlowRun, flow_run_id, "flow run")
+    rows = session.scalars(
+        select(T)
+        .where(T.flow_run_id == flow_run_id, T.task_key == task_slug, T.map_index == map_index)
+        .limit(2)
+    ).all()
+    if not rows:
+        raise NotFound("task run", f"{task_slug}[{map_index}] in flow run {flow_run_id}")
+    if len(rows) > 1:
+        raise FailedPrecondition(
+            "AMBIGUOUS_TASK_SLUG",
+            f"several task runs of {task_slug!r} with map index {map_index} ran in this flow "
+            "run (they differ by dynamic_key); look them up by id",
+            {"taskSlug": task_slug},
+        )
+    return rows[0]
+
+
+_SORTS: dict[int, SortKey] = {
+    tf.TASK_RUN_SORT_UNSPECIFIED: SortKey(T.id, True),
+    tf.TASK_RUN_SORT_ID_DESC: SortKey(T.id, True),
+    tf.TASK_RUN_SORT_ID_ASC: SortKey(T.id, False),
+    tf.TASK_RUN_SORT_EXPECTED_START_TIME_ASC: SortKey(
+        T.id, False, T.expected_start_time, lambda r: r.expected_start_time
+    ),
+    tf.TASK_RUN_SORT_EXPECTED_START_TIME_DESC: SortKey(
+        T.id, True, T.expected_start_time, lambda r: r.expected_start_time
+    ),
+    tf.TASK_RUN_SORT_NEXT_SCHEDULED_START_TIME_ASC: SortKey(
+        T.id, False, T.next_scheduled_start_time, lambda r: r.next_scheduled_start_time
+    ),
+    tf.TASK_RUN_SORT_END_TIME_DESC: SortKey(T.id, True, T.end_time, lambda r: r.end_time),
+    tf.TASK_RUN_SORT_NAME_ASC: SortKey(T.id, False, T.name, lambda r: r.name),
+    tf.TASK_RUN_SORT_NAME_DESC: SortKey(T.id, True, T.name, lambda r: r.name),
+}
+
+
+def _matching(criteria: Any) -> Any:
+    clause = filters.task_run_criteria(criteria)
+    return select(T) if clause is None else select(T).where(clause)
+
+
+def list_task_runs(
+    session: Session, criteria: Any, sort: int, page: PageRequest, tokens: PageTokens
+) -> tuple[Sequence[m.TaskRun], str]:
+    return fetch_page(session, _matching(criteria), choose_sort(_SORTS, sort), page, tokens)
+
+
+def count_task_runs(session: Session, criteria: Any) -> int:
+    clause = filters.task_run_criteria(criteria)
+    statement = select(func.count()).select_from(T)
+    if clause is not None:
+        statement = statement.where(clause)
+    return int(session.scalar(statement) or 0)
+
+
+def delete_task_run(session: Session, task_run_id: uuid.UUID) -> None:
+    session.delete(get_task_run(session, task_run_id))
+
+
+def mapped_children(session: Session, parent: m.TaskRun) -> Sequence[m.TaskRun]:
+    return session.scalars(
+        select(T)
+        .where(
+            T.flow_run_id == parent.flow_run_id,
+            T.task_key == parent.task_key,
+            T.map_index >= 0,
+        )
+        .order_by(T.map_index, T.id)
+    ).all()
+
+
+def task_run_result(
+    session: Session, task_run_id: uuid.UUID
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The result of a finished task run, or for a mapped parent its children's, in map order."""
+    run = get_task_run(session, task_run_id)
+    if run.map_index == -1:
+        children = mapped_children(session, run)
+        if children:
+            return None, [_finished_result(child, f"child {child.map_index}") for child in children]
+    return _finished_result(run, "task run"), []
+
+
+def _finished_result(run: m.TaskRun, what: str) -> dict[str, Any]:
+    state = run.state
+    if state is None or state.type not in _FINISHED:
+        raise FailedPrecondition(
+            "TASK_RUN_NOT_FINISHED",
+            f"{what} {run.id} is {run.state_type or 'without a state'}; "
+            "a result can be read once it is finished",
+            {"taskRunId": str(run.id)},
+        )
+    if not state.result:
+        raise FailedPrecondition(
+            "TASK_RUN_HAS_NO_RESULT",
+            f"{what} {run.id} finished without a stored result",
+            {"taskRunId": str(run.id)},
+        )
+    return state.result
+
+
+_FINISHED = frozenset(t.value for t in TERMINAL_TYPES)
+
+
+def flow_run_graph(session: Session, flow_run_id: uuid.UUID) -> Sequence[m.TaskRun]:
+    get_or_404(session, m.FlowRun, flow_run_id, "flow run")
+    return session.scalars(
+        select(T).where(T.flow_run_id == flow_run_id).order_by(T.expected_start_time, T.id)
+    ).all()

@@ -333,3 +333,26 @@ def flow_run_criteria(criteria: f.FlowRunCriteria, path: str = "filter") -> Clau
 
 def _coalesce(*columns: InstrumentedAttribute[Any]) -> Any:
     return func.coalesce(*columns)
+
+
+def task_run_criteria(criteria: Any, path: str = "filter") -> Clause | None:
+    """TaskRunCriteria: criteria on task runs and on their flow run, flow and deployment."""
+    t, r = m.TaskRun, m.FlowRun
+    related = combine(
+        f.FILTER_OPERATOR_AND,
+        [
+            flow_run_clause(criteria.flow_runs, f"{path}.flow_runs"),
+            _exists(m.Flow.id == r.flow_id, flow_clause(criteria.flows, f"{path}.flows")),
+            _exists(
+                m.Deployment.id == r.deployment_id,
+                deployment_clause(criteria.deployments, f"{path}.deployments"),
+            ),
+        ],
+    )
+    return combine(
+        f.FILTER_OPERATOR_AND,
+        [
+            task_run_clause(criteria.task_runs, f"{path}.task_runs"),
+            _exists(r.id == t.flow_run_id, related),
+        ],
+    )
