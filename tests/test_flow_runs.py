@@ -15,7 +15,6 @@ from runwire.v1 import (
     flow_run_pb2,
     orchestration_pb2,
     state_pb2,
-    watch_pb2,
 )
 from runwire.v1 import deployment_service_pb2 as dpb
 from runwire.v1 import filters_pb2 as f
@@ -432,11 +431,6 @@ async def test_history_errors(runs):
         INVALID,
         "history_end",
     )
-
-
-async def test_watch_answers_unimplemented_for_now(runs):
-    stream = runs.WatchFlowRun(watch_pb2.WatchFlowRunRequest(flow_run_id=str(uuid.uuid4())))
-    await expect_error(stream.read(), grpc.StatusCode.UNIMPLEMENTED)
 
 
 async def test_bad_values_in_states_and_names_name_their_field(flows, runs):

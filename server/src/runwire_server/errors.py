@@ -113,6 +113,13 @@ class Unavailable(RunwireError):
     reason = "DATABASE_UNAVAILABLE"
 
 
+class ShuttingDown(RunwireError):
+    """The server is stopping; reconnect (to it or a replica) and resume."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+    reason = "SERVER_SHUTTING_DOWN"
+
+
 def internal_status(message: str = "internal error; see the server log") -> grpc.Status:
     status = status_pb2.Status(
         code=code_pb2.INTERNAL,

@@ -32,6 +32,7 @@ from runwire_server.api.flow_runs import FlowRunServicer
 from runwire_server.api.flows import DeploymentServicer, FlowServicer
 from runwire_server.api.interceptors import ErrorInterceptor
 from runwire_server.api.task_runs import ConcurrencyLimitServicer, LogServicer, TaskRunServicer
+from runwire_server.broadcast import Broadcaster
 from runwire_server.log_config import configure_logging
 from runwire_server.settings import Settings
 from runwire_server.storage.database import Database
@@ -61,20 +62,25 @@ class RunningServer:
 
     async def stop(self, grace: float | None = None) -> None:
         await self.health.enter_graceful_shutdown()
+        # Watch streams end first (with a marker that says reconnect), so that the grace
+        # period is left to unary calls.
+        self.app.broadcaster.close()
         await self.server.stop(self.app.settings.shutdown_grace_seconds if grace is None else grace)
         self.app.db.close()
 
 
-def _database(settings: Settings) -> tuple[Database, PageTokens]:
-    db = Database(settings.database_url)
+def _database(settings: Settings, broadcaster: Broadcaster) -> tuple[Database, PageTokens]:
+    db = Database(settings.database_url, publish=broadcaster.publish)
     db.create_schema()
     secret = settings.page_token_secret.encode() or db.page_token_secret()
     return db, PageTokens(secret)
 
 
 async def start(settings: Settings) -> RunningServer:
-    db, tokens = _database(settings)
-    app = AppContext(db=db, settings=settings, tokens=tokens)
+    broadcaster = Broadcaster(buffer=settings.watch_buffer_events)
+    broadcaster.bind(asyncio.get_running_loop())
+    db, tokens = _database(settings, broadcaster)
+    app = AppContext(db=db, settings=settings, tokens=tokens, broadcaster=broadcaster)
     server = grpc.aio.server(interceptors=[ErrorInterceptor()])
     flow_service_pb2_grpc.add_FlowServiceServicer_to_server(FlowServicer(app), server)
     deployment_service_pb2_grpc.add_DeploymentServiceServicer_to_server(

@@ -35,6 +35,10 @@ class Settings:
     max_cache_key_length: int = 2000
     max_logs_per_request: int = 1000
     max_log_message_bytes: int = 64 * 1024
+    watch_heartbeat_seconds: float = 10.0
+    watch_min_heartbeat_seconds: float = 0.1
+    watch_max_heartbeat_seconds: float = 300.0
+    watch_buffer_events: int = 1000
 
     @classmethod
     def load(

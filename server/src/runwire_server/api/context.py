@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from google.protobuf.message import Message
 
 from runwire.v1 import state_pb2
+from runwire_server.broadcast import Broadcaster
 from runwire_server.convert import now, proposed_state
 from runwire_server.orchestration.context import Settings as OrchestrationSettings
 from runwire_server.services.states import Proposal
@@ -20,6 +21,7 @@ class AppContext:
     db: Database
     settings: Settings
     tokens: PageTokens
+    broadcaster: Broadcaster
 
     def proposal(self, message: state_pb2.State, field: str) -> Proposal:
         """Validate a proposed state now; stamp it with the time of the write later."""

@@ -13,9 +13,9 @@ from runwire.v1 import flow_run_service_pb2 as pb
 from runwire.v1 import flow_run_service_pb2_grpc as pb_grpc
 from runwire_server import convert, validation
 from runwire_server.api.context import AppContext
-from runwire_server.errors import InvalidArgument
+from runwire_server.errors import InvalidArgument, ShuttingDown
 from runwire_server.ids import parse_id, require_id
-from runwire_server.services import flow_runs, history, task_runs
+from runwire_server.services import flow_runs, history, task_runs, watch
 from runwire_server.services.states import pending
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -169,8 +169,6 @@ class FlowRunServicer(pb_grpc.FlowRunServiceServicer):
             ]
         )
 
-    # Watching comes with its own issue; until then it answers UNIMPLEMENTED through the
-    # error interceptor.
     async def GetFlowRunGraph(
         self, request: pb.GetFlowRunGraphRequest, context: Context
     ) -> pb.GetFlowRunGraphResponse:
@@ -187,10 +185,16 @@ class FlowRunServicer(pb_grpc.FlowRunServiceServicer):
 
         return await self._app.db.read(work)
 
-    def WatchFlowRun(
+    async def WatchFlowRun(
         self, request: watch_pb2.WatchFlowRunRequest, context: Context
     ) -> AsyncIterator[watch_pb2.WatchFlowRunResponse]:
-        raise NotImplementedError
+        options = watch.options_from(request, self._app.settings)
+        watcher = watch.Watcher(self._app.db, self._app.broadcaster, options)
+        try:
+            async for message in watcher.stream():
+                yield message
+        except watch.Shutdown:
+            raise ShuttingDown("server shutting down; reconnect with the last cursor") from None
 
 
 def flow_run_values(msg: flow_run_pb2.FlowRun) -> flow_runs.FlowRunValues:

@@ -27,7 +27,7 @@ from runwire_server.services.common import (
     set_tags,
 )
 from runwire_server.services.states import Outcome, Proposal, current_state, orchestrate_run
-from runwire_server.storage import filters
+from runwire_server.storage import filters, outbox
 from runwire_server.storage import models as m
 from runwire_server.storage.paging import (
     PageRequest,
@@ -265,6 +265,7 @@ def update_flow_run(session: Session, flow_run_id: uuid.UUID, changes: dict[str,
 
 def delete_flow_run(session: Session, flow_run_id: uuid.UUID) -> None:
     session.delete(get_flow_run(session, flow_run_id))
+    outbox.run_deleted(session, flow_run_id)
 
 
 _STATE_SORT = SortKey(m.FlowRunState.id, False, m.FlowRunState.timestamp, lambda r: r.timestamp)

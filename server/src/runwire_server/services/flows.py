@@ -14,7 +14,7 @@ from runwire.v1 import filters_pb2 as f
 from runwire_server.convert import now
 from runwire_server.errors import NotFound
 from runwire_server.services.common import get_or_404, insert_or_get, set_tags
-from runwire_server.storage import filters
+from runwire_server.storage import filters, outbox
 from runwire_server.storage import models as m
 from runwire_server.storage.paging import PageRequest, PageTokens, SortKey, choose_sort, fetch_page
 
@@ -95,4 +95,7 @@ def list_flows(
 
 
 def delete_flow(session: Session, flow_id: uuid.UUID) -> None:
-    session.delete(get_flow(session, flow_id))
+    flow = get_flow(session, flow_id)
+    for run_id in session.scalars(select(m.FlowRun.id).where(m.FlowRun.flow_id == flow_id)):
+        outbox.run_deleted(session, run_id)
+    session.delete(flow)

@@ -11,9 +11,11 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from runwire.v1 import filters_pb2 as f
+from runwire.v1 import log_pb2, watch_pb2
+from runwire_server.convert import format_id, timestamp
 from runwire_server.errors import InvalidArgument, NotFound
 from runwire_server.ids import new_id
-from runwire_server.storage import filters
+from runwire_server.storage import filters, outbox
 from runwire_server.storage import models as m
 from runwire_server.storage.paging import (
     PageRequest,
@@ -58,12 +60,13 @@ def create_logs(session: Session, logs: Sequence[NewLog]) -> int:
             raise InvalidArgument(
                 f"logs[{index}].task_run_id", "belongs to a different flow run than flow_run_id"
             )
+    ids = [new_id() for _ in logs]
     if logs:
         session.execute(
             insert(L),
             [
                 {
-                    "id": new_id(),
+                    "id": log_id,
                     "flow_run_id": log.flow_run_id,
                     "task_run_id": log.task_run_id,
                     "name": log.name,
@@ -71,9 +74,22 @@ def create_logs(session: Session, logs: Sequence[NewLog]) -> int:
                     "message": log.message,
                     "timestamp": log.timestamp,
                 }
-                for log in logs
+                for log_id, log in zip(ids, logs, strict=True)
             ],
         )
+    for log_id, log in zip(ids, logs, strict=True):
+        event = watch_pb2.WatchFlowRunResponse(
+            log=log_pb2.Log(
+                id=str(log_id),
+                flow_run_id=str(log.flow_run_id),
+                task_run_id=format_id(log.task_run_id),
+                name=log.name,
+                level=log.level,
+                message=log.message,
+                timestamp=timestamp(log.timestamp),
+            )
+        )
+        outbox.record(session, log.flow_run_id, event)
     return len(logs)
 
 

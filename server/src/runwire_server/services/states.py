@@ -10,12 +10,14 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from runwire_server.convert import details_to_json, now, state_from_row
+from runwire.v1 import watch_pb2
+from runwire_server.convert import details_to_json, now, state_from_row, state_to_proto
 from runwire_server.orchestration.context import RunFacts, Settings, Status, Transition
 from runwire_server.orchestration.engine import Policy, orchestrate
 from runwire_server.orchestration.states import State, StateType
 from runwire_server.services.store import SqlStore
 from runwire_server.storage import models as m
+from runwire_server.storage import outbox
 
 Proposal = Callable[[datetime], State]
 
@@ -121,8 +123,25 @@ def orchestrate_run(
     )
     for name in _COMMON + ("flow_run_run_count",) * (not is_flow):
         setattr(run, name, getattr(facts, name))
-    if transition.written:
+    if transition.written and transition.validated is not None:
         run.updated = at
+        _record_state_event(session, run, transition.validated)
     session.flush()
     session.expire(run, ["state"])
     return transition
+
+
+def _record_state_event(session: Session, run: m.FlowRun | m.TaskRun, state: State) -> None:
+    message = state_to_proto(state)
+    if isinstance(run, m.FlowRun):
+        event = watch_pb2.WatchFlowRunResponse(
+            flow_run_state=watch_pb2.FlowRunStateChanged(flow_run_id=str(run.id), state=message)
+        )
+        outbox.record(session, run.id, event)
+    else:
+        event = watch_pb2.WatchFlowRunResponse(
+            task_run_state=watch_pb2.TaskRunStateChanged(
+                task_run_id=str(run.id), task_key=run.task_key, state=message
+            )
+        )
+        outbox.record(session, run.flow_run_id, event)

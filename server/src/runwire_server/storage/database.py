@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import secrets
 from collections.abc import Callable
@@ -15,7 +16,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from runwire_server.errors import Unavailable
-from runwire_server.storage.models import Base, Meta
+from runwire_server.storage import outbox
+from runwire_server.storage.models import Base, EventSequence, Meta
 
 T = TypeVar("T")
 
@@ -36,7 +38,9 @@ class Database:
     on a thread pool so that network round trips do not block the loop.
     """
 
-    def __init__(self, url: str, *, pool_size: int = 8) -> None:
+    def __init__(
+        self, url: str, *, pool_size: int = 8, publish: outbox.Publisher | None = None
+    ) -> None:
         parsed = make_url(url)
         self.url = parsed
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
@@ -46,11 +50,19 @@ class Database:
             else create_engine(url, pool_size=pool_size, pool_pre_ping=True)
         )
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        outbox.install(self._sessions, publish or (lambda events: None))
         self._executor = None if self.is_sqlite else ThreadPoolExecutor(pool_size, "runwire-db")
 
     def create_schema(self) -> None:
         Base.metadata.create_all(self.engine)
         self._check_columns()
+
+        def first_sequence(session: Session) -> None:
+            if session.get(EventSequence, 1) is None:
+                session.add(EventSequence(id=1, value=0))
+
+        with contextlib.suppress(DBAPIError):  # another replica made it first
+            self.run_sync(first_sequence)
 
     def _check_columns(self) -> None:
         """Refuse to serve a database whose tables lack columns this version needs."""

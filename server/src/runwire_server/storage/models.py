@@ -7,11 +7,13 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Float,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -319,3 +321,26 @@ class TaskRunStateCache(Base):
     )
     created: Mapped[datetime]
     __table_args__ = (Index("ix_task_run_state_cache_key", "cache_key", "created"),)
+
+
+class EventSequence(Base):
+    """One row: the last event sequence number given out (see storage.outbox)."""
+
+    __tablename__ = "event_sequence"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)
+
+
+class RunEvent(Base):
+    """A serialized WatchFlowRunResponse of one flow run, numbered in commit order."""
+
+    __tablename__ = "run_events"
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    flow_run_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("flow_runs.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    created: Mapped[datetime]
+    __table_args__ = (
+        Index("ix_run_events_flow_run_seq", "flow_run_id", "seq"),
+        Index("ix_run_events_flow_run_kind_seq", "flow_run_id", "kind", "seq"),
+    )

@@ -1,0 +1,198 @@
+"""WatchFlowRun: replay a run's events from storage after a cursor, then follow live ones.
+
+The watcher subscribes to the broadcaster before it reads storage, so an event committed
+between the two is in one or the other (and skipped by its cursor if in both). Idle watchers
+wait on their subscription and make no queries. A watcher whose buffer overflowed replays what
+it missed from storage. Cursors only grow within a stream, so the last one a client saw is
+always a safe place to resume from.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from runwire.v1 import watch_pb2
+from runwire_server.broadcast import Broadcaster, Closed, Lagged
+from runwire_server.convert import duration, now, state_type_from_proto, to_datetime
+from runwire_server.errors import InvalidArgument, NotFound
+from runwire_server.ids import require_id
+from runwire_server.orchestration.states import TERMINAL_TYPES
+from runwire_server.settings import Settings
+from runwire_server.storage import models as m
+from runwire_server.storage import outbox
+from runwire_server.storage.database import Database
+
+W = watch_pb2.WatchFlowRunResponse
+End = watch_pb2.StreamEnd
+REPLAY_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class WatchOptions:
+    flow_run_id: uuid.UUID
+    states: bool
+    logs: bool
+    task_runs: bool
+    after_cursor: int | None
+    heartbeat_seconds: float
+
+
+def options_from(request: watch_pb2.WatchFlowRunRequest, settings: Settings) -> WatchOptions:
+    heartbeat = settings.watch_heartbeat_seconds
+    if request.HasField("heartbeat_interval"):
+        heartbeat = request.heartbeat_interval.ToTimedelta().total_seconds()
+        low, high = settings.watch_min_heartbeat_seconds, settings.watch_max_heartbeat_seconds
+        if not low <= heartbeat <= high:
+            raise InvalidArgument("heartbeat_interval", f"must be between {low} and {high} seconds")
+    if request.HasField("after_cursor") and request.after_cursor < 0:
+        raise InvalidArgument("after_cursor", "must not be negative")
+    return WatchOptions(
+        flow_run_id=require_id(request.flow_run_id, "flow_run_id"),
+        states=request.stream_states if request.HasField("stream_states") else True,
+        logs=request.stream_logs if request.HasField("stream_logs") else True,
+        task_runs=request.include_task_runs,
+        after_cursor=request.after_cursor if request.HasField("after_cursor") else None,
+        heartbeat_seconds=heartbeat,
+    )
+
+
+class Shutdown(Exception):
+    """The shutdown marker was sent; the stream must end with a status that says reconnect."""
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    current: W | None  # the current state, as its stored event
+    last: int  # the newest event of the run when the snapshot was taken
+
+
+def _snapshot(session: Session, flow_run_id: uuid.UUID) -> _Snapshot:
+    run = session.get(m.FlowRun, flow_run_id)
+    if run is None:
+        raise NotFound("flow run", str(flow_run_id))
+    last = outbox.last_seq(session, flow_run_id)
+    current = outbox.last_event_of(session, flow_run_id, "flow_run_state")
+    return _Snapshot(current, last)
+
+
+def _check_exists(session: Session, flow_run_id: uuid.UUID) -> None:
+    if session.get(m.FlowRun, flow_run_id) is None:
+        raise NotFound("flow run", str(flow_run_id))
+
+
+class Watcher:
+    def __init__(self, db: Database, broadcaster: Broadcaster, options: WatchOptions) -> None:
+        self._db = db
+        self._broadcaster = broadcaster
+        self._options = options
+        self.cursor = options.after_cursor or 0
+        self._state_since: datetime | None = None
+        self._finished = False
+
+    async def stream(self) -> AsyncIterator[W]:
+        subscription = self._broadcaster.subscribe(self._options.flow_run_id)
+        try:
+            if self._options.after_cursor is None:
+                async for message in self._from_snapshot():
+                    yield message
+            else:
+                await self._db.read(lambda s: _check_exists(s, self._options.flow_run_id))
+                async for message in self._replay():
+                    yield message
+            yield self._marker(caught_up=watch_pb2.CaughtUp())
+            while not self._finished:
+                try:
+                    event = await subscription.next(self._options.heartbeat_seconds)
+                except Lagged:
+                    async for message in self._replay():
+                        yield message
+                    continue
+                except Closed:
+                    yield self._marker(end=End(reason=End.REASON_SERVER_SHUTDOWN))
+                    raise Shutdown from None
+                if event is None:
+                    yield self._heartbeat()
+                elif event.message.WhichOneof("event") == "end":
+                    yield self._marker(end=event.message.end)
+                    return
+                elif event.seq > self.cursor:
+                    live = self._take(event.message)
+                    if live is not None:
+                        yield live
+            yield self._marker(end=End(reason=End.REASON_RUN_FINISHED))
+        finally:
+            subscription.close()
+
+    async def _from_snapshot(self) -> AsyncIterator[W]:
+        """Without a cursor: the existing logs (if asked), then the current state."""
+        snapshot = await self._db.read(lambda s: _snapshot(s, self._options.flow_run_id))
+        if self._options.logs:
+            async for message in self._stored(until=snapshot.last):
+                if message.WhichOneof("event") == "log":
+                    yield message
+        self.cursor = snapshot.last
+        if snapshot.current is not None:
+            current = W()
+            current.CopyFrom(snapshot.current)
+            current.cursor = snapshot.last
+            self._track(current)
+            if self._options.states:
+                yield current
+
+    async def _stored(self, until: int | None = None) -> AsyncIterator[W]:
+        after = self.cursor
+        while True:
+            chunk = await self._db.read(partial(self._chunk, after=after))
+            for message in chunk:
+                if until is not None and message.cursor > until:
+                    return
+                after = message.cursor
+                yield message
+            if len(chunk) < REPLAY_CHUNK:
+                return
+
+    def _chunk(self, session: Session, *, after: int) -> list[W]:
+        return outbox.events_after(session, self._options.flow_run_id, after, REPLAY_CHUNK)
+
+    async def _replay(self) -> AsyncIterator[W]:
+        """Stored events after the cursor, oldest first, up to the run's end."""
+        async for stored in self._stored():
+            message = self._take(stored)
+            if message is not None:
+                yield message
+            if self._finished:
+                return
+
+    def _take(self, message: W) -> W | None:
+        """Advance past an event; return it if this watcher wants it."""
+        self.cursor = message.cursor
+        self._track(message)
+        kind = message.WhichOneof("event")
+        wanted = {
+            "flow_run_state": self._options.states,
+            "task_run_state": self._options.task_runs,
+            "log": self._options.logs,
+        }.get(kind or "", True)
+        return message if wanted else None
+
+    def _track(self, message: W) -> None:
+        if message.WhichOneof("event") == "flow_run_state":
+            state = message.flow_run_state.state
+            self._state_since = to_datetime(state.timestamp, "state.timestamp")
+            self._finished = state_type_from_proto(state.type, "state.type") in TERMINAL_TYPES
+
+    def _marker(self, **event: Any) -> W:
+        return W(cursor=self.cursor, **event)
+
+    def _heartbeat(self) -> W:
+        beat = watch_pb2.Heartbeat()
+        if self._state_since is not None:
+            beat.time_in_state.CopyFrom(duration(now() - self._state_since))
+        return self._marker(heartbeat=beat)

@@ -1,0 +1,132 @@
+"""The event outbox: every change a watcher can see is stored as an event in the same
+transaction as the change, numbered in commit order, and handed to the in-process broadcaster
+once the transaction has committed.
+
+Sequence numbers come from a one-row counter that each event-writing transaction bumps just
+before it commits. The counter's row lock is held until the commit, so numbers are given out in
+commit order on PostgreSQL as well as on SQLite (where writers are serialized anyway). A watcher
+that has read every event up to N from storage has therefore seen every committed event <= N.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import event, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from runwire.v1 import watch_pb2
+from runwire_server.convert import now
+from runwire_server.storage import models as m
+
+
+@dataclass(frozen=True)
+class Event:
+    """One committed event of a flow run."""
+
+    seq: int
+    flow_run_id: uuid.UUID
+    message: watch_pb2.WatchFlowRunResponse  # with `cursor` set to `seq`
+
+
+Publisher = Callable[[list[Event]], None]
+
+_PENDING = "runwire_outbox"
+_COMMITTED = "runwire_committed"
+_PUBLISHER = "runwire_publisher"
+
+
+def record(
+    session: Session, flow_run_id: uuid.UUID, message: watch_pb2.WatchFlowRunResponse
+) -> None:
+    """Queue an event for the flow run; it is numbered and stored when the session commits."""
+    session.info.setdefault(_PENDING, []).append((flow_run_id, message))
+
+
+def run_deleted(session: Session, flow_run_id: uuid.UUID) -> None:
+    """Tell watchers of a deleted run, once the delete has committed."""
+    end = watch_pb2.WatchFlowRunResponse(
+        end=watch_pb2.StreamEnd(reason=watch_pb2.StreamEnd.REASON_RUN_DELETED)
+    )
+    session.info.setdefault(_COMMITTED, []).append(Event(0, flow_run_id, end))
+
+
+def install(session_factory: Any, publish: Publisher) -> None:
+    """Number and store pending events before each commit; publish them after it."""
+    session_factory.kw.setdefault("info", {})[_PUBLISHER] = publish
+
+    @event.listens_for(session_factory, "before_commit")
+    def _store(session: Session) -> None:
+        pending = session.info.pop(_PENDING, None)
+        if not pending:
+            return
+        session.flush()
+        last = session.execute(
+            update(m.EventSequence)
+            .where(m.EventSequence.id == 1)
+            .values(value=m.EventSequence.value + len(pending))
+            .returning(m.EventSequence.value)
+        ).scalar_one()
+        first = last - len(pending) + 1
+        at = now()
+        rows, events = [], []
+        for seq, (flow_run_id, message) in enumerate(pending, start=first):
+            message.cursor = seq
+            rows.append(
+                {
+                    "seq": seq,
+                    "flow_run_id": flow_run_id,
+                    "kind": message.WhichOneof("event"),
+                    "payload": message.SerializeToString(),
+                    "created": at,
+                }
+            )
+            events.append(Event(seq, flow_run_id, message))
+        session.execute(insert(m.RunEvent), rows)
+        session.info.setdefault(_COMMITTED, []).extend(events)
+
+    @event.listens_for(session_factory, "after_commit")
+    def _publish(session: Session) -> None:
+        committed = session.info.pop(_COMMITTED, None)
+        if committed:
+            session.info[_PUBLISHER](committed)
+
+    @event.listens_for(session_factory, "after_rollback")
+    def _discard(session: Session) -> None:
+        session.info.pop(_PENDING, None)
+        session.info.pop(_COMMITTED, None)
+
+
+def events_after(
+    session: Session, flow_run_id: uuid.UUID, after: int, limit: int
+) -> list[watch_pb2.WatchFlowRunResponse]:
+    rows = session.scalars(
+        select(m.RunEvent.payload)
+        .where(m.RunEvent.flow_run_id == flow_run_id, m.RunEvent.seq > after)
+        .order_by(m.RunEvent.seq)
+        .limit(limit)
+    )
+    return [watch_pb2.WatchFlowRunResponse.FromString(payload) for payload in rows]
+
+
+def last_seq(session: Session, flow_run_id: uuid.UUID) -> int:
+    value = session.scalar(
+        select(func.max(m.RunEvent.seq)).where(m.RunEvent.flow_run_id == flow_run_id)
+    )
+    return int(value or 0)
+
+
+def last_event_of(
+    session: Session, flow_run_id: uuid.UUID, kind: str
+) -> watch_pb2.WatchFlowRunResponse | None:
+    """The newest stored event of one kind (such as "flow_run_state") of a run."""
+    payload = session.scalar(
+        select(m.RunEvent.payload)
+        .where(m.RunEvent.flow_run_id == flow_run_id, m.RunEvent.kind == kind)
+        .order_by(m.RunEvent.seq.desc())
+        .limit(1)
+    )
+    return None if payload is None else watch_pb2.WatchFlowRunResponse.FromString(payload)
