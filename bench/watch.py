@@ -1,0 +1,212 @@
+"""WatchFlowRun fan-out: delay from a state change to its arrival at every watcher, and the
+server's memory with many idle watchers.
+
+Starts its own server (`runwire server start`) on a temporary SQLite database, then:
+- for 1, 100 and 1,000 watchers of one run: writes state changes one at a time and measures,
+  for every (change, watcher), the time from the server's timestamp of the state (taken inside
+  the writing transaction, just before commit) to the watcher receiving it;
+- opens idle watchers (1,000 by default) and reads the server's resident memory.
+
+grpcio's asyncio server here cancels streams beyond 1,024 concurrent ones per server process
+(a bare grpc.aio server does the same), so larger idle figures need several server processes.
+
+    uv run python bench/watch.py [--changes 30] [--idle 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from runwire.v1 import (
+    flow_pb2,
+    flow_run_pb2,
+    flow_run_service_pb2,
+    flow_run_service_pb2_grpc,
+    flow_service_pb2,
+    flow_service_pb2_grpc,
+    state_pb2,
+    watch_pb2,
+)
+from tests.conftest import start_server_process
+
+STREAMS_PER_CHANNEL = 200
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def open_watchers(channels, run_id: str, count: int, heartbeat_s: int = 300):
+    request = watch_pb2.WatchFlowRunRequest(
+        flow_run_id=run_id, heartbeat_interval={"seconds": heartbeat_s}
+    )
+    streams = []
+    for i in range(count):
+        stub = flow_run_service_pb2_grpc.FlowRunServiceStub(channels[i // STREAMS_PER_CHANNEL])
+        streams.append(stub.WatchFlowRun(request))
+
+    async def caught_up(stream) -> None:
+        while (await stream.read()).WhichOneof("event") != "caught_up":
+            pass
+
+    await asyncio.gather(*[caught_up(s) for s in streams])
+    return streams
+
+
+async def fan_out(port: int, flow_id: str, watchers: int, changes: int) -> list[float]:
+    channels = [
+        grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+        for _ in range(-(-watchers // STREAMS_PER_CHANNEL))
+    ]
+    writer = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    runs = flow_run_service_pb2_grpc.FlowRunServiceStub(writer)
+    run = (
+        await runs.CreateFlowRun(
+            flow_run_service_pb2.CreateFlowRunRequest(
+                flow_run=flow_run_pb2.FlowRun(flow_id=flow_id)
+            )
+        )
+    ).flow_run
+    streams = await open_watchers(channels, run.id, watchers)
+    delays: list[float] = []
+
+    async def receive(stream) -> None:
+        for _ in range(changes):
+            message = await stream.read()
+            arrived = time.time()
+            state = message.flow_run_state.state
+            delays.append(arrived - state.timestamp.ToNanoseconds() / 1e9)
+
+    readers = [asyncio.create_task(receive(s)) for s in streams]
+    for i in range(changes):
+        # force: alternate RUNNING and PENDING without the claim rules, to make many changes.
+        kind = state_pb2.STATE_TYPE_RUNNING if i % 2 == 0 else state_pb2.STATE_TYPE_PENDING
+        await runs.SetFlowRunState(
+            flow_run_service_pb2.SetFlowRunStateRequest(
+                flow_run_id=run.id, state=state_pb2.State(type=kind, name=f"s{i}"), force=True
+            )
+        )
+        await asyncio.sleep(0.2)
+    await asyncio.wait_for(asyncio.gather(*readers), timeout=120)
+    for stream in streams:
+        stream.cancel()
+    for channel in [*channels, writer]:
+        await channel.close()
+    return delays
+
+
+WATCHERS_PER_PROCESS = 500
+
+
+async def idle_memory(proc, flow_id: str, idle: int) -> None:
+    """Open `idle` watchers from several client processes (one Python client process holds
+    about a thousand streams well) and read the server's memory once all are caught up."""
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{proc.port}") as channel:
+        runs = flow_run_service_pb2_grpc.FlowRunServiceStub(channel)
+        run = (
+            await runs.CreateFlowRun(
+                flow_run_service_pb2.CreateFlowRunRequest(
+                    flow_run=flow_run_pb2.FlowRun(flow_id=flow_id)
+                )
+            )
+        ).flow_run
+    before = rss_mib(proc.process.pid)
+    started = time.monotonic()
+    workers = []
+    for start in range(0, idle, WATCHERS_PER_PROCESS):
+        count = min(WATCHERS_PER_PROCESS, idle - start)
+        workers.append(
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                __file__,
+                "--worker",
+                str(proc.port),
+                run.id,
+                str(count),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+            )
+        )
+    for worker in workers:
+        assert worker.stdout is not None
+        line = await asyncio.wait_for(worker.stdout.readline(), timeout=300)
+        assert line.strip() == b"ready", line
+    opened = time.monotonic() - started
+    await asyncio.sleep(2)
+    print(
+        f"{idle} idle watchers ({len(workers)} client processes): all caught up in {opened:.1f}s; "
+        f"server RSS {rss_mib(proc.process.pid):.0f} MiB (was {before:.0f} MiB; "
+        f"{(rss_mib(proc.process.pid) - before) * 1024 / idle:.0f} KiB a watcher)"
+    )
+    for worker in workers:
+        assert worker.stdin is not None
+        worker.stdin.close()
+        await worker.wait()
+
+
+async def worker(port: int, run_id: str, count: int) -> None:
+    channels = [
+        grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+        for _ in range(-(-count // STREAMS_PER_CHANNEL))
+    ]
+    streams = await open_watchers(channels, run_id, count)
+    print("ready", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    for stream in streams:
+        stream.cancel()
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
+
+
+async def main(changes: int, idle: int, sizes: tuple[int, ...] = (1, 100, 1000)) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = start_server_process(f"sqlite:///{tmp}/bench.db")
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{proc.port}") as channel:
+                flows = flow_service_pb2_grpc.FlowServiceStub(channel)
+                flow = (
+                    await flows.CreateFlow(
+                        flow_service_pb2.CreateFlowRequest(flow=flow_pb2.Flow(name="bench"))
+                    )
+                ).flow
+            print(f"server RSS at start: {rss_mib(proc.process.pid):.0f} MiB")
+            print("watchers | deliveries | delay p50 ms | p99 ms | max ms")
+            for watchers in sizes:
+                delays = await fan_out(proc.port, flow.id, watchers, changes)
+                p50 = statistics.median(delays) * 1000
+                p99 = percentile(delays, 0.99) * 1000
+                print(
+                    f"{watchers:8d} | {len(delays):10d} | {p50:12.1f} | "
+                    f"{p99:6.1f} | {max(delays) * 1000:6.1f}"
+                )
+            if idle:
+                await idle_memory(proc, flow.id, idle)
+        finally:
+            proc.stop()
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--worker"]:
+        asyncio.run(worker(int(sys.argv[2]), sys.argv[3], int(sys.argv[4])))
+        raise SystemExit(0)
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--changes", type=int, default=30)
+    parser.add_argument("--idle", type=int, default=1000)
+    args = parser.parse_args()
+    asyncio.run(main(args.changes, args.idle))
