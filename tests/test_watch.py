@@ -314,3 +314,70 @@ async def test_shutdown_and_deletion_end_streams(server_factory):
         assert describe(last) == "end:REASON_SERVER_SHUTDOWN" and last.cursor > 0
         await expect_error(stream.read(), grpc.StatusCode.UNAVAILABLE)
         await stopping
+
+
+def runs_watch(runs, criteria, **kw):
+    return runs.WatchFlowRuns(wpb.WatchFlowRunsRequest(filter=criteria, **kw))
+
+
+async def test_list_then_watch_matching_runs_with_no_gap(flows, runs):
+    from runwire.v1 import filters_pb2 as f
+
+    flow = await make_flow(flows)
+    other = await make_flow(flows)
+    first = await make_run(runs, flow.id)
+    only_flow = f.FlowRunCriteria(
+        flows=f.FlowFilter(id=f.StringFilter(any_of=f.StringList(values=[flow.id])))
+    )
+    listed = await runs.ListFlowRuns(pb.ListFlowRunsRequest(filter=only_flow))
+    assert [r.id for r in listed.flow_runs] == [first.id] and listed.watch_cursor > 0
+
+    # Changes between the list and the watch are not lost...
+    second = await make_run(runs, flow.id)
+    await propose(runs, first.id, ST.STATE_TYPE_RUNNING)
+    stream = runs_watch(runs, only_flow, after_cursor=listed.watch_cursor)
+    replayed = await read_until(stream, lambda m: kind(m) == "caught_up")
+    assert [(m.flow_run_state.flow_run_id, m.flow_run_state.state.name) for m in replayed[:-1]] == [
+        (second.id, "Pending"),
+        (first.id, "Running"),
+    ]
+    # ...and live changes of matching runs follow, in order; other runs are left out.
+    elsewhere = await make_run(runs, other.id)
+    await propose(runs, elsewhere.id, ST.STATE_TYPE_RUNNING)
+    await propose(runs, second.id, ST.STATE_TYPE_RUNNING)
+    await propose(runs, first.id, ST.STATE_TYPE_COMPLETED)
+    live = [await stream.read() for _ in range(2)]
+    assert [(m.flow_run_state.flow_run_id, m.flow_run_state.state.name) for m in live] == [
+        (second.id, "Running"),
+        (first.id, "Completed"),
+    ]
+    cursors = [m.cursor for m in replayed + live]
+    assert cursors == sorted(cursors)
+    stream.cancel()
+
+
+async def test_watch_runs_from_now_and_errors(flows, runs):
+    from runwire.v1 import filters_pb2 as f
+
+    flow = await make_flow(flows)
+    only_flow = f.FlowRunCriteria(
+        flows=f.FlowFilter(id=f.StringFilter(any_of=f.StringList(values=[flow.id])))
+    )
+    await make_run(runs, flow.id)  # before the watch: not sent
+    stream = runs_watch(
+        runs, only_flow, heartbeat_interval=duration_pb2.Duration(nanos=200_000_000)
+    )
+    assert [kind(m) for m in await read_until(stream, lambda m: kind(m) == "caught_up")] == [
+        "caught_up"
+    ]
+    run = await make_run(runs, flow.id)
+    message = await stream.read()
+    assert message.flow_run_state.flow_run_id == run.id
+    assert kind(await stream.read()) == "heartbeat"
+    stream.cancel()
+    bad = f.FlowRunCriteria(
+        flow_runs=f.FlowRunFilter(id=f.StringFilter(any_of=f.StringList(values=["x"])))
+    )
+    await expect_error(
+        runs_watch(runs, bad).read(), grpc.StatusCode.INVALID_ARGUMENT, "filter.flow_runs.id.any_of"
+    )

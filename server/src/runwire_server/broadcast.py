@@ -23,7 +23,9 @@ class Closed(Exception):
 
 
 class Subscription:
-    def __init__(self, broadcaster: Broadcaster, flow_run_id: uuid.UUID, limit: int) -> None:
+    """Events of one flow run, or of every run when `flow_run_id` is None."""
+
+    def __init__(self, broadcaster: Broadcaster, flow_run_id: uuid.UUID | None, limit: int) -> None:
         self.flow_run_id = flow_run_id
         self._broadcaster = broadcaster
         self._events: deque[Event] = deque()
@@ -60,6 +62,12 @@ class Subscription:
             except TimeoutError:
                 return None
 
+    def drain(self) -> list[Event]:
+        """Every event already waiting, without waiting for more."""
+        events = list(self._events)
+        self._events.clear()
+        return events
+
     def close(self) -> None:
         self._broadcaster.unsubscribe(self)
 
@@ -67,7 +75,7 @@ class Subscription:
 class Broadcaster:
     def __init__(self, buffer: int = 1000) -> None:
         self._buffer = buffer
-        self._subscriptions: dict[uuid.UUID, set[Subscription]] = {}
+        self._subscriptions: dict[uuid.UUID | None, set[Subscription]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._closed = False
@@ -76,7 +84,8 @@ class Broadcaster:
         self._loop = loop
         self._loop_thread = threading.get_ident()
 
-    def subscribe(self, flow_run_id: uuid.UUID) -> Subscription:
+    def subscribe(self, flow_run_id: uuid.UUID | None) -> Subscription:
+        """Subscribe to one run's events, or to every run's with None."""
         subscription = Subscription(self, flow_run_id, self._buffer)
         if self._closed:
             subscription._close()
@@ -104,8 +113,11 @@ class Broadcaster:
             self._loop.call_soon_threadsafe(self._deliver, events)
 
     def _deliver(self, events: list[Event]) -> None:
+        everything = self._subscriptions.get(None, ())
         for event in events:
             for subscription in self._subscriptions.get(event.flow_run_id, ()):
+                subscription._offer(event)
+            for subscription in everything:
                 subscription._offer(event)
 
     def close(self) -> None:

@@ -35,7 +35,7 @@ from runwire.v1 import state_pb2 as runwire_dot_v1_dot_state__pb2
 from runwire.v1 import watch_pb2 as runwire_dot_v1_dot_watch__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!runwire/v1/flow_run_service.proto\x12\nrunwire.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18runwire/v1/filters.proto\x1a\x19runwire/v1/flow_run.proto\x1a\x16runwire/v1/graph.proto\x1a\x18runwire/v1/history.proto\x1a\x1erunwire/v1/orchestration.proto\x1a\x16runwire/v1/state.proto\x1a\x16runwire/v1/watch.proto\"=\n\x14\x43reateFlowRunRequest\x12%\n\x08\x66low_run\x18\x01 \x01(\x0b\x32\x13.runwire.v1.FlowRun\"O\n\x15\x43reateFlowRunResponse\x12%\n\x08\x66low_run\x18\x01 \x01(\x0b\x32\x13.runwire.v1.FlowRun\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"(\n\x11GetFlowRunRequest\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\";\n\x12GetFlowRunResponse\x12%\n\x08\x66low_run\x18\x01 \x01(\x0b\x32\x13.runwire.v1.FlowRun\"\xa0\x01\n\x13ListFlowRunsRequest\x12+\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x1b.runwire.v1.FlowRunCriteria\x12%\n\x04sort\x18\x02 \x01(\x0e\x32\x17.runwire.v1.FlowRunSort\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x0e\n\x06offset\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"W\n\x14ListFlowRunsResponse\x12&\n\tflow_runs\x18\x01 \x03(\x0b\x32\x13.runwire.v1.FlowRun\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"C\n\x14\x43ountFlowRunsRequest\x12+\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x1b.runwire.v1.FlowRunCriteria\"&\n\x15\x43ountFlowRunsResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\x03\"n\n\x14UpdateFlowRunRequest\x12%\n\x08\x66low_run\x18\x01 \x01(\x0b\x32\x13.runwire.v1.FlowRun\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\">\n\x15UpdateFlowRunResponse\x12%\n\x08\x66low_run\x18\x01 \x01(\x0b\x32\x13.runwire.v1.FlowRun\"+\n\x14\x44\x65leteFlowRunRequest\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\"\x17\n\x15\x44\x65leteFlowRunResponse\"^\n\x16SetFlowRunStateRequest\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\x12 \n\x05state\x18\x02 \x01(\x0b\x32\x11.runwire.v1.State\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\"J\n\x17SetFlowRunStateResponse\x12/\n\x06result\x18\x01 \x01(\x0b\x32\x1f.runwire.v1.OrchestrationResult\"W\n\x14ResumeFlowRunRequest\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\x12*\n\trun_input\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\"H\n\x15ResumeFlowRunResponse\x12/\n\x06result\x18\x01 \x01(\x0b\x32\x1f.runwire.v1.OrchestrationResult\"V\n\x18ListFlowRunStatesRequest\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"W\n\x19ListFlowRunStatesResponse\x12!\n\x06states\x18\x01 \x03(\x0b\x32\x11.runwire.v1.State\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xe0\x01\n\x18GetFlowRunHistoryRequest\x12\x31\n\rhistory_start\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bhistory_end\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x10history_interval\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x1b.runwire.v1.FlowRunCriteria\"K\n\x19GetFlowRunHistoryResponse\x12.\n\tintervals\x18\x01 \x03(\x0b\x32\x1b.runwire.v1.HistoryInterval\"-\n\x16GetFlowRunGraphRequest\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\"?\n\x17GetFlowRunGraphResponse\x12$\n\x05nodes\x18\x01 \x03(\x0b\x32\x15.runwire.v1.GraphNode2\xaf\x08\n\x0e\x46lowRunService\x12T\n\rCreateFlowRun\x12 .runwire.v1.CreateFlowRunRequest\x1a!.runwire.v1.CreateFlowRunResponse\x12K\n\nGetFlowRun\x12\x1d.runwire.v1.GetFlowRunRequest\x1a\x1e.runwire.v1.GetFlowRunResponse\x12Q\n\x0cListFlowRuns\x12\x1f.runwire.v1.ListFlowRunsRequest\x1a .runwire.v1.ListFlowRunsResponse\x12T\n\rCountFlowRuns\x12 .runwire.v1.CountFlowRunsRequest\x1a!.runwire.v1.CountFlowRunsResponse\x12T\n\rUpdateFlowRun\x12 .runwire.v1.UpdateFlowRunRequest\x1a!.runwire.v1.UpdateFlowRunResponse\x12T\n\rDeleteFlowRun\x12 .runwire.v1.DeleteFlowRunRequest\x1a!.runwire.v1.DeleteFlowRunResponse\x12Z\n\x0fSetFlowRunState\x12\".runwire.v1.SetFlowRunStateRequest\x1a#.runwire.v1.SetFlowRunStateResponse\x12T\n\rResumeFlowRun\x12 .runwire.v1.ResumeFlowRunRequest\x1a!.runwire.v1.ResumeFlowRunResponse\x12`\n\x11ListFlowRunStates\x12$.runwire.v1.ListFlowRunStatesRequest\x1a%.runwire.v1.ListFlowRunStatesResponse\x12`\n\x11GetFlowRunHistory\x12$.runwire.v1.GetFlowRunHistoryRequest\x1a%.runwire.v1.GetFlowRunHistoryResponse\x12Z\n\x0fGetFlowRunGraph\x12\".runwire.v1.GetFlowRunGraphRequest\x1a#.runwire.v1.GetFlowRunGraphResponse\x12S\n\x0cWatchFlowRun\x12\x1f.runwire.v1.WatchFlowRunRequest\x1a .runwire.v1.WatchFlowRunResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!runwire/v1/flow_run_service.proto\x12\nrunwire.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18runwire/v1/filters.proto\x1a\x19runwire/v1/flow_run.proto\x1a\x16runwire/v1/graph.proto\x1a\x18runwire/v1/history.proto\x1a\x1erunwire/v1/orchestration.proto\x1a\x16runwire/v1/state.proto\x1a\x16runwire/v1/watch.proto\"=\n\x14\x43reateFlowRunRequest\x12%\n\x08\x66low_run\x18\x01 \x01(\x0b\x32\x13.runwire.v1.FlowRun\"O\n\x15\x43reateFlowRunResponse\x12%\n\x08\x66low_run\x18\x01 \x01(\x0b\x32\x13.runwire.v1.FlowRun\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"(\n\x11GetFlowRunRequest\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\";\n\x12GetFlowRunResponse\x12%\n\x08\x66low_run\x18\x01 \x01(\x0b\x32\x13.runwire.v1.FlowRun\"\xa0\x01\n\x13ListFlowRunsRequest\x12+\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x1b.runwire.v1.FlowRunCriteria\x12%\n\x04sort\x18\x02 \x01(\x0e\x32\x17.runwire.v1.FlowRunSort\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x0e\n\x06offset\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"m\n\x14ListFlowRunsResponse\x12&\n\tflow_runs\x18\x01 \x03(\x0b\x32\x13.runwire.v1.FlowRun\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x14\n\x0cwatch_cursor\x18\x03 \x01(\x03\"C\n\x14\x43ountFlowRunsRequest\x12+\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x1b.runwire.v1.FlowRunCriteria\"&\n\x15\x43ountFlowRunsResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\x03\"n\n\x14UpdateFlowRunRequest\x12%\n\x08\x66low_run\x18\x01 \x01(\x0b\x32\x13.runwire.v1.FlowRun\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\">\n\x15UpdateFlowRunResponse\x12%\n\x08\x66low_run\x18\x01 \x01(\x0b\x32\x13.runwire.v1.FlowRun\"+\n\x14\x44\x65leteFlowRunRequest\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\"\x17\n\x15\x44\x65leteFlowRunResponse\"^\n\x16SetFlowRunStateRequest\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\x12 \n\x05state\x18\x02 \x01(\x0b\x32\x11.runwire.v1.State\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\"J\n\x17SetFlowRunStateResponse\x12/\n\x06result\x18\x01 \x01(\x0b\x32\x1f.runwire.v1.OrchestrationResult\"W\n\x14ResumeFlowRunRequest\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\x12*\n\trun_input\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\"H\n\x15ResumeFlowRunResponse\x12/\n\x06result\x18\x01 \x01(\x0b\x32\x1f.runwire.v1.OrchestrationResult\"V\n\x18ListFlowRunStatesRequest\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"W\n\x19ListFlowRunStatesResponse\x12!\n\x06states\x18\x01 \x03(\x0b\x32\x11.runwire.v1.State\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xe0\x01\n\x18GetFlowRunHistoryRequest\x12\x31\n\rhistory_start\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bhistory_end\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x10history_interval\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x1b.runwire.v1.FlowRunCriteria\"K\n\x19GetFlowRunHistoryResponse\x12.\n\tintervals\x18\x01 \x03(\x0b\x32\x1b.runwire.v1.HistoryInterval\"-\n\x16GetFlowRunGraphRequest\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\"?\n\x17GetFlowRunGraphResponse\x12$\n\x05nodes\x18\x01 \x03(\x0b\x32\x15.runwire.v1.GraphNode2\x87\t\n\x0e\x46lowRunService\x12T\n\rCreateFlowRun\x12 .runwire.v1.CreateFlowRunRequest\x1a!.runwire.v1.CreateFlowRunResponse\x12K\n\nGetFlowRun\x12\x1d.runwire.v1.GetFlowRunRequest\x1a\x1e.runwire.v1.GetFlowRunResponse\x12Q\n\x0cListFlowRuns\x12\x1f.runwire.v1.ListFlowRunsRequest\x1a .runwire.v1.ListFlowRunsResponse\x12T\n\rCountFlowRuns\x12 .runwire.v1.CountFlowRunsRequest\x1a!.runwire.v1.CountFlowRunsResponse\x12T\n\rUpdateFlowRun\x12 .runwire.v1.UpdateFlowRunRequest\x1a!.runwire.v1.UpdateFlowRunResponse\x12T\n\rDeleteFlowRun\x12 .runwire.v1.DeleteFlowRunRequest\x1a!.runwire.v1.DeleteFlowRunResponse\x12Z\n\x0fSetFlowRunState\x12\".runwire.v1.SetFlowRunStateRequest\x1a#.runwire.v1.SetFlowRunStateResponse\x12T\n\rResumeFlowRun\x12 .runwire.v1.ResumeFlowRunRequest\x1a!.runwire.v1.ResumeFlowRunResponse\x12`\n\x11ListFlowRunStates\x12$.runwire.v1.ListFlowRunStatesRequest\x1a%.runwire.v1.ListFlowRunStatesResponse\x12`\n\x11GetFlowRunHistory\x12$.runwire.v1.GetFlowRunHistoryRequest\x1a%.runwire.v1.GetFlowRunHistoryResponse\x12Z\n\x0fGetFlowRunGraph\x12\".runwire.v1.GetFlowRunGraphRequest\x1a#.runwire.v1.GetFlowRunGraphResponse\x12S\n\x0cWatchFlowRun\x12\x1f.runwire.v1.WatchFlowRunRequest\x1a .runwire.v1.WatchFlowRunResponse0\x01\x12V\n\rWatchFlowRuns\x12 .runwire.v1.WatchFlowRunsRequest\x1a!.runwire.v1.WatchFlowRunsResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -53,39 +53,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTFLOWRUNSREQUEST']._serialized_start=609
   _globals['_LISTFLOWRUNSREQUEST']._serialized_end=769
   _globals['_LISTFLOWRUNSRESPONSE']._serialized_start=771
-  _globals['_LISTFLOWRUNSRESPONSE']._serialized_end=858
-  _globals['_COUNTFLOWRUNSREQUEST']._serialized_start=860
-  _globals['_COUNTFLOWRUNSREQUEST']._serialized_end=927
-  _globals['_COUNTFLOWRUNSRESPONSE']._serialized_start=929
-  _globals['_COUNTFLOWRUNSRESPONSE']._serialized_end=967
-  _globals['_UPDATEFLOWRUNREQUEST']._serialized_start=969
-  _globals['_UPDATEFLOWRUNREQUEST']._serialized_end=1079
-  _globals['_UPDATEFLOWRUNRESPONSE']._serialized_start=1081
-  _globals['_UPDATEFLOWRUNRESPONSE']._serialized_end=1143
-  _globals['_DELETEFLOWRUNREQUEST']._serialized_start=1145
-  _globals['_DELETEFLOWRUNREQUEST']._serialized_end=1188
-  _globals['_DELETEFLOWRUNRESPONSE']._serialized_start=1190
-  _globals['_DELETEFLOWRUNRESPONSE']._serialized_end=1213
-  _globals['_SETFLOWRUNSTATEREQUEST']._serialized_start=1215
-  _globals['_SETFLOWRUNSTATEREQUEST']._serialized_end=1309
-  _globals['_SETFLOWRUNSTATERESPONSE']._serialized_start=1311
-  _globals['_SETFLOWRUNSTATERESPONSE']._serialized_end=1385
-  _globals['_RESUMEFLOWRUNREQUEST']._serialized_start=1387
-  _globals['_RESUMEFLOWRUNREQUEST']._serialized_end=1474
-  _globals['_RESUMEFLOWRUNRESPONSE']._serialized_start=1476
-  _globals['_RESUMEFLOWRUNRESPONSE']._serialized_end=1548
-  _globals['_LISTFLOWRUNSTATESREQUEST']._serialized_start=1550
-  _globals['_LISTFLOWRUNSTATESREQUEST']._serialized_end=1636
-  _globals['_LISTFLOWRUNSTATESRESPONSE']._serialized_start=1638
-  _globals['_LISTFLOWRUNSTATESRESPONSE']._serialized_end=1725
-  _globals['_GETFLOWRUNHISTORYREQUEST']._serialized_start=1728
-  _globals['_GETFLOWRUNHISTORYREQUEST']._serialized_end=1952
-  _globals['_GETFLOWRUNHISTORYRESPONSE']._serialized_start=1954
-  _globals['_GETFLOWRUNHISTORYRESPONSE']._serialized_end=2029
-  _globals['_GETFLOWRUNGRAPHREQUEST']._serialized_start=2031
-  _globals['_GETFLOWRUNGRAPHREQUEST']._serialized_end=2076
-  _globals['_GETFLOWRUNGRAPHRESPONSE']._serialized_start=2078
-  _globals['_GETFLOWRUNGRAPHRESPONSE']._serialized_end=2141
-  _globals['_FLOWRUNSERVICE']._serialized_start=2144
-  _globals['_FLOWRUNSERVICE']._serialized_end=3215
+  _globals['_LISTFLOWRUNSRESPONSE']._serialized_end=880
+  _globals['_COUNTFLOWRUNSREQUEST']._serialized_start=882
+  _globals['_COUNTFLOWRUNSREQUEST']._serialized_end=949
+  _globals['_COUNTFLOWRUNSRESPONSE']._serialized_start=951
+  _globals['_COUNTFLOWRUNSRESPONSE']._serialized_end=989
+  _globals['_UPDATEFLOWRUNREQUEST']._serialized_start=991
+  _globals['_UPDATEFLOWRUNREQUEST']._serialized_end=1101
+  _globals['_UPDATEFLOWRUNRESPONSE']._serialized_start=1103
+  _globals['_UPDATEFLOWRUNRESPONSE']._serialized_end=1165
+  _globals['_DELETEFLOWRUNREQUEST']._serialized_start=1167
+  _globals['_DELETEFLOWRUNREQUEST']._serialized_end=1210
+  _globals['_DELETEFLOWRUNRESPONSE']._serialized_start=1212
+  _globals['_DELETEFLOWRUNRESPONSE']._serialized_end=1235
+  _globals['_SETFLOWRUNSTATEREQUEST']._serialized_start=1237
+  _globals['_SETFLOWRUNSTATEREQUEST']._serialized_end=1331
+  _globals['_SETFLOWRUNSTATERESPONSE']._serialized_start=1333
+  _globals['_SETFLOWRUNSTATERESPONSE']._serialized_end=1407
+  _globals['_RESUMEFLOWRUNREQUEST']._serialized_start=1409
+  _globals['_RESUMEFLOWRUNREQUEST']._serialized_end=1496
+  _globals['_RESUMEFLOWRUNRESPONSE']._serialized_start=1498
+  _globals['_RESUMEFLOWRUNRESPONSE']._serialized_end=1570
+  _globals['_LISTFLOWRUNSTATESREQUEST']._serialized_start=1572
+  _globals['_LISTFLOWRUNSTATESREQUEST']._serialized_end=1658
+  _globals['_LISTFLOWRUNSTATESRESPONSE']._serialized_start=1660
+  _globals['_LISTFLOWRUNSTATESRESPONSE']._serialized_end=1747
+  _globals['_GETFLOWRUNHISTORYREQUEST']._serialized_start=1750
+  _globals['_GETFLOWRUNHISTORYREQUEST']._serialized_end=1974
+  _globals['_GETFLOWRUNHISTORYRESPONSE']._serialized_start=1976
+  _globals['_GETFLOWRUNHISTORYRESPONSE']._serialized_end=2051
+  _globals['_GETFLOWRUNGRAPHREQUEST']._serialized_start=2053
+  _globals['_GETFLOWRUNGRAPHREQUEST']._serialized_end=2098
+  _globals['_GETFLOWRUNGRAPHRESPONSE']._serialized_start=2100
+  _globals['_GETFLOWRUNGRAPHRESPONSE']._serialized_end=2163
+  _globals['_FLOWRUNSERVICE']._serialized_start=2166
+  _globals['_FLOWRUNSERVICE']._serialized_end=3325
 # @@protoc_insertion_point(module_scope)

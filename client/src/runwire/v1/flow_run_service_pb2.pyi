@@ -178,8 +178,13 @@ class ListFlowRunsResponse(_message.Message):
 
     FLOW_RUNS_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    WATCH_CURSOR_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
     """Token of the next page; empty when there are no more runs."""
+    watch_cursor: _builtins.int
+    """Position in the server's event sequence taken before this page was read: WatchFlowRuns
+    with this after_cursor sends every later change, so a list and a watch leave no gap.
+    """
     @_builtins.property
     def flow_runs(self) -> _containers.RepeatedCompositeFieldContainer[_flow_run_pb2.FlowRun]:
         """The runs of this page."""
@@ -189,10 +194,11 @@ class ListFlowRunsResponse(_message.Message):
         *,
         flow_runs: _abc.Iterable[_flow_run_pb2.FlowRun] | None = ...,
         next_page_token: _builtins.str = ...,
+        watch_cursor: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["flow_runs", b"flow_runs", "next_page_token", b"next_page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["flow_runs", b"flow_runs", "next_page_token", b"next_page_token", "watch_cursor", b"watch_cursor"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -96,6 +96,11 @@ class FlowRunServiceStub:
                 request_serializer=runwire_dot_v1_dot_watch__pb2.WatchFlowRunRequest.SerializeToString,
                 response_deserializer=runwire_dot_v1_dot_watch__pb2.WatchFlowRunResponse.FromString,
                 _registered_method=True)
+        self.WatchFlowRuns = channel.unary_stream(
+                '/runwire.v1.FlowRunService/WatchFlowRuns',
+                request_serializer=runwire_dot_v1_dot_watch__pb2.WatchFlowRunsRequest.SerializeToString,
+                response_deserializer=runwire_dot_v1_dot_watch__pb2.WatchFlowRunsResponse.FromString,
+                _registered_method=True)
 
 
 class FlowRunServiceServicer:
@@ -186,6 +191,13 @@ class FlowRunServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchFlowRuns(self, request, context):
+        """Streams the state changes of every flow run that matches a filter (for dashboards).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FlowRunServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -248,6 +260,11 @@ def add_FlowRunServiceServicer_to_server(servicer, server):
                     servicer.WatchFlowRun,
                     request_deserializer=runwire_dot_v1_dot_watch__pb2.WatchFlowRunRequest.FromString,
                     response_serializer=runwire_dot_v1_dot_watch__pb2.WatchFlowRunResponse.SerializeToString,
+            ),
+            'WatchFlowRuns': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchFlowRuns,
+                    request_deserializer=runwire_dot_v1_dot_watch__pb2.WatchFlowRunsRequest.FromString,
+                    response_serializer=runwire_dot_v1_dot_watch__pb2.WatchFlowRunsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -575,6 +592,33 @@ class FlowRunService:
             '/runwire.v1.FlowRunService/WatchFlowRun',
             runwire_dot_v1_dot_watch__pb2.WatchFlowRunRequest.SerializeToString,
             runwire_dot_v1_dot_watch__pb2.WatchFlowRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchFlowRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/runwire.v1.FlowRunService/WatchFlowRuns',
+            runwire_dot_v1_dot_watch__pb2.WatchFlowRunsRequest.SerializeToString,
+            runwire_dot_v1_dot_watch__pb2.WatchFlowRunsResponse.FromString,
             options,
             channel_credentials,
             insecure,

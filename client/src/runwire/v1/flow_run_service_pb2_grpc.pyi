@@ -58,6 +58,8 @@ class FlowRunServiceStub:
     """Returns the dependency graph of a flow run's task runs."""
     WatchFlowRun: _grpc.UnaryStreamMultiCallable[_watch_pb2.WatchFlowRunRequest, _watch_pb2.WatchFlowRunResponse]
     """Streams a flow run's state changes and logs as they happen."""
+    WatchFlowRuns: _grpc.UnaryStreamMultiCallable[_watch_pb2.WatchFlowRunsRequest, _watch_pb2.WatchFlowRunsResponse]
+    """Streams the state changes of every flow run that matches a filter (for dashboards)."""
 
 @_typing.type_check_only
 class FlowRunServiceAsyncStub(FlowRunServiceStub):
@@ -88,6 +90,8 @@ class FlowRunServiceAsyncStub(FlowRunServiceStub):
     """Returns the dependency graph of a flow run's task runs."""
     WatchFlowRun: _aio.UnaryStreamMultiCallable[_watch_pb2.WatchFlowRunRequest, _watch_pb2.WatchFlowRunResponse]  # type: ignore[assignment]
     """Streams a flow run's state changes and logs as they happen."""
+    WatchFlowRuns: _aio.UnaryStreamMultiCallable[_watch_pb2.WatchFlowRunsRequest, _watch_pb2.WatchFlowRunsResponse]  # type: ignore[assignment]
+    """Streams the state changes of every flow run that matches a filter (for dashboards)."""
 
 class FlowRunServiceServicer(metaclass=_abc_1.ABCMeta):
     """Flow runs: their creation, states, history and live events."""
@@ -187,5 +191,13 @@ class FlowRunServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_watch_pb2.WatchFlowRunResponse], _abc.AsyncIterator[_watch_pb2.WatchFlowRunResponse]]:
         """Streams a flow run's state changes and logs as they happen."""
+
+    @_abc_1.abstractmethod
+    def WatchFlowRuns(
+        self,
+        request: _watch_pb2.WatchFlowRunsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_watch_pb2.WatchFlowRunsResponse], _abc.AsyncIterator[_watch_pb2.WatchFlowRunsResponse]]:
+        """Streams the state changes of every flow run that matches a filter (for dashboards)."""
 
 def add_FlowRunServiceServicer_to_server(servicer: FlowRunServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -23,31 +23,36 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from runwire.v1 import filters_pb2 as runwire_dot_v1_dot_filters__pb2
 from runwire.v1 import log_pb2 as runwire_dot_v1_dot_log__pb2
 from runwire.v1 import state_pb2 as runwire_dot_v1_dot_state__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16runwire/v1/watch.proto\x12\nrunwire.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x14runwire/v1/log.proto\x1a\x16runwire/v1/state.proto\"L\n\x13\x46lowRunStateChanged\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\x12 \n\x05state\x18\x02 \x01(\x0b\x32\x11.runwire.v1.State\"^\n\x13TaskRunStateChanged\x12\x13\n\x0btask_run_id\x18\x01 \x01(\t\x12\x10\n\x08task_key\x18\x02 \x01(\t\x12 \n\x05state\x18\x03 \x01(\x0b\x32\x11.runwire.v1.State\"=\n\tHeartbeat\x12\x30\n\rtime_in_state\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"\n\n\x08\x43\x61ughtUp\"\xa8\x01\n\tStreamEnd\x12,\n\x06reason\x18\x01 \x01(\x0e\x32\x1c.runwire.v1.StreamEnd.Reason\"m\n\x06Reason\x12\x16\n\x12REASON_UNSPECIFIED\x10\x00\x12\x17\n\x13REASON_RUN_FINISHED\x10\x01\x12\x1a\n\x16REASON_SERVER_SHUTDOWN\x10\x02\x12\x16\n\x12REASON_RUN_DELETED\x10\x03\"\x80\x02\n\x13WatchFlowRunRequest\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\x12\x1a\n\rstream_states\x18\x02 \x01(\x08H\x00\x88\x01\x01\x12\x18\n\x0bstream_logs\x18\x03 \x01(\x08H\x01\x88\x01\x01\x12\x19\n\x11include_task_runs\x18\x04 \x01(\x08\x12\x19\n\x0c\x61\x66ter_cursor\x18\x05 \x01(\x03H\x02\x88\x01\x01\x12\x35\n\x12heartbeat_interval\x18\x06 \x01(\x0b\x32\x19.google.protobuf.DurationB\x10\n\x0e_stream_statesB\x0e\n\x0c_stream_logsB\x0f\n\r_after_cursor\"\xc2\x02\n\x14WatchFlowRunResponse\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\x03\x12\x39\n\x0e\x66low_run_state\x18\x02 \x01(\x0b\x32\x1f.runwire.v1.FlowRunStateChangedH\x00\x12\x39\n\x0etask_run_state\x18\x03 \x01(\x0b\x32\x1f.runwire.v1.TaskRunStateChangedH\x00\x12\x1e\n\x03log\x18\x04 \x01(\x0b\x32\x0f.runwire.v1.LogH\x00\x12*\n\theartbeat\x18\x05 \x01(\x0b\x32\x15.runwire.v1.HeartbeatH\x00\x12)\n\tcaught_up\x18\x06 \x01(\x0b\x32\x14.runwire.v1.CaughtUpH\x00\x12$\n\x03\x65nd\x18\x07 \x01(\x0b\x32\x15.runwire.v1.StreamEndH\x00\x42\x07\n\x05\x65ventb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16runwire/v1/watch.proto\x12\nrunwire.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x18runwire/v1/filters.proto\x1a\x14runwire/v1/log.proto\x1a\x16runwire/v1/state.proto\"L\n\x13\x46lowRunStateChanged\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\x12 \n\x05state\x18\x02 \x01(\x0b\x32\x11.runwire.v1.State\"^\n\x13TaskRunStateChanged\x12\x13\n\x0btask_run_id\x18\x01 \x01(\t\x12\x10\n\x08task_key\x18\x02 \x01(\t\x12 \n\x05state\x18\x03 \x01(\x0b\x32\x11.runwire.v1.State\"=\n\tHeartbeat\x12\x30\n\rtime_in_state\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"\n\n\x08\x43\x61ughtUp\"\xa8\x01\n\tStreamEnd\x12,\n\x06reason\x18\x01 \x01(\x0e\x32\x1c.runwire.v1.StreamEnd.Reason\"m\n\x06Reason\x12\x16\n\x12REASON_UNSPECIFIED\x10\x00\x12\x17\n\x13REASON_RUN_FINISHED\x10\x01\x12\x1a\n\x16REASON_SERVER_SHUTDOWN\x10\x02\x12\x16\n\x12REASON_RUN_DELETED\x10\x03\"\x80\x02\n\x13WatchFlowRunRequest\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\x12\x1a\n\rstream_states\x18\x02 \x01(\x08H\x00\x88\x01\x01\x12\x18\n\x0bstream_logs\x18\x03 \x01(\x08H\x01\x88\x01\x01\x12\x19\n\x11include_task_runs\x18\x04 \x01(\x08\x12\x19\n\x0c\x61\x66ter_cursor\x18\x05 \x01(\x03H\x02\x88\x01\x01\x12\x35\n\x12heartbeat_interval\x18\x06 \x01(\x0b\x32\x19.google.protobuf.DurationB\x10\n\x0e_stream_statesB\x0e\n\x0c_stream_logsB\x0f\n\r_after_cursor\"\xc2\x02\n\x14WatchFlowRunResponse\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\x03\x12\x39\n\x0e\x66low_run_state\x18\x02 \x01(\x0b\x32\x1f.runwire.v1.FlowRunStateChangedH\x00\x12\x39\n\x0etask_run_state\x18\x03 \x01(\x0b\x32\x1f.runwire.v1.TaskRunStateChangedH\x00\x12\x1e\n\x03log\x18\x04 \x01(\x0b\x32\x0f.runwire.v1.LogH\x00\x12*\n\theartbeat\x18\x05 \x01(\x0b\x32\x15.runwire.v1.HeartbeatH\x00\x12)\n\tcaught_up\x18\x06 \x01(\x0b\x32\x14.runwire.v1.CaughtUpH\x00\x12$\n\x03\x65nd\x18\x07 \x01(\x0b\x32\x15.runwire.v1.StreamEndH\x00\x42\x07\n\x05\x65vent\"\xa6\x01\n\x14WatchFlowRunsRequest\x12+\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x1b.runwire.v1.FlowRunCriteria\x12\x19\n\x0c\x61\x66ter_cursor\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x35\n\x12heartbeat_interval\x18\x03 \x01(\x0b\x32\x19.google.protobuf.DurationB\x0f\n\r_after_cursor\"\xe8\x01\n\x15WatchFlowRunsResponse\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\x03\x12\x39\n\x0e\x66low_run_state\x18\x02 \x01(\x0b\x32\x1f.runwire.v1.FlowRunStateChangedH\x00\x12*\n\theartbeat\x18\x03 \x01(\x0b\x32\x15.runwire.v1.HeartbeatH\x00\x12)\n\tcaught_up\x18\x04 \x01(\x0b\x32\x14.runwire.v1.CaughtUpH\x00\x12$\n\x03\x65nd\x18\x05 \x01(\x0b\x32\x15.runwire.v1.StreamEndH\x00\x42\x07\n\x05\x65ventb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'runwire.v1.watch_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FLOWRUNSTATECHANGED']._serialized_start=116
-  _globals['_FLOWRUNSTATECHANGED']._serialized_end=192
-  _globals['_TASKRUNSTATECHANGED']._serialized_start=194
-  _globals['_TASKRUNSTATECHANGED']._serialized_end=288
-  _globals['_HEARTBEAT']._serialized_start=290
-  _globals['_HEARTBEAT']._serialized_end=351
-  _globals['_CAUGHTUP']._serialized_start=353
-  _globals['_CAUGHTUP']._serialized_end=363
-  _globals['_STREAMEND']._serialized_start=366
-  _globals['_STREAMEND']._serialized_end=534
-  _globals['_STREAMEND_REASON']._serialized_start=425
-  _globals['_STREAMEND_REASON']._serialized_end=534
-  _globals['_WATCHFLOWRUNREQUEST']._serialized_start=537
-  _globals['_WATCHFLOWRUNREQUEST']._serialized_end=793
-  _globals['_WATCHFLOWRUNRESPONSE']._serialized_start=796
-  _globals['_WATCHFLOWRUNRESPONSE']._serialized_end=1118
+  _globals['_FLOWRUNSTATECHANGED']._serialized_start=142
+  _globals['_FLOWRUNSTATECHANGED']._serialized_end=218
+  _globals['_TASKRUNSTATECHANGED']._serialized_start=220
+  _globals['_TASKRUNSTATECHANGED']._serialized_end=314
+  _globals['_HEARTBEAT']._serialized_start=316
+  _globals['_HEARTBEAT']._serialized_end=377
+  _globals['_CAUGHTUP']._serialized_start=379
+  _globals['_CAUGHTUP']._serialized_end=389
+  _globals['_STREAMEND']._serialized_start=392
+  _globals['_STREAMEND']._serialized_end=560
+  _globals['_STREAMEND_REASON']._serialized_start=451
+  _globals['_STREAMEND_REASON']._serialized_end=560
+  _globals['_WATCHFLOWRUNREQUEST']._serialized_start=563
+  _globals['_WATCHFLOWRUNREQUEST']._serialized_end=819
+  _globals['_WATCHFLOWRUNRESPONSE']._serialized_start=822
+  _globals['_WATCHFLOWRUNRESPONSE']._serialized_end=1144
+  _globals['_WATCHFLOWRUNSREQUEST']._serialized_start=1147
+  _globals['_WATCHFLOWRUNSREQUEST']._serialized_end=1313
+  _globals['_WATCHFLOWRUNSRESPONSE']._serialized_start=1316
+  _globals['_WATCHFLOWRUNSRESPONSE']._serialized_end=1548
 # @@protoc_insertion_point(module_scope)

@@ -7,6 +7,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from runwire.v1 import filters_pb2 as _filters_pb2
 from runwire.v1 import log_pb2 as _log_pb2
 from runwire.v1 import state_pb2 as _state_pb2
 import builtins as _builtins
@@ -286,3 +287,89 @@ class WatchFlowRunResponse(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
 Global___WatchFlowRunResponse: _TypeAlias = WatchFlowRunResponse  # noqa: Y015
+
+@_typing.final
+class WatchFlowRunsRequest(_message.Message):
+    """Request of WatchFlowRuns."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILTER_FIELD_NUMBER: _builtins.int
+    AFTER_CURSOR_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_INTERVAL_FIELD_NUMBER: _builtins.int
+    after_cursor: _builtins.int
+    """Resume after this cursor (from a previous stream or ListFlowRuns' watch_cursor).
+    Unset starts with the changes that happen from now on.
+    """
+    @_builtins.property
+    def filter(self) -> _filters_pb2.FlowRunCriteria:
+        """Which runs to watch; the same criteria as ListFlowRuns. Empty watches every run."""
+
+    @_builtins.property
+    def heartbeat_interval(self) -> _duration_pb2.Duration:
+        """How often to send heartbeats while nothing changes, within the server's bounds."""
+
+    def __init__(
+        self,
+        *,
+        filter: _filters_pb2.FlowRunCriteria | None = ...,
+        after_cursor: _builtins.int | None = ...,
+        heartbeat_interval: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_after_cursor", b"_after_cursor", "after_cursor", b"after_cursor", "filter", b"filter", "heartbeat_interval", b"heartbeat_interval"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_after_cursor", b"_after_cursor", "after_cursor", b"after_cursor", "filter", b"filter", "heartbeat_interval", b"heartbeat_interval"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__after_cursor: _TypeAlias = _typing.Literal["after_cursor"]  # noqa: Y015
+    _WhichOneofArgType__after_cursor: _TypeAlias = _typing.Literal["_after_cursor", b"_after_cursor"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__after_cursor) -> _WhichOneofReturnType__after_cursor | None: ...
+
+Global___WatchFlowRunsRequest: _TypeAlias = WatchFlowRunsRequest  # noqa: Y015
+
+@_typing.final
+class WatchFlowRunsResponse(_message.Message):
+    """One event of WatchFlowRuns."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CURSOR_FIELD_NUMBER: _builtins.int
+    FLOW_RUN_STATE_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_FIELD_NUMBER: _builtins.int
+    CAUGHT_UP_FIELD_NUMBER: _builtins.int
+    END_FIELD_NUMBER: _builtins.int
+    cursor: _builtins.int
+    """Position of this event in the server's event sequence; resume after it with after_cursor."""
+    @_builtins.property
+    def flow_run_state(self) -> Global___FlowRunStateChanged:
+        """A matching flow run entered a state."""
+
+    @_builtins.property
+    def heartbeat(self) -> Global___Heartbeat:
+        """Nothing changed for a while; the stream is alive."""
+
+    @_builtins.property
+    def caught_up(self) -> Global___CaughtUp:
+        """Replay is over; what follows is live."""
+
+    @_builtins.property
+    def end(self) -> Global___StreamEnd:
+        """The stream ends after this message."""
+
+    def __init__(
+        self,
+        *,
+        cursor: _builtins.int = ...,
+        flow_run_state: Global___FlowRunStateChanged | None = ...,
+        heartbeat: Global___Heartbeat | None = ...,
+        caught_up: Global___CaughtUp | None = ...,
+        end: Global___StreamEnd | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["caught_up", b"caught_up", "end", b"end", "event", b"event", "flow_run_state", b"flow_run_state", "heartbeat", b"heartbeat"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caught_up", b"caught_up", "cursor", b"cursor", "end", b"end", "event", b"event", "flow_run_state", b"flow_run_state", "heartbeat", b"heartbeat"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["flow_run_state", "heartbeat", "caught_up", "end"]  # noqa: Y015
+    _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
+
+Global___WatchFlowRunsResponse: _TypeAlias = WatchFlowRunsResponse  # noqa: Y015

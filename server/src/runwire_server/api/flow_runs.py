@@ -17,6 +17,7 @@ from runwire_server.errors import InvalidArgument, ShuttingDown
 from runwire_server.ids import parse_id, require_id
 from runwire_server.services import flow_runs, history, task_runs, watch
 from runwire_server.services.states import pending
+from runwire_server.storage import outbox
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -61,11 +62,15 @@ class FlowRunServicer(pb_grpc.FlowRunServiceServicer):
         page = self._app.page(request, offset=request.offset)
 
         def work(session: Session) -> pb.ListFlowRunsResponse:
+            # Read before the page, so every change after it is either in the page or later.
+            cursor = outbox.global_last_seq(session)
             rows, token = flow_runs.list_flow_runs(
                 session, request.filter, request.sort, page, self._app.tokens
             )
             return pb.ListFlowRunsResponse(
-                flow_runs=[self._to_proto(r) for r in rows], next_page_token=token
+                flow_runs=[self._to_proto(r) for r in rows],
+                next_page_token=token,
+                watch_cursor=cursor,
             )
 
         return await self._app.db.read(work)
@@ -190,6 +195,17 @@ class FlowRunServicer(pb_grpc.FlowRunServiceServicer):
     ) -> AsyncIterator[watch_pb2.WatchFlowRunResponse]:
         options = watch.options_from(request, self._app.settings)
         watcher = watch.Watcher(self._app.db, self._app.broadcaster, options)
+        try:
+            async for message in watcher.stream():
+                yield message
+        except watch.Shutdown:
+            raise ShuttingDown("server shutting down; reconnect with the last cursor") from None
+
+    async def WatchFlowRuns(
+        self, request: watch_pb2.WatchFlowRunsRequest, context: Context
+    ) -> AsyncIterator[watch_pb2.WatchFlowRunsResponse]:
+        options = watch.runs_options_from(request, self._app.settings)
+        watcher = watch.RunsWatcher(self._app.db, self._app.broadcaster, options)
         try:
             async for message in watcher.stream():
                 yield message

@@ -25,8 +25,8 @@ from runwire_server.errors import InvalidArgument, NotFound
 from runwire_server.ids import require_id
 from runwire_server.orchestration.states import TERMINAL_TYPES
 from runwire_server.settings import Settings
+from runwire_server.storage import filters, outbox
 from runwire_server.storage import models as m
-from runwire_server.storage import outbox
 from runwire_server.storage.database import Database
 
 W = watch_pb2.WatchFlowRunResponse
@@ -45,12 +45,7 @@ class WatchOptions:
 
 
 def options_from(request: watch_pb2.WatchFlowRunRequest, settings: Settings) -> WatchOptions:
-    heartbeat = settings.watch_heartbeat_seconds
-    if request.HasField("heartbeat_interval"):
-        heartbeat = request.heartbeat_interval.ToTimedelta().total_seconds()
-        low, high = settings.watch_min_heartbeat_seconds, settings.watch_max_heartbeat_seconds
-        if not low <= heartbeat <= high:
-            raise InvalidArgument("heartbeat_interval", f"must be between {low} and {high} seconds")
+    heartbeat = _heartbeat_seconds(request, settings)
     if request.HasField("after_cursor") and request.after_cursor < 0:
         raise InvalidArgument("after_cursor", "must not be negative")
     return WatchOptions(
@@ -196,3 +191,107 @@ class Watcher:
         if self._state_since is not None:
             beat.time_in_state.CopyFrom(duration(now() - self._state_since))
         return self._marker(heartbeat=beat)
+
+
+@dataclass(frozen=True)
+class RunsWatchOptions:
+    criteria: Any  # a compiled SQL clause on flow runs, or None for every run
+    after_cursor: int | None
+    heartbeat_seconds: float
+
+
+def runs_options_from(
+    request: watch_pb2.WatchFlowRunsRequest, settings: Settings
+) -> RunsWatchOptions:
+
+    heartbeat = _heartbeat_seconds(request, settings)
+    if request.HasField("after_cursor") and request.after_cursor < 0:
+        raise InvalidArgument("after_cursor", "must not be negative")
+    return RunsWatchOptions(
+        criteria=filters.flow_run_criteria(request.filter),
+        after_cursor=request.after_cursor if request.HasField("after_cursor") else None,
+        heartbeat_seconds=heartbeat,
+    )
+
+
+R = watch_pb2.WatchFlowRunsResponse
+
+
+class RunsWatcher:
+    """WatchFlowRuns: state changes of every run matching a filter, on the global sequence."""
+
+    def __init__(self, db: Database, broadcaster: Broadcaster, options: RunsWatchOptions) -> None:
+        self._db = db
+        self._broadcaster = broadcaster
+        self._options = options
+        self.cursor = 0
+
+    async def stream(self) -> AsyncIterator[R]:
+        subscription = self._broadcaster.subscribe(None)
+        try:
+            if self._options.after_cursor is None:
+                self.cursor = await self._db.read(outbox.global_last_seq)
+            else:
+                self.cursor = self._options.after_cursor
+                async for message in self._replay():
+                    yield message
+            yield R(cursor=self.cursor, caught_up=watch_pb2.CaughtUp())
+            while True:
+                try:
+                    event = await subscription.next(self._options.heartbeat_seconds)
+                except Lagged:
+                    async for message in self._replay():
+                        yield message
+                    continue
+                except Closed:
+                    yield R(cursor=self.cursor, end=End(reason=End.REASON_SERVER_SHUTDOWN))
+                    raise Shutdown from None
+                if event is None:
+                    yield R(cursor=self.cursor, heartbeat=watch_pb2.Heartbeat())
+                    continue
+                batch = [event, *subscription.drain()]
+                async for message in self._live(batch):
+                    yield message
+        finally:
+            subscription.close()
+
+    async def _replay(self) -> AsyncIterator[R]:
+        while True:
+            after = self.cursor
+            chunk = await self._db.read(partial(self._chunk, after=after))
+            for stored in chunk:
+                self.cursor = stored.cursor
+                yield R(cursor=stored.cursor, flow_run_state=stored.flow_run_state)
+            if len(chunk) < REPLAY_CHUNK:
+                return
+
+    def _chunk(self, session: Session, *, after: int) -> list[W]:
+        return outbox.state_events_after(session, after, REPLAY_CHUNK, self._options.criteria)
+
+    async def _live(self, batch: list[Any]) -> AsyncIterator[R]:
+        fresh = [
+            e
+            for e in batch
+            if e.seq > self.cursor and e.message.WhichOneof("event") == "flow_run_state"
+        ]
+        if not fresh:
+            return
+        ids = {e.flow_run_id for e in fresh}
+        # One query per batch of changes decides which runs match (idle watchers make none).
+        matching = await self._db.read(
+            lambda s: outbox.matching_runs(s, ids, self._options.criteria)
+        )
+        for e in fresh:
+            self.cursor = e.seq
+            if e.flow_run_id in matching:
+                yield R(cursor=e.seq, flow_run_state=e.message.flow_run_state)
+
+
+def _heartbeat_seconds(request: Any, settings: Settings) -> float:
+    heartbeat = settings.watch_heartbeat_seconds
+    if request.HasField("heartbeat_interval"):
+        heartbeat = request.heartbeat_interval.ToTimedelta().total_seconds()
+        low, high = settings.watch_min_heartbeat_seconds, settings.watch_max_heartbeat_seconds
+        if not low <= heartbeat <= high:
+            raise InvalidArgument("heartbeat_interval", f"must be between {low} and {high} seconds")
+    return heartbeat

@@ -130,3 +130,32 @@ def last_event_of(
         .limit(1)
     )
     return None if payload is None else watch_pb2.WatchFlowRunResponse.FromString(payload)
+
+
+def global_last_seq(session: Session) -> int:
+    """The newest committed event number of the whole server."""
+    value = session.scalar(select(m.EventSequence.value).where(m.EventSequence.id == 1))
+    return int(value or 0)
+
+
+def state_events_after(
+    session: Session, after: int, limit: int, criteria: Any
+) -> list[watch_pb2.WatchFlowRunResponse]:
+    """Flow-run state events after `after`, of runs that match `criteria` (a SQL clause on
+    flow runs, or None for all)."""
+    statement = (
+        select(m.RunEvent.payload)
+        .join(m.FlowRun, m.FlowRun.id == m.RunEvent.flow_run_id)
+        .where(m.RunEvent.seq > after, m.RunEvent.kind == "flow_run_state")
+        .order_by(m.RunEvent.seq)
+        .limit(limit)
+    )
+    if criteria is not None:
+        statement = statement.where(criteria)
+    return [watch_pb2.WatchFlowRunResponse.FromString(p) for p in session.scalars(statement)]
+
+
+def matching_runs(session: Session, run_ids: set[uuid.UUID], criteria: Any) -> set[uuid.UUID]:
+    if criteria is None or not run_ids:
+        return run_ids
+    return set(session.scalars(select(m.FlowRun.id).where(m.FlowRun.id.in_(run_ids), criteria)))
