@@ -381,3 +381,17 @@ async def test_watch_runs_from_now_and_errors(flows, runs):
     await expect_error(
         runs_watch(runs, bad).read(), grpc.StatusCode.INVALID_ARGUMENT, "filter.flow_runs.id.any_of"
     )
+
+
+async def test_a_cursor_from_the_future_is_out_of_range(flows, runs):
+    from runwire.v1 import filters_pb2 as f
+
+    run = await make_run(runs, (await make_flow(flows)).id)
+    details = await expect_error(
+        watch(runs, run.id, after_cursor=10**15).read(), grpc.StatusCode.OUT_OF_RANGE
+    )
+    assert details.reason == "CURSOR_OUT_OF_RANGE" and details.metadata["cursor"] == str(10**15)
+    await expect_error(
+        runs_watch(runs, f.FlowRunCriteria(), after_cursor=10**15).read(),
+        grpc.StatusCode.OUT_OF_RANGE,
+    )

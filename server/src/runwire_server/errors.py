@@ -113,6 +113,20 @@ class Unavailable(RunwireError):
     reason = "DATABASE_UNAVAILABLE"
 
 
+class CursorOutOfRange(RunwireError):
+    """A watch cursor this server never gave out (from another database, or a wiped one)."""
+
+    code = grpc.StatusCode.OUT_OF_RANGE
+    reason = "CURSOR_OUT_OF_RANGE"
+
+    def __init__(self, cursor: int, newest: int) -> None:
+        super().__init__(
+            f"after_cursor {cursor} is beyond the newest event {newest}; "
+            "start again without a cursor",
+            metadata={"cursor": str(cursor), "newestCursor": str(newest)},
+        )
+
+
 class ShuttingDown(RunwireError):
     """The server is stopping; reconnect (to it or a replica) and resume."""
 

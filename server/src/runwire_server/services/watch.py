@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from runwire.v1 import watch_pb2
 from runwire_server.broadcast import Broadcaster, Closed, Lagged
 from runwire_server.convert import duration, now, state_type_from_proto, to_datetime
-from runwire_server.errors import InvalidArgument, NotFound
+from runwire_server.errors import CursorOutOfRange, InvalidArgument, NotFound
 from runwire_server.ids import require_id
 from runwire_server.orchestration.states import TERMINAL_TYPES
 from runwire_server.settings import Settings
@@ -77,9 +77,13 @@ def _snapshot(session: Session, flow_run_id: uuid.UUID) -> _Snapshot:
     return _Snapshot(current, last)
 
 
-def _check_exists(session: Session, flow_run_id: uuid.UUID) -> None:
-    if session.get(m.FlowRun, flow_run_id) is None:
+def _check_cursor(session: Session, flow_run_id: uuid.UUID | None, cursor: int) -> None:
+    """The run exists and the cursor is one this server could have given out."""
+    if flow_run_id is not None and session.get(m.FlowRun, flow_run_id) is None:
         raise NotFound("flow run", str(flow_run_id))
+    newest = outbox.global_last_seq(session)
+    if cursor > newest:
+        raise CursorOutOfRange(cursor, newest)
 
 
 class Watcher:
@@ -98,7 +102,9 @@ class Watcher:
                 async for message in self._from_snapshot():
                     yield message
             else:
-                await self._db.read(lambda s: _check_exists(s, self._options.flow_run_id))
+                await self._db.read(
+                    lambda s: _check_cursor(s, self._options.flow_run_id, self.cursor)
+                )
                 async for message in self._replay():
                     yield message
             yield self._marker(caught_up=watch_pb2.CaughtUp())
@@ -233,6 +239,7 @@ class RunsWatcher:
                 self.cursor = await self._db.read(outbox.global_last_seq)
             else:
                 self.cursor = self._options.after_cursor
+                await self._db.read(lambda s: _check_cursor(s, None, self.cursor))
                 async for message in self._replay():
                     yield message
             yield R(cursor=self.cursor, caught_up=watch_pb2.CaughtUp())
