@@ -313,3 +313,23 @@ async def test_the_graph_of_a_diamond(flows, runs, task_runs):
         INVALID,
         "task_run.task_inputs['x'][0].task_run_id",
     )
+
+
+async def test_task_run_list_and_state_errors(task_runs):
+    bad = tpb.TaskRunCriteria(
+        task_runs=f.TaskRunFilter(flow_run_id=f.StringFilter(any_of=f.StringList(values=["no"])))
+    )
+    await expect_error(
+        task_runs.CountTaskRuns(tpb.CountTaskRunsRequest(filter=bad)),
+        INVALID,
+        "filter.task_runs.flow_run_id.any_of",
+    )
+    await expect_error(
+        task_runs.ListTaskRunStates(tpb.ListTaskRunStatesRequest(task_run_id=str(uuid.uuid4()))),
+        NOT_FOUND,
+    )
+    await expect_error(
+        task_runs.ListTaskRunStates(tpb.ListTaskRunStatesRequest(task_run_id="x")),
+        INVALID,
+        "task_run_id",
+    )
