@@ -135,7 +135,9 @@ class ServerProcess:
         return self.process.returncode
 
 
-def start_server_process(database_url: str, *extra: str) -> ServerProcess:
+def start_server_process(
+    database_url: str, *extra: str, address: str = "127.0.0.1:0"
+) -> ServerProcess:
     """Run `runwire server start` as a user would, and wait until it listens."""
     env = {**os.environ, "RUNWIRE_LOG_FORMAT": "json"}
     process = subprocess.Popen(
@@ -144,7 +146,7 @@ def start_server_process(database_url: str, *extra: str) -> ServerProcess:
             "server",
             "start",
             "--listen-address",
-            "127.0.0.1:0",
+            address,
             "--database-url",
             database_url,
             *extra,

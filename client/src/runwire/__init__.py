@@ -1,3 +1,43 @@
-"""Runwire client: the generated runwire.v1 stubs and the `runwire` command line."""
+"""Runwire client: typed access to a Runwire server, view objects, and watching runs.
 
-__all__: list[str] = []
+from runwire import Client, FlowRunView, watch_flow_run
+
+with Client("127.0.0.1:50051") as client:
+    run = FlowRunView.from_flow_run_id(run_id, client=client)
+    print(run.state, run.get_logs())
+"""
+
+from runwire.client import Client, OrchestrationResult, proposed_state
+from runwire.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    OutOfRange,
+    RunwireError,
+    Unavailable,
+)
+from runwire.states import Result, State, StateType
+from runwire.views import FlowRunLog, FlowRunView, FlowView, TaskRunView
+from runwire.watching import watch_flow_run
+
+__all__ = [
+    "AlreadyExists",
+    "Client",
+    "FailedPrecondition",
+    "FlowRunLog",
+    "FlowRunView",
+    "FlowView",
+    "InvalidArgument",
+    "NotFound",
+    "OrchestrationResult",
+    "OutOfRange",
+    "Result",
+    "RunwireError",
+    "State",
+    "StateType",
+    "TaskRunView",
+    "Unavailable",
+    "proposed_state",
+    "watch_flow_run",
+]

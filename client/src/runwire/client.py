@@ -1,0 +1,456 @@
+"""The synchronous Runwire client: typed calls over the generated stubs."""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import struct_pb2, timestamp_pb2
+from google.protobuf.message import Message
+
+from runwire.errors import RunwireError, Unavailable, from_rpc_error
+from runwire.states import Result, State, StateType
+from runwire.v1 import (
+    filters_pb2,
+    flow_pb2,
+    flow_run_pb2,
+    flow_run_service_pb2,
+    flow_run_service_pb2_grpc,
+    flow_service_pb2,
+    flow_service_pb2_grpc,
+    log_pb2,
+    log_service_pb2,
+    log_service_pb2_grpc,
+    orchestration_pb2,
+    state_pb2,
+    task_run_pb2,
+    task_run_service_pb2,
+    task_run_service_pb2_grpc,
+    watch_pb2,
+)
+
+DEFAULT_ADDRESS = "127.0.0.1:50051"
+ResponseT = TypeVar("ResponseT", bound=Message)
+
+
+def _timestamp(value: datetime) -> timestamp_pb2.Timestamp:
+    out = timestamp_pb2.Timestamp()
+    out.FromDatetime(value if value.tzinfo else value.replace(tzinfo=UTC))
+    return out
+
+
+@dataclass(frozen=True)
+class OrchestrationResult:
+    """What the server decided about a proposed state."""
+
+    status: str  # ACCEPT, REJECT, ABORT or WAIT
+    state: State | None
+    written: bool
+    reason: str
+    delay: timedelta | None
+
+    @classmethod
+    def from_proto(cls, message: orchestration_pb2.OrchestrationResult) -> OrchestrationResult:
+        return cls(
+            status=orchestration_pb2.SetStateStatus.Name(message.status).removeprefix(
+                "SET_STATE_STATUS_"
+            ),
+            state=State.from_proto(message.state) if message.HasField("state") else None,
+            written=message.state_written,
+            reason=message.details.reason,
+            delay=message.details.delay.ToTimedelta()
+            if message.details.HasField("delay")
+            else None,
+        )
+
+
+def proposed_state(
+    state_type: StateType | str,
+    *,
+    name: str = "",
+    message: str = "",
+    result: Result | None = None,
+    **details: Any,
+) -> state_pb2.State:
+    """A state to propose; `details` are StateDetails fields (scheduled_time, cache_key, ...)."""
+    proposal = state_pb2.State(type=StateType(state_type).to_proto(), name=name, message=message)
+    for key, value in details.items():
+        if isinstance(value, datetime):
+            getattr(proposal.state_details, key).CopyFrom(_timestamp(value))
+        else:
+            setattr(proposal.state_details, key, value)
+    if result is not None:
+        proposal.result.serializer = result.serializer
+        if result.inline_value is not None:
+            proposal.result.inline_value = result.inline_value
+        elif result.location_uri is not None:
+            proposal.result.location_uri = result.location_uri
+    return proposal
+
+
+class Client:
+    """A connection to a Runwire server.
+
+    `address` defaults to `RUNWIRE_API_URL`, then 127.0.0.1:50051. Every call has a deadline
+    (`timeout` seconds unless the call says otherwise); calls that are safe to repeat are
+    retried with backoff while the server is UNAVAILABLE. Use it as a context manager, or call
+    `close()`.
+    """
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        timeout: float = 30.0,
+        retries: int = 4,
+        secure: bool = False,
+        root_certificates: bytes | None = None,
+        token: str | None = None,
+    ) -> None:
+        self.address = address or os.environ.get("RUNWIRE_API_URL") or DEFAULT_ADDRESS
+        self.timeout = timeout
+        self.retries = retries
+        options = [
+            ("grpc.keepalive_time_ms", 60_000),
+            ("grpc.keepalive_timeout_ms", 20_000),
+        ]
+        if secure:
+            credentials = grpc.ssl_channel_credentials(root_certificates=root_certificates)
+            self._channel = grpc.secure_channel(self.address, credentials, options)
+        else:
+            self._channel = grpc.insecure_channel(self.address, options)
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self.flows = flow_service_pb2_grpc.FlowServiceStub(self._channel)
+        self.flow_runs = flow_run_service_pb2_grpc.FlowRunServiceStub(self._channel)
+        self.task_runs = task_run_service_pb2_grpc.TaskRunServiceStub(self._channel)
+        self.logs = log_service_pb2_grpc.LogServiceStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- the one place calls are made ----------------------------------------------------
+
+    def call(
+        self,
+        method: Callable[..., ResponseT],
+        request: Message,
+        *,
+        idempotent: bool = True,
+        timeout: float | None = None,
+    ) -> ResponseT:
+        """Call one unary RPC with a deadline, retrying UNAVAILABLE when it is safe to."""
+        attempt = 0
+        while True:
+            try:
+                # wait_for_ready: a call made while the channel reconnects waits (within its
+                # deadline) instead of failing at once; nothing is sent until it is connected.
+                return method(
+                    request,
+                    timeout=timeout or self.timeout,
+                    metadata=self._metadata,
+                    wait_for_ready=True,
+                )
+            except grpc.RpcError as exc:
+                error = from_rpc_error(exc)
+            if not (isinstance(error, Unavailable) and idempotent and attempt < self.retries):
+                raise error
+            # Full jitter: spread reconnecting clients out.
+            time.sleep(random.uniform(0, min(8.0, 0.2 * 2**attempt)))
+            attempt += 1
+
+    # --- flows ------------------------------------------------------------------------------
+
+    def create_flow(
+        self, name: str, *, tags: Sequence[str] = (), labels: Mapping[str, str] | None = None
+    ) -> FlowView:
+        response = self.call(
+            self.flows.CreateFlow,
+            flow_service_pb2.CreateFlowRequest(
+                flow=flow_pb2.Flow(name=name, tags=list(tags), labels=dict(labels or {}))
+            ),
+        )
+        return FlowView.from_proto(response.flow)
+
+    def get_flow(self, flow_id: str) -> FlowView:
+        response = self.call(self.flows.GetFlow, flow_service_pb2.GetFlowRequest(flow_id=flow_id))
+        return FlowView.from_proto(response.flow)
+
+    def get_flow_by_name(self, name: str) -> FlowView:
+        response = self.call(
+            self.flows.GetFlowByName, flow_service_pb2.GetFlowByNameRequest(name=name)
+        )
+        return FlowView.from_proto(response.flow)
+
+    def list_flows(self, *, page_size: int = 200) -> Iterator[FlowView]:
+        token = ""
+        while True:
+            page = self.call(
+                self.flows.ListFlows,
+                flow_service_pb2.ListFlowsRequest(page_size=page_size, page_token=token),
+            )
+            yield from (FlowView.from_proto(f) for f in page.flows)
+            token = page.next_page_token
+            if not token:
+                return
+
+    # --- flow runs --------------------------------------------------------------------------
+
+    def create_flow_run(
+        self,
+        flow_id: str,
+        *,
+        name: str = "",
+        parameters: Mapping[str, Any] | None = None,
+        tags: Sequence[str] = (),
+        labels: Mapping[str, str] | None = None,
+        idempotency_key: str = "",
+        deployment_id: str = "",
+        state: state_pb2.State | None = None,
+    ) -> FlowRunView:
+        params = struct_pb2.Struct()
+        params.update(dict(parameters or {}))
+        run = flow_run_pb2.FlowRun(
+            flow_id=flow_id,
+            name=name,
+            parameters=params,
+            tags=list(tags),
+            labels=dict(labels or {}),
+            idempotency_key=idempotency_key,
+            deployment_id=deployment_id,
+            state=state,
+        )
+        response = self.call(
+            self.flow_runs.CreateFlowRun,
+            flow_run_service_pb2.CreateFlowRunRequest(flow_run=run),
+            # Without an idempotency key a retried create could make two runs.
+            idempotent=bool(idempotency_key),
+        )
+        return FlowRunView.from_proto(self, response.flow_run)
+
+    def get_flow_run(self, flow_run_id: str) -> FlowRunView:
+        return FlowRunView.from_flow_run_id(flow_run_id, client=self)
+
+    def list_flow_runs(
+        self,
+        criteria: filters_pb2.FlowRunCriteria | None = None,
+        *,
+        sort: filters_pb2.FlowRunSort.ValueType = filters_pb2.FLOW_RUN_SORT_ID_DESC,
+        page_size: int = 200,
+        limit: int | None = None,
+    ) -> Iterator[FlowRunView]:
+        token, seen = "", 0
+        while True:
+            page = self.call(
+                self.flow_runs.ListFlowRuns,
+                flow_run_service_pb2.ListFlowRunsRequest(
+                    filter=criteria,
+                    sort=sort,
+                    page_size=page_size,
+                    page_token=token,
+                ),
+            )
+            for run in page.flow_runs:
+                if limit is not None and seen >= limit:
+                    return
+                seen += 1
+                yield FlowRunView.from_proto(self, run)
+            token = page.next_page_token
+            if not token:
+                return
+
+    def set_flow_run_state(
+        self, flow_run_id: str, state: state_pb2.State, *, force: bool = False
+    ) -> OrchestrationResult:
+        response = self.call(
+            self.flow_runs.SetFlowRunState,
+            flow_run_service_pb2.SetFlowRunStateRequest(
+                flow_run_id=flow_run_id, state=state, force=force
+            ),
+            # Safe to repeat only with a transition id: the server refuses the duplicate.
+            idempotent=bool(state.state_details.transition_id),
+        )
+        return OrchestrationResult.from_proto(response.result)
+
+    def resume_flow_run(self, flow_run_id: str) -> OrchestrationResult:
+        response = self.call(
+            self.flow_runs.ResumeFlowRun,
+            flow_run_service_pb2.ResumeFlowRunRequest(flow_run_id=flow_run_id),
+            idempotent=False,
+        )
+        return OrchestrationResult.from_proto(response.result)
+
+    def cancel_flow_run(self, flow_run_id: str) -> OrchestrationResult:
+        return self.set_flow_run_state(flow_run_id, proposed_state(StateType.CANCELLING))
+
+    def delete_flow_run(self, flow_run_id: str) -> None:
+        self.call(
+            self.flow_runs.DeleteFlowRun,
+            flow_run_service_pb2.DeleteFlowRunRequest(flow_run_id=flow_run_id),
+        )
+
+    def list_flow_run_states(self, flow_run_id: str) -> list[State]:
+        states: list[State] = []
+        token = ""
+        while True:
+            page = self.call(
+                self.flow_runs.ListFlowRunStates,
+                flow_run_service_pb2.ListFlowRunStatesRequest(
+                    flow_run_id=flow_run_id, page_size=200, page_token=token
+                ),
+            )
+            states += [State.from_proto(s) for s in page.states]
+            token = page.next_page_token
+            if not token:
+                return states
+
+    # --- task runs and logs -----------------------------------------------------------------
+
+    def list_task_runs(
+        self, flow_run_id: str, **task_run_filter: Any
+    ) -> list[task_run_pb2.TaskRun]:
+        criteria = task_run_service_pb2.TaskRunCriteria(
+            task_runs=filters_pb2.TaskRunFilter(
+                flow_run_id=filters_pb2.StringFilter(
+                    any_of=filters_pb2.StringList(values=[flow_run_id])
+                ),
+                **task_run_filter,
+            )
+        )
+        runs: list[task_run_pb2.TaskRun] = []
+        token = ""
+        while True:
+            page = self.call(
+                self.task_runs.ListTaskRuns,
+                task_run_service_pb2.ListTaskRunsRequest(
+                    filter=criteria,
+                    sort=filters_pb2.TASK_RUN_SORT_ID_ASC,
+                    page_size=200,
+                    page_token=token,
+                ),
+            )
+            runs += page.task_runs
+            token = page.next_page_token
+            if not token:
+                return runs
+
+    def list_logs(
+        self,
+        flow_run_id: str,
+        *,
+        after: datetime | None = None,
+        before: datetime | None = None,
+        level_at_least: int | None = None,
+    ) -> Iterator[FlowRunLog]:
+        """A run's logs, oldest first; `after` and `before` are inclusive bounds."""
+        flt = filters_pb2.LogFilter(
+            flow_run_id=filters_pb2.StringFilter(
+                any_of=filters_pb2.StringList(values=[flow_run_id])
+            )
+        )
+        if after is not None:
+            flt.timestamp.after.CopyFrom(_timestamp(after))
+        if before is not None:
+            flt.timestamp.before.CopyFrom(_timestamp(before))
+        if level_at_least is not None:
+            flt.level.ge = level_at_least
+        token = ""
+        while True:
+            page = self.call(
+                self.logs.ListLogs,
+                log_service_pb2.ListLogsRequest(filter=flt, page_size=200, page_token=token),
+            )
+            yield from (FlowRunLog.from_proto(entry) for entry in page.logs)
+            token = page.next_page_token
+            if not token:
+                return
+
+    def write_logs(
+        self, flow_run_id: str, *entries: tuple[int, str], task_run_id: str = ""
+    ) -> None:
+        """Store `(level, message)` entries for a run, stamped now."""
+        now = _timestamp(datetime.now(UTC))
+        self.call(
+            self.logs.CreateLogs,
+            log_service_pb2.CreateLogsRequest(
+                logs=[
+                    log_pb2.Log(
+                        flow_run_id=flow_run_id,
+                        task_run_id=task_run_id,
+                        level=level,
+                        message=message,
+                        timestamp=now,
+                    )
+                    for level, message in entries
+                ]
+            ),
+            idempotent=False,
+        )
+
+    # --- watching ---------------------------------------------------------------------------
+
+    def watch(
+        self,
+        flow_run_id: str,
+        *,
+        stream_states: bool = True,
+        stream_logs: bool = True,
+        include_task_runs: bool = False,
+        after_cursor: int | None = None,
+        reconnect_for: timedelta = timedelta(minutes=5),
+    ) -> Iterator[watch_pb2.WatchFlowRunResponse]:
+        """The run's events as the server streams them, reconnecting with the last cursor when
+        the connection drops or the server restarts, until the run finishes (or is deleted).
+
+        Markers (caught_up, heartbeats) are passed through; the final StreamEnd is not.
+        """
+        cursor = after_cursor
+        down_since: float | None = None
+        attempt = 0
+        while True:
+            request = watch_pb2.WatchFlowRunRequest(
+                flow_run_id=flow_run_id,
+                stream_states=stream_states,
+                stream_logs=stream_logs,
+                include_task_runs=include_task_runs,
+            )
+            if cursor is not None:
+                request.after_cursor = cursor
+            try:
+                stream = self.flow_runs.WatchFlowRun(
+                    request, metadata=self._metadata, wait_for_ready=True
+                )
+                for message in stream:
+                    down_since, attempt = None, 0
+                    if message.WhichOneof("event") == "end":
+                        if message.end.reason == watch_pb2.StreamEnd.REASON_SERVER_SHUTDOWN:
+                            break  # the call then ends UNAVAILABLE: reconnect below
+                        return
+                    cursor = message.cursor
+                    yield message
+            except grpc.RpcError as exc:
+                error = from_rpc_error(exc)
+                if not isinstance(error, Unavailable):
+                    raise error from None
+            down_since = down_since or time.monotonic()
+            if time.monotonic() - down_since > reconnect_for.total_seconds():
+                raise Unavailable(f"could not reconnect to {self.address} to keep watching")
+            time.sleep(random.uniform(0, min(5.0, 0.2 * 2**attempt)))
+            attempt += 1
+
+
+# Views import the client type only for annotations; imported last to avoid a cycle.
+from runwire.views import FlowRunLog, FlowRunView, FlowView  # noqa: E402
+
+__all__ = ["Client", "OrchestrationResult", "RunwireError", "proposed_state"]

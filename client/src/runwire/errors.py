@@ -1,0 +1,118 @@
+"""Errors raised by the client: one class per gRPC status, with the server's details."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+
+class RunwireError(Exception):
+    """A call to the Runwire server failed.
+
+    `reason` and `metadata` come from the server's google.rpc.ErrorInfo; `field` names the
+    request field an INVALID_ARGUMENT is about.
+    """
+
+    code: ClassVar[grpc.StatusCode] = grpc.StatusCode.UNKNOWN
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str = "",
+        metadata: dict[str, str] | None = None,
+        field: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.reason = reason
+        self.metadata = metadata or {}
+        self.field = field
+
+
+class InvalidArgument(RunwireError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class NotFound(RunwireError):
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class AlreadyExists(RunwireError):
+    code = grpc.StatusCode.ALREADY_EXISTS
+
+
+class FailedPrecondition(RunwireError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class OutOfRange(RunwireError):
+    code = grpc.StatusCode.OUT_OF_RANGE
+
+
+class Unavailable(RunwireError):
+    """The server could not be reached or is shutting down; retrying later may work."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+class DeadlineExceeded(RunwireError):
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class Unauthenticated(RunwireError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(RunwireError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class Unimplemented(RunwireError):
+    code = grpc.StatusCode.UNIMPLEMENTED
+
+
+class Internal(RunwireError):
+    code = grpc.StatusCode.INTERNAL
+
+
+_BY_CODE: dict[grpc.StatusCode, type[RunwireError]] = {
+    cls.code: cls
+    for cls in (
+        InvalidArgument,
+        NotFound,
+        AlreadyExists,
+        FailedPrecondition,
+        OutOfRange,
+        Unavailable,
+        DeadlineExceeded,
+        Unauthenticated,
+        PermissionDenied,
+        Unimplemented,
+        Internal,
+    )
+}
+
+
+def from_rpc_error(error: grpc.RpcError) -> RunwireError:
+    """The client exception for a failed call, with the details the server attached."""
+    code: grpc.StatusCode = error.code()
+    message: str = error.details() or code.name
+    reason, metadata, field = "", {}, ""
+    try:
+        status = rpc_status.from_call(error)
+    except ValueError:
+        status = None
+    if status is not None:
+        for detail in status.details:
+            info = error_details_pb2.ErrorInfo()
+            bad = error_details_pb2.BadRequest()
+            if detail.Unpack(info):
+                reason, metadata = info.reason, dict(info.metadata)
+            elif detail.Unpack(bad) and bad.field_violations:
+                field = bad.field_violations[0].field
+    cls = _BY_CODE.get(code, RunwireError)
+    return cls(message, reason=reason, metadata=metadata, field=field)
