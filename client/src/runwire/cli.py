@@ -1,16 +1,41 @@
-"""The `runwire` command line."""
+"""The `runwire` command line.
+
+Exit codes: 0 success; 1 the server refused the request (not found, invalid, ...);
+2 bad usage; 3 the server could not be reached.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypeVar
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
 app = typer.Typer(
     help="Runwire: the state service for workflow orchestration.", no_args_is_help=True
 )
 server_app = typer.Typer(help="Run the Runwire server.", no_args_is_help=True)
+flow_run_app = typer.Typer(help="Inspect and steer flow runs.", no_args_is_help=True)
+flow_app = typer.Typer(help="Inspect flows.", no_args_is_help=True)
 app.add_typer(server_app, name="server")
+app.add_typer(flow_run_app, name="flow-run")
+app.add_typer(flow_app, name="flow")
+
+console = Console()
+errors = Console(stderr=True)
+T = TypeVar("T")
+
+Address = Annotated[
+    str | None,
+    typer.Option("--address", envvar="RUNWIRE_API_URL", help="host:port of the server"),
+]
+AsJson = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
 
 
 @server_app.command("start")
@@ -53,6 +78,229 @@ def server_start(
         typer.echo(f"invalid setting: {exc}", err=True)
         raise typer.Exit(2) from None
     main(settings)
+
+
+@contextmanager
+def _client(address: str | None) -> Iterator[Any]:
+    from runwire.client import Client
+    from runwire.errors import RunwireError, Unavailable
+
+    client = Client(address, timeout=15, retries=1)
+    try:
+        client.wait_until_ready(timeout=3)
+        yield client
+    except Unavailable as exc:
+        errors.print(f"[red]cannot reach the Runwire server at {client.address}[/]: {exc.message}")
+        raise typer.Exit(3) from None
+    except RunwireError as exc:
+        where = f" ({exc.field})" if exc.field else ""
+        errors.print(f"[red]{exc.code.name.lower().replace('_', ' ')}{where}[/]: {exc.message}")
+        raise typer.Exit(1) from None
+    finally:
+        client.close()
+
+
+def _time(value: datetime | None) -> str:
+    return "" if value is None else value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _emit(as_json: bool, rows: list[dict[str, Any]], table: Callable[[], Table]) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(rows, default=str, indent=2) + "\n")
+    else:
+        console.print(table())
+
+
+def _run_row(run: Any) -> dict[str, Any]:
+    raw = run.raw
+    return {
+        "id": run.flow_run_id,
+        "name": run.name,
+        "flow_id": run.flow_id,
+        "state": run.state.name,
+        "state_type": run.state.type.value,
+        "start_time": raw.start_time.ToDatetime(tzinfo=UTC) if raw.HasField("start_time") else None,
+        "end_time": raw.end_time.ToDatetime(tzinfo=UTC) if raw.HasField("end_time") else None,
+        "tags": list(run.tags),
+    }
+
+
+@flow_run_app.command("ls")
+def flow_run_ls(
+    state: Annotated[
+        list[str] | None, typer.Option(help="state type, e.g. RUNNING; repeatable")
+    ] = None,
+    flow: Annotated[str | None, typer.Option(help="flow name")] = None,
+    tag: Annotated[list[str] | None, typer.Option(help="tag the run must have; repeatable")] = None,
+    since: Annotated[
+        datetime | None, typer.Option(help="only runs starting (or expected) at or after this")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="at most this many runs")] = 20,
+    address: Address = None,
+    as_json: AsJson = False,
+) -> None:
+    """List flow runs, newest first."""
+    from runwire.filters import flow_runs
+
+    try:
+        criteria = flow_runs(states=state, flow_name=flow, tags_all=tag, started_after=since)
+    except ValueError as exc:
+        errors.print(f"[red]invalid option[/]: {exc}")
+        raise typer.Exit(2) from None
+    with _client(address) as client:
+        rows = [_run_row(r) for r in client.list_flow_runs(criteria, limit=limit)]
+
+    def table() -> Table:
+        out = Table("id", "name", "state", "start", "end", "tags")
+        for row in rows:
+            out.add_row(
+                row["id"],
+                row["name"],
+                row["state"],
+                _time(row["start_time"]),
+                _time(row["end_time"]),
+                ",".join(row["tags"]),
+            )
+        return out
+
+    _emit(as_json, rows, table)
+
+
+@flow_run_app.command("inspect")
+def flow_run_inspect(flow_run_id: str, address: Address = None, as_json: AsJson = False) -> None:
+    """Show one flow run and its state history."""
+    with _client(address) as client:
+        run = client.get_flow_run(flow_run_id)
+        row = _run_row(run)
+        row["parameters"] = run.parameters
+        row["states"] = [
+            {"name": s.name, "type": s.type.value, "timestamp": s.timestamp, "message": s.message}
+            for s in run.states
+        ]
+
+    def table() -> Table:
+        out = Table("field", "value", show_header=False)
+        for key in (
+            "id",
+            "name",
+            "flow_id",
+            "state",
+            "start_time",
+            "end_time",
+            "tags",
+            "parameters",
+        ):
+            out.add_row(key, str(row[key]))
+        for state in row["states"]:
+            out.add_row(_time(state["timestamp"]), f"{state['name']} {state['message']}".strip())
+        return out
+
+    _emit(as_json, [row], table)
+
+
+@flow_run_app.command("logs")
+def flow_run_logs(
+    flow_run_id: str,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing new logs")] = False,
+    address: Address = None,
+    as_json: AsJson = False,
+) -> None:
+    """Print a flow run's logs; with --follow, until the run ends."""
+    with _client(address) as client:
+        if follow:
+            for message in client.watch(flow_run_id, stream_states=False, after_cursor=0):
+                if message.WhichOneof("event") == "log":
+                    _print_log(as_json, message.log)
+            return
+        for entry in client.list_logs(flow_run_id):
+            _print_line(as_json, entry.timestamp, entry.level_name, entry.message)
+
+
+def _print_log(as_json: bool, log: Any) -> None:
+    import logging
+
+    when = log.timestamp.ToDatetime(tzinfo=UTC)
+    _print_line(as_json, when, logging.getLevelName(log.level), log.message)
+
+
+def _print_line(as_json: bool, when: datetime, level: str, message: str) -> None:
+    if as_json:
+        sys.stdout.write(
+            json.dumps({"timestamp": when.isoformat(), "level": level, "message": message}) + "\n"
+        )
+    else:
+        console.print(
+            f"{when.astimezone():%H:%M:%S} | {level:<8} | {message}", markup=False, highlight=False
+        )
+    sys.stdout.flush()
+
+
+@flow_run_app.command("watch")
+def flow_run_watch(flow_run_id: str, address: Address = None, as_json: AsJson = False) -> None:
+    """Follow a flow run's states, task runs and logs until it ends."""
+    from runwire.states import State
+
+    with _client(address) as client:
+        for message in client.watch(flow_run_id, include_task_runs=True, after_cursor=0):
+            kind = message.WhichOneof("event")
+            if kind == "flow_run_state":
+                state = State.from_proto(message.flow_run_state.state)
+                _print_line(as_json, state.timestamp, "STATE", f"flow run {state!r}")
+            elif kind == "task_run_state":
+                state = State.from_proto(message.task_run_state.state)
+                _print_line(
+                    as_json, state.timestamp, "TASK", f"{message.task_run_state.task_key} {state!r}"
+                )
+            elif kind == "log":
+                _print_log(as_json, message.log)
+
+
+def _orchestrate(flow_run_id: str, address: str | None, action: str) -> None:
+    with _client(address) as client:
+        result = getattr(client, f"{action}_flow_run")(flow_run_id)
+    state = f" -> {result.state!r}" if result.state else ""
+    reason = f" ({result.reason})" if result.reason else ""
+    console.print(f"{result.status}{state}{reason}", markup=False, highlight=False)
+    if result.status in ("ABORT", "WAIT") or (result.status == "REJECT" and not result.written):
+        raise typer.Exit(1)
+
+
+@flow_run_app.command("cancel")
+def flow_run_cancel(flow_run_id: str, address: Address = None) -> None:
+    """Ask for a flow run to be cancelled."""
+    _orchestrate(flow_run_id, address, "cancel")
+
+
+@flow_run_app.command("resume")
+def flow_run_resume(flow_run_id: str, address: Address = None) -> None:
+    """Resume a paused flow run."""
+    _orchestrate(flow_run_id, address, "resume")
+
+
+@flow_run_app.command("delete")
+def flow_run_delete(flow_run_id: str, address: Address = None) -> None:
+    """Delete a flow run with its states, task runs and logs."""
+    with _client(address) as client:
+        client.delete_flow_run(flow_run_id)
+    console.print(f"deleted {flow_run_id}", markup=False, highlight=False)
+
+
+@flow_app.command("ls")
+def flow_ls(address: Address = None, as_json: AsJson = False) -> None:
+    """List flows by name."""
+    with _client(address) as client:
+        rows = [
+            {"id": f.flow_id, "name": f.name, "tags": list(f.tags), "created": f.created}
+            for f in client.list_flows()
+        ]
+
+    def table() -> Table:
+        out = Table("id", "name", "tags", "created")
+        for row in rows:
+            out.add_row(row["id"], row["name"], ",".join(row["tags"]), _time(row["created"]))
+        return out
+
+    _emit(as_json, rows, table)
 
 
 if __name__ == "__main__":

@@ -134,6 +134,13 @@ class Client:
     def close(self) -> None:
         self._channel.close()
 
+    def wait_until_ready(self, timeout: float = 5.0) -> None:
+        """Connect now; raise Unavailable if the server cannot be reached within `timeout`."""
+        try:
+            grpc.channel_ready_future(self._channel).result(timeout=timeout)
+        except grpc.FutureTimeoutError:
+            raise Unavailable(f"no connection to {self.address} within {timeout:g}s") from None
+
     def __enter__(self) -> Client:
         return self
 
