@@ -269,3 +269,33 @@ def test_watch_flow_run_survives_a_server_restart(tmp_path: Path) -> None:
     logs = [line for line in seen if not line.startswith("Entered state")]
     assert logs == [f"before-{i}" for i in range(50)] + [f"after-{i}" for i in range(50)]
     assert seen[-1] == "Entered state <Completed>: "
+
+
+async def test_async_client(server):
+    async with runwire.AsyncClient(f"127.0.0.1:{server.port}", timeout=10) as client:
+        flow = await client.create_flow(f"async-{time.monotonic_ns()}")
+        run = await client.create_flow_run(flow.flow_id, tags=["async"])
+        lines: list[str] = []
+
+        async def watch() -> None:
+            async for line in client.watch_flow_run(run.flow_run_id):
+                lines.append(line.message)
+
+        watcher = asyncio.create_task(watch())
+        await client.set_flow_run_state(run.flow_run_id, proposed_state(StateType.RUNNING))
+        await client.write_logs(run.flow_run_id, (logging.INFO, "async hello"))
+        done = await client.set_flow_run_state(run.flow_run_id, proposed_state(StateType.COMPLETED))
+        assert done.status == "ACCEPT"
+        await asyncio.wait_for(watcher, timeout=30)
+        assert lines[-2:] == ["async hello", "Entered state <Completed>: "]
+
+        from runwire.filters import flow_runs
+
+        found = [r async for r in client.list_flow_runs(flow_runs(tags_all=["async"]))]
+        assert run.flow_run_id in [r.flow_run_id for r in found]
+        async for _ in client.list_flow_runs():
+            break  # leaving a stream early stops it cleanly
+        view = await client.get_flow_run(run.flow_run_id)
+        assert view.state.is_completed()
+        with pytest.raises(runwire.NotFound):
+            await client.get_flow_run("00000000-0000-0000-0000-000000000000")

@@ -7,6 +7,7 @@ with Client("127.0.0.1:50051") as client:
     print(run.state, run.get_logs())
 """
 
+from runwire.async_client import AsyncClient
 from runwire.client import Client, OrchestrationResult, proposed_state
 from runwire.errors import (
     AlreadyExists,
@@ -23,6 +24,7 @@ from runwire.watching import watch_flow_run
 
 __all__ = [
     "AlreadyExists",
+    "AsyncClient",
     "Client",
     "FailedPrecondition",
     "FlowRunLog",
