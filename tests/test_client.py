@@ -299,3 +299,22 @@ async def test_async_client(server):
         assert view.state.is_completed()
         with pytest.raises(runwire.NotFound):
             await client.get_flow_run("00000000-0000-0000-0000-000000000000")
+
+
+async def test_task_run_calls_and_the_graph(client):
+    def body():
+        run = new_run(client)
+        move(client, run.flow_run_id, StateType.RUNNING)
+        a = client.create_task_run(run.flow_run_id, "a")
+        b = client.create_task_run(run.flow_run_id, "b", upstream={"x": [a.task_run_id]})
+        assert client.create_task_run(run.flow_run_id, "a").task_run_id == a.task_run_id
+        assert client.set_task_run_state(a.task_run_id, proposed_state(StateType.RUNNING)).written
+        assert client.get_task_run(a.task_run_id).state.is_running()
+        graph = {n.task_run_id: n.upstream for n in client.get_flow_run_graph(run.flow_run_id)}
+        assert graph == {a.task_run_id: (), b.task_run_id: (a.task_run_id,)}
+        from runwire.filters import flow_runs
+
+        assert client.count_flow_runs(flow_runs(ids=[run.flow_run_id])) == 1
+        assert client.count_flow_runs(flow_runs(ids=[])) == 0
+
+    await in_thread(body)

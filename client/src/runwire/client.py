@@ -46,6 +46,25 @@ def _timestamp(value: datetime) -> timestamp_pb2.Timestamp:
 
 
 @dataclass(frozen=True)
+class GraphNode:
+    """One task run in a flow run's dependency graph."""
+
+    task_run_id: str
+    name: str
+    upstream: tuple[str, ...]
+    state: State | None
+
+    @classmethod
+    def from_proto(cls, message: Any) -> GraphNode:
+        return cls(
+            task_run_id=message.id,
+            name=message.name,
+            upstream=tuple(message.upstream_dependencies),
+            state=State.from_proto(message.state) if message.HasField("state") else None,
+        )
+
+
+@dataclass(frozen=True)
 class OrchestrationResult:
     """What the server decided about a proposed state."""
 
@@ -322,7 +341,80 @@ class Client:
             if not token:
                 return states
 
+    def count_flow_runs(self, criteria: filters_pb2.FlowRunCriteria | None = None) -> int:
+        response = self.call(
+            self.flow_runs.CountFlowRuns,
+            flow_run_service_pb2.CountFlowRunsRequest(filter=criteria),
+        )
+        return response.count
+
+    def get_flow_run_graph(self, flow_run_id: str) -> list[GraphNode]:
+        response = self.call(
+            self.flow_runs.GetFlowRunGraph,
+            flow_run_service_pb2.GetFlowRunGraphRequest(flow_run_id=flow_run_id),
+        )
+        return [GraphNode.from_proto(node) for node in response.nodes]
+
     # --- task runs and logs -----------------------------------------------------------------
+
+    def create_task_run(
+        self,
+        flow_run_id: str,
+        task_key: str,
+        *,
+        dynamic_key: str = "",
+        map_index: int = -1,
+        tags: Sequence[str] = (),
+        retries: int = 0,
+        upstream: Mapping[str, Sequence[str]] | None = None,
+        state: state_pb2.State | None = None,
+    ) -> TaskRunView:
+        """Create (or, for the same flow run, key and dynamic key, get) a task run.
+
+        `upstream` maps each argument name to the ids of the task runs its value came from.
+        """
+        inputs = {
+            name: task_run_pb2.TaskInputList(
+                inputs=[
+                    task_run_pb2.TaskInput(
+                        input_type=task_run_pb2.TaskInput.INPUT_TYPE_TASK_RUN, task_run_id=source
+                    )
+                    for source in sources
+                ]
+            )
+            for name, sources in (upstream or {}).items()
+        }
+        response = self.call(
+            self.task_runs.CreateTaskRun,
+            task_run_service_pb2.CreateTaskRunRequest(
+                task_run=task_run_pb2.TaskRun(
+                    flow_run_id=flow_run_id,
+                    task_key=task_key,
+                    dynamic_key=dynamic_key,
+                    map_index=map_index,
+                    tags=list(tags),
+                    empirical_policy=task_run_pb2.TaskRunPolicy(retries=retries),
+                    task_inputs=inputs,
+                    state=state,
+                )
+            ),
+        )
+        return TaskRunView.from_proto(self, response.task_run)
+
+    def get_task_run(self, task_run_id: str) -> TaskRunView:
+        return TaskRunView.from_task_run_id(task_run_id, client=self)
+
+    def set_task_run_state(
+        self, task_run_id: str, state: state_pb2.State, *, force: bool = False
+    ) -> OrchestrationResult:
+        response = self.call(
+            self.task_runs.SetTaskRunState,
+            task_run_service_pb2.SetTaskRunStateRequest(
+                task_run_id=task_run_id, state=state, force=force
+            ),
+            idempotent=False,
+        )
+        return OrchestrationResult.from_proto(response.result)
 
     def list_task_runs(
         self, flow_run_id: str, **task_run_filter: Any
@@ -458,6 +550,6 @@ class Client:
 
 
 # Views import the client type only for annotations; imported last to avoid a cycle.
-from runwire.views import FlowRunLog, FlowRunView, FlowView  # noqa: E402
+from runwire.views import FlowRunLog, FlowRunView, FlowView, TaskRunView  # noqa: E402
 
-__all__ = ["Client", "OrchestrationResult", "RunwireError", "proposed_state"]
+__all__ = ["Client", "GraphNode", "OrchestrationResult", "RunwireError", "proposed_state"]
