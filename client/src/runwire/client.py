@@ -196,6 +196,15 @@ class Client:
             time.sleep(random.uniform(0, min(8.0, 0.2 * 2**attempt)))
             attempt += 1
 
+    def pages(self, method: Callable[..., Any], request: Message, items: str) -> Iterator[Any]:
+        """Every item of a paged list, fetching the next page only when it is needed."""
+        while True:
+            page = self.call(method, request)
+            yield from getattr(page, items)
+            if not page.next_page_token:
+                return
+            request.page_token = page.next_page_token  # type: ignore[attr-defined]
+
     # --- flows ------------------------------------------------------------------------------
 
     def create_flow(
@@ -220,16 +229,9 @@ class Client:
         return FlowView.from_proto(response.flow)
 
     def list_flows(self, *, page_size: int = 200) -> Iterator[FlowView]:
-        token = ""
-        while True:
-            page = self.call(
-                self.flows.ListFlows,
-                flow_service_pb2.ListFlowsRequest(page_size=page_size, page_token=token),
-            )
-            yield from (FlowView.from_proto(f) for f in page.flows)
-            token = page.next_page_token
-            if not token:
-                return
+        request = flow_service_pb2.ListFlowsRequest(page_size=page_size)
+        for flow in self.pages(self.flows.ListFlows, request, "flows"):
+            yield FlowView.from_proto(flow)
 
     # --- flow runs --------------------------------------------------------------------------
 
@@ -276,25 +278,13 @@ class Client:
         page_size: int = 200,
         limit: int | None = None,
     ) -> Iterator[FlowRunView]:
-        token, seen = "", 0
-        while True:
-            page = self.call(
-                self.flow_runs.ListFlowRuns,
-                flow_run_service_pb2.ListFlowRunsRequest(
-                    filter=criteria,
-                    sort=sort,
-                    page_size=page_size,
-                    page_token=token,
-                ),
-            )
-            for run in page.flow_runs:
-                if limit is not None and seen >= limit:
-                    return
-                seen += 1
-                yield FlowRunView.from_proto(self, run)
-            token = page.next_page_token
-            if not token:
+        request = flow_run_service_pb2.ListFlowRunsRequest(
+            filter=criteria, sort=sort, page_size=page_size
+        )
+        for seen, run in enumerate(self.pages(self.flow_runs.ListFlowRuns, request, "flow_runs")):
+            if limit is not None and seen >= limit:
                 return
+            yield FlowRunView.from_proto(self, run)
 
     def set_flow_run_state(
         self, flow_run_id: str, state: state_pb2.State, *, force: bool = False
@@ -327,19 +317,13 @@ class Client:
         )
 
     def list_flow_run_states(self, flow_run_id: str) -> list[State]:
-        states: list[State] = []
-        token = ""
-        while True:
-            page = self.call(
-                self.flow_runs.ListFlowRunStates,
-                flow_run_service_pb2.ListFlowRunStatesRequest(
-                    flow_run_id=flow_run_id, page_size=200, page_token=token
-                ),
-            )
-            states += [State.from_proto(s) for s in page.states]
-            token = page.next_page_token
-            if not token:
-                return states
+        request = flow_run_service_pb2.ListFlowRunStatesRequest(
+            flow_run_id=flow_run_id, page_size=200
+        )
+        return [
+            State.from_proto(s)
+            for s in self.pages(self.flow_runs.ListFlowRunStates, request, "states")
+        ]
 
     def count_flow_runs(self, criteria: filters_pb2.FlowRunCriteria | None = None) -> int:
         response = self.call(
@@ -427,22 +411,10 @@ class Client:
                 **task_run_filter,
             )
         )
-        runs: list[task_run_pb2.TaskRun] = []
-        token = ""
-        while True:
-            page = self.call(
-                self.task_runs.ListTaskRuns,
-                task_run_service_pb2.ListTaskRunsRequest(
-                    filter=criteria,
-                    sort=filters_pb2.TASK_RUN_SORT_ID_ASC,
-                    page_size=200,
-                    page_token=token,
-                ),
-            )
-            runs += page.task_runs
-            token = page.next_page_token
-            if not token:
-                return runs
+        request = task_run_service_pb2.ListTaskRunsRequest(
+            filter=criteria, sort=filters_pb2.TASK_RUN_SORT_ID_ASC, page_size=200
+        )
+        return list(self.pages(self.task_runs.ListTaskRuns, request, "task_runs"))
 
     def list_logs(
         self,
@@ -464,16 +436,9 @@ class Client:
             flt.timestamp.before.CopyFrom(_timestamp(before))
         if level_at_least is not None:
             flt.level.ge = level_at_least
-        token = ""
-        while True:
-            page = self.call(
-                self.logs.ListLogs,
-                log_service_pb2.ListLogsRequest(filter=flt, page_size=200, page_token=token),
-            )
-            yield from (FlowRunLog.from_proto(entry) for entry in page.logs)
-            token = page.next_page_token
-            if not token:
-                return
+        request = log_service_pb2.ListLogsRequest(filter=flt, page_size=200)
+        for entry in self.pages(self.logs.ListLogs, request, "logs"):
+            yield FlowRunLog.from_proto(entry)
 
     def write_logs(
         self, flow_run_id: str, *entries: tuple[int, str], task_run_id: str = ""
