@@ -400,9 +400,10 @@ class Client:
         )
         return OrchestrationResult.from_proto(response.result)
 
-    def list_task_runs(
+    def task_run_messages(
         self, flow_run_id: str, **task_run_filter: Any
     ) -> list[task_run_pb2.TaskRun]:
+        """A flow run's task runs as raw messages, oldest first (the views build on this)."""
         criteria = task_run_service_pb2.TaskRunCriteria(
             task_runs=filters_pb2.TaskRunFilter(
                 flow_run_id=filters_pb2.StringFilter(

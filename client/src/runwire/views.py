@@ -265,7 +265,7 @@ class FlowRunView:
         for task_run in (_cached_task_runs or {}).values():
             view._cache_if_finished(task_run)
         if load_static_tasks:
-            for message in c.list_task_runs(flow_run_id):
+            for message in c.task_run_messages(flow_run_id):
                 if message.map_index == -1 and message.id not in view._cached_task_runs:
                     view._cache_if_finished(TaskRunView.from_proto(c, message))
         return view
@@ -340,14 +340,14 @@ class FlowRunView:
     def get_task_run_ids(self) -> list[str]:
         if self._task_run_ids[0] is not None:
             return list(self._task_run_ids[0])
-        ids = [message.id for message in self._client.list_task_runs(self.flow_run_id)]
+        ids = [message.id for message in self._client.task_run_messages(self.flow_run_id)]
         if self.state.is_finished() and ids:
             self._task_run_ids[0] = ids  # a finished run gets no more task runs
         return ids
 
     def get_all_task_runs(self) -> list[TaskRunView]:
         """Every task run of the flow run, in one listing; finished ones come from the cache."""
-        messages = self._client.list_task_runs(self.flow_run_id)
+        messages = self._client.task_run_messages(self.flow_run_id)
         if len(messages) > MAX_TASK_RUNS:
             raise ValueError(
                 f"Refusing to `get_all_task_runs` for a flow with more than {MAX_TASK_RUNS} "
