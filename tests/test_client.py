@@ -318,3 +318,48 @@ async def test_task_run_calls_and_the_graph(client):
         assert client.count_flow_runs(flow_runs(ids=[])) == 0
 
     await in_thread(body)
+
+
+async def test_deployments_limits_updates_history_and_watching_many(client):
+    def body():
+        from datetime import timedelta
+
+        from runwire.filters import flow_runs
+
+        flow = client.create_flow(f"more-{time.monotonic_ns()}")
+        dep = client.create_deployment(flow.flow_id, "nightly", concurrency_limit=1)
+        assert client.get_deployment(dep.deployment_id).concurrency_limit == 1
+        assert dep.deployment_id in [d.deployment_id for d in client.list_deployments()]
+
+        tag = f"db-{time.monotonic_ns()}"
+        assert client.set_concurrency_limit(tag, 2).limit == 2
+        assert client.get_concurrency_limit(tag).active_task_run_ids == ()
+        assert tag in [limit.tag for limit in client.list_concurrency_limits()]
+        client.delete_concurrency_limit(tag)
+        with pytest.raises(runwire.NotFound):
+            client.get_concurrency_limit(tag)
+
+        run = client.create_flow_run(flow.flow_id, deployment_id=dep.deployment_id)
+        renamed = client.update_flow_run(run.flow_run_id, name="renamed", tags=["x"])
+        assert renamed.name == "renamed" and renamed.tags == ("x",)
+
+        now = datetime.now(UTC)
+        history = client.get_flow_run_history(
+            now - timedelta(hours=1),
+            now + timedelta(hours=1),
+            timedelta(hours=1),
+            flow_runs(ids=[run.flow_run_id]),
+        )
+        assert sum(sum(i.counts.values()) for i in history) == 1
+
+        changes = client.watch_flow_runs(flow_runs(flow_ids=[flow.flow_id]), after_cursor=0)
+        cursor, run_id, state = next(changes)
+        assert (run_id, state.name) == (run.flow_run_id, "Pending") and cursor > 0
+        changes.close()
+
+        client.delete_deployment(dep.deployment_id)
+        client.delete_flow(flow.flow_id)
+        with pytest.raises(runwire.NotFound):
+            client.get_flow(flow.flow_id)
+
+    await in_thread(body)

@@ -11,12 +11,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import grpc
-from google.protobuf import struct_pb2, timestamp_pb2
+from google.protobuf import field_mask_pb2, struct_pb2, timestamp_pb2
 from google.protobuf.message import Message
 
 from runwire.errors import RunwireError, Unavailable, from_rpc_error
 from runwire.states import Result, State, StateType
 from runwire.v1 import (
+    concurrency_limit_service_pb2,
+    concurrency_limit_service_pb2_grpc,
+    deployment_pb2,
+    deployment_service_pb2,
+    deployment_service_pb2_grpc,
     filters_pb2,
     flow_pb2,
     flow_run_pb2,
@@ -43,6 +48,60 @@ def _timestamp(value: datetime) -> timestamp_pb2.Timestamp:
     out = timestamp_pb2.Timestamp()
     out.FromDatetime(value if value.tzinfo else value.replace(tzinfo=UTC))
     return out
+
+
+@dataclass(frozen=True)
+class Deployment:
+    deployment_id: str
+    name: str
+    flow_id: str
+    tags: tuple[str, ...]
+    work_pool_name: str
+    work_queue_name: str
+    concurrency_limit: int | None
+
+    @classmethod
+    def from_proto(cls, message: deployment_pb2.Deployment) -> Deployment:
+        return cls(
+            deployment_id=message.id,
+            name=message.name,
+            flow_id=message.flow_id,
+            tags=tuple(message.tags),
+            work_pool_name=message.work_pool_name,
+            work_queue_name=message.work_queue_name,
+            concurrency_limit=message.concurrency_limit
+            if message.HasField("concurrency_limit")
+            else None,
+        )
+
+
+@dataclass(frozen=True)
+class ConcurrencyLimit:
+    tag: str
+    limit: int
+    active_task_run_ids: tuple[str, ...]
+
+    @classmethod
+    def from_proto(cls, message: Any) -> ConcurrencyLimit:
+        return cls(message.tag, message.concurrency_limit, tuple(message.active_slots))
+
+
+@dataclass(frozen=True)
+class HistoryInterval:
+    start: datetime
+    end: datetime
+    counts: dict[tuple[StateType, str], int]
+
+    @classmethod
+    def from_proto(cls, message: Any) -> HistoryInterval:
+        return cls(
+            start=message.interval_start.ToDatetime(tzinfo=UTC),
+            end=message.interval_end.ToDatetime(tzinfo=UTC),
+            counts={
+                (StateType.from_proto(s.state_type), s.state_name): s.count_runs
+                for s in message.states
+            },
+        )
 
 
 @dataclass(frozen=True)
@@ -149,6 +208,8 @@ class Client:
         self.flow_runs = flow_run_service_pb2_grpc.FlowRunServiceStub(self._channel)
         self.task_runs = task_run_service_pb2_grpc.TaskRunServiceStub(self._channel)
         self.logs = log_service_pb2_grpc.LogServiceStub(self._channel)
+        self.deployments = deployment_service_pb2_grpc.DeploymentServiceStub(self._channel)
+        self.limits = concurrency_limit_service_pb2_grpc.ConcurrencyLimitServiceStub(self._channel)
 
     def close(self) -> None:
         self._channel.close()
@@ -232,6 +293,84 @@ class Client:
         request = flow_service_pb2.ListFlowsRequest(page_size=page_size)
         for flow in self.pages(self.flows.ListFlows, request, "flows"):
             yield FlowView.from_proto(flow)
+
+    def delete_flow(self, flow_id: str) -> None:
+        self.call(self.flows.DeleteFlow, flow_service_pb2.DeleteFlowRequest(flow_id=flow_id))
+
+    # --- deployments and concurrency limits -------------------------------------------------
+
+    def create_deployment(
+        self,
+        flow_id: str,
+        name: str,
+        *,
+        tags: Sequence[str] = (),
+        work_pool_name: str = "",
+        work_queue_name: str = "",
+        concurrency_limit: int | None = None,
+        cancel_new_when_full: bool = False,
+    ) -> Deployment:
+        deployment = deployment_pb2.Deployment(
+            flow_id=flow_id,
+            name=name,
+            tags=list(tags),
+            work_pool_name=work_pool_name,
+            work_queue_name=work_queue_name,
+            concurrency_limit=concurrency_limit,
+            collision_strategy=deployment_pb2.COLLISION_STRATEGY_CANCEL_NEW
+            if cancel_new_when_full
+            else deployment_pb2.COLLISION_STRATEGY_ENQUEUE,
+        )
+        response = self.call(
+            self.deployments.CreateDeployment,
+            deployment_service_pb2.CreateDeploymentRequest(deployment=deployment),
+        )
+        return Deployment.from_proto(response.deployment)
+
+    def get_deployment(self, deployment_id: str) -> Deployment:
+        response = self.call(
+            self.deployments.GetDeployment,
+            deployment_service_pb2.GetDeploymentRequest(deployment_id=deployment_id),
+        )
+        return Deployment.from_proto(response.deployment)
+
+    def list_deployments(self, *, page_size: int = 200) -> Iterator[Deployment]:
+        request = deployment_service_pb2.ListDeploymentsRequest(page_size=page_size)
+        for item in self.pages(self.deployments.ListDeployments, request, "deployments"):
+            yield Deployment.from_proto(item)
+
+    def delete_deployment(self, deployment_id: str) -> None:
+        self.call(
+            self.deployments.DeleteDeployment,
+            deployment_service_pb2.DeleteDeploymentRequest(deployment_id=deployment_id),
+        )
+
+    def set_concurrency_limit(self, tag: str, limit: int) -> ConcurrencyLimit:
+        response = self.call(
+            self.limits.CreateConcurrencyLimit,
+            concurrency_limit_service_pb2.CreateConcurrencyLimitRequest(
+                tag=tag, concurrency_limit=limit
+            ),
+        )
+        return ConcurrencyLimit.from_proto(response.concurrency_limit)
+
+    def get_concurrency_limit(self, tag: str) -> ConcurrencyLimit:
+        response = self.call(
+            self.limits.GetConcurrencyLimit,
+            concurrency_limit_service_pb2.GetConcurrencyLimitRequest(tag=tag),
+        )
+        return ConcurrencyLimit.from_proto(response.concurrency_limit)
+
+    def list_concurrency_limits(self) -> Iterator[ConcurrencyLimit]:
+        request = concurrency_limit_service_pb2.ListConcurrencyLimitsRequest(page_size=200)
+        for item in self.pages(self.limits.ListConcurrencyLimits, request, "concurrency_limits"):
+            yield ConcurrencyLimit.from_proto(item)
+
+    def delete_concurrency_limit(self, tag: str) -> None:
+        self.call(
+            self.limits.DeleteConcurrencyLimit,
+            concurrency_limit_service_pb2.DeleteConcurrencyLimitRequest(tag=tag),
+        )
 
     # --- flow runs --------------------------------------------------------------------------
 
@@ -324,6 +463,63 @@ class Client:
             State.from_proto(s)
             for s in self.pages(self.flow_runs.ListFlowRunStates, request, "states")
         ]
+
+    def update_flow_run(self, flow_run_id: str, **changes: Any) -> FlowRunView:
+        """Change fields of a run: name, flow_version, parameters, tags, labels, ..."""
+        run = flow_run_pb2.FlowRun(id=flow_run_id)
+        for name, value in changes.items():
+            if name in ("parameters", "context", "run_config"):
+                getattr(run, name).update(dict(value))
+            elif name in ("tags",):
+                run.tags.extend(value)
+            elif name == "labels":
+                run.labels.update(dict(value))
+            else:
+                setattr(run, name, value)
+        response = self.call(
+            self.flow_runs.UpdateFlowRun,
+            flow_run_service_pb2.UpdateFlowRunRequest(
+                flow_run=run, update_mask=field_mask_pb2.FieldMask(paths=list(changes))
+            ),
+        )
+        return FlowRunView.from_proto(self, response.flow_run)
+
+    def get_flow_run_history(
+        self,
+        start: datetime,
+        end: datetime,
+        interval: timedelta,
+        criteria: filters_pb2.FlowRunCriteria | None = None,
+    ) -> list[HistoryInterval]:
+        """Runs expected to start in each interval, counted by state."""
+        request = flow_run_service_pb2.GetFlowRunHistoryRequest(
+            history_start=_timestamp(start), history_end=_timestamp(end), filter=criteria
+        )
+        request.history_interval.FromTimedelta(interval)
+        response = self.call(self.flow_runs.GetFlowRunHistory, request)
+        return [HistoryInterval.from_proto(i) for i in response.intervals]
+
+    def watch_flow_runs(
+        self,
+        criteria: filters_pb2.FlowRunCriteria | None = None,
+        *,
+        after_cursor: int | None = None,
+    ) -> Iterator[tuple[int, str, State]]:
+        """`(cursor, flow_run_id, state)` for every state change of a matching run, from now
+        (or after `after_cursor`, such as a list's watch cursor) on, until the caller stops."""
+        request = watch_pb2.WatchFlowRunsRequest(filter=criteria)
+        if after_cursor is not None:
+            request.after_cursor = after_cursor
+        stream = self.flow_runs.WatchFlowRuns(request, metadata=self._metadata, wait_for_ready=True)
+        try:
+            for message in stream:
+                if message.WhichOneof("event") == "flow_run_state":
+                    change = message.flow_run_state
+                    yield message.cursor, change.flow_run_id, State.from_proto(change.state)
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from None
+        finally:
+            stream.cancel()  # the caller stopped early: end the call now, not at collection
 
     def count_flow_runs(self, criteria: filters_pb2.FlowRunCriteria | None = None) -> int:
         response = self.call(
@@ -492,10 +688,10 @@ class Client:
             )
             if cursor is not None:
                 request.after_cursor = cursor
+            stream = self.flow_runs.WatchFlowRun(
+                request, metadata=self._metadata, wait_for_ready=True
+            )
             try:
-                stream = self.flow_runs.WatchFlowRun(
-                    request, metadata=self._metadata, wait_for_ready=True
-                )
                 for message in stream:
                     down_since, attempt = None, 0
                     if message.WhichOneof("event") == "end":
@@ -508,6 +704,9 @@ class Client:
                 error = from_rpc_error(exc)
                 if not isinstance(error, Unavailable):
                     raise error from None
+            finally:
+                # The caller may stop early: end the call now rather than when collected.
+                stream.cancel()
             down_since = down_since or time.monotonic()
             if time.monotonic() - down_since > reconnect_for.total_seconds():
                 raise Unavailable(f"could not reconnect to {self.address} to keep watching")
