@@ -5,23 +5,22 @@ Starts its own server (`runwire server start`) on a temporary SQLite database, t
 - for 1, 100 and 1,000 watchers of one run: writes state changes one at a time and measures,
   for every (change, watcher), the time from the server's timestamp of the state (taken inside
   the writing transaction, just before commit) to the watcher receiving it;
-- opens idle watchers (1,000 by default) and reads the server's resident memory.
+- opens 10,000 idle watchers (from several client processes) and reads the server's memory.
 
-grpcio's asyncio server here cancels streams beyond 1,024 concurrent ones per server process
-(a bare grpc.aio server does the same), so larger idle figures need several server processes.
-
-    uv run python bench/watch.py [--changes 30] [--idle 1000]
+    uv run python bench/watch.py [--changes 30] [--idle 10000]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -67,10 +66,8 @@ async def open_watchers(channels, run_id: str, count: int, heartbeat_s: int = 30
 
 
 async def fan_out(port: int, flow_id: str, watchers: int, changes: int) -> list[float]:
-    channels = [
-        grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-        for _ in range(-(-watchers // STREAMS_PER_CHANNEL))
-    ]
+    """Watchers live in client processes of at most RECEIVERS_PER_PROCESS streams each, as real
+    watchers would, so that one Python client is not what is being measured."""
     writer = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     runs = flow_run_service_pb2_grpc.FlowRunServiceStub(writer)
     run = (
@@ -80,17 +77,7 @@ async def fan_out(port: int, flow_id: str, watchers: int, changes: int) -> list[
             )
         )
     ).flow_run
-    streams = await open_watchers(channels, run.id, watchers)
-    delays: list[float] = []
-
-    async def receive(stream) -> None:
-        for _ in range(changes):
-            message = await stream.read()
-            arrived = time.time()
-            state = message.flow_run_state.state
-            delays.append(arrived - state.timestamp.ToNanoseconds() / 1e9)
-
-    readers = [asyncio.create_task(receive(s)) for s in streams]
+    workers = await start_workers(port, run.id, watchers, changes, RECEIVERS_PER_PROCESS)
     for i in range(changes):
         # force: alternate RUNNING and PENDING without the claim rules, to make many changes.
         kind = state_pb2.STATE_TYPE_RUNNING if i % 2 == 0 else state_pb2.STATE_TYPE_PENDING
@@ -100,15 +87,46 @@ async def fan_out(port: int, flow_id: str, watchers: int, changes: int) -> list[
             )
         )
         await asyncio.sleep(0.2)
-    await asyncio.wait_for(asyncio.gather(*readers), timeout=120)
-    for stream in streams:
-        stream.cancel()
-    for channel in [*channels, writer]:
-        await channel.close()
+    delays: list[float] = []
+    for worker_process in workers:
+        assert worker_process.stdout is not None
+        line = await asyncio.wait_for(worker_process.stdout.readline(), timeout=120)
+        delays += json.loads(line)
+        await worker_process.wait()
+    await writer.close()
     return delays
 
 
-WATCHERS_PER_PROCESS = 500
+async def start_workers(
+    port: int, run_id: str, watchers: int, changes: int, per_process: int
+) -> list[asyncio.subprocess.Process]:
+    """Start client processes holding `watchers` streams in all; return once all caught up."""
+    workers = []
+    for start in range(0, watchers, per_process):
+        count = min(per_process, watchers - start)
+        workers.append(
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                __file__,
+                "--worker",
+                str(port),
+                run_id,
+                str(count),
+                str(changes),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                limit=2**24,  # a worker reports all its delays on one line
+            )
+        )
+    for worker_process in workers:
+        assert worker_process.stdout is not None
+        line = await asyncio.wait_for(worker_process.stdout.readline(), timeout=300)
+        assert line.strip() == b"ready", line
+    return workers
+
+
+RECEIVERS_PER_PROCESS = 250
+WATCHERS_PER_PROCESS = 1000
 
 
 async def idle_memory(proc, flow_id: str, idle: int) -> None:
@@ -125,25 +143,7 @@ async def idle_memory(proc, flow_id: str, idle: int) -> None:
         ).flow_run
     before = rss_mib(proc.process.pid)
     started = time.monotonic()
-    workers = []
-    for start in range(0, idle, WATCHERS_PER_PROCESS):
-        count = min(WATCHERS_PER_PROCESS, idle - start)
-        workers.append(
-            await asyncio.create_subprocess_exec(
-                sys.executable,
-                __file__,
-                "--worker",
-                str(proc.port),
-                run.id,
-                str(count),
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-            )
-        )
-    for worker in workers:
-        assert worker.stdout is not None
-        line = await asyncio.wait_for(worker.stdout.readline(), timeout=300)
-        assert line.strip() == b"ready", line
+    workers = await start_workers(proc.port, run.id, idle, 0, WATCHERS_PER_PROCESS)
     opened = time.monotonic() - started
     await asyncio.sleep(2)
     print(
@@ -157,14 +157,31 @@ async def idle_memory(proc, flow_id: str, idle: int) -> None:
         await worker.wait()
 
 
-async def worker(port: int, run_id: str, count: int) -> None:
+async def worker(port: int, run_id: str, count: int, changes: int) -> None:
+    """A client process: open `count` watchers, say "ready"; then either record the delay of
+    `changes` state changes on each and print them as JSON, or idle until stdin closes."""
     channels = [
         grpc.aio.insecure_channel(f"127.0.0.1:{port}")
         for _ in range(-(-count // STREAMS_PER_CHANNEL))
     ]
     streams = await open_watchers(channels, run_id, count)
     print("ready", flush=True)
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    if not changes:
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+        for stream in streams:
+            stream.cancel()
+        return
+    delays: list[float] = []
+
+    async def receive(stream: Any) -> None:
+        for _ in range(changes):
+            message = await stream.read()
+            arrived = time.time()
+            state = message.flow_run_state.state
+            delays.append(arrived - state.timestamp.ToNanoseconds() / 1e9)
+
+    await asyncio.wait_for(asyncio.gather(*[receive(s) for s in streams]), timeout=120)
+    print(json.dumps(delays), flush=True)
     for stream in streams:
         stream.cancel()
 
@@ -203,10 +220,10 @@ async def main(changes: int, idle: int, sizes: tuple[int, ...] = (1, 100, 1000))
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--worker"]:
-        asyncio.run(worker(int(sys.argv[2]), sys.argv[3], int(sys.argv[4])))
+        asyncio.run(worker(int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5])))
         raise SystemExit(0)
     parser = argparse.ArgumentParser()
     parser.add_argument("--changes", type=int, default=30)
-    parser.add_argument("--idle", type=int, default=1000)
+    parser.add_argument("--idle", type=int, default=10_000)
     args = parser.parse_args()
     asyncio.run(main(args.changes, args.idle))

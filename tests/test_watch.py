@@ -395,3 +395,31 @@ async def test_a_cursor_from_the_future_is_out_of_range(flows, runs):
         runs_watch(runs, f.FlowRunCriteria(), after_cursor=10**15).read(),
         grpc.StatusCode.OUT_OF_RANGE,
     )
+
+
+async def test_more_than_a_thousand_watchers_at_once(flows, runs, server):
+    """gRPC's default limit of 1,000 pending calls would cancel the rest; the server lifts it."""
+    run = await make_run(runs, (await make_flow(flows)).id)
+    channels = [
+        grpc.aio.insecure_channel(f"127.0.0.1:{server.port}", options=[("grpc.channel_id", i)])
+        for i in range(6)
+    ]
+    try:
+        streams = [
+            flow_run_service_pb2_grpc.FlowRunServiceStub(channels[i % 6]).WatchFlowRun(
+                wpb.WatchFlowRunRequest(flow_run_id=run.id)
+            )
+            for i in range(1100)
+        ]
+        openings = await asyncio.gather(
+            *[read_until(s, lambda m: kind(m) == "caught_up") for s in streams]
+        )
+        assert all(opening[-1].WhichOneof("event") == "caught_up" for opening in openings)
+        await propose(runs, run.id, ST.STATE_TYPE_RUNNING)
+        changes = await asyncio.gather(*[s.read() for s in streams])
+        assert {describe(m) for m in changes} == {"flow:Running"}
+        for stream in streams:
+            stream.cancel()
+    finally:
+        for channel in channels:
+            await channel.close()

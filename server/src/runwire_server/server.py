@@ -53,15 +53,21 @@ SERVICE_NAMES = tuple(
 )
 
 
-# Clients keep long watch streams alive with pings (the runwire client every 60 s): accept
-# pings every 20 s instead of gRPC's default 5 minutes, which would cut such clients off with
-# GOAWAY "too_many_pings"; and ping idle clients so dead connections are noticed.
-SERVER_OPTIONS = [
-    ("grpc.http2.min_recv_ping_interval_without_data_ms", 20_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.keepalive_time_ms", 120_000),
-    ("grpc.keepalive_timeout_ms", 20_000),
-]
+def server_options(settings: Settings) -> list[tuple[str, int]]:
+    return [
+        # Clients keep long watch streams alive with pings (the runwire client every 60 s):
+        # accept pings every 20 s instead of gRPC's default 5 minutes, which would cut such
+        # clients off with GOAWAY "too_many_pings"; and ping idle clients so dead connections
+        # are noticed.
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", 20_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.keepalive_time_ms", 120_000),
+        ("grpc.keepalive_timeout_ms", 20_000),
+        # gRPC cancels calls beyond 1,000 "pending requests" by default, and on the asyncio
+        # server every open watch stream counts: without this, stream 1,025 and later fail.
+        ("grpc.server.max_pending_requests", settings.max_concurrent_calls),
+        ("grpc.server.max_pending_requests_hard_limit", settings.max_concurrent_calls),
+    ]
 
 
 @dataclass
@@ -92,7 +98,7 @@ async def start(settings: Settings) -> RunningServer:
     broadcaster.bind(asyncio.get_running_loop())
     db, tokens = _database(settings, broadcaster)
     app = AppContext(db=db, settings=settings, tokens=tokens, broadcaster=broadcaster)
-    server = grpc.aio.server(interceptors=[ErrorInterceptor()], options=SERVER_OPTIONS)
+    server = grpc.aio.server(interceptors=[ErrorInterceptor()], options=server_options(settings))
     flow_service_pb2_grpc.add_FlowServiceServicer_to_server(FlowServicer(app), server)
     deployment_service_pb2_grpc.add_DeploymentServiceServicer_to_server(
         DeploymentServicer(app), server

@@ -39,6 +39,7 @@ class Settings:
     watch_min_heartbeat_seconds: float = 0.1
     watch_max_heartbeat_seconds: float = 300.0
     watch_buffer_events: int = 1000
+    max_concurrent_calls: int = 50_000  # open watch streams included
 
     @classmethod
     def load(
