@@ -3,8 +3,10 @@ server's memory with many idle watchers.
 
 Starts its own server (`runwire server start`) on a temporary SQLite database, then:
 - for 1, 100 and 1,000 watchers of one run: writes state changes one at a time and measures,
-  for every (change, watcher), the time from the server's timestamp of the state (taken inside
-  the writing transaction, just before commit) to the watcher receiving it;
+  for every (change, watcher), the time from the server's timestamp of the state (taken when
+  the writing transaction starts, so it includes the commit and its fsync) to the watcher
+  receiving it, and the time from the writer receiving its acknowledgment (after the commit)
+  to the watcher receiving it (negative when the watcher was first);
 - opens 10,000 idle watchers (from several client processes) and reads the server's memory.
 
     uv run python bench/watch.py [--changes 30] [--idle 10000]
@@ -65,7 +67,9 @@ async def open_watchers(channels, run_id: str, count: int, heartbeat_s: int = 30
     return streams
 
 
-async def fan_out(port: int, flow_id: str, watchers: int, changes: int) -> list[float]:
+async def fan_out(
+    port: int, flow_id: str, watchers: int, changes: int
+) -> tuple[list[float], list[float]]:
     """Watchers live in client processes of at most RECEIVERS_PER_PROCESS streams each, as real
     watchers would, so that one Python client is not what is being measured."""
     writer = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
@@ -78,6 +82,7 @@ async def fan_out(port: int, flow_id: str, watchers: int, changes: int) -> list[
         )
     ).flow_run
     workers = await start_workers(port, run.id, watchers, changes, RECEIVERS_PER_PROCESS)
+    acknowledged: dict[str, float] = {}
     for i in range(changes):
         # force: alternate RUNNING and PENDING without the claim rules, to make many changes.
         kind = state_pb2.STATE_TYPE_RUNNING if i % 2 == 0 else state_pb2.STATE_TYPE_PENDING
@@ -86,15 +91,19 @@ async def fan_out(port: int, flow_id: str, watchers: int, changes: int) -> list[
                 flow_run_id=run.id, state=state_pb2.State(type=kind, name=f"s{i}"), force=True
             )
         )
+        acknowledged[f"s{i}"] = time.time()
         await asyncio.sleep(0.2)
-    delays: list[float] = []
+    from_decision: list[float] = []
+    from_ack: list[float] = []
     for worker_process in workers:
         assert worker_process.stdout is not None
         line = await asyncio.wait_for(worker_process.stdout.readline(), timeout=120)
-        delays += json.loads(line)
+        for name, arrived, decided in json.loads(line):
+            from_decision.append(arrived - decided)
+            from_ack.append(arrived - acknowledged[name])
         await worker_process.wait()
     await writer.close()
-    return delays
+    return from_decision, from_ack
 
 
 async def start_workers(
@@ -171,14 +180,14 @@ async def worker(port: int, run_id: str, count: int, changes: int) -> None:
         for stream in streams:
             stream.cancel()
         return
-    delays: list[float] = []
+    delays: list[tuple[str, float, float]] = []
 
     async def receive(stream: Any) -> None:
         for _ in range(changes):
             message = await stream.read()
             arrived = time.time()
             state = message.flow_run_state.state
-            delays.append(arrived - state.timestamp.ToNanoseconds() / 1e9)
+            delays.append((state.name, arrived, state.timestamp.ToNanoseconds() / 1e9))
 
     await asyncio.wait_for(asyncio.gather(*[receive(s) for s in streams]), timeout=120)
     print(json.dumps(delays), flush=True)
@@ -203,14 +212,18 @@ async def main(changes: int, idle: int, sizes: tuple[int, ...] = (1, 100, 1000))
                     )
                 ).flow
             print(f"server RSS at start: {rss_mib(proc.process.pid):.0f} MiB")
-            print("watchers | deliveries | delay p50 ms | p99 ms | max ms")
+            print(
+                "watchers | deliveries | from the state's timestamp: p50 / p99 / max ms"
+                " | from the writer's acknowledgment: p50 / p99 ms"
+            )
             for watchers in sizes:
-                delays = await fan_out(proc.port, flow.id, watchers, changes)
-                p50 = statistics.median(delays) * 1000
-                p99 = percentile(delays, 0.99) * 1000
+                delays, after_ack = await fan_out(proc.port, flow.id, watchers, changes)
+                ms = [d * 1000 for d in delays]
+                ack_ms = [d * 1000 for d in after_ack]
                 print(
-                    f"{watchers:8d} | {len(delays):10d} | {p50:12.1f} | "
-                    f"{p99:6.1f} | {max(delays) * 1000:6.1f}"
+                    f"{watchers:8d} | {len(ms):10d} | {statistics.median(ms):6.1f} / "
+                    f"{percentile(ms, 0.99):6.1f} / {max(ms):6.1f} | "
+                    f"{statistics.median(ack_ms):6.1f} / {percentile(ack_ms, 0.99):6.1f}"
                 )
             if idle:
                 await idle_memory(proc, flow.id, idle)

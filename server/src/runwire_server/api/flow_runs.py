@@ -190,9 +190,9 @@ class FlowRunServicer(pb_grpc.FlowRunServiceServicer):
 
         return await self._app.db.read(work)
 
-    async def WatchFlowRun(
+    async def WatchFlowRun(  # type: ignore[override]  # may yield pre-serialized events
         self, request: watch_pb2.WatchFlowRunRequest, context: Context
-    ) -> AsyncIterator[watch_pb2.WatchFlowRunResponse]:
+    ) -> AsyncIterator[watch_pb2.WatchFlowRunResponse | bytes]:
         options = watch.options_from(request, self._app.settings)
         watcher = watch.Watcher(self._app.db, self._app.broadcaster, options)
         try:

@@ -53,9 +53,19 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
             return grpc.unary_stream_rpc_method_handler(
                 _wrap_stream(handler.unary_stream, method),
                 request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
+                response_serializer=_bytes_or(handler.response_serializer),
             )
         return handler
+
+
+def _bytes_or(serialize: Any) -> Any:
+    """Streams may yield a message already serialized (an event fanned out to many watchers is
+    serialized once, not once per watcher); other messages are serialized as usual."""
+
+    def serializer(message: Any) -> bytes:
+        return message if isinstance(message, bytes) else serialize(message)
+
+    return serializer
 
 
 def _wrap_unary(behaviour: Any, method: str) -> Any:

@@ -95,7 +95,7 @@ class Watcher:
         self._state_since: datetime | None = None
         self._finished = False
 
-    async def stream(self) -> AsyncIterator[W]:
+    async def stream(self) -> AsyncIterator[W | bytes]:
         subscription = self._broadcaster.subscribe(self._options.flow_run_id)
         try:
             if self._options.after_cursor is None:
@@ -123,10 +123,9 @@ class Watcher:
                 elif event.message.WhichOneof("event") == "end":
                     yield self._marker(end=event.message.end)
                     return
-                elif event.seq > self.cursor:
-                    live = self._take(event.message)
-                    if live is not None:
-                        yield live
+                elif event.seq > self.cursor and self._take(event.message) is not None:
+                    # The bytes serialized once at commit go to every watcher as they are.
+                    yield event.payload or event.message
             yield self._marker(end=End(reason=End.REASON_RUN_FINISHED))
         finally:
             subscription.close()

@@ -30,6 +30,7 @@ class Event:
     seq: int
     flow_run_id: uuid.UUID
     message: watch_pb2.WatchFlowRunResponse  # with `cursor` set to `seq`
+    payload: bytes = b""  # `message` serialized once, sent as is to every watcher
 
 
 Publisher = Callable[[list[Event]], None]
@@ -75,16 +76,17 @@ def install(session_factory: Any, publish: Publisher) -> None:
         rows, events = [], []
         for seq, (flow_run_id, message) in enumerate(pending, start=first):
             message.cursor = seq
+            payload = message.SerializeToString()
             rows.append(
                 {
                     "seq": seq,
                     "flow_run_id": flow_run_id,
                     "kind": message.WhichOneof("event"),
-                    "payload": message.SerializeToString(),
+                    "payload": payload,
                     "created": at,
                 }
             )
-            events.append(Event(seq, flow_run_id, message))
+            events.append(Event(seq, flow_run_id, message, payload))
         session.execute(insert(m.RunEvent), rows)
         session.info.setdefault(_COMMITTED, []).extend(events)
 
