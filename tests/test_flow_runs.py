@@ -460,3 +460,44 @@ async def test_bad_values_in_states_and_names_name_their_field(flows, runs):
         INVALID,
         "flow_run_id",
     )
+
+
+async def test_parameters_no_database_can_keep_are_refused(flows, runs):
+    flow = await make_flow(flows)
+    for bad in ({"x": float("nan")}, {"x": float("inf")}, {"x": "a\x00b"}, {"n": {"y": "\x00"}}):
+        params = struct_pb2.Struct()
+        params.update(bad)
+        await expect_error(
+            runs.CreateFlowRun(
+                pb.CreateFlowRunRequest(
+                    flow_run=flow_run_pb2.FlowRun(flow_id=flow.id, parameters=params)
+                )
+            ),
+            INVALID,
+            "flow_run.parameters",
+        )
+
+
+async def test_nul_in_labels_and_state_text_is_refused(flows, runs):
+    flow = await make_flow(flows)
+
+    def create(**fields):
+        return runs.CreateFlowRun(
+            pb.CreateFlowRunRequest(flow_run=flow_run_pb2.FlowRun(flow_id=flow.id, **fields))
+        )
+
+    await expect_error(create(labels={"k": "v\x00"}), INVALID, "flow_run.labels['k']")
+    await expect_error(
+        create(state=ST.State(type=ST.STATE_TYPE_PENDING, message="\x00")),
+        INVALID,
+        "flow_run.state.message",
+    )
+    await expect_error(
+        create(
+            state=ST.State(
+                type=ST.STATE_TYPE_PENDING, state_details=ST.StateDetails(cache_key="a\x00")
+            )
+        ),
+        INVALID,
+        "flow_run.state.state_details.cache_key",
+    )

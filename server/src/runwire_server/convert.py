@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,6 +28,7 @@ from runwire_server.orchestration import bookkeeping
 from runwire_server.orchestration.context import Status
 from runwire_server.orchestration.states import State, StateType
 from runwire_server.storage import models as m
+from runwire_server.validation import no_nul
 
 _TIME_DETAILS = ("scheduled_time", "cache_expiration", "pause_timeout")
 
@@ -59,8 +61,15 @@ def duration(value: timedelta | float) -> Duration:
     return out
 
 
-def struct_to_dict(value: struct_pb2.Struct) -> dict[str, Any]:
-    return json_format.MessageToDict(value)
+def struct_to_dict(value: struct_pb2.Struct, field: str) -> dict[str, Any]:
+    """A Struct as JSON-ready data; values no database can keep are refused by field."""
+    try:
+        out = json_format.MessageToDict(value)
+    except ValueError as exc:  # NaN or infinite numbers
+        raise InvalidArgument(field, str(exc)) from None
+    if "\\u0000" in json.dumps(out):
+        raise InvalidArgument(field, "must not contain NUL characters")
+    return out
 
 
 def dict_to_struct(value: dict[str, Any] | None) -> struct_pb2.Struct | None:
@@ -163,6 +172,11 @@ def proposed_state(
     if not message.ByteSize() and field:
         raise InvalidArgument(field, "is required")
     state_type = state_type_from_proto(message.type, f"{field}.type")
+    for name in ("name", "message"):
+        no_nul(getattr(message, name), f"{field}.{name}")
+    for detail, value in message.state_details.ListFields():
+        if isinstance(value, str):
+            no_nul(value, f"{field}.state_details.{detail.name}")
     details = details_from_proto(message.state_details, f"{field}.state_details")
     for owned in ("flow_run_id", "task_run_id"):
         details.pop(owned, None)  # the server fills these in

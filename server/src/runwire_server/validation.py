@@ -19,9 +19,7 @@ def text(
         return None
     if len(value) > max_length:
         raise InvalidArgument(field, f"must be at most {max_length} characters")
-    if "\x00" in value:
-        raise InvalidArgument(field, "must not contain NUL characters")
-    return value
+    return no_nul(value, field)
 
 
 def tags(values: Iterable[str], field: str) -> list[str]:
@@ -35,6 +33,14 @@ def tags(values: Iterable[str], field: str) -> list[str]:
 
 
 def labels(values: Mapping[str, str], field: str) -> dict[str, str]:
-    for key in values:
+    for key, value in values.items():
         text(key, f"{field}[{key!r}]", required=True)
+        no_nul(value, f"{field}[{key!r}]")
     return dict(values)
+
+
+def no_nul(value: str, field: str) -> str:
+    # PostgreSQL refuses NUL in text and JSON; refuse it on every database, naming the field.
+    if "\x00" in value:
+        raise InvalidArgument(field, "must not contain NUL characters")
+    return value

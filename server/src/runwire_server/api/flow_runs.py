@@ -237,9 +237,9 @@ def _settable_fields(msg: flow_run_pb2.FlowRun, prefix: str) -> dict[str, Any]:
     return {
         "name": validation.text(msg.name, f"{prefix}.name"),
         "flow_version": validation.text(msg.flow_version, f"{prefix}.flow_version"),
-        "parameters": convert.struct_to_dict(msg.parameters),
-        "context": convert.struct_to_dict(msg.context),
-        "run_config": convert.struct_to_dict(msg.run_config)
+        "parameters": convert.struct_to_dict(msg.parameters, f"{prefix}.parameters"),
+        "context": convert.struct_to_dict(msg.context, f"{prefix}.context"),
+        "run_config": convert.struct_to_dict(msg.run_config, f"{prefix}.run_config")
         if msg.HasField("run_config")
         else None,
         "tags": validation.tags(msg.tags, f"{prefix}.tags"),

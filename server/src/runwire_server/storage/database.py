@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, inspect, make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from runwire_server.errors import Unavailable
+from runwire_server.errors import InvalidArgument, Unavailable
 from runwire_server.storage import outbox
 from runwire_server.storage.models import Base, EventSequence, Meta
 
@@ -102,6 +102,11 @@ class Database:
                 return work(session)
         except OperationalError as exc:
             raise Unavailable(f"database unavailable: {exc.orig}") from exc
+        except DataError as exc:
+            # A value the database refuses (validation should have named the field first).
+            raise InvalidArgument(
+                "request", f"holds a value the database cannot store: {exc.orig}"
+            ) from exc
         except DBAPIError as exc:
             if exc.connection_invalidated:
                 raise Unavailable("database connection lost") from exc
