@@ -26,6 +26,8 @@ flow_app = typer.Typer(help="Inspect flows.", no_args_is_help=True)
 app.add_typer(server_app, name="server")
 app.add_typer(flow_run_app, name="flow-run")
 app.add_typer(flow_app, name="flow")
+database_app = typer.Typer(help="Manage the server's database schema.", no_args_is_help=True)
+app.add_typer(database_app, name="database")
 
 console = Console()
 errors = Console(stderr=True)
@@ -78,6 +80,63 @@ def server_start(
         typer.echo(f"invalid setting: {exc}", err=True)
         raise typer.Exit(2) from None
     main(settings)
+
+
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(help="SQLAlchemy URL [env RUNWIRE_DATABASE_URL; default: the server's default]"),
+]
+
+
+def _engine(database_url: str | None) -> Any:
+    try:
+        from sqlalchemy import create_engine
+
+        from runwire_server.settings import Settings
+    except ImportError:
+        typer.echo("The server is not installed: pip install runwire-server", err=True)
+        raise typer.Exit(2) from None
+    url = Settings.load({"database_url": database_url}).database_url
+    from runwire_server.storage.database import Database
+
+    return Database(url).engine if url.startswith("sqlite") else create_engine(url)
+
+
+@database_app.command("upgrade")
+def database_upgrade(
+    revision: Annotated[str, typer.Argument(help="target version")] = "head",
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Apply schema migrations (the server also does this when it starts)."""
+    from runwire_server import schema
+
+    engine = _engine(database_url)
+    schema.upgrade(engine, revision)
+    console.print(f"database at schema version {schema.current(engine)}", highlight=False)
+
+
+@database_app.command("downgrade")
+def database_downgrade(
+    revision: Annotated[str, typer.Argument(help="target version, or base for an empty schema")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Undo schema migrations down to a version (data in dropped tables is lost)."""
+    from runwire_server import schema
+
+    engine = _engine(database_url)
+    schema.downgrade(engine, revision)
+    console.print(f"database at schema version {schema.current(engine) or 'base'}", highlight=False)
+
+
+@database_app.command("current")
+def database_current(database_url: DatabaseUrl = None) -> None:
+    """Print the database's schema version and the one this server needs."""
+    from runwire_server import schema
+
+    engine = _engine(database_url)
+    console.print(
+        f"current {schema.current(engine) or 'none'}; head {schema.head()}", highlight=False
+    )
 
 
 @contextmanager

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ from runwire_server.api.task_runs import ConcurrencyLimitServicer, LogServicer, 
 from runwire_server.broadcast import Broadcaster
 from runwire_server.log_config import configure_logging
 from runwire_server.settings import Settings
-from runwire_server.storage.database import Database
+from runwire_server.storage.database import Database, SchemaMismatch
 from runwire_server.storage.paging import PageTokens
 
 log = structlog.get_logger("runwire.server")
@@ -88,7 +89,7 @@ class RunningServer:
 
 def _database(settings: Settings, broadcaster: Broadcaster) -> tuple[Database, PageTokens]:
     db = Database(settings.database_url, publish=broadcaster.publish)
-    db.create_schema()
+    db.prepare_schema(migrate=settings.migrate_on_start)
     secret = settings.page_token_secret.encode() or db.page_token_secret()
     return db, PageTokens(secret)
 
@@ -154,4 +155,8 @@ async def serve(settings: Settings) -> None:
 
 
 def main(settings: Settings) -> None:
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    except SchemaMismatch as exc:
+        print(f"runwire: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

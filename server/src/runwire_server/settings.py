@@ -40,6 +40,7 @@ class Settings:
     watch_max_heartbeat_seconds: float = 300.0
     watch_buffer_events: int = 1000
     max_concurrent_calls: int = 50_000  # open watch streams included
+    migrate_on_start: bool = True
 
     @classmethod
     def load(
@@ -67,10 +68,14 @@ class Settings:
 
 def _coerce(name: str, type_name: Any, raw: str) -> Any:
     try:
+        if type_name in (bool, "bool"):
+            if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                raise ValueError(raw)
+            return raw.lower() in ("1", "true", "yes")
         if type_name in (int, "int"):
             return int(raw)
         if type_name in (float, "float"):
             return float(raw)
     except ValueError as exc:
-        raise ValueError(f"RUNWIRE_{name.upper()} must be a number, not {raw!r}") from exc
+        raise ValueError(f"RUNWIRE_{name.upper()} must be a {type_name}, not {raw!r}") from exc
     return raw

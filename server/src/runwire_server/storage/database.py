@@ -11,13 +11,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event, inspect, make_url
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from runwire_server.errors import InvalidArgument, Unavailable
 from runwire_server.storage import outbox
-from runwire_server.storage.models import Base, EventSequence, Meta
+from runwire_server.storage.models import EventSequence, Meta
 
 T = TypeVar("T")
 
@@ -53,9 +53,20 @@ class Database:
         outbox.install(self._sessions, publish or (lambda events: None))
         self._executor = None if self.is_sqlite else ThreadPoolExecutor(pool_size, "runwire-db")
 
-    def create_schema(self) -> None:
-        Base.metadata.create_all(self.engine)
-        self._check_columns()
+    def prepare_schema(self, *, migrate: bool = True) -> None:
+        """Bring the schema to this server's version, or refuse to serve an older one."""
+        from runwire_server import schema
+
+        if migrate:
+            schema.upgrade(self.engine)
+        else:
+            current, head = schema.current(self.engine), schema.head()
+            if current != head:
+                raise SchemaMismatch(
+                    f"the database at {self.url.render_as_string(hide_password=True)} is at "
+                    f"schema version {current or 'none'}, this server needs {head}: run "
+                    "`runwire database upgrade` (or start without RUNWIRE_MIGRATE_ON_START=false)"
+                )
 
         def first_sequence(session: Session) -> None:
             if session.get(EventSequence, 1) is None:
@@ -63,20 +74,6 @@ class Database:
 
         with contextlib.suppress(DBAPIError):  # another replica made it first
             self.run_sync(first_sequence)
-
-    def _check_columns(self) -> None:
-        """Refuse to serve a database whose tables lack columns this version needs."""
-        inspector = inspect(self.engine)
-        for table in Base.metadata.sorted_tables:
-            present = {c["name"] for c in inspector.get_columns(table.name)}
-            missing = sorted({c.name for c in table.columns} - present)
-            if missing:
-                raise SchemaMismatch(
-                    f"table {table.name!r} in {self.url.render_as_string(hide_password=True)} "
-                    f"lacks columns {missing}: it was made by an older Runwire. Point "
-                    "RUNWIRE_DATABASE_URL at a new database (schema migrations are not "
-                    "available yet)."
-                )
 
     def close(self) -> None:
         if self._executor is not None:
