@@ -91,7 +91,9 @@ async def test_sigterm_under_load_loses_no_acknowledged_write(tmp_path: Path) ->
         async def writer() -> None:
             for _ in range(400):
                 try:
-                    response = await runs.CreateFlowRun(request, timeout=10)
+                    # A deadline longer than the server's 10 s grace period: a call still open
+                    # when the grace period ends is cancelled by the server, not by the client.
+                    response = await runs.CreateFlowRun(request, timeout=30)
                 except grpc.aio.AioRpcError as exc:
                     failures.append(exc.code())
                     return

@@ -8,6 +8,7 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 import structlog
@@ -77,6 +78,7 @@ class RunningServer:
     port: int
     app: AppContext
     health: health.aio.HealthServicer
+    bridge: Any = None
 
     async def stop(self, grace: float | None = None) -> None:
         await self.health.enter_graceful_shutdown()
@@ -84,11 +86,17 @@ class RunningServer:
         # period is left to unary calls.
         self.app.broadcaster.close()
         await self.server.stop(self.app.settings.shutdown_grace_seconds if grace is None else grace)
+        if self.bridge is not None:
+            await asyncio.to_thread(self.bridge.stop)
         self.app.db.close()
 
 
 def _database(settings: Settings, broadcaster: Broadcaster) -> tuple[Database, PageTokens]:
     db = Database(settings.database_url, publish=broadcaster.publish)
+    if db.is_postgresql:
+        # Stored events reach watchers through the replica bridge, in sequence order, whichever
+        # replica wrote them; only the unstored "run deleted" markers go out directly.
+        db.set_publisher(lambda events: broadcaster.publish([e for e in events if e.seq == 0]))
     db.prepare_schema(migrate=settings.migrate_on_start)
     secret = settings.page_token_secret.encode() or db.page_token_secret()
     return db, PageTokens(secret)
@@ -98,6 +106,13 @@ async def start(settings: Settings) -> RunningServer:
     broadcaster = Broadcaster(buffer=settings.watch_buffer_events)
     broadcaster.bind(asyncio.get_running_loop())
     db, tokens = _database(settings, broadcaster)
+    bridge = None
+    if db.is_postgresql:
+        from runwire_server.storage.replicas import EventBridge, wait_listening
+
+        bridge = EventBridge(db, broadcaster.publish)
+        bridge.start()
+        await asyncio.to_thread(wait_listening, bridge)
     app = AppContext(db=db, settings=settings, tokens=tokens, broadcaster=broadcaster)
     server = grpc.aio.server(interceptors=[ErrorInterceptor()], options=server_options(settings))
     flow_service_pb2_grpc.add_FlowServiceServicer_to_server(FlowServicer(app), server)
@@ -121,7 +136,7 @@ async def start(settings: Settings) -> RunningServer:
     await server.start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server=server, port=port, app=app, health=health_servicer)
+    return RunningServer(server=server, port=port, app=app, health=health_servicer, bridge=bridge)
 
 
 @asynccontextmanager

@@ -49,6 +49,7 @@ class Database:
             if self.is_sqlite
             else create_engine(url, pool_size=pool_size, pool_pre_ping=True)
         )
+        self.is_postgresql = parsed.get_backend_name() == "postgresql"
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         outbox.install(self._sessions, publish or (lambda events: None))
         self._executor = None if self.is_sqlite else ThreadPoolExecutor(pool_size, "runwire-db")
@@ -74,6 +75,10 @@ class Database:
 
         with contextlib.suppress(DBAPIError):  # another replica made it first
             self.run_sync(first_sequence)
+
+    def set_publisher(self, publish: outbox.Publisher) -> None:
+        """Replace what receives committed events (see storage.outbox)."""
+        outbox.set_publisher(self._sessions, publish)
 
     def close(self) -> None:
         if self._executor is not None:

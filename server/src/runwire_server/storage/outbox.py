@@ -35,6 +35,7 @@ class Event:
 
 Publisher = Callable[[list[Event]], None]
 
+CHANNEL = "runwire_events"
 _PENDING = "runwire_outbox"
 _COMMITTED = "runwire_committed"
 _PUBLISHER = "runwire_publisher"
@@ -89,6 +90,9 @@ def install(session_factory: Any, publish: Publisher) -> None:
             events.append(Event(seq, flow_run_id, message, payload))
         session.execute(insert(m.RunEvent), rows)
         session.info.setdefault(_COMMITTED, []).extend(events)
+        if session.get_bind().dialect.name == "postgresql":
+            # Delivered to every replica's listener when (and only if) this commits.
+            session.execute(select(func.pg_notify(CHANNEL, str(last))))
 
     @event.listens_for(session_factory, "after_commit")
     def _publish(session: Session) -> None:
@@ -100,6 +104,10 @@ def install(session_factory: Any, publish: Publisher) -> None:
     def _discard(session: Session) -> None:
         session.info.pop(_PENDING, None)
         session.info.pop(_COMMITTED, None)
+
+
+def set_publisher(session_factory: Any, publish: Publisher) -> None:
+    session_factory.kw["info"][_PUBLISHER] = publish
 
 
 def events_after(
@@ -161,3 +169,17 @@ def matching_runs(session: Session, run_ids: set[uuid.UUID], criteria: Any) -> s
     if criteria is None or not run_ids:
         return run_ids
     return set(session.scalars(select(m.FlowRun.id).where(m.FlowRun.id.in_(run_ids), criteria)))
+
+
+def events_since(session: Session, after: int, limit: int) -> list[Event]:
+    """Every run's events after a global position, oldest first (for the replica bridge)."""
+    rows = session.execute(
+        select(m.RunEvent.seq, m.RunEvent.flow_run_id, m.RunEvent.payload)
+        .where(m.RunEvent.seq > after)
+        .order_by(m.RunEvent.seq)
+        .limit(limit)
+    ).all()
+    return [
+        Event(seq, flow_run_id, watch_pb2.WatchFlowRunResponse.FromString(payload), payload)
+        for seq, flow_run_id, payload in rows
+    ]
