@@ -8,7 +8,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -19,9 +19,15 @@ def _config(engine: Engine) -> Config:
     return config
 
 
+# Replicas starting together on one PostgreSQL database take turns to migrate.
+_MIGRATION_LOCK = 0x52554E57  # "RUNW"
+
+
 def _run(engine: Engine, action: str, revision: str) -> None:
     config = _config(engine)
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
         config.attributes["connection"] = connection
         getattr(command, action)(config, revision)
 

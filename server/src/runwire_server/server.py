@@ -92,7 +92,9 @@ class RunningServer:
 
 
 def _database(settings: Settings, broadcaster: Broadcaster) -> tuple[Database, PageTokens]:
-    db = Database(settings.database_url, publish=broadcaster.publish)
+    db = Database(
+        settings.database_url, pool_size=settings.database_pool_size, publish=broadcaster.publish
+    )
     if db.is_postgresql:
         # Stored events reach watchers through the replica bridge, in sequence order, whichever
         # replica wrote them; only the unstored "run deleted" markers go out directly.

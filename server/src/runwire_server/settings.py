@@ -41,6 +41,7 @@ class Settings:
     watch_buffer_events: int = 1000
     max_concurrent_calls: int = 50_000  # open watch streams included
     migrate_on_start: bool = True
+    database_pool_size: int = 8  # connections per server (PostgreSQL)
 
     @classmethod
     def load(
