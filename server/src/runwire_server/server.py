@@ -153,6 +153,11 @@ async def serving(settings: Settings) -> AsyncIterator[RunningServer]:
 async def serve(settings: Settings) -> None:
     """Run until SIGTERM or SIGINT, then let running calls finish within the grace period."""
     configure_logging(settings.log_level, settings.log_format)
+    # Handlers first: a supervisor may send SIGTERM the moment it sees "listening".
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     running = await start(settings)
     host = settings.listen_address.rsplit(":", 1)[0]
     log.info(
@@ -161,10 +166,6 @@ async def serve(settings: Settings) -> None:
         port=running.port,
         database=running.app.db.url.render_as_string(hide_password=True),
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("server.stopping", grace_seconds=settings.shutdown_grace_seconds)
     await running.stop()
