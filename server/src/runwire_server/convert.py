@@ -168,7 +168,19 @@ def result_reference(result: dict[str, Any]) -> state_pb2.ResultReference:
 def proposed_state(
     message: state_pb2.State, field: str, at: datetime, *, max_inline_result: int
 ) -> State:
-    """A client's proposed state; the server sets id and timestamp."""
+    """A client's proposed state, validated, stamped `at`; the server sets id and timestamp."""
+    return stamp(parse_proposed_state(message, field, max_inline_result=max_inline_result), at)
+
+
+def stamp(state: State, at: datetime) -> State:
+    """The state as written at `at`: a SCHEDULED state without a time is scheduled for then."""
+    if state.type is StateType.SCHEDULED and "scheduled_time" not in state.details:
+        return state.replace(timestamp=at, details={**state.details, "scheduled_time": at})
+    return state.replace(timestamp=at)
+
+
+def parse_proposed_state(message: state_pb2.State, field: str, *, max_inline_result: int) -> State:
+    """Validate and convert a proposed state once; `stamp` gives it its time later."""
     if not message.ByteSize() and field:
         raise InvalidArgument(field, "is required")
     state_type = state_type_from_proto(message.type, f"{field}.type")
@@ -180,8 +192,6 @@ def proposed_state(
     details = details_from_proto(message.state_details, f"{field}.state_details")
     for owned in ("flow_run_id", "task_run_id"):
         details.pop(owned, None)  # the server fills these in
-    if state_type is StateType.SCHEDULED and "scheduled_time" not in details:
-        details["scheduled_time"] = at
     result = (
         result_from_proto(message.result, f"{field}.result", max_inline_result)
         if message.HasField("result")
@@ -190,7 +200,7 @@ def proposed_state(
     return State(
         type=state_type,
         name=message.name or state_type.default_name,
-        timestamp=at,
+        timestamp=datetime.min.replace(tzinfo=UTC),  # set by stamp()
         message=message.message,
         details=details,
         result=result,

@@ -13,7 +13,7 @@ from sqlalchemy import Engine, text
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
-def _config(engine: Engine) -> Config:
+def _config() -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     return config
@@ -24,7 +24,7 @@ _MIGRATION_LOCK = 0x52554E57  # "RUNW"
 
 
 def _run(engine: Engine, action: str, revision: str) -> None:
-    config = _config(engine)
+    config = _config()
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
@@ -46,12 +46,6 @@ def current(engine: Engine) -> str | None:
 
 
 def head() -> str:
-    head_revision = ScriptDirectory.from_config(_config_for_scripts()).get_current_head()
+    head_revision = ScriptDirectory.from_config(_config()).get_current_head()
     assert head_revision is not None
     return head_revision
-
-
-def _config_for_scripts() -> Config:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    return config

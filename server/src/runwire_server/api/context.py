@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from google.protobuf.message import Message
 
 from runwire.v1 import state_pb2
 from runwire_server.broadcast import Broadcaster
-from runwire_server.convert import now, proposed_state
+from runwire_server.convert import parse_proposed_state, stamp
 from runwire_server.orchestration.context import Settings as OrchestrationSettings
 from runwire_server.services.states import Proposal
 from runwire_server.settings import Settings
@@ -16,7 +17,7 @@ from runwire_server.storage.database import Database
 from runwire_server.storage.paging import PageRequest, PageTokens, page_request
 
 
-@dataclass(frozen=True)
+@dataclass
 class AppContext:
     db: Database
     settings: Settings
@@ -25,11 +26,12 @@ class AppContext:
 
     def proposal(self, message: state_pb2.State, field: str) -> Proposal:
         """Validate a proposed state now; stamp it with the time of the write later."""
-        limit = self.settings.max_inline_result_bytes
-        proposed_state(message, field, now(), max_inline_result=limit)
-        return lambda at: proposed_state(message, field, at, max_inline_result=limit)
+        state = parse_proposed_state(
+            message, field, max_inline_result=self.settings.max_inline_result_bytes
+        )
+        return lambda at: stamp(state, at)
 
-    @property
+    @functools.cached_property
     def orchestration(self) -> OrchestrationSettings:
         s = self.settings
         return OrchestrationSettings(

@@ -16,8 +16,9 @@ from runwire_server.api.context import AppContext
 from runwire_server.errors import InvalidArgument, ShuttingDown
 from runwire_server.ids import parse_id, require_id
 from runwire_server.services import flow_runs, history, task_runs, watch
-from runwire_server.services.states import pending
+from runwire_server.services.states import list_states, pending
 from runwire_server.storage import outbox
+from runwire_server.storage.models import FlowRun
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -130,7 +131,7 @@ class FlowRunServicer(pb_grpc.FlowRunServiceServicer):
         page = self._app.page(request)
 
         def work(session: Session) -> pb.ListFlowRunStatesResponse:
-            rows, token = flow_runs.list_flow_run_states(session, run_id, page, self._app.tokens)
+            rows, token = list_states(session, FlowRun, run_id, page, self._app.tokens)
             return pb.ListFlowRunStatesResponse(
                 states=[convert.state_to_proto(convert.state_from_row(r)) for r in rows],
                 next_page_token=token,

@@ -22,7 +22,8 @@ from runwire_server.api.context import AppContext
 from runwire_server.errors import InvalidArgument
 from runwire_server.ids import parse_id, require_id
 from runwire_server.services import concurrency_limits, logs, task_runs
-from runwire_server.services.states import pending
+from runwire_server.services.states import list_states, pending
+from runwire_server.storage.models import TaskRun
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -138,7 +139,7 @@ class TaskRunServicer(task_run_service_pb2_grpc.TaskRunServiceServicer):
         page = self._app.page(request)
 
         def work(session: Session) -> pb.ListTaskRunStatesResponse:
-            rows, token = task_runs.list_task_run_states(session, run_id, page, self._app.tokens)
+            rows, token = list_states(session, TaskRun, run_id, page, self._app.tokens)
             return pb.ListTaskRunStatesResponse(
                 states=[convert.state_to_proto(convert.state_from_row(r)) for r in rows],
                 next_page_token=token,

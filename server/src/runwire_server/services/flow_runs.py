@@ -266,14 +266,3 @@ def update_flow_run(session: Session, flow_run_id: uuid.UUID, changes: dict[str,
 def delete_flow_run(session: Session, flow_run_id: uuid.UUID) -> None:
     session.delete(get_flow_run(session, flow_run_id))
     outbox.run_deleted(session, flow_run_id)
-
-
-_STATE_SORT = SortKey(m.FlowRunState.id, False, m.FlowRunState.timestamp, lambda r: r.timestamp)
-
-
-def list_flow_run_states(
-    session: Session, flow_run_id: uuid.UUID, page: PageRequest, tokens: PageTokens
-) -> tuple[Sequence[m.FlowRunState], str]:
-    get_flow_run(session, flow_run_id)
-    statement = select(m.FlowRunState).where(m.FlowRunState.flow_run_id == flow_run_id)
-    return fetch_page(session, statement, _STATE_SORT, page, tokens)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -15,9 +17,11 @@ from runwire_server.convert import details_to_json, now, state_from_row, state_t
 from runwire_server.orchestration.context import RunFacts, Settings, Status, Transition
 from runwire_server.orchestration.engine import Policy, orchestrate
 from runwire_server.orchestration.states import State, StateType
+from runwire_server.services.common import get_or_404
 from runwire_server.services.store import SqlStore
 from runwire_server.storage import models as m
 from runwire_server.storage import outbox
+from runwire_server.storage.paging import PageRequest, PageTokens, SortKey, fetch_page
 
 Proposal = Callable[[datetime], State]
 
@@ -145,3 +149,20 @@ def _record_state_event(session: Session, run: m.FlowRun | m.TaskRun, state: Sta
             )
         )
         outbox.record(session, run.flow_run_id, event)
+
+
+def list_states(
+    session: Session,
+    run_model: type[m.FlowRun] | type[m.TaskRun],
+    run_id: uuid.UUID,
+    page: PageRequest,
+    tokens: PageTokens,
+) -> tuple[Sequence[m.FlowRunState] | Sequence[m.TaskRunState], str]:
+    """A run's states, oldest first, one page at a time."""
+    kind = "flow run" if run_model is m.FlowRun else "task run"
+    get_or_404(session, run_model, run_id, kind)
+    state_model: Any = m.FlowRunState if run_model is m.FlowRun else m.TaskRunState
+    owner = state_model.flow_run_id if run_model is m.FlowRun else state_model.task_run_id
+    sort = SortKey(state_model.id, False, state_model.timestamp, lambda r: r.timestamp)
+    statement = select(state_model).where(owner == run_id)
+    return fetch_page(session, statement, sort, page, tokens)

@@ -128,15 +128,6 @@ def mirror_subflow_state(
 
 
 _DEFAULTS = OrchestrationSettings()
-_STATE_SORT = SortKey(m.TaskRunState.id, False, m.TaskRunState.timestamp, lambda r: r.timestamp)
-
-
-def list_task_run_states(
-    session: Session, task_run_id: uuid.UUID, page: PageRequest, tokens: PageTokens
-) -> tuple[Sequence[m.TaskRunState], str]:
-    get_task_run(session, task_run_id)
-    statement = select(m.TaskRunState).where(m.TaskRunState.task_run_id == task_run_id)
-    return fetch_page(session, statement, _STATE_SORT, page, tokens)
 
 
 def get_task_run_by_slug(
