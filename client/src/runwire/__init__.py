@@ -9,13 +9,18 @@ with Client("127.0.0.1:50051") as client:
 
 from runwire.async_client import AsyncClient
 from runwire.client import Client, OrchestrationResult, proposed_state
+from runwire.connection import ConnectionSettings
 from runwire.errors import (
     AlreadyExists,
+    DeadlineExceeded,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
     OutOfRange,
+    PermissionDenied,
+    ResourceExhausted,
     RunwireError,
+    Unauthenticated,
     Unavailable,
 )
 from runwire.states import Result, State, StateType
@@ -26,6 +31,8 @@ __all__ = [
     "AlreadyExists",
     "AsyncClient",
     "Client",
+    "ConnectionSettings",
+    "DeadlineExceeded",
     "FailedPrecondition",
     "FlowRunLog",
     "FlowRunView",
@@ -34,11 +41,14 @@ __all__ = [
     "NotFound",
     "OrchestrationResult",
     "OutOfRange",
+    "PermissionDenied",
+    "ResourceExhausted",
     "Result",
     "RunwireError",
     "State",
     "StateType",
     "TaskRunView",
+    "Unauthenticated",
     "Unavailable",
     "proposed_state",
     "watch_flow_run",

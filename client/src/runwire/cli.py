@@ -26,6 +26,8 @@ flow_app = typer.Typer(help="Inspect flows.", no_args_is_help=True)
 app.add_typer(server_app, name="server")
 app.add_typer(flow_run_app, name="flow-run")
 app.add_typer(flow_app, name="flow")
+token_app = typer.Typer(help="Make API tokens for the server.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
 database_app = typer.Typer(help="Manage the server's database schema.", no_args_is_help=True)
 app.add_typer(database_app, name="database")
 
@@ -38,6 +40,35 @@ Address = Annotated[
     typer.Option("--address", envvar="RUNWIRE_API_URL", help="host:port of the server"),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
+# How to reach the server, from the global options (see runwire.connection for the variables).
+_connection: dict[str, Any] = {}
+
+
+@app.callback()
+def main(
+    token: Annotated[
+        str | None,
+        typer.Option(envvar="RUNWIRE_API_TOKEN", help="bearer token for a server that needs one"),
+    ] = None,
+    tls: Annotated[
+        bool | None, typer.Option("--tls", envvar="RUNWIRE_API_TLS", help="connect over TLS")
+    ] = None,
+    ca_file: Annotated[
+        str | None,
+        typer.Option(envvar="RUNWIRE_API_CA_FILE", help="CA of the server's certificate (TLS)"),
+    ] = None,
+    cert_file: Annotated[
+        str | None,
+        typer.Option(envvar="RUNWIRE_API_CERT_FILE", help="client certificate (mutual TLS)"),
+    ] = None,
+    key_file: Annotated[
+        str | None,
+        typer.Option(envvar="RUNWIRE_API_KEY_FILE", help="client certificate's key (mutual TLS)"),
+    ] = None,
+) -> None:
+    _connection.update(
+        token=token, tls=tls, ca_file=ca_file, cert_file=cert_file, key_file=key_file
+    )
 
 
 @server_app.command("start")
@@ -60,6 +91,35 @@ def server_start(
     log_format: Annotated[
         str | None, typer.Option(help="console or json [env RUNWIRE_LOG_FORMAT]")
     ] = None,
+    tokens_file: Annotated[
+        str | None,
+        typer.Option(
+            help="file of hashed tokens, see `runwire token create` [env RUNWIRE_TOKENS_FILE]"
+        ),
+    ] = None,
+    tls_cert_file: Annotated[
+        str | None, typer.Option(help="server certificate (PEM) [env RUNWIRE_TLS_CERT_FILE]")
+    ] = None,
+    tls_key_file: Annotated[
+        str | None, typer.Option(help="server certificate's key [env RUNWIRE_TLS_KEY_FILE]")
+    ] = None,
+    tls_client_ca_file: Annotated[
+        str | None,
+        typer.Option(
+            help="require client certificates from this CA [env RUNWIRE_TLS_CLIENT_CA_FILE]"
+        ),
+    ] = None,
+    allow_unauthenticated_remote: Annotated[
+        bool | None,
+        typer.Option(
+            "--allow-unauthenticated-remote",
+            help="serve a non-loopback address without tokens or mutual TLS",
+        ),
+    ] = None,
+    metrics_address: Annotated[
+        str | None,
+        typer.Option(help="host:port for Prometheus /metrics [env RUNWIRE_METRICS_ADDRESS]"),
+    ] = None,
 ) -> None:
     """Start the gRPC server; stop it with Ctrl-C or SIGTERM."""
     try:
@@ -73,6 +133,12 @@ def server_start(
         "database_url": database_url,
         "log_level": log_level,
         "log_format": log_format,
+        "tokens_file": tokens_file,
+        "tls_cert_file": tls_cert_file,
+        "tls_key_file": tls_key_file,
+        "tls_client_ca_file": tls_client_ca_file,
+        "allow_unauthenticated_remote": allow_unauthenticated_remote,
+        "metrics_address": metrics_address,
     }
     try:
         settings = Settings.load(overrides)
@@ -139,12 +205,50 @@ def database_current(database_url: DatabaseUrl = None) -> None:
     )
 
 
+@token_app.command("create")
+def token_create(
+    role: Annotated[str, typer.Option(help="read (Get/List/Count/Watch) or write (everything)")],
+    name: Annotated[str, typer.Option(help="who holds it; shown in the server's logs")],
+    tokens_file: Annotated[
+        str | None,
+        typer.Option(help="append the token's hash to this file (the server's tokens file)"),
+    ] = None,
+) -> None:
+    """Make a new token: print it once, and store only its hash in the tokens file."""
+    try:
+        from runwire_server import auth
+    except ImportError:
+        typer.echo("The server is not installed: pip install runwire-server", err=True)
+        raise typer.Exit(2) from None
+    if role not in auth.ROLES:
+        typer.echo(f"--role must be one of {', '.join(auth.ROLES)}", err=True)
+        raise typer.Exit(2)
+    if not name or any(c.isspace() for c in name):
+        typer.echo("--name must be one word", err=True)
+        raise typer.Exit(2)
+    token = auth.new_token()
+    line = auth.tokens_file_line(token, role, name)
+    if tokens_file:
+        with open(tokens_file, "a", encoding="utf-8") as out:
+            out.write(line + "\n")
+        errors.print(f"added {role} token {name!r} to {tokens_file}; restart the server to use it")
+    else:
+        errors.print("add this line to the server's tokens file:")
+        errors.print(line, highlight=False, soft_wrap=True)
+    errors.print("the token (shown once; the server keeps only its hash):")
+    typer.echo(token)
+
+
 @contextmanager
 def _client(address: str | None) -> Iterator[Any]:
     from runwire.client import Client
     from runwire.errors import RunwireError, Unavailable
 
-    client = Client(address, timeout=15, retries=1)
+    try:
+        client = Client(address, timeout=15, retries=1, **_connection)
+    except (ValueError, OSError) as exc:
+        errors.print(f"[red]invalid connection settings[/]: {exc}")
+        raise typer.Exit(2) from None
     try:
         client.wait_until_ready(timeout=3)
         yield client

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -14,6 +13,7 @@ import grpc
 from google.protobuf import field_mask_pb2, struct_pb2, timestamp_pb2
 from google.protobuf.message import Message
 
+from runwire.connection import ConnectionSettings
 from runwire.errors import RunwireError, Unavailable, from_rpc_error
 from runwire.states import Result, State, StateType
 from runwire.v1 import (
@@ -40,7 +40,6 @@ from runwire.v1 import (
     watch_pb2,
 )
 
-DEFAULT_ADDRESS = "127.0.0.1:50051"
 ResponseT = TypeVar("ResponseT", bound=Message)
 
 
@@ -175,7 +174,8 @@ def proposed_state(
 class Client:
     """A connection to a Runwire server.
 
-    `address` defaults to `RUNWIRE_API_URL`, then 127.0.0.1:50051. Every call has a deadline
+    `address`, `token` and the TLS files default to the RUNWIRE_API_* variables (see
+    runwire.connection), then to 127.0.0.1:50051 in plain text. Every call has a deadline
     (`timeout` seconds unless the call says otherwise); calls that are safe to repeat are
     retried with backoff while the server is UNAVAILABLE. Use it as a context manager, or call
     `close()`.
@@ -187,23 +187,29 @@ class Client:
         *,
         timeout: float = 30.0,
         retries: int = 4,
-        secure: bool = False,
-        root_certificates: bytes | None = None,
         token: str | None = None,
+        tls: bool | None = None,
+        ca_file: str | None = None,
+        cert_file: str | None = None,
+        key_file: str | None = None,
+        root_certificates: bytes | None = None,
     ) -> None:
-        self.address = address or os.environ.get("RUNWIRE_API_URL") or DEFAULT_ADDRESS
+        self.connection = ConnectionSettings.resolve(
+            address=address,
+            token=token,
+            tls=tls,
+            ca_file=ca_file,
+            cert_file=cert_file,
+            key_file=key_file,
+            root_certificates=root_certificates,
+        )
+        self.address = self.connection.address
         self.timeout = timeout
         self.retries = retries
-        options = [
-            ("grpc.keepalive_time_ms", 60_000),
-            ("grpc.keepalive_timeout_ms", 20_000),
-        ]
-        if secure:
-            credentials = grpc.ssl_channel_credentials(root_certificates=root_certificates)
-            self._channel = grpc.secure_channel(self.address, credentials, options)
-        else:
-            self._channel = grpc.insecure_channel(self.address, options)
-        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self._channel = self.connection.channel(
+            [("grpc.keepalive_time_ms", 60_000), ("grpc.keepalive_timeout_ms", 20_000)]
+        )
+        self._metadata = self.connection.metadata
         self.flows = flow_service_pb2_grpc.FlowServiceStub(self._channel)
         self.flow_runs = flow_run_service_pb2_grpc.FlowRunServiceStub(self._channel)
         self.task_runs = task_run_service_pb2_grpc.TaskRunServiceStub(self._channel)

@@ -71,6 +71,10 @@ class PermissionDenied(RunwireError):
     code = grpc.StatusCode.PERMISSION_DENIED
 
 
+class ResourceExhausted(RunwireError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
 class Unimplemented(RunwireError):
     code = grpc.StatusCode.UNIMPLEMENTED
 
@@ -91,6 +95,7 @@ _BY_CODE: dict[grpc.StatusCode, type[RunwireError]] = {
         DeadlineExceeded,
         Unauthenticated,
         PermissionDenied,
+        ResourceExhausted,
         Unimplemented,
         Internal,
     )

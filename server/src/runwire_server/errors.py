@@ -134,6 +134,46 @@ class ShuttingDown(RunwireError):
     reason = "SERVER_SHUTTING_DOWN"
 
 
+class Unauthenticated(RunwireError):
+    """The call carries no token, or one the server does not know."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class PermissionDenied(RunwireError):
+    """The token is valid but its role does not allow this method."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
+    reason = "ROLE_NOT_ALLOWED"
+
+    def __init__(self, method: str, role: str) -> None:
+        super().__init__(
+            f"a {role!r} token may not call {method}; it needs a 'write' token",
+            metadata={"method": method, "role": role},
+        )
+
+
+class ResourceExhausted(RunwireError):
+    """A per-client quota is used up; the client may retry once it has released some."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    def __init__(self, reason: str, message: str, metadata: dict[str, str] | None = None) -> None:
+        super().__init__(message, metadata=metadata)
+        self.reason = reason
+
+
+class DeadlineExceeded(RunwireError):
+    """The caller's deadline passed before the work was done; nothing was written."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+    reason = "DEADLINE_EXCEEDED"
+
+
 def internal_status(message: str = "internal error; see the server log") -> grpc.Status:
     status = status_pb2.Status(
         code=code_pb2.INTERNAL,

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import signal
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -32,10 +34,13 @@ from runwire.v1 import (
 from runwire_server.api.context import AppContext
 from runwire_server.api.flow_runs import FlowRunServicer
 from runwire_server.api.flows import DeploymentServicer, FlowServicer
-from runwire_server.api.interceptors import ErrorInterceptor
+from runwire_server.api.interceptors import ApiInterceptor
+from runwire_server.api.limits import StreamQuota
 from runwire_server.api.task_runs import ConcurrencyLimitServicer, LogServicer, TaskRunServicer
+from runwire_server.auth import Authenticator
 from runwire_server.broadcast import Broadcaster
 from runwire_server.log_config import configure_logging
+from runwire_server.metrics import Metrics
 from runwire_server.settings import Settings
 from runwire_server.storage.database import Database, SchemaMismatch
 from runwire_server.storage.paging import PageTokens
@@ -69,7 +74,46 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
         # server every open watch stream counts: without this, stream 1,025 and later fail.
         ("grpc.server.max_pending_requests", settings.max_concurrent_calls),
         ("grpc.server.max_pending_requests_hard_limit", settings.max_concurrent_calls),
+        # Larger requests get RESOURCE_EXHAUSTED from gRPC before any of our code runs.
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
     ]
+
+
+class InsecureAddress(ValueError):
+    """Refusing to serve a non-loopback address to anyone who connects."""
+
+
+def is_loopback(address: str) -> bool:
+    host = address.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(settings: Settings, authenticator: Authenticator) -> None:
+    """Without tokens or client certificates, anyone who reaches the port can write: allow
+    that on loopback only, unless the operator says otherwise explicitly."""
+    if authenticator.enabled or settings.mutual_tls or is_loopback(settings.listen_address):
+        return
+    if not settings.allow_unauthenticated_remote:
+        raise InsecureAddress(
+            f"refusing to listen on {settings.listen_address} with no authentication: configure "
+            "tokens (RUNWIRE_TOKENS_FILE or RUNWIRE_TOKENS) or mutual TLS, listen on 127.0.0.1, "
+            "or pass --allow-unauthenticated-remote (RUNWIRE_ALLOW_UNAUTHENTICATED_REMOTE=true)"
+        )
+
+
+def server_credentials(settings: Settings) -> grpc.ServerCredentials:
+    client_ca = Path(settings.tls_client_ca_file).read_bytes() if settings.mutual_tls else None
+    return grpc.ssl_server_credentials(
+        [(Path(settings.tls_key_file).read_bytes(), Path(settings.tls_cert_file).read_bytes())],
+        root_certificates=client_ca,
+        require_client_auth=client_ca is not None,
+    )
 
 
 @dataclass
@@ -79,6 +123,8 @@ class RunningServer:
     app: AppContext
     health: health.aio.HealthServicer
     bridge: Any = None
+    metrics_port: int | None = None
+    authenticated: bool = False
 
     async def stop(self, grace: float | None = None) -> None:
         await self.health.enter_graceful_shutdown()
@@ -88,6 +134,7 @@ class RunningServer:
         await self.server.stop(self.app.settings.shutdown_grace_seconds if grace is None else grace)
         if self.bridge is not None:
             await asyncio.to_thread(self.bridge.stop)
+        self.app.metrics.close()
         self.app.db.close()
 
 
@@ -105,6 +152,9 @@ def _database(settings: Settings, broadcaster: Broadcaster) -> tuple[Database, P
 
 
 async def start(settings: Settings) -> RunningServer:
+    authenticator = Authenticator.from_settings(settings.tokens, settings.tokens_file)
+    check_exposure(settings, authenticator)
+    credentials = server_credentials(settings) if settings.tls else None
     broadcaster = Broadcaster(buffer=settings.watch_buffer_events)
     broadcaster.bind(asyncio.get_running_loop())
     db, tokens = _database(settings, broadcaster)
@@ -115,8 +165,17 @@ async def start(settings: Settings) -> RunningServer:
         bridge = EventBridge(db, broadcaster.publish)
         bridge.start()
         await asyncio.to_thread(wait_listening, bridge)
-    app = AppContext(db=db, settings=settings, tokens=tokens, broadcaster=broadcaster)
-    server = grpc.aio.server(interceptors=[ErrorInterceptor()], options=server_options(settings))
+    metrics = Metrics()
+    app = AppContext(
+        db=db,
+        settings=settings,
+        tokens=tokens,
+        broadcaster=broadcaster,
+        metrics=metrics,
+        watch_quota=StreamQuota(settings.max_watch_streams_per_client, metrics),
+    )
+    interceptor = ApiInterceptor(authenticator, metrics, settings.max_filter_values)
+    server = grpc.aio.server(interceptors=[interceptor], options=server_options(settings))
     flow_service_pb2_grpc.add_FlowServiceServicer_to_server(FlowServicer(app), server)
     deployment_service_pb2_grpc.add_DeploymentServiceServicer_to_server(
         DeploymentServicer(app), server
@@ -132,13 +191,25 @@ async def start(settings: Settings) -> RunningServer:
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(settings.listen_address)
+    if credentials is None:
+        port = server.add_insecure_port(settings.listen_address)
+    else:
+        port = server.add_secure_port(settings.listen_address, credentials)
     if port == 0:
         raise OSError(f"could not listen on {settings.listen_address}")
+    metrics_port = metrics.serve(settings.metrics_address) if settings.metrics_address else None
     await server.start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server=server, port=port, app=app, health=health_servicer, bridge=bridge)
+    return RunningServer(
+        server=server,
+        port=port,
+        app=app,
+        health=health_servicer,
+        bridge=bridge,
+        metrics_port=metrics_port,
+        authenticated=authenticator.enabled,
+    )
 
 
 @asynccontextmanager
@@ -160,11 +231,19 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     running = await start(settings)
     host = settings.listen_address.rsplit(":", 1)[0]
+    if not running.authenticated and not settings.mutual_tls:
+        log.warning(
+            "server.unauthenticated",
+            detail="no tokens configured: every client that reaches the port may read and write",
+        )
     log.info(
         "server.listening",
         address=f"{host}:{running.port}",
         port=running.port,
         database=running.app.db.url.render_as_string(hide_password=True),
+        tls="mutual" if settings.mutual_tls else ("on" if settings.tls else "off"),
+        tokens=running.authenticated,
+        metrics_port=running.metrics_port,
     )
     await stop.wait()
     log.info("server.stopping", grace_seconds=settings.shutdown_grace_seconds)
@@ -175,6 +254,6 @@ async def serve(settings: Settings) -> None:
 def main(settings: Settings) -> None:
     try:
         asyncio.run(serve(settings))
-    except SchemaMismatch as exc:
+    except (SchemaMismatch, InsecureAddress) as exc:
         print(f"runwire: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -42,6 +42,18 @@ class Settings:
     max_concurrent_calls: int = 50_000  # open watch streams included
     migrate_on_start: bool = True
     database_pool_size: int = 8  # connections per server (PostgreSQL)
+    # Security (README "Security"): bearer tokens, TLS and mutual TLS.
+    tokens: str = ""  # "role:token,role:token" (for tokens injected as a secret variable)
+    tokens_file: str = ""  # lines "sha256:<hex> <role> <name>", see `runwire token create`
+    allow_unauthenticated_remote: bool = False  # serve a non-loopback address with no auth
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_client_ca_file: str = ""  # set: clients must present a certificate this CA signed
+    # Limits on what one request or client may ask for.
+    max_message_bytes: int = 4 * 1024 * 1024
+    max_filter_values: int = 1000  # entries in any one list of a filter
+    max_watch_streams_per_client: int = 10_000  # per token, or per peer address without tokens
+    metrics_address: str = ""  # host:port for Prometheus /metrics; empty: off
 
     @classmethod
     def load(
@@ -65,6 +77,21 @@ class Settings:
             raise ValueError(f"log_format must be 'console' or 'json', not {self.log_format!r}")
         if not 1 <= self.default_page_size <= self.max_page_size:
             raise ValueError("default_page_size must be between 1 and max_page_size")
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("tls_cert_file and tls_key_file go together: set both or neither")
+        if self.tls_client_ca_file and not self.tls_cert_file:
+            raise ValueError("tls_client_ca_file (mutual TLS) needs tls_cert_file and tls_key_file")
+        for name in ("max_message_bytes", "max_filter_values", "max_watch_streams_per_client"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.tls_cert_file)
+
+    @property
+    def mutual_tls(self) -> bool:
+        return bool(self.tls_client_ca_file)
 
 
 def _coerce(name: str, type_name: Any, raw: str) -> Any:

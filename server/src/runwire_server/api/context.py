@@ -7,11 +7,13 @@ from dataclasses import dataclass
 
 from google.protobuf.message import Message
 
-from runwire.v1 import state_pb2
+from runwire.v1 import orchestration_pb2, state_pb2
+from runwire_server.api.limits import StreamQuota
 from runwire_server.broadcast import Broadcaster
-from runwire_server.convert import parse_proposed_state, stamp
+from runwire_server.convert import outcome_to_proto, parse_proposed_state, stamp
+from runwire_server.metrics import Metrics
 from runwire_server.orchestration.context import Settings as OrchestrationSettings
-from runwire_server.services.states import Proposal
+from runwire_server.services.states import Outcome, Proposal
 from runwire_server.settings import Settings
 from runwire_server.storage.database import Database
 from runwire_server.storage.paging import PageRequest, PageTokens, page_request
@@ -23,6 +25,15 @@ class AppContext:
     settings: Settings
     tokens: PageTokens
     broadcaster: Broadcaster
+    metrics: Metrics
+    watch_quota: StreamQuota
+
+    def orchestrated(
+        self, run_kind: str, outcome: Outcome
+    ) -> orchestration_pb2.OrchestrationResult:
+        """The result for the client, counted in the transition metrics."""
+        self.metrics.transitions.labels(run_kind, outcome.status.name).inc()
+        return outcome_to_proto(outcome)
 
     def proposal(self, message: state_pb2.State, field: str) -> Proposal:
         """Validate a proposed state now; stamp it with the time of the write later."""

@@ -13,6 +13,7 @@ from runwire.v1 import flow_run_service_pb2 as pb
 from runwire.v1 import flow_run_service_pb2_grpc as pb_grpc
 from runwire_server import convert, validation
 from runwire_server.api.context import AppContext
+from runwire_server.api.limits import client_key
 from runwire_server.errors import InvalidArgument, ShuttingDown
 from runwire_server.ids import parse_id, require_id
 from runwire_server.services import flow_runs, history, task_runs, watch
@@ -113,7 +114,7 @@ class FlowRunServicer(pb_grpc.FlowRunServiceServicer):
                 s, run_id, proposal, force=request.force, settings=self._app.orchestration
             )
         )
-        return pb.SetFlowRunStateResponse(result=convert.outcome_to_proto(outcome))
+        return pb.SetFlowRunStateResponse(result=self._app.orchestrated("flow_run", outcome))
 
     async def ResumeFlowRun(
         self, request: pb.ResumeFlowRunRequest, context: Context
@@ -122,7 +123,7 @@ class FlowRunServicer(pb_grpc.FlowRunServiceServicer):
         outcome = await self._app.db.write(
             lambda s: flow_runs.resume_flow_run(s, run_id, self._app.orchestration)
         )
-        return pb.ResumeFlowRunResponse(result=convert.outcome_to_proto(outcome))
+        return pb.ResumeFlowRunResponse(result=self._app.orchestrated("flow_run", outcome))
 
     async def ListFlowRunStates(
         self, request: pb.ListFlowRunStatesRequest, context: Context
@@ -197,8 +198,9 @@ class FlowRunServicer(pb_grpc.FlowRunServiceServicer):
         options = watch.options_from(request, self._app.settings)
         watcher = watch.Watcher(self._app.db, self._app.broadcaster, options)
         try:
-            async for message in watcher.stream():
-                yield message
+            with self._app.watch_quota.slot(client_key(context)):
+                async for message in watcher.stream():
+                    yield message
         except watch.Shutdown:
             raise ShuttingDown("server shutting down; reconnect with the last cursor") from None
 
@@ -208,8 +210,9 @@ class FlowRunServicer(pb_grpc.FlowRunServiceServicer):
         options = watch.runs_options_from(request, self._app.settings)
         watcher = watch.RunsWatcher(self._app.db, self._app.broadcaster, options)
         try:
-            async for message in watcher.stream():
-                yield message
+            with self._app.watch_quota.slot(client_key(context)):
+                async for message in watcher.stream():
+                    yield message
         except watch.Shutdown:
             raise ShuttingDown("server shutting down; reconnect with the last cursor") from None
 

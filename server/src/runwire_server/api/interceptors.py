@@ -1,7 +1,9 @@
-"""The one place where exceptions become gRPC statuses, and where every call is logged."""
+"""The one place every call passes: authentication, request limits, the call's deadline,
+metrics, logging, and the mapping of exceptions to gRPC statuses."""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -9,28 +11,29 @@ from typing import Any
 
 import grpc
 import structlog
+from google.protobuf.message import Message
 from grpc.aio import AbortError
 
-from runwire_server.errors import RunwireError, internal_status
+from runwire_server import auth
+from runwire_server.api.limits import check_filter_lists
+from runwire_server.errors import DeadlineExceeded, RunwireError, internal_status
+from runwire_server.metrics import Metrics
+from runwire_server.storage.database import call_deadline
 
 log = structlog.get_logger("runwire.rpc")
+Context = grpc.aio.ServicerContext[Any, Any]
 
 
-async def _fail(context: grpc.aio.ServicerContext[Any, Any], method: str, exc: Exception) -> None:
-    if isinstance(exc, RunwireError):
-        log.info(
-            "rpc.error", method=method, code=exc.code.name, reason=exc.reason, error=exc.message
-        )
-        await context.abort_with_status(exc.to_status())
-    if isinstance(exc, NotImplementedError):
-        # The generated base servicers raise this for RPCs a later release implements.
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented yet")
-    log.error("rpc.internal", method=method, exc_info=exc)
-    await context.abort_with_status(internal_status())
+class ApiInterceptor(grpc.aio.ServerInterceptor):
+    """Wraps every handler; RunwireError becomes its status with details, anything else a
+    bare INTERNAL (logged with its traceback)."""
 
-
-class ErrorInterceptor(grpc.aio.ServerInterceptor):
-    """Maps RunwireError to its status with details; anything else to a bare INTERNAL."""
+    def __init__(
+        self, authenticator: auth.Authenticator, metrics: Metrics, max_filter_values: int
+    ) -> None:
+        self._auth = authenticator
+        self._metrics = metrics
+        self._max_filter_values = max_filter_values
 
     async def intercept_service(
         self,
@@ -45,17 +48,110 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary, method),
+                self._wrap_unary(handler.unary_unary, method),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(handler.unary_stream, method),
+                self._wrap_stream(handler.unary_stream, method),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=_bytes_or(handler.response_serializer),
             )
         return handler
+
+    def _admit(self, method: str, request: Any, context: Context) -> None:
+        """Refuse the call before any work if the caller or the request is not allowed."""
+        if self._auth.enabled and not method.startswith(auth.OPEN_SERVICES):
+            auth.caller.set(self._auth.check(method, context.invocation_metadata()))
+        remaining = context.time_remaining()
+        if remaining is not None:
+            if remaining <= 0:
+                raise DeadlineExceeded("the deadline passed before the call started")
+            call_deadline.set(time.monotonic() + remaining)
+        if isinstance(request, Message):
+            check_filter_lists(request, self._max_filter_values)
+
+    def _wrap_unary(self, behaviour: Any, method: str) -> Any:
+        async def call(request: Any, context: Context) -> Any:
+            started = time.perf_counter()
+            code = "OK"
+            try:
+                self._admit(method, request, context)
+                response = behaviour(request, context)
+                if inspect.isawaitable(response):
+                    response = await response
+                return response
+            except AbortError:
+                code = _code_name(context.code())
+                raise
+            except asyncio.CancelledError:
+                code = _cancelled_code(context)
+                raise
+            except Exception as exc:
+                code = _code_of(exc)
+                await _fail(context, method, exc)
+                raise  # unreachable: _fail aborts
+            finally:
+                elapsed = time.perf_counter() - started
+                self._metrics.call_finished(method, code, elapsed)
+                log.debug("rpc", method=method, code=code, ms=round(elapsed * 1000, 2))
+
+        return call
+
+    def _wrap_stream(self, behaviour: Any, method: str) -> Any:
+        async def call(request: Any, context: Context) -> AsyncIterator[Any]:
+            code = "OK"
+            try:
+                self._admit(method, request, context)
+                result = behaviour(request, context)
+                if hasattr(result, "__aiter__"):
+                    async for item in result:
+                        yield item
+                else:
+                    await result
+            except AbortError:
+                code = _code_name(context.code())
+                raise
+            except asyncio.CancelledError:
+                code = _cancelled_code(context)
+                raise
+            except Exception as exc:
+                code = _code_of(exc)
+                await _fail(context, method, exc)
+            finally:
+                self._metrics.call_finished(method, code, None)
+
+        return call
+
+
+def _code_name(code: grpc.StatusCode | None) -> str:
+    return "UNKNOWN" if code is None else code.name
+
+
+def _code_of(exc: Exception) -> str:
+    if isinstance(exc, RunwireError):
+        return exc.code.name
+    return "UNIMPLEMENTED" if isinstance(exc, NotImplementedError) else "INTERNAL"
+
+
+def _cancelled_code(context: Context) -> str:
+    # gRPC cancels the handler both when the client cancels and when the deadline passes.
+    remaining = context.time_remaining()
+    return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
+
+
+async def _fail(context: Context, method: str, exc: Exception) -> None:
+    if isinstance(exc, RunwireError):
+        log.info(
+            "rpc.error", method=method, code=exc.code.name, reason=exc.reason, error=exc.message
+        )
+        await context.abort_with_status(exc.to_status())
+    if isinstance(exc, NotImplementedError):
+        # The generated base servicers raise this for RPCs a later release implements.
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented yet")
+    log.error("rpc.internal", method=method, exc_info=exc)
+    await context.abort_with_status(internal_status())
 
 
 def _bytes_or(serialize: Any) -> Any:
@@ -66,37 +162,3 @@ def _bytes_or(serialize: Any) -> Any:
         return message if isinstance(message, bytes) else serialize(message)
 
     return serializer
-
-
-def _wrap_unary(behaviour: Any, method: str) -> Any:
-    async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        started = time.perf_counter()
-        try:
-            response = behaviour(request, context)
-            if inspect.isawaitable(response):
-                response = await response
-        except AbortError:
-            raise
-        except Exception as exc:
-            await _fail(context, method, exc)
-        log.debug("rpc", method=method, ms=round((time.perf_counter() - started) * 1000, 2))
-        return response
-
-    return call
-
-
-def _wrap_stream(behaviour: Any, method: str) -> Any:
-    async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-        try:
-            result = behaviour(request, context)
-            if hasattr(result, "__aiter__"):
-                async for item in result:
-                    yield item
-            else:
-                await result
-        except AbortError:
-            raise
-        except Exception as exc:
-            await _fail(context, method, exc)
-
-    return call

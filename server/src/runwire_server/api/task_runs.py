@@ -75,7 +75,7 @@ class TaskRunServicer(task_run_service_pb2_grpc.TaskRunServiceServicer):
                 s, run_id, proposed, force=request.force, settings=self._app.orchestration
             )
         )
-        return pb.SetTaskRunStateResponse(result=convert.outcome_to_proto(outcome))
+        return pb.SetTaskRunStateResponse(result=self._app.orchestrated("task_run", outcome))
 
     async def GetTaskRunBySlug(
         self, request: pb.GetTaskRunBySlugRequest, context: Context

@@ -6,16 +6,17 @@ import asyncio
 import contextlib
 import contextvars
 import secrets
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import Engine, create_engine, event, func, make_url, select
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from runwire_server.errors import InvalidArgument, Unavailable
+from runwire_server.errors import DeadlineExceeded, InvalidArgument, Unavailable
 from runwire_server.storage import outbox
 from runwire_server.storage.models import EventSequence, Meta
 
@@ -24,6 +25,14 @@ T = TypeVar("T")
 # Set while a unit of work that writes is starting, so SQLite takes its write lock up front
 # (BEGIN IMMEDIATE) instead of failing to upgrade a read lock half-way through.
 _WRITE_INTENT: contextvars.ContextVar[bool] = contextvars.ContextVar("write_intent", default=False)
+# When the current call's deadline passes (time.monotonic() seconds; set by the API layer): a
+# unit of work that has not begun is refused, a statement still running is interrupted, and a
+# wait for a lock gives up, so a call the client has abandoned stops costing the database.
+call_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "call_deadline", default=None
+)
+_BUSY_TIMEOUT_MS = 30_000
+_PG_QUERY_CANCELED = "57014"
 
 
 class SchemaMismatch(RuntimeError):
@@ -95,14 +104,33 @@ class Database:
         if self._executor is None:
             return self.run_sync(work, write=write)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, lambda: self.run_sync(work, write=write))
+        # Executor threads do not inherit the caller's context: carry the deadline over.
+        deadline = call_deadline.get()
+        return await loop.run_in_executor(
+            self._executor, lambda: self.run_sync(work, write=write, deadline=deadline)
+        )
 
-    def run_sync(self, work: Callable[[Session], T], *, write: bool = True) -> T:
-        token = _WRITE_INTENT.set(write)
+    def run_sync(
+        self, work: Callable[[Session], T], *, write: bool = True, deadline: float | None = None
+    ) -> T:
+        if deadline is None:
+            deadline = call_deadline.get()
+        if deadline is not None and time.monotonic() >= deadline:
+            raise DeadlineExceeded("the deadline passed before the work began; nothing was done")
+        tokens = _WRITE_INTENT.set(write), call_deadline.set(deadline)
         try:
             with self._sessions.begin() as session:
+                if deadline is not None and self.is_postgresql:
+                    # The database itself cancels a statement (or lock wait) past the deadline.
+                    session.execute(
+                        select(func.set_config("statement_timeout", _remaining_ms(deadline), True))
+                    )
                 return work(session)
         except OperationalError as exc:
+            if _deadline_passed(exc, deadline):
+                raise DeadlineExceeded(
+                    "the deadline passed while the database worked; nothing was written"
+                ) from exc
             raise Unavailable(f"database unavailable: {exc.orig}") from exc
         except DataError as exc:
             # A value the database refuses (validation should have named the field first).
@@ -114,7 +142,8 @@ class Database:
                 raise Unavailable("database connection lost") from exc
             raise
         finally:
-            _WRITE_INTENT.reset(token)
+            _WRITE_INTENT.reset(tokens[0])
+            call_deadline.reset(tokens[1])
 
     def page_token_secret(self) -> bytes:
         """The secret that signs page tokens, made once and shared by every replica."""
@@ -136,6 +165,22 @@ class Database:
             return bytes.fromhex(self.run_sync(load))
 
 
+def _remaining_ms(deadline: float) -> str:
+    return str(max(1, int((deadline - time.monotonic()) * 1000)))
+
+
+def _deadline_passed(exc: OperationalError, deadline: float | None) -> bool:
+    if getattr(exc.orig, "sqlstate", None) == _PG_QUERY_CANCELED:
+        return True
+    return deadline is not None and time.monotonic() >= deadline
+
+
+def _past_deadline() -> int:
+    """SQLite progress handler: a non-zero answer interrupts the running statement."""
+    deadline = call_deadline.get()
+    return int(deadline is not None and time.monotonic() >= deadline)
+
+
 def _sqlite_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.database and parsed.database != ":memory:":
@@ -155,11 +200,24 @@ def _sqlite_engine(url: str) -> Engine:
         # FULL: an acknowledged commit survives power loss, not just a process crash.
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
         cursor.close()
+        dbapi_connection.set_progress_handler(_past_deadline, 10_000)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if _WRITE_INTENT.get() else "BEGIN")
+        write = _WRITE_INTENT.get()
+        if write:
+            # Wait for another process's write lock no longer than the caller will wait.
+            deadline = call_deadline.get()
+            busy = _BUSY_TIMEOUT_MS
+            if deadline is not None:
+                remaining = int(_remaining_ms(deadline))
+                # Whole seconds above one, so that the setting rarely changes.
+                busy = min(busy, remaining if remaining < 1000 else remaining // 1000 * 1000)
+            if conn.info.get("busy_timeout") != busy:
+                conn.exec_driver_sql(f"PRAGMA busy_timeout={busy}")
+                conn.info["busy_timeout"] = busy
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
