@@ -183,3 +183,17 @@ def server_process() -> Iterator[Callable[[str], int]]:
     yield start
     for proc in started:
         proc.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_overrides(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    """Settings for `server_factory`: its own SQLite file, then a fresh PostgreSQL database
+    (skipped without RUNWIRE_TEST_POSTGRES_URL)."""
+    if request.param == "sqlite":
+        yield {}
+        return
+    base = os.environ.get("RUNWIRE_TEST_POSTGRES_URL")
+    if not base:
+        pytest.skip("RUNWIRE_TEST_POSTGRES_URL is not set")
+    with fresh_postgres_database(base) as url:
+        yield {"database_url": url}

@@ -80,6 +80,10 @@ class Broadcaster:
         self._loop_thread: int | None = None
         self._closed = False
 
+    def subscribers(self) -> int:
+        """How many subscriptions are open (each open watch stream holds one)."""
+        return sum(len(group) for group in self._subscriptions.values())
+
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._loop_thread = threading.get_ident()

@@ -47,6 +47,14 @@ def to_datetime(ts: Timestamp, field: str) -> datetime:
         raise InvalidArgument(field, str(exc)) from None
 
 
+def to_timedelta(value: Duration, field: str) -> timedelta:
+    """A Duration within what it may hold (about ±10,000 years) and what Python can use."""
+    try:
+        return value.ToTimedelta()
+    except (ValueError, OverflowError) as exc:
+        raise InvalidArgument(field, f"is out of range: {exc}") from None
+
+
 def timestamp(value: datetime | None) -> Timestamp | None:
     if value is None:
         return None
@@ -280,7 +288,7 @@ def flow_run_policy_from_proto(policy: flow_run_pb2.FlowRunPolicy, field: str) -
             raise InvalidArgument(f"{field}.retries", "must not be negative")
         out["retries"] = policy.retries
     if policy.HasField("retry_delay"):
-        seconds = policy.retry_delay.ToTimedelta().total_seconds()
+        seconds = to_timedelta(policy.retry_delay, f"{field}.retry_delay").total_seconds()
         if seconds < 0:
             raise InvalidArgument(f"{field}.retry_delay", "must not be negative")
         out["retry_delay"] = seconds
@@ -366,7 +374,10 @@ _STATUS_TO_PROTO = {
 def task_run_policy_from_proto(policy: task_run_pb2.TaskRunPolicy, field: str) -> dict[str, Any]:
     if policy.retries < 0:
         raise InvalidArgument(f"{field}.retries", "must not be negative")
-    delays = [d.ToTimedelta().total_seconds() for d in policy.retry_delays]
+    delays = [
+        to_timedelta(d, f"{field}.retry_delays[{i}]").total_seconds()
+        for i, d in enumerate(policy.retry_delays)
+    ]
     if any(d < 0 for d in delays):
         raise InvalidArgument(f"{field}.retry_delays", "must not be negative")
     return {"retries": policy.retries, "retry_delays": delays}

@@ -148,7 +148,7 @@ class FlowRunServicer(pb_grpc.FlowRunServiceServicer):
                 raise InvalidArgument(name, "is required")
         start = convert.to_datetime(request.history_start, "history_start")
         end = convert.to_datetime(request.history_end, "history_end")
-        step = request.history_interval.ToTimedelta()
+        step = convert.to_timedelta(request.history_interval, "history_interval")
         history.intervals(start, end, step)  # validate before touching the database
 
         buckets = await self._app.db.read(

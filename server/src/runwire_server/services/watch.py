@@ -20,7 +20,13 @@ from sqlalchemy.orm import Session
 
 from runwire.v1 import watch_pb2
 from runwire_server.broadcast import Broadcaster, Closed, Lagged
-from runwire_server.convert import duration, now, state_type_from_proto, to_datetime
+from runwire_server.convert import (
+    duration,
+    now,
+    state_type_from_proto,
+    to_datetime,
+    to_timedelta,
+)
 from runwire_server.errors import CursorOutOfRange, InvalidArgument, NotFound
 from runwire_server.ids import require_id
 from runwire_server.orchestration.states import TERMINAL_TYPES
@@ -296,7 +302,7 @@ class RunsWatcher:
 def _heartbeat_seconds(request: Any, settings: Settings) -> float:
     heartbeat = settings.watch_heartbeat_seconds
     if request.HasField("heartbeat_interval"):
-        heartbeat = request.heartbeat_interval.ToTimedelta().total_seconds()
+        heartbeat = to_timedelta(request.heartbeat_interval, "heartbeat_interval").total_seconds()
         low, high = settings.watch_min_heartbeat_seconds, settings.watch_max_heartbeat_seconds
         if not low <= heartbeat <= high:
             raise InvalidArgument("heartbeat_interval", f"must be between {low} and {high} seconds")
