@@ -36,6 +36,34 @@ configure_logging("WARNING", "console")
 RUNWIRE_CLI = Path(sys.executable).with_name("runwire")
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--long",
+        action="store_true",
+        help="run the fuzz, crash and load tests at full size (see RELIABILITY.md)",
+    )
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How hard the reliability tests push: small in CI, full with --long."""
+
+    fuzz_examples: int  # per RPC
+    crash_restarts: int
+    load_seconds: float
+
+
+@pytest.fixture(scope="session")
+def sizes(request: pytest.FixtureRequest) -> Sizes:
+    full = bool(request.config.getoption("--long"))
+    env = os.environ
+    return Sizes(
+        fuzz_examples=int(env.get("RUNWIRE_FUZZ_EXAMPLES") or (500 if full else 25)),
+        crash_restarts=int(env.get("RUNWIRE_CRASH_RESTARTS") or (20 if full else 3)),
+        load_seconds=float(env.get("RUNWIRE_LOAD_SECONDS") or (60 if full else 15)),
+    )
+
+
 def make_settings(db_path: Path, **overrides: Any) -> Settings:
     return Settings.load(
         {"listen_address": "127.0.0.1:0", "database_url": f"sqlite:///{db_path}", **overrides},

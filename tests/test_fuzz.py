@@ -6,13 +6,12 @@ so an RPC or field added later is fuzzed without touching this file. String fiel
 the ids of real objects half the time, so that requests also get past validation and change
 real runs.
 
-RUNWIRE_FUZZ_EXAMPLES sets the examples per RPC (default 25; the long run uses 500).
+Each RPC gets 25 examples, or 500 with `pytest --long` (RUNWIRE_FUZZ_EXAMPLES overrides).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from typing import Any
 
@@ -44,7 +43,6 @@ from runwire.v1 import (
 )
 from tests.integrity import integrity_problems
 
-EXAMPLES = int(os.environ.get("RUNWIRE_FUZZ_EXAMPLES", "25"))
 FORBIDDEN = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 SERVICES = [
     module.DESCRIPTOR.services_by_name[name]
@@ -200,7 +198,7 @@ async def seed(channel: grpc.aio.Channel) -> list[str]:
     return [flow.id, deployment.id, run.id, task.id, name, "k"]
 
 
-def fuzz_method(port: int, method: MethodDescriptor, known_ids: list[str]) -> int:
+def fuzz_method(port: int, method: MethodDescriptor, known_ids: list[str], examples: int) -> int:
     """Run the examples for one RPC over a synchronous channel; returns how many were sent."""
     request_class = GetMessageClass(method.input_type)
     response_class = GetMessageClass(method.output_type)
@@ -217,7 +215,7 @@ def fuzz_method(port: int, method: MethodDescriptor, known_ids: list[str]) -> in
             )
 
         @settings(
-            max_examples=EXAMPLES,
+            max_examples=examples,
             deadline=None,
             database=None,
             suppress_health_check=list(HealthCheck),
@@ -244,7 +242,7 @@ def fuzz_method(port: int, method: MethodDescriptor, known_ids: list[str]) -> in
 
 
 @pytest.mark.timeout(1800)
-async def test_every_rpc_survives_generated_requests(server_factory, database_overrides):
+async def test_every_rpc_survives_generated_requests(server_factory, database_overrides, sizes):
     async with (
         server_factory(**database_overrides) as running,
         grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel,
@@ -256,7 +254,9 @@ async def test_every_rpc_survives_generated_requests(server_factory, database_ov
             # Every RPC gets its turn even when an earlier one fails; hypothesis has already
             # shrunk each failure to a small request.
             try:
-                total += await asyncio.to_thread(fuzz_method, running.port, method, known_ids)
+                total += await asyncio.to_thread(
+                    fuzz_method, running.port, method, known_ids, sizes.fuzz_examples
+                )
             except AssertionError as exc:
                 failures.append(str(exc).split("\nFailing test case")[0])
         print(f"fuzz: {total} requests over {len(METHODS)} RPCs")

@@ -125,13 +125,17 @@ class RunningServer:
     bridge: Any = None
     metrics_port: int | None = None
     authenticated: bool = False
+    interceptor: ApiInterceptor | None = None
 
     async def stop(self, grace: float | None = None) -> None:
+        grace = self.app.settings.shutdown_grace_seconds if grace is None else grace
         await self.health.enter_graceful_shutdown()
         # Watch streams end first (with a marker that says reconnect), so that the grace
         # period is left to unary calls.
         self.app.broadcaster.close()
-        await self.server.stop(self.app.settings.shutdown_grace_seconds if grace is None else grace)
+        if self.interceptor is not None:
+            await self.interceptor.drain(max_seconds=min(grace, 5.0))
+        await self.server.stop(grace)
         if self.bridge is not None:
             await asyncio.to_thread(self.bridge.stop)
         self.app.metrics.close()
@@ -209,6 +213,7 @@ async def start(settings: Settings) -> RunningServer:
         bridge=bridge,
         metrics_port=metrics_port,
         authenticated=authenticator.enabled,
+        interceptor=interceptor,
     )
 
 

@@ -16,7 +16,7 @@ from grpc.aio import AbortError
 
 from runwire_server import auth
 from runwire_server.api.limits import check_filter_lists
-from runwire_server.errors import DeadlineExceeded, RunwireError, internal_status
+from runwire_server.errors import DeadlineExceeded, RunwireError, ShuttingDown, internal_status
 from runwire_server.metrics import Metrics
 from runwire_server.storage.database import call_deadline
 
@@ -34,6 +34,25 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
         self._auth = authenticator
         self._metrics = metrics
         self._max_filter_values = max_filter_values
+        self.draining = False
+        self.in_flight = 0  # unary calls being served
+        self.last_arrival = 0.0
+
+    async def drain(self, max_seconds: float, quiet_seconds: float = 0.1) -> None:
+        """Answer new calls with UNAVAILABLE (retry elsewhere) until the calls in flight are
+        done and none has arrived for `quiet_seconds`.
+
+        gRPC's own shutdown cancels every call it has received but not yet handed to the
+        application, and clients see CANCELLED, which they must not retry. Stopping only once
+        the server is idle means each call is either answered or refused before it starts.
+        """
+        self.draining = True
+        deadline = time.monotonic() + max_seconds
+        while time.monotonic() < deadline:
+            idle = time.monotonic() - self.last_arrival >= quiet_seconds
+            if idle and self.in_flight == 0:
+                return
+            await asyncio.sleep(quiet_seconds / 4)
 
     async def intercept_service(
         self,
@@ -62,6 +81,9 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
 
     def _admit(self, method: str, request: Any, context: Context) -> None:
         """Refuse the call before any work if the caller or the request is not allowed."""
+        self.last_arrival = time.monotonic()
+        if self.draining and not method.startswith(auth.OPEN_SERVICES):
+            raise ShuttingDown("server shutting down; retry on another replica or after restart")
         if self._auth.enabled and not method.startswith(auth.OPEN_SERVICES):
             auth.caller.set(self._auth.check(method, context.invocation_metadata()))
         remaining = context.time_remaining()
@@ -76,6 +98,7 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
         async def call(request: Any, context: Context) -> Any:
             started = time.perf_counter()
             code = "OK"
+            self.in_flight += 1
             try:
                 self._admit(method, request, context)
                 response = behaviour(request, context)
@@ -93,6 +116,7 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
                 await _fail(context, method, exc)
                 raise  # unreachable: _fail aborts
             finally:
+                self.in_flight -= 1
                 elapsed = time.perf_counter() - started
                 self._metrics.call_finished(method, code, elapsed)
                 log.debug("rpc", method=method, code=code, ms=round(elapsed * 1000, 2))
