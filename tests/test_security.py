@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,7 @@ from runwire.v1 import (
 )
 from runwire_server.server import InsecureAddress, start
 from tests.certs import make_certificates
-from tests.conftest import RUNWIRE_CLI, make_settings
+from tests.conftest import RUNWIRE_CLI, make_settings, start_server_process
 from tests.helpers import expect_error, unique
 
 NO_CONNECTION = (Unavailable, DeadlineExceeded)
@@ -186,6 +188,18 @@ def test_the_cli_refuses_a_public_address_without_authentication(tmp_path):
     )
     assert result.returncode == 2
     assert "refusing to listen on 0.0.0.0:0" in result.stderr
+    bad = tmp_path / "tokens"
+    bad.write_text("sha256:abc write ci\n")
+    result = run_cli(
+        "server",
+        "start",
+        "--tokens-file",
+        str(bad),
+        "--database-url",
+        f"sqlite:///{tmp_path / 'y.db'}",
+    )
+    assert result.returncode == 2
+    assert f"{bad}:1: expected 'sha256:<64 hex digits> <role> <name>'" in result.stderr
 
 
 @pytest.fixture(scope="module")
@@ -261,3 +275,56 @@ def test_incomplete_tls_settings_are_refused(tmp_path: Path, certificates):
         make_settings(tmp_path / "x.db", tls_cert_file=str(certificates.server.cert))
     with pytest.raises(ValueError, match="cert_file and key_file"):
         Client("127.0.0.1:1", cert_file=str(certificates.client.cert))
+
+
+def test_sighup_reloads_the_tokens_file(tmp_path: Path):
+    tokens_file = tmp_path / "tokens"
+
+    def create(name: str) -> str:
+        made = run_cli(
+            "token", "create", "--role", "read", "--name", name, "--tokens-file", str(tokens_file)
+        )
+        assert made.returncode == 0, made.stderr
+        return made.stdout.strip()
+
+    def accepted(token: str) -> bool:
+        with Client(address, token=token, timeout=5, retries=0) as client:
+            try:
+                list(client.list_flows())
+            except Unauthenticated:
+                return False
+            return True
+
+    def becomes(token: str, expected: bool) -> bool:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if accepted(token) == expected:
+                return True
+            time.sleep(0.1)
+        return False
+
+    first = create("first")
+    server = start_server_process(
+        f"sqlite:///{tmp_path / 'hup.db'}", "--tokens-file", str(tokens_file)
+    )
+    address = f"127.0.0.1:{server.port}"
+    try:
+        second = create("second")
+        assert not accepted(second)
+        server.process.send_signal(signal.SIGHUP)
+        assert becomes(second, True)
+        # Revoke the first token.
+        lines = tokens_file.read_text().splitlines()
+        tokens_file.write_text(
+            "\n".join(line for line in lines if not line.endswith(" first")) + "\n"
+        )
+        server.process.send_signal(signal.SIGHUP)
+        assert becomes(first, False)
+        # A broken file keeps the tokens in force.
+        tokens_file.write_text("not a token line\n")
+        server.process.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        assert accepted(second)
+    finally:
+        assert server.stop() == 0
+    assert any(line.get("event") == "tokens.reload_failed" for line in server.lines)

@@ -231,7 +231,9 @@ def token_create(
     if tokens_file:
         with open(tokens_file, "a", encoding="utf-8") as out:
             out.write(line + "\n")
-        errors.print(f"added {role} token {name!r} to {tokens_file}; restart the server to use it")
+        errors.print(
+            f"added {role} token {name!r} to {tokens_file}; send the server SIGHUP to use it"
+        )
     else:
         errors.print("add this line to the server's tokens file:")
         errors.print(line, highlight=False, soft_wrap=True)

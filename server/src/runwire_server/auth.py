@@ -57,22 +57,27 @@ def is_read_method(method: str) -> bool:
 class Authenticator:
     """Checks one call's metadata against the configured tokens."""
 
-    def __init__(self, identities: Mapping[str, Identity]) -> None:
+    def __init__(
+        self, identities: Mapping[str, Identity], tokens: str = "", tokens_file: str = ""
+    ) -> None:
         self._by_hash = dict(identities)
+        self._sources = (tokens, tokens_file)
 
     @classmethod
     def from_settings(cls, tokens: str, tokens_file: str) -> Authenticator:
         """`tokens`: `role:token` entries separated by commas (RUNWIRE_TOKENS, for secrets
         injected as environment variables); `tokens_file`: a file of hashed tokens."""
-        identities: dict[str, Identity] = {}
-        for number, entry in enumerate(filter(None, (e.strip() for e in tokens.split(","))), 1):
-            role, sep, token = entry.partition(":")
-            if not sep or not token:
-                raise ValueError(f"RUNWIRE_TOKENS entry {number} is not 'role:token'")
-            identities[token_hash(token)] = Identity(f"env-{number}", _role(role, "RUNWIRE_TOKENS"))
-        if tokens_file:
-            identities.update(parse_tokens_file(Path(tokens_file).read_text(), tokens_file))
-        return cls(identities)
+        return cls(_load(tokens, tokens_file), tokens, tokens_file)
+
+    def reload(self) -> int:
+        """Read the tokens again (on SIGHUP), so tokens are added and revoked without a
+        restart. A file that does not parse, or that would leave no token at all (turning
+        authentication off), changes nothing. Returns the number of tokens now known."""
+        identities = _load(*self._sources)
+        if self._by_hash and not identities:
+            raise ValueError("the reloaded tokens are empty; keeping the current ones")
+        self._by_hash = identities
+        return len(identities)
 
     @property
     def enabled(self) -> bool:
@@ -97,6 +102,18 @@ class Authenticator:
         if identity.role != "write" and not is_read_method(method):
             raise PermissionDenied(method.lstrip("/"), identity.role)
         return identity
+
+
+def _load(tokens: str, tokens_file: str) -> dict[str, Identity]:
+    identities: dict[str, Identity] = {}
+    for number, entry in enumerate(filter(None, (e.strip() for e in tokens.split(","))), 1):
+        role, sep, token = entry.partition(":")
+        if not sep or not token:
+            raise ValueError(f"RUNWIRE_TOKENS entry {number} is not 'role:token'")
+        identities[token_hash(token)] = Identity(f"env-{number}", _role(role, "RUNWIRE_TOKENS"))
+    if tokens_file:
+        identities.update(parse_tokens_file(Path(tokens_file).read_text(), tokens_file))
+    return identities
 
 
 def parse_tokens_file(text: str, source: str) -> dict[str, Identity]:

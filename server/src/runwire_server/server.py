@@ -80,7 +80,11 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
     ]
 
 
-class InsecureAddress(ValueError):
+class ConfigurationError(ValueError):
+    """A setting the server cannot start with; the message says which and why."""
+
+
+class InsecureAddress(ConfigurationError):
     """Refusing to serve a non-loopback address to anyone who connects."""
 
 
@@ -124,8 +128,19 @@ class RunningServer:
     health: health.aio.HealthServicer
     bridge: Any = None
     metrics_port: int | None = None
-    authenticated: bool = False
+    authenticator: Authenticator | None = None
     interceptor: ApiInterceptor | None = None
+
+    def reload_tokens(self) -> None:
+        """SIGHUP: read the tokens file again; a bad file keeps the tokens in force."""
+        if self.authenticator is None:
+            return
+        try:
+            count = self.authenticator.reload()
+        except (OSError, ValueError) as exc:
+            log.error("tokens.reload_failed", error=str(exc))
+        else:
+            log.info("tokens.reloaded", tokens=count)
 
     async def stop(self, grace: float | None = None) -> None:
         grace = self.app.settings.shutdown_grace_seconds if grace is None else grace
@@ -156,9 +171,12 @@ def _database(settings: Settings, broadcaster: Broadcaster) -> tuple[Database, P
 
 
 async def start(settings: Settings) -> RunningServer:
-    authenticator = Authenticator.from_settings(settings.tokens, settings.tokens_file)
+    try:
+        authenticator = Authenticator.from_settings(settings.tokens, settings.tokens_file)
+        credentials = server_credentials(settings) if settings.tls else None
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError(str(exc)) from exc
     check_exposure(settings, authenticator)
-    credentials = server_credentials(settings) if settings.tls else None
     broadcaster = Broadcaster(buffer=settings.watch_buffer_events)
     broadcaster.bind(asyncio.get_running_loop())
     db, tokens = _database(settings, broadcaster)
@@ -212,7 +230,7 @@ async def start(settings: Settings) -> RunningServer:
         health=health_servicer,
         bridge=bridge,
         metrics_port=metrics_port,
-        authenticated=authenticator.enabled,
+        authenticator=authenticator,
         interceptor=interceptor,
     )
 
@@ -235,8 +253,10 @@ async def serve(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     running = await start(settings)
+    loop.add_signal_handler(signal.SIGHUP, running.reload_tokens)
     host = settings.listen_address.rsplit(":", 1)[0]
-    if not running.authenticated and not settings.mutual_tls:
+    authenticated = running.authenticator is not None and running.authenticator.enabled
+    if not authenticated and not settings.mutual_tls:
         log.warning(
             "server.unauthenticated",
             detail="no tokens configured: every client that reaches the port may read and write",
@@ -247,7 +267,7 @@ async def serve(settings: Settings) -> None:
         port=running.port,
         database=running.app.db.url.render_as_string(hide_password=True),
         tls="mutual" if settings.mutual_tls else ("on" if settings.tls else "off"),
-        tokens=running.authenticated,
+        tokens=authenticated,
         metrics_port=running.metrics_port,
     )
     await stop.wait()
@@ -259,6 +279,6 @@ async def serve(settings: Settings) -> None:
 def main(settings: Settings) -> None:
     try:
         asyncio.run(serve(settings))
-    except (SchemaMismatch, InsecureAddress) as exc:
+    except (SchemaMismatch, ConfigurationError) as exc:
         print(f"runwire: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -105,16 +105,10 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
                 if inspect.isawaitable(response):
                     response = await response
                 return response
-            except AbortError:
-                code = _code_name(context.code())
-                raise
-            except asyncio.CancelledError:
-                code = _cancelled_code(context)
-                raise
-            except Exception as exc:
-                code = _code_of(exc)
+            except BaseException as exc:
+                code = _code_after(exc, context)
                 await _fail(context, method, exc)
-                raise  # unreachable: _fail aborts
+                raise
             finally:
                 self.in_flight -= 1
                 elapsed = time.perf_counter() - started
@@ -134,38 +128,35 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
                         yield item
                 else:
                     await result
-            except AbortError:
-                code = _code_name(context.code())
-                raise
-            except asyncio.CancelledError:
-                code = _cancelled_code(context)
-                raise
-            except Exception as exc:
-                code = _code_of(exc)
+            except BaseException as exc:
+                code = _code_after(exc, context)
                 await _fail(context, method, exc)
+                raise
             finally:
                 self._metrics.call_finished(method, code, None)
 
         return call
 
 
-def _code_name(code: grpc.StatusCode | None) -> str:
-    return "UNKNOWN" if code is None else code.name
-
-
-def _code_of(exc: Exception) -> str:
+def _code_after(exc: BaseException, context: Context) -> str:
+    """The status code a call that raised `exc` ends with, for the metrics."""
+    if isinstance(exc, AbortError):
+        code = context.code()
+        return "UNKNOWN" if code is None else code.name
+    if isinstance(exc, asyncio.CancelledError | GeneratorExit):
+        # gRPC cancels the handler both when the client cancels and when the deadline passes.
+        remaining = context.time_remaining()
+        return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
     if isinstance(exc, RunwireError):
         return exc.code.name
     return "UNIMPLEMENTED" if isinstance(exc, NotImplementedError) else "INTERNAL"
 
 
-def _cancelled_code(context: Context) -> str:
-    # gRPC cancels the handler both when the client cancels and when the deadline passes.
-    remaining = context.time_remaining()
-    return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
-
-
-async def _fail(context: Context, method: str, exc: Exception) -> None:
+async def _fail(context: Context, method: str, exc: BaseException) -> None:
+    """Abort the call with the status for `exc`; returns only for exceptions that are already
+    a status (AbortError) or not errors of the call (cancellation), to be re-raised."""
+    if isinstance(exc, AbortError) or not isinstance(exc, Exception):
+        return
     if isinstance(exc, RunwireError):
         log.info(
             "rpc.error", method=method, code=exc.code.name, reason=exc.reason, error=exc.message
