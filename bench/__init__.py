@@ -1,0 +1,1 @@
+"""Runwire benchmarks: `uv run python -m bench --quick`."""

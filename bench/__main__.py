@@ -1,0 +1,207 @@
+"""Runwire's benchmarks, side by side with the ceiling of Python gRPC on this machine.
+
+    uv run python -m bench --quick            # about 2 minutes
+    uv run python -m bench                    # the full run, about 20 minutes
+    uv run python -m bench --only lifecycle,reads --json out.json
+
+Each workload starts its own server process on a temporary SQLite database and drives it from
+this process over loopback. Figures: rate, p50 and p99 latency, the server's CPU seconds per
+1,000 operations, the server's peak RSS, and calls/s as a ratio to the empty RPC at the same
+concurrency. The table is printed and written as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import workloads
+from bench.harness import Figure
+
+WORKLOADS = ("empty", "lifecycle", "tasks", "reads", "watch")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    calls: int  # empty RPC and GetFlowRun calls per case
+    runs: int  # lifecycles per concurrency
+    tasks: int
+    stored: tuple[int, ...]  # runs in the database for the read figures
+    heavy_calls: int  # CountFlowRuns and GetFlowRunHistory calls
+    watch_changes: int
+    watch_idle: int
+
+
+QUICK = Sizes(
+    calls=3000,
+    runs=600,
+    tasks=300,
+    stored=(10_000,),
+    heavy_calls=20,
+    watch_changes=10,
+    watch_idle=0,
+)
+FULL = Sizes(
+    calls=20_000,
+    runs=3000,
+    tasks=1000,
+    stored=(10_000, 1_000_000),
+    heavy_calls=100,
+    watch_changes=30,
+    watch_idle=10_000,
+)
+CONCURRENCY = (1, 16, 64)
+
+
+def machine() -> dict[str, Any]:
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": model,
+        "python": platform.python_version(),
+        "system": platform.platform(),
+    }
+
+
+def with_ratios(figures: list[Figure], empty: dict[int, float]) -> None:
+    """Calls/s of each figure over the empty RPC's calls/s at the same concurrency."""
+    for figure in figures:
+        found = re.search(r"concurrency (\d+)\b", figure.case)
+        concurrency = int(found.group(1)) if found else None
+        if concurrency in empty:
+            figure.ratio_to_empty_rpc = figure.rate * figure.calls_per_op / empty[concurrency]
+
+
+COLUMNS = (  # title, width
+    ("workload", -18),
+    ("case", -58),
+    ("rate", 15),
+    ("p50 ms", 8),
+    ("p99 ms", 8),
+    ("cpu s/1k", 9),
+    ("RSS MiB", 8),
+    ("vs empty", 9),
+)
+
+
+def table(figures: list[Figure]) -> str:
+    def row(cells: list[str]) -> str:
+        return " ".join(
+            f"{cell:<{-width}}" if width < 0 else f"{cell:>{width}}"
+            for cell, (_, width) in zip(cells, COLUMNS, strict=True)
+        )
+
+    def maybe(value: float | None, form: str) -> str:
+        return "" if value is None else format(value, form)
+
+    header = row([title for title, _ in COLUMNS])
+    lines = [header, "-" * len(header)]
+    for f in figures:
+        lines.append(
+            row(
+                [
+                    f.workload,
+                    f.case,
+                    f"{f.rate:,.0f} {f.unit}/s",
+                    f"{f.p50_ms:.2f}",
+                    f"{f.p99_ms:.2f}",
+                    maybe(f.server_cpu_s_per_1000, ".2f"),
+                    maybe(f.server_peak_rss_mib, ".0f"),
+                    maybe(f.ratio_to_empty_rpc, ".0%"),
+                ]
+            )
+        )
+    return "\n".join(lines)
+
+
+async def run(sizes: Sizes, only: set[str]) -> tuple[list[Figure], list[str]]:
+    figures: list[Figure] = []
+    watch_lines: list[str] = []
+    empty: dict[int, float] = {}
+    if "empty" in only:
+        print("empty RPC ...", flush=True)
+        for figure in await workloads.empty_rpc(CONCURRENCY, sizes.calls):
+            empty[int(figure.case.rsplit(" ", 1)[1])] = figure.rate
+            figures.append(figure)
+    with tempfile.TemporaryDirectory() as tmp:
+        if "lifecycle" in only:
+            print("lifecycle ...", flush=True)
+            figures += await workloads.lifecycle(
+                f"sqlite:///{tmp}/lifecycle.db", CONCURRENCY, sizes.runs
+            )
+        if "tasks" in only:
+            print("task-heavy run ...", flush=True)
+            figures += await workloads.task_heavy(f"sqlite:///{tmp}/tasks.db", sizes.tasks)
+        if "reads" in only:
+            for stored in sizes.stored:
+                print(f"reads over {stored:,} runs ...", flush=True)
+                figures += await workloads.reads(
+                    f"sqlite:///{tmp}/reads-{stored}.db", stored, sizes.calls, sizes.heavy_calls
+                )
+    if "watch" in only:
+        print("watch ...", flush=True)
+        watch_lines = await asyncio.to_thread(
+            workloads.watch, sizes.watch_changes, sizes.watch_idle
+        )
+    with_ratios(figures, empty)
+    return figures, watch_lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes: about 2 minutes")
+    parser.add_argument(
+        "--only",
+        default=",".join(WORKLOADS),
+        help=f"comma-separated subset of {','.join(WORKLOADS)}",
+    )
+    parser.add_argument("--json", default="bench-results.json", help="where to write the figures")
+    args = parser.parse_args()
+    only = {w.strip() for w in args.only.split(",") if w.strip()}
+    if unknown := only - set(WORKLOADS):
+        parser.error(f"unknown workloads: {', '.join(sorted(unknown))}")
+    sizes = QUICK if args.quick else FULL
+    started = time.monotonic()
+    figures, watch_lines = asyncio.run(run(sizes, only))
+    elapsed = time.monotonic() - started
+    print()
+    print(table(figures))
+    for line in watch_lines:
+        print(f"watch: {line}")
+    mode, host = "quick" if args.quick else "full", machine()
+    print(f"\n{mode} run in {elapsed:.0f}s on {host['cpus']} CPUs ({host['cpu']})")
+    report = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "mode": mode,
+        "seconds": round(elapsed),
+        "machine": host,
+        "figures": [f.as_dict() for f in figures],
+        "watch": watch_lines,
+    }
+    Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    print(f"figures written to {args.json}")
+
+
+if __name__ == "__main__":
+    main()
