@@ -79,14 +79,21 @@ def percentile(values: list[float], p: float) -> float:
 
 
 async def drive(
-    op: Callable[[int], Awaitable[Any]], total: int, concurrency: int
+    op: Callable[[int], Awaitable[Any]],
+    total: int,
+    concurrency: int,
+    max_seconds: float | None = None,
 ) -> tuple[float, list[float]]:
-    """Run `op(i)` for i in range(total) from `concurrency` workers; elapsed and latencies."""
+    """Run `op(i)` for i in range(total) from `concurrency` workers, or until `max_seconds`
+    have passed; returns the elapsed time and one latency per call made."""
     latencies: list[float] = []
     counter = iter(range(total))
+    stop_at = None if max_seconds is None else time.perf_counter() + max_seconds
 
     async def worker() -> None:
         for i in counter:
+            if stop_at is not None and time.perf_counter() > stop_at:
+                return
             started = time.perf_counter()
             await op(i)
             latencies.append(time.perf_counter() - started)
@@ -106,9 +113,11 @@ async def measure(
     *,
     unit: str = "calls",
     calls_per_op: int = 1,
+    max_seconds: float | None = None,
 ) -> Figure:
     cpu_before = server.cpu_seconds() if server else 0.0
-    elapsed, latencies = await drive(op, total, concurrency)
+    elapsed, latencies = await drive(op, total, concurrency, max_seconds)
+    total = len(latencies)
     cpu = (server.cpu_seconds() - cpu_before) if server else None
     return Figure(
         workload=workload,

@@ -358,6 +358,7 @@ async def reads(database_url: str, stored: int, calls: int, heavy_calls: int) ->
                 history,
                 heavy_calls,
                 1,
+                max_seconds=120,
             ),
         ]
     finally:
