@@ -339,7 +339,9 @@ async def reads(database_url: str, stored: int, calls: int, heavy_calls: int) ->
 
         await measure("reads", "warm-up", server, get, 200, 16)
         return [
-            await measure("GetFlowRun", f"{label}, concurrency 16", server, get, calls, 16),
+            await measure(
+                "GetFlowRun", f"{label}, concurrency 16", server, get, calls, 16, max_seconds=60
+            ),
             await measure(
                 "ListFlowRuns",
                 f"{label}, 50 COMPLETED by start time, concurrency 1",
@@ -347,9 +349,16 @@ async def reads(database_url: str, stored: int, calls: int, heavy_calls: int) ->
                 list_page,
                 calls // 4,
                 1,
+                max_seconds=60,
             ),
             await measure(
-                "CountFlowRuns", f"{label}, COMPLETED, concurrency 1", server, count, heavy_calls, 1
+                "CountFlowRuns",
+                f"{label}, COMPLETED, concurrency 1",
+                server,
+                count,
+                heavy_calls,
+                1,
+                max_seconds=60,
             ),
             await measure(
                 "GetFlowRunHistory",
@@ -358,7 +367,7 @@ async def reads(database_url: str, stored: int, calls: int, heavy_calls: int) ->
                 history,
                 heavy_calls,
                 1,
-                max_seconds=120,
+                max_seconds=60,
             ),
         ]
     finally:

@@ -501,3 +501,73 @@ async def test_nul_in_labels_and_state_text_is_refused(flows, runs):
         INVALID,
         "flow_run.state.state_details.cache_key",
     )
+
+
+async def test_history_sums_match_each_runs_estimates(flows, runs):
+    """The database aggregates history; its sums equal the per-run estimates GetFlowRun gives
+    (run time so far, lateness), and a run exactly on a boundary is in the later interval."""
+    flow = await make_flow(flows)
+    base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+
+    async def scheduled(offset: timedelta) -> str:
+        when = ts(base + offset)
+        run = await make_run(
+            runs,
+            flow.id,
+            state=ST.State(
+                type=ST.STATE_TYPE_SCHEDULED, state_details=ST.StateDetails(scheduled_time=when)
+            ),
+        )
+        return run.id
+
+    finished = await scheduled(timedelta(minutes=10))
+    waiting = await scheduled(timedelta(minutes=20))
+    on_boundary = await scheduled(timedelta(hours=1))
+    running = await scheduled(timedelta(minutes=70, microseconds=1))
+    for run_id, states in (
+        (finished, (ST.STATE_TYPE_RUNNING, ST.STATE_TYPE_COMPLETED)),
+        (on_boundary, (ST.STATE_TYPE_RUNNING, ST.STATE_TYPE_FAILED)),
+        (running, (ST.STATE_TYPE_RUNNING,)),
+    ):
+        for state_type in states:
+            assert (await set_state(runs, run_id, state_type)).status == 1  # ACCEPT
+    await asyncio.sleep(0.2)  # the running run accumulates run time
+
+    only_flow = f.FlowRunCriteria(
+        flows=f.FlowFilter(id=f.StringFilter(any_of=f.StringList(values=[flow.id])))
+    )
+    response = await runs.GetFlowRunHistory(
+        pb.GetFlowRunHistoryRequest(
+            history_start=ts(base),
+            history_end=ts(base + timedelta(hours=2)),
+            history_interval=duration_pb2.Duration(seconds=3600),
+            filter=only_flow,
+        )
+    )
+    got = {
+        (i, s.state_name): (
+            s.count_runs,
+            s.sum_estimated_run_time.ToTimedelta(),
+            s.sum_estimated_lateness.ToTimedelta(),
+        )
+        for i, interval in enumerate(response.intervals)
+        for s in interval.states
+    }
+    expected = {}
+    for interval, run_id in ((0, finished), (0, waiting), (1, on_boundary), (1, running)):
+        run = (await runs.GetFlowRun(pb.GetFlowRunRequest(flow_run_id=run_id))).flow_run
+        expected[(interval, run.state.name)] = (
+            1,
+            run.estimated_run_time.ToTimedelta(),
+            run.estimated_start_time_delta.ToTimedelta(),
+        )
+    assert set(got) == set(expected)
+    for key, (count, run_time, lateness) in expected.items():
+        got_count, got_run_time, got_lateness = got[key]
+        assert got_count == count, key
+        # Both grow with the clock for unfinished runs; they were read moments apart.
+        assert abs(got_run_time - run_time) < timedelta(seconds=2), (key, got_run_time, run_time)
+        assert abs(got_lateness - lateness) < timedelta(seconds=2), (key, got_lateness, lateness)
+    assert expected[(0, "Scheduled")][2] > timedelta(hours=1)  # waiting, and late
+    assert expected[(0, "Completed")][2] > timedelta(hours=1)  # started late
+    assert expected[(1, "Running")][1] > timedelta(0)

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import BigInteger, ColumnElement, and_, case, cast, extract, func, or_, select
 from sqlalchemy.orm import Session
 
 from runwire.v1 import filters_pb2 as f
 from runwire_server.convert import now
 from runwire_server.errors import InvalidArgument
-from runwire_server.orchestration.bookkeeping import estimated_run_time, estimated_start_time_delta
+from runwire_server.orchestration.states import TERMINAL_TYPES, StateType
 from runwire_server.storage import filters
 from runwire_server.storage import models as m
 
@@ -55,34 +55,84 @@ def flow_run_history(
     step: timedelta,
     criteria: f.FlowRunCriteria,
 ) -> list[Interval]:
+    """Counts and time sums per interval and state, aggregated by the database: a million runs
+    never travel to Python. The sums follow orchestration.bookkeeping's estimated_run_time and
+    estimated_start_time_delta, evaluated at one instant."""
     buckets = intervals(start, end, step)
     r = m.FlowRun
     clauses = [r.expected_start_time >= start, r.expected_start_time < end]
     matching = filters.flow_run_criteria(criteria)
     if matching is not None:
         clauses.append(matching)
-    statement = select(
-        r.expected_start_time,
-        r.state_type,
-        r.state_name,
-        r.state_timestamp,
-        r.start_time,
-        r.total_run_time,
-    ).where(*clauses)
+    dialect = session.get_bind().dialect.name
     at = now()
-    step_us = _micros(step)
-    counts: dict[tuple[int, str, str], StateCount] = defaultdict(lambda: StateCount("", ""))
-    for row in session.execute(statement).yield_per(1000):
-        index = _micros(row.expected_start_time - start) // step_us
-        key = (index, row.state_type or "", row.state_name or "")
-        entry = counts[key]
-        entry.state_type, entry.state_name = key[1], key[2]
-        entry.count_runs += 1
-        entry.sum_estimated_run_time += estimated_run_time(row, at)
-        entry.sum_estimated_lateness += estimated_start_time_delta(row, at)
-    for (index, _, _), entry in sorted(counts.items()):
-        buckets[index].states.append(entry)
+    at_us = _epoch_us(at)
+    expected = epoch_us(r.expected_start_time, dialect)
+    state_at = epoch_us(r.state_timestamp, dialect)
+    started = epoch_us(r.start_time, dialect)
+    index = ((expected - _epoch_us(start)) // _micros(step)).label("index")
+    running_us = case(
+        (
+            and_(r.state_type == StateType.RUNNING.value, r.state_timestamp.is_not(None)),
+            _positive(at_us - state_at),
+        ),
+        else_=0,
+    )
+    not_finished = or_(r.state_type.is_(None), r.state_type.not_in(_TERMINAL))
+    late_us = case(
+        (r.start_time.is_not(None), _positive(started - expected)),
+        (and_(not_finished, r.expected_start_time < at), at_us - expected),
+        else_=0,
+    )
+    statement = (
+        select(
+            index,
+            r.state_type,
+            r.state_name,
+            func.count(),
+            func.coalesce(func.sum(r.total_run_time), 0.0),
+            func.coalesce(func.sum(running_us), 0),
+            func.coalesce(func.sum(late_us), 0),
+        )
+        .where(*clauses)
+        .group_by(index, r.state_type, r.state_name)
+        .order_by(index, r.state_type, r.state_name)
+    )
+    for bucket, state_type, state_name, count, run_s, running, late in session.execute(statement):
+        buckets[int(bucket)].states.append(
+            StateCount(
+                state_type=state_type or "",
+                state_name=state_name or "",
+                count_runs=int(count),
+                sum_estimated_run_time=timedelta(seconds=float(run_s), microseconds=int(running)),
+                sum_estimated_lateness=timedelta(microseconds=int(late)),
+            )
+        )
     return buckets
+
+
+_TERMINAL = sorted(t.value for t in TERMINAL_TYPES)
+
+
+def epoch_us(column: Any, dialect: str) -> ColumnElement[int]:
+    """Whole microseconds since 1970 of a stored UTC datetime, exactly (integers, not floats,
+    so that a run on an interval boundary falls in the later interval)."""
+    if dialect == "sqlite":
+        # Stored as 'YYYY-MM-DD HH:MM:SS.ffffff' (SQLAlchemy always writes six digits).
+        seconds = cast(func.strftime("%s", column), BigInteger)
+        return seconds * 1_000_000 + cast(func.substr(column, 21, 6), BigInteger)
+    return cast(func.round(extract("epoch", column) * 1_000_000), BigInteger)
+
+
+def _positive(value: ColumnElement[int]) -> ColumnElement[int]:
+    return case((value > 0, value), else_=0)
+
+
+def _epoch_us(value: datetime) -> int:
+    return _micros(value - EPOCH)
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _micros(delta: timedelta) -> int:

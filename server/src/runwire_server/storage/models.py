@@ -208,7 +208,6 @@ class FlowRun(TaggedMixin, RunColumnsMixin, Base):
     )
     __table_args__ = (
         UniqueConstraint("flow_id", "idempotency_key"),
-        Index("ix_flow_runs_state_type", "state_type"),
         Index("ix_flow_runs_state_name", "state_name"),
         Index("ix_flow_runs_name", "name", "id"),
         Index("ix_flow_runs_start_time", "start_time"),
@@ -221,6 +220,13 @@ class FlowRun(TaggedMixin, RunColumnsMixin, Base):
 # START_TIME sorts and filters compare the start time, or the expected one for runs not started.
 FLOW_RUN_EFFECTIVE_START = func.coalesce(FlowRun.start_time, FlowRun.expected_start_time)
 Index("ix_flow_runs_effective_start", FLOW_RUN_EFFECTIVE_START, FlowRun.id)
+# Runs in a state, in start-time order: the common list, served from the index (migration 0002).
+Index(
+    "ix_flow_runs_state_type_effective_start",
+    FlowRun.state_type,
+    FLOW_RUN_EFFECTIVE_START,
+    FlowRun.id,
+)
 
 
 class TaskRunState(StateColumnsMixin, Base):
