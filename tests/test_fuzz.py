@@ -36,25 +36,14 @@ from runwire.v1 import (
     flow_run_service_pb2_grpc,
     flow_service_pb2,
     flow_service_pb2_grpc,
-    log_service_pb2,
     task_run_pb2,
     task_run_service_pb2,
     task_run_service_pb2_grpc,
 )
+from runwire_server.server import SERVICES
 from tests.integrity import integrity_problems
 
 FORBIDDEN = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
-SERVICES = [
-    module.DESCRIPTOR.services_by_name[name]
-    for module, name in (
-        (flow_service_pb2, "FlowService"),
-        (deployment_service_pb2, "DeploymentService"),
-        (flow_run_service_pb2, "FlowRunService"),
-        (task_run_service_pb2, "TaskRunService"),
-        (log_service_pb2, "LogService"),
-        (concurrency_limit_service_pb2, "ConcurrencyLimitService"),
-    )
-]
 METHODS = [method for service in SERVICES for method in service.methods]
 
 INT_RANGES = {

@@ -47,8 +47,9 @@ from runwire_server.storage.paging import PageTokens
 
 log = structlog.get_logger("runwire.server")
 
-SERVICE_NAMES = tuple(
-    module.DESCRIPTOR.services_by_name[name].full_name
+# Every service Runwire serves (descriptors, for reflection, health and the fuzz test).
+SERVICES = tuple(
+    module.DESCRIPTOR.services_by_name[name]
     for module, name in (
         (flow_service_pb2, "FlowService"),
         (deployment_service_pb2, "DeploymentService"),
@@ -58,6 +59,7 @@ SERVICE_NAMES = tuple(
         (concurrency_limit_service_pb2, "ConcurrencyLimitService"),
     )
 )
+SERVICE_NAMES = tuple(service.full_name for service in SERVICES)
 
 
 def server_options(settings: Settings) -> list[tuple[str, int]]:
