@@ -26,6 +26,7 @@ from runwire.v1 import (
     flow_service_pb2_grpc,
     watch_pb2,
 )
+from runwire_server import auth
 from runwire_server.server import InsecureAddress, start
 from tests.certs import make_certificates
 from tests.conftest import RUNWIRE_CLI, make_settings, start_server_process
@@ -328,3 +329,17 @@ def test_sighup_reloads_the_tokens_file(tmp_path: Path):
     finally:
         assert server.stop() == 0
     assert any(line.get("event") == "tokens.reload_failed" for line in server.lines)
+
+
+def test_tokens_without_tls_off_loopback_draw_a_warning(tmp_path: Path):
+    tokens_file = tmp_path / "tokens"
+    tokens_file.write_text(auth.tokens_file_line(WRITE, "write", "ops") + "\n")
+    server = start_server_process(
+        f"sqlite:///{tmp_path / 'w.db'}", "--tokens-file", str(tokens_file), address="0.0.0.0:0"
+    )
+    try:
+        events = [line.get("event") for line in server.lines]
+        assert "server.plaintext_tokens" in events
+        assert "server.unauthenticated" not in events
+    finally:
+        assert server.stop() == 0

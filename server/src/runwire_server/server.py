@@ -263,6 +263,11 @@ async def serve(settings: Settings) -> None:
             "server.unauthenticated",
             detail="no tokens configured: every client that reaches the port may read and write",
         )
+    elif authenticated and not settings.tls and not is_loopback(settings.listen_address):
+        log.warning(
+            "server.plaintext_tokens",
+            detail="tokens cross the network in plain text: configure TLS (--tls-cert-file)",
+        )
     log.info(
         "server.listening",
         address=f"{host}:{running.port}",
