@@ -23,6 +23,12 @@ def get_or_404(session: Session, model: type[ModelT], ident: uuid.UUID, kind: st
     return row
 
 
+def require_exists(session: Session, model: Any, ident: uuid.UUID, kind: str) -> None:
+    """NotFound unless the row exists; reads its id only, so no relationships are loaded."""
+    if session.execute(select(model.id).where(model.id == ident)).first() is None:
+        raise NotFound(kind, str(ident))
+
+
 def insert_or_get(
     session: Session, make: Callable[[], ModelT], find: Callable[[], ModelT | None]
 ) -> tuple[ModelT, bool]:
@@ -78,15 +84,19 @@ def lock_row(session: Session, model: Any, ident: uuid.UUID, kind: str) -> Any:
     reads after the lock, so it sees what the previous holder committed. On SQLite the write
     transaction (BEGIN IMMEDIATE) already serializes writers.
     """
-    locked = session.execute(
-        select(model.id).where(model.id == ident).with_for_update()
-    ).one_or_none()
-    if locked is None:
-        raise NotFound(kind, str(ident))
-    return (
+    if session.get_bind().dialect.name != "sqlite":
+        locked = session.execute(
+            select(model.id).where(model.id == ident).with_for_update()
+        ).one_or_none()
+        if locked is None:
+            raise NotFound(kind, str(ident))
+    row = (
         session.scalars(
             select(model).where(model.id == ident).execution_options(populate_existing=True)
         )
         .unique()
-        .one()
+        .one_or_none()
     )
+    if row is None:
+        raise NotFound(kind, str(ident))
+    return row

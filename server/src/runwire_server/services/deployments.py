@@ -13,7 +13,13 @@ from runwire.v1 import filters_pb2 as f
 from runwire_server.convert import now
 from runwire_server.errors import AlreadyExists
 from runwire_server.orchestration.context import CollisionStrategy
-from runwire_server.services.common import ensure_work_queue, get_or_404, insert_or_get, set_tags
+from runwire_server.services.common import (
+    ensure_work_queue,
+    get_or_404,
+    insert_or_get,
+    require_exists,
+    set_tags,
+)
 from runwire_server.storage import filters
 from runwire_server.storage import models as m
 from runwire_server.storage.paging import PageRequest, PageTokens, SortKey, choose_sort, fetch_page
@@ -32,7 +38,7 @@ class NewDeployment:
 
 
 def create_deployment(session: Session, new: NewDeployment) -> m.Deployment:
-    get_or_404(session, m.Flow, new.flow_id, "flow")
+    require_exists(session, m.Flow, new.flow_id, "flow")
     ensure_work_queue(session, new.work_pool_name, new.work_queue_name)
 
     def make() -> m.Deployment:

@@ -24,6 +24,7 @@ from runwire_server.services.common import (
     get_or_404,
     insert_or_get,
     lock_row,
+    require_exists,
     set_tags,
 )
 from runwire_server.services.states import Outcome, Proposal, current_state, orchestrate_run
@@ -75,7 +76,7 @@ def create_flow_run(
     settings: OrchestrationSettings,
 ) -> tuple[m.FlowRun, bool]:
     """Create a run in its initial state, or return the run with the same idempotency key."""
-    get_or_404(session, m.Flow, values.flow_id, "flow")
+    require_exists(session, m.Flow, values.flow_id, "flow")
     if values.deployment_id is not None:
         deployment = get_or_404(session, m.Deployment, values.deployment_id, "deployment")
         if deployment.flow_id != values.flow_id:

@@ -17,7 +17,7 @@ from runwire_server.convert import details_to_json, now, state_from_row, state_t
 from runwire_server.orchestration.context import RunFacts, Settings, Status, Transition
 from runwire_server.orchestration.engine import Policy, orchestrate
 from runwire_server.orchestration.states import State, StateType
-from runwire_server.services.common import get_or_404
+from runwire_server.services.common import require_exists
 from runwire_server.services.store import SqlStore
 from runwire_server.storage import models as m
 from runwire_server.storage import outbox
@@ -160,7 +160,7 @@ def list_states(
 ) -> tuple[Sequence[m.FlowRunState] | Sequence[m.TaskRunState], str]:
     """A run's states, oldest first, one page at a time."""
     kind = "flow run" if run_model is m.FlowRun else "task run"
-    get_or_404(session, run_model, run_id, kind)
+    require_exists(session, run_model, run_id, kind)
     state_model: Any = m.FlowRunState if run_model is m.FlowRun else m.TaskRunState
     owner = state_model.flow_run_id if run_model is m.FlowRun else state_model.task_run_id
     sort = SortKey(state_model.id, False, state_model.timestamp, lambda r: r.timestamp)

@@ -16,7 +16,13 @@ from runwire_server.errors import FailedPrecondition, NotFound
 from runwire_server.orchestration.context import Settings as OrchestrationSettings
 from runwire_server.orchestration.states import TERMINAL_TYPES, State
 from runwire_server.orchestration.task_rules import CORE_TASK_POLICY, MINIMAL_TASK_POLICY
-from runwire_server.services.common import get_or_404, insert_or_get, lock_row, set_tags
+from runwire_server.services.common import (
+    get_or_404,
+    insert_or_get,
+    lock_row,
+    require_exists,
+    set_tags,
+)
 from runwire_server.services.states import Outcome, Proposal, orchestrate_run
 from runwire_server.storage import filters
 from runwire_server.storage import models as m
@@ -51,7 +57,7 @@ class TaskRunValues:
 def create_task_run(
     session: Session, values: TaskRunValues, initial: Proposal, settings: OrchestrationSettings
 ) -> tuple[m.TaskRun, bool]:
-    get_or_404(session, m.FlowRun, values.flow_run_id, "flow run")
+    require_exists(session, m.FlowRun, values.flow_run_id, "flow run")
 
     def find() -> m.TaskRun | None:
         return session.scalars(
@@ -133,7 +139,7 @@ _DEFAULTS = OrchestrationSettings()
 def get_task_run_by_slug(
     session: Session, flow_run_id: uuid.UUID, task_slug: str, map_index: int
 ) -> m.TaskRun:
-    get_or_404(session, m.FlowRun, flow_run_id, "flow run")
+    require_exists(session, m.FlowRun, flow_run_id, "flow run")
     rows = session.scalars(
         select(T)
         .where(T.flow_run_id == flow_run_id, T.task_key == task_slug, T.map_index == map_index)
@@ -239,7 +245,7 @@ _FINISHED = frozenset(t.value for t in TERMINAL_TYPES)
 
 
 def flow_run_graph(session: Session, flow_run_id: uuid.UUID) -> Sequence[m.TaskRun]:
-    get_or_404(session, m.FlowRun, flow_run_id, "flow run")
+    require_exists(session, m.FlowRun, flow_run_id, "flow run")
     return session.scalars(
         select(T).where(T.flow_run_id == flow_run_id).order_by(T.expected_start_time, T.id)
     ).all()
