@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import statistics
 import sys
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
@@ -65,9 +64,7 @@ class Measured:
 def start_runwire(database_url: str) -> ServerProcess:
     """`runwire server start` on its own, as an operator runs it."""
     server = start_server_process(database_url)
-    # Keep its output flowing so that a full pipe never stalls it.
-    assert server.process.stdout is not None
-    threading.Thread(target=server.process.stdout.read, daemon=True).start()
+    server.drain_output()
     return server
 
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
-from google.protobuf import duration_pb2, timestamp_pb2
+from google.protobuf import duration_pb2
 from sqlalchemy import create_engine, insert
 
 from bench.empty_server import METHOD
@@ -32,6 +32,7 @@ from runwire.v1 import (
     task_run_service_pb2,
     task_run_service_pb2_grpc,
 )
+from runwire_server.convert import timestamp
 from runwire_server.ids import new_id
 from runwire_server.storage import models as m
 
@@ -273,12 +274,6 @@ def seed_runs(database_url: str, count: int) -> None:
     engine.dispose()
 
 
-def _timestamp(value: datetime) -> timestamp_pb2.Timestamp:
-    out = timestamp_pb2.Timestamp()
-    out.FromDatetime(value)
-    return out
-
-
 async def reads(database_url: str, stored: int, calls: int, heavy_calls: int) -> list[Figure]:
     """GetFlowRun and ListFlowRuns over `stored` runs; CountFlowRuns and GetFlowRunHistory too."""
     started = time.perf_counter()
@@ -330,8 +325,8 @@ async def reads(database_url: str, stored: int, calls: int, heavy_calls: int) ->
         async def history(i: int) -> None:
             await stubs[i % CHANNELS].GetFlowRunHistory(
                 flow_run_service_pb2.GetFlowRunHistoryRequest(
-                    history_start=_timestamp(now - timedelta(days=31)),
-                    history_end=_timestamp(now),
+                    history_start=timestamp(now - timedelta(days=31)),
+                    history_end=timestamp(now),
                     history_interval=duration_pb2.Duration(seconds=86_400),
                 ),
                 timeout=120,

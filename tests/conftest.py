@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -156,11 +158,38 @@ class ServerProcess:
     port: int
     lines: list[dict[str, Any]]
 
+    reader: threading.Thread | None = None
+
+    def drain_output(self) -> None:
+        """Keep reading the server's log lines (into `lines`) so that a full pipe never blocks
+        a long-running server."""
+        stdout = self.process.stdout
+        assert stdout is not None
+
+        def read() -> None:
+            for line in stdout:
+                if line.startswith("{"):
+                    self.lines.append(json.loads(line))
+
+        self.reader = threading.Thread(target=read, daemon=True)
+        self.reader.start()
+
     def stop(self) -> int:
         self.process.send_signal(signal.SIGTERM)
-        out, _ = self.process.communicate(timeout=30)
-        self.lines += [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        if self.reader is None:
+            out, _ = self.process.communicate(timeout=30)
+            self.lines += [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        else:
+            self.process.wait(timeout=30)
+            self.reader.join(timeout=30)
         return self.process.returncode
+
+
+def free_port() -> int:
+    """A loopback port free now, for a server that must come back on the same address."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def start_server_process(

@@ -57,10 +57,16 @@ def integrity_problems(database_url: str) -> list[str]:
     return problems
 
 
-def count_runs(database_url: str) -> int:
+def stored_ids(database_url: str) -> tuple[set[str], set[str], dict[str, int]]:
+    """What the database holds: flow run ids, flow run state ids, and log lines per run."""
     engine = create_engine(database_url)
     try:
         with Session(engine) as session:
-            return len(session.execute(select(m.FlowRun.id)).all())
+            runs = {str(r) for r in session.scalars(select(m.FlowRun.id))}
+            states = {str(s) for s in session.scalars(select(m.FlowRunState.id))}
+            logs: dict[str, int] = {}
+            for run_id in session.scalars(select(m.Log.flow_run_id)):
+                logs[str(run_id)] = logs.get(str(run_id), 0) + 1
+            return runs, states, logs
     finally:
         engine.dispose()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,7 +20,7 @@ import pytest
 import runwire
 from runwire import Client, FlowRunView, Result, StateType, TaskRunView, proposed_state
 from runwire.v1 import task_run_pb2, task_run_service_pb2
-from tests.conftest import start_server_process
+from tests.conftest import free_port, start_server_process
 
 
 @pytest.fixture
@@ -233,12 +232,6 @@ async def test_watch_flow_run_yields_states_and_logs_until_the_end(client):
         assert len(finished) == 1 and finished[0].message.startswith("Your flow run finished")
 
     await in_thread(body)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_watch_flow_run_survives_a_server_restart(tmp_path: Path) -> None:

@@ -8,20 +8,15 @@ The server is killed 3 times, or 20 with `pytest --long` (RUNWIRE_CRASH_restarts
 from __future__ import annotations
 
 import random
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, select
-from sqlalchemy.orm import Session
-
 from runwire import Client, RunwireError, StateType, proposed_state
-from runwire_server.storage import models as m
-from tests.conftest import ServerProcess, Sizes, start_server_process
-from tests.integrity import integrity_problems
+from tests.conftest import Sizes, free_port, start_server_process
+from tests.integrity import integrity_problems, stored_ids
 
 WRITERS = 6
 
@@ -33,18 +28,6 @@ class Acknowledged:
     logs: dict[str, int] = field(default_factory=dict)  # run id -> acknowledged log count
     failures: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def drain(server: ServerProcess) -> None:
-    """Read the server's output so that a full pipe never blocks it."""
-    assert server.process.stdout is not None
-    threading.Thread(target=server.process.stdout.read, daemon=True).start()
 
 
 def writer(address: str, flow_id: str, acked: Acknowledged, stop: threading.Event) -> None:
@@ -70,20 +53,6 @@ def writer(address: str, flow_id: str, acked: Acknowledged, stop: threading.Even
                 time.sleep(0.05)
 
 
-def stored(database_url: str) -> tuple[set[str], set[str], dict[str, int]]:
-    engine = create_engine(database_url)
-    try:
-        with Session(engine) as session:
-            runs = {str(r) for r in session.scalars(select(m.FlowRun.id))}
-            states = {str(s) for s in session.scalars(select(m.FlowRunState.id))}
-            logs: dict[str, int] = {}
-            for run_id in session.scalars(select(m.Log.flow_run_id)):
-                logs[str(run_id)] = logs.get(str(run_id), 0) + 1
-            return runs, states, logs
-    finally:
-        engine.dispose()
-
-
 def test_acknowledged_writes_survive_sigkill(
     tmp_path: Path, database_overrides: dict[str, Any], sizes: Sizes
 ):
@@ -91,7 +60,7 @@ def test_acknowledged_writes_survive_sigkill(
     url = database_overrides.get("database_url") or f"sqlite:///{tmp_path / 'crash.db'}"
     address = f"127.0.0.1:{free_port()}"
     server = start_server_process(url, address=address)
-    drain(server)
+    server.drain_output()
     with Client(address, timeout=10) as client:
         flow_id = client.create_flow(f"crash-{time.monotonic_ns()}").flow_id
     acked, stop = Acknowledged(), threading.Event()
@@ -107,7 +76,7 @@ def test_acknowledged_writes_survive_sigkill(
             server.process.kill()
             server.process.wait(timeout=30)
             server = start_server_process(url, address=address)
-            drain(server)
+            server.drain_output()
         time.sleep(1.0)  # let writes land on the last server before stopping
     finally:
         stop.set()
@@ -116,7 +85,7 @@ def test_acknowledged_writes_survive_sigkill(
         server.process.kill()
         server.process.wait(timeout=30)
 
-    runs, states, logs = stored(url)
+    runs, states, logs = stored_ids(url)
     lost_runs = acked.runs - runs
     lost_states = acked.states - states
     lost_logs = {r: n for r, n in acked.logs.items() if logs.get(r, 0) < n}

@@ -34,8 +34,8 @@ from runwire.v1 import (
     state_pb2,
     watch_pb2,
 )
-from tests.conftest import Sizes, start_server_process
-from tests.test_crash import drain, free_port, stored
+from tests.conftest import Sizes, free_port, start_server_process
+from tests.integrity import stored_ids
 
 CLIENTS = 64
 WATCHERS = 10
@@ -157,7 +157,7 @@ async def test_mixed_load_then_sigterm(
     url = database_overrides.get("database_url") or f"sqlite:///{tmp_path / 'load.db'}"
     address = f"127.0.0.1:{free_port()}"
     server = start_server_process(url, address=address)
-    drain(server)
+    server.drain_output()
     tally = Tally()
     channels = [grpc.aio.insecure_channel(address) for _ in range(CHANNELS)]
     try:
@@ -215,5 +215,5 @@ async def test_mixed_load_then_sigterm(
     assert exit_code == 0
     # Watch streams ended with the "reconnect" status, not an error.
     assert set(watch_ends) <= {"UNAVAILABLE"}, watch_ends
-    runs, _, _ = stored(url)
+    runs, _, _ = stored_ids(url)
     assert tally.acknowledged_runs <= runs

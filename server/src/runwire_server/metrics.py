@@ -41,17 +41,23 @@ class Metrics:
             ["run_kind", "status"],
             registry=self.registry,
         )
+        self._call_children: dict[tuple[str, str], Any] = {}
         self._latency_children: dict[str, Any] = {}
         self._http: Any = None
 
     def call_finished(self, method: str, code: str, seconds: float | None) -> None:
-        service, _, name = method.lstrip("/").rpartition("/")
-        self.calls.labels(service, name, code).inc()
+        # Label lookups cost more than the increments; each series is looked up once.
+        counter = self._call_children.get((method, code))
+        if counter is None:
+            service, _, name = method.lstrip("/").rpartition("/")
+            counter = self._call_children[(method, code)] = self.calls.labels(service, name, code)
+        counter.inc()
         if seconds is not None:
-            child = self._latency_children.get(method)
-            if child is None:
-                child = self._latency_children[method] = self.latency.labels(service, name)
-            child.observe(seconds)
+            histogram = self._latency_children.get(method)
+            if histogram is None:
+                service, _, name = method.lstrip("/").rpartition("/")
+                histogram = self._latency_children[method] = self.latency.labels(service, name)
+            histogram.observe(seconds)
 
     def serve(self, address: str) -> int:
         """Expose /metrics over HTTP on `address` (host:port); returns the bound port."""

@@ -197,21 +197,22 @@ class FlowRunServicer(pb_grpc.FlowRunServiceServicer):
     ) -> AsyncIterator[watch_pb2.WatchFlowRunResponse | bytes]:
         options = watch.options_from(request, self._app.settings)
         watcher = watch.Watcher(self._app.db, self._app.broadcaster, options)
-        try:
-            with self._app.watch_quota.slot(client_key(context)):
-                async for message in watcher.stream():
-                    yield message
-        except watch.Shutdown:
-            raise ShuttingDown("server shutting down; reconnect with the last cursor") from None
+        async for message in self._follow(watcher.stream(), context):
+            yield message
 
     async def WatchFlowRuns(
         self, request: watch_pb2.WatchFlowRunsRequest, context: Context
     ) -> AsyncIterator[watch_pb2.WatchFlowRunsResponse]:
         options = watch.runs_options_from(request, self._app.settings)
         watcher = watch.RunsWatcher(self._app.db, self._app.broadcaster, options)
+        async for message in self._follow(watcher.stream(), context):
+            yield message
+
+    async def _follow(self, stream: AsyncIterator[Any], context: Context) -> AsyncIterator[Any]:
+        """A watch stream within the client's quota, ending typed when the server stops."""
         try:
             with self._app.watch_quota.slot(client_key(context)):
-                async for message in watcher.stream():
+                async for message in stream:
                     yield message
         except watch.Shutdown:
             raise ShuttingDown("server shutting down; reconnect with the last cursor") from None

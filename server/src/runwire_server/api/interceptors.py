@@ -37,6 +37,7 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
         self.draining = False
         self.in_flight = 0  # unary calls being served
         self.last_arrival = 0.0
+        self._handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
 
     async def drain(self, max_seconds: float, quiet_seconds: float = 0.1) -> None:
         """Answer new calls with UNAVAILABLE (retry elsewhere) until the calls in flight are
@@ -61,31 +62,46 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
         ],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
+        # gRPC asks for every call; the wrapped handler of a method never changes, so it is
+        # built once and the per-method facts (open to all, streaming) are settled then.
         method = handler_call_details.method
+        wrapped = self._handlers.get(method)
+        if wrapped is None:
+            handler = await continuation(handler_call_details)
+            if handler is None:
+                return None
+            wrapped = self._handlers[method] = self._wrap(handler, method)
+        return wrapped
+
+    def _wrap(
+        self, handler: grpc.RpcMethodHandler[Any, Any], method: str
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        guarded = not method.startswith(auth.OPEN_SERVICES)
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                self._wrap_unary(handler.unary_unary, method),
+                self._wrap_unary(handler.unary_unary, method, guarded),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                self._wrap_stream(handler.unary_stream, method),
+                self._wrap_stream(handler.unary_stream, method, guarded),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=_bytes_or(handler.response_serializer),
             )
         return handler
 
-    def _admit(self, method: str, request: Any, context: Context) -> None:
-        """Refuse the call before any work if the caller or the request is not allowed."""
+    def _admit(self, method: str, guarded: bool, request: Any, context: Context) -> None:
+        """Refuse the call before any work if the caller or the request is not allowed.
+        `guarded`: the method is Runwire's own (health and reflection are open to all)."""
         self.last_arrival = time.monotonic()
-        if self.draining and not method.startswith(auth.OPEN_SERVICES):
-            raise ShuttingDown("server shutting down; retry on another replica or after restart")
-        if self._auth.enabled and not method.startswith(auth.OPEN_SERVICES):
-            auth.caller.set(self._auth.check(method, context.invocation_metadata()))
+        if guarded:
+            if self.draining:
+                raise ShuttingDown(
+                    "server shutting down; retry on another replica or after restart"
+                )
+            if self._auth.enabled:
+                auth.caller.set(self._auth.check(method, context.invocation_metadata()))
         remaining = context.time_remaining()
         if remaining is not None:
             if remaining <= 0:
@@ -94,13 +110,13 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
         if isinstance(request, Message):
             check_filter_lists(request, self._max_filter_values)
 
-    def _wrap_unary(self, behaviour: Any, method: str) -> Any:
+    def _wrap_unary(self, behaviour: Any, method: str, guarded: bool) -> Any:
         async def call(request: Any, context: Context) -> Any:
             started = time.perf_counter()
             code = "OK"
             self.in_flight += 1
             try:
-                self._admit(method, request, context)
+                self._admit(method, guarded, request, context)
                 response = behaviour(request, context)
                 if inspect.isawaitable(response):
                     response = await response
@@ -117,11 +133,11 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
 
         return call
 
-    def _wrap_stream(self, behaviour: Any, method: str) -> Any:
+    def _wrap_stream(self, behaviour: Any, method: str, guarded: bool) -> Any:
         async def call(request: Any, context: Context) -> AsyncIterator[Any]:
             code = "OK"
             try:
-                self._admit(method, request, context)
+                self._admit(method, guarded, request, context)
                 result = behaviour(request, context)
                 if hasattr(result, "__aiter__"):
                     async for item in result:

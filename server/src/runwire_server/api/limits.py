@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import grpc
-from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from runwire.v1 import filters_pb2
@@ -19,19 +20,27 @@ from runwire_server.metrics import Metrics
 FILTERS_FILE = filters_pb2.DESCRIPTOR.name
 
 
-def check_filter_lists(request: Message, limit: int, path: str = "") -> None:
+def check_filter_lists(request: Message, limit: int) -> None:
     """Refuse any list inside a filter longer than `limit`: a filter with a million ids would
     become a million-parameter query (and SQLite allows 32,766)."""
-    for field, value in request.ListFields():
-        if field.message_type is None or field.message_type.file.name != FILTERS_FILE:
-            continue
-        _check(value, field, limit, f"{path}{field.name}")
+    for field in _filter_fields(request.DESCRIPTOR):
+        if request.HasField(field.name):
+            _check(getattr(request, field.name), limit, field.name)
 
 
-def _check(value: object, field: FieldDescriptor, limit: int, path: str) -> None:
-    if field.is_repeated:
-        return
-    assert isinstance(value, Message)
+@functools.cache
+def _filter_fields(descriptor: Descriptor) -> tuple[FieldDescriptor, ...]:
+    """The request's fields that hold a filter, found once per request type."""
+    return tuple(
+        f
+        for f in descriptor.fields
+        if f.message_type is not None
+        and f.message_type.file.name == FILTERS_FILE
+        and not f.is_repeated
+    )
+
+
+def _check(value: Message, limit: int, path: str) -> None:
     for child, child_value in value.ListFields():
         child_path = f"{path}.{child.name}"
         if child.is_repeated:
@@ -40,7 +49,7 @@ def _check(value: object, field: FieldDescriptor, limit: int, path: str) -> None
                     child_path, f"has {len(child_value)} entries; at most {limit} are allowed"
                 )
         elif child.message_type is not None:
-            _check(child_value, child, limit, child_path)
+            _check(child_value, limit, child_path)
 
 
 def client_key(context: grpc.aio.ServicerContext[Any, Any]) -> str:
@@ -78,6 +87,3 @@ class StreamQuota:
             if not self._open[client]:
                 del self._open[client]
             self._gauge.dec()
-
-    def open_streams(self) -> int:
-        return sum(self._open.values())
