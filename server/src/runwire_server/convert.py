@@ -28,6 +28,7 @@ from runwire_server.orchestration import bookkeeping
 from runwire_server.orchestration.context import Status
 from runwire_server.orchestration.states import State, StateType
 from runwire_server.storage import models as m
+from runwire_server.storage.run_rows import Record
 from runwire_server.validation import no_nul
 
 _TIME_DETAILS = ("scheduled_time", "cache_expiration", "pause_timeout")
@@ -215,7 +216,7 @@ def parse_proposed_state(message: state_pb2.State, field: str, *, max_inline_res
     )
 
 
-def state_from_row(row: m.FlowRunState | m.TaskRunState) -> State:
+def state_from_row(row: m.FlowRunState | m.TaskRunState | Record) -> State:
     return State(
         id=row.id,
         type=StateType(row.type),
@@ -239,7 +240,9 @@ def state_to_proto(state: State) -> state_pb2.State:
     )
 
 
-def state_row_to_proto(row: m.FlowRunState | m.TaskRunState | None) -> state_pb2.State | None:
+def state_row_to_proto(
+    row: m.FlowRunState | m.TaskRunState | Record | None,
+) -> state_pb2.State | None:
     return None if row is None else state_to_proto(state_from_row(row))
 
 
@@ -306,7 +309,7 @@ def flow_run_policy_to_proto(policy: dict[str, Any]) -> flow_run_pb2.FlowRunPoli
     return out
 
 
-def run_timing(row: m.FlowRun | m.TaskRun, at: datetime) -> dict[str, Any]:
+def run_timing(row: m.FlowRun | m.TaskRun | Record, at: datetime) -> dict[str, Any]:
     """The counters and times flow runs and task runs share, as message fields."""
     return {
         "run_count": row.run_count,
@@ -320,7 +323,7 @@ def run_timing(row: m.FlowRun | m.TaskRun, at: datetime) -> dict[str, Any]:
     }
 
 
-def flow_run_to_proto(row: m.FlowRun, at: datetime) -> flow_run_pb2.FlowRun:
+def flow_run_to_proto(row: m.FlowRun | Record, at: datetime) -> flow_run_pb2.FlowRun:
     created_by = None
     if row.created_by_id or row.created_by_type or row.created_by_display_value:
         created_by = flow_run_pb2.CreatedBy(
@@ -383,7 +386,7 @@ def task_run_policy_from_proto(policy: task_run_pb2.TaskRunPolicy, field: str) -
     return {"retries": policy.retries, "retry_delays": delays}
 
 
-def task_run_to_proto(row: m.TaskRun, at: datetime) -> task_run_pb2.TaskRun:
+def task_run_to_proto(row: m.TaskRun | Record, at: datetime) -> task_run_pb2.TaskRun:
     policy = row.empirical_policy
     inputs = {
         name: task_run_pb2.TaskInputList(

@@ -54,7 +54,7 @@ class FlowRunServicer(pb_grpc.FlowRunServiceServicer):
         run_id = require_id(request.flow_run_id, "flow_run_id")
         return await self._app.db.read(
             lambda s: pb.GetFlowRunResponse(
-                flow_run=self._to_proto(flow_runs.get_flow_run(s, run_id))
+                flow_run=self._to_proto(flow_runs.read_flow_run(s, run_id))
             )
         )
 

@@ -59,7 +59,9 @@ class TaskRunServicer(task_run_service_pb2_grpc.TaskRunServiceServicer):
         run_id = require_id(request.task_run_id, "task_run_id")
         return await self._app.db.read(
             lambda s: pb.GetTaskRunResponse(
-                task_run=convert.task_run_to_proto(task_runs.get_task_run(s, run_id), convert.now())
+                task_run=convert.task_run_to_proto(
+                    task_runs.read_task_run(s, run_id), convert.now()
+                )
             )
         )
 

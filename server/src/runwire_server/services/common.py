@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from runwire_server.errors import NotFound
 from runwire_server.storage import models as m
+from runwire_server.storage import run_rows
 
 ModelT = TypeVar("ModelT")
 
@@ -49,6 +50,34 @@ def insert_or_get(
     return row, True
 
 
+def insert_run_once(
+    session: Session,
+    tables: run_rows.RunTables,
+    row: dict[str, Any],
+    tags: list[str],
+    find: Callable[[], uuid.UUID | None],
+) -> tuple[uuid.UUID, bool]:
+    """Insert a run unless its unique key already names one; return the run's id and whether
+    it is new. Safe when two writers race: SQLite's write transaction (BEGIN IMMEDIATE) holds
+    the only write lock from the check to the insert; elsewhere a savepoint catches the loser.
+    """
+    existing = find()
+    if existing is not None:
+        return existing, False
+    if session.get_bind().dialect.name == "sqlite":
+        run_rows.insert_run(session, tables, row, tags)
+        return row["id"], True
+    try:
+        with session.begin_nested():
+            run_rows.insert_run(session, tables, row, tags)
+    except IntegrityError:
+        existing = find()
+        if existing is None:
+            raise
+        return existing, False
+    return row["id"], True
+
+
 def set_tags(owner: Any, tag_model: type[Any], tags: list[str]) -> None:
     current = {row.tag: row for row in owner.tag_rows}
     owner.tag_rows = [current.get(tag) or tag_model(tag=tag) for tag in tags]
@@ -74,29 +103,3 @@ def ensure_work_queue(session: Session, pool: str | None, queue: str | None) -> 
                 .one_or_none()
             ),
         )
-
-
-def lock_row(session: Session, model: Any, ident: uuid.UUID, kind: str) -> Any:
-    """Lock a run's row for a state change, then load it as it is once the lock is held.
-
-    The lock is taken on the bare row first: a locking SELECT that also joins the current
-    state would, on PostgreSQL, see the state as of before the wait. The second statement
-    reads after the lock, so it sees what the previous holder committed. On SQLite the write
-    transaction (BEGIN IMMEDIATE) already serializes writers.
-    """
-    if session.get_bind().dialect.name != "sqlite":
-        locked = session.execute(
-            select(model.id).where(model.id == ident).with_for_update()
-        ).one_or_none()
-        if locked is None:
-            raise NotFound(kind, str(ident))
-    row = (
-        session.scalars(
-            select(model).where(model.id == ident).execution_options(populate_existing=True)
-        )
-        .unique()
-        .one_or_none()
-    )
-    if row is None:
-        raise NotFound(kind, str(ident))
-    return row

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from runwire.v1 import filters_pb2 as f
 from runwire_server.convert import now
 from runwire_server.errors import InvalidArgument
+from runwire_server.ids import new_id
 from runwire_server.orchestration.context import Settings as OrchestrationSettings
 from runwire_server.orchestration.context import Status
 from runwire_server.orchestration.flow_rules import CORE_FLOW_POLICY, MINIMAL_FLOW_POLICY
@@ -22,13 +23,18 @@ from runwire_server.orchestration.states import State, StateType
 from runwire_server.services.common import (
     ensure_work_queue,
     get_or_404,
-    insert_or_get,
-    lock_row,
+    insert_run_once,
     require_exists,
     set_tags,
 )
-from runwire_server.services.states import Outcome, Proposal, current_state, orchestrate_run
-from runwire_server.storage import filters, outbox
+from runwire_server.services.states import (
+    Outcome,
+    Proposal,
+    current_state,
+    lock_run,
+    orchestrate_run,
+)
+from runwire_server.storage import filters, outbox, run_rows
 from runwire_server.storage import models as m
 from runwire_server.storage.paging import (
     PageRequest,
@@ -37,6 +43,7 @@ from runwire_server.storage.paging import (
     choose_sort,
     fetch_page,
 )
+from runwire_server.storage.run_rows import Record, read_run
 
 R = m.FlowRun
 
@@ -74,7 +81,7 @@ def create_flow_run(
     values: FlowRunValues,
     initial: Proposal,
     settings: OrchestrationSettings,
-) -> tuple[m.FlowRun, bool]:
+) -> tuple[Record, bool]:
     """Create a run in its initial state, or return the run with the same idempotency key."""
     require_exists(session, m.Flow, values.flow_id, "flow")
     if values.deployment_id is not None:
@@ -85,47 +92,45 @@ def create_flow_run(
             )
     ensure_work_queue(session, values.work_pool_name, values.work_queue_name)
 
-    def find() -> m.FlowRun | None:
+    def find() -> uuid.UUID | None:
         if values.idempotency_key is None:
             return None
-        return session.scalars(
-            select(R).where(
+        return session.scalar(
+            select(R.id).where(
                 R.flow_id == values.flow_id, R.idempotency_key == values.idempotency_key
             )
-        ).one_or_none()
-
-    def make() -> m.FlowRun:
-        at = now()
-        run = R(
-            flow_id=values.flow_id,
-            name=values.name or generate_name(),
-            deployment_id=values.deployment_id,
-            work_pool_name=values.work_pool_name,
-            work_queue_name=values.work_queue_name,
-            parameters=values.parameters,
-            context=values.context,
-            run_config=values.run_config,
-            labels=values.labels,
-            idempotency_key=values.idempotency_key,
-            parent_task_run_id=values.parent_task_run_id,
-            empirical_policy=values.empirical_policy,
-            flow_version=values.flow_version,
-            created_by_id=values.created_by_id,
-            created_by_type=values.created_by_type,
-            created_by_display_value=values.created_by_display_value,
-            infrastructure_pid=values.infrastructure_pid,
-            run_count=0,
-            total_run_time=0.0,
-            created=at,
-            updated=at,
         )
-        set_tags(run, m.FlowRunTag, values.tags)
-        return run
 
-    run, created = insert_or_get(session, make, find)
+    at = now()
+    row = {
+        "id": new_id(),
+        "flow_id": values.flow_id,
+        "name": values.name or generate_name(),
+        "deployment_id": values.deployment_id,
+        "work_pool_name": values.work_pool_name,
+        "work_queue_name": values.work_queue_name,
+        "parameters": values.parameters,
+        "context": values.context,
+        "run_config": values.run_config,
+        "labels": values.labels,
+        "idempotency_key": values.idempotency_key,
+        "parent_task_run_id": values.parent_task_run_id,
+        "empirical_policy": values.empirical_policy,
+        "flow_version": values.flow_version,
+        "created_by_id": values.created_by_id,
+        "created_by_type": values.created_by_type,
+        "created_by_display_value": values.created_by_display_value,
+        "infrastructure_pid": values.infrastructure_pid,
+        "run_count": 0,
+        "total_run_time": 0.0,
+        "created": at,
+        "updated": at,
+    }
+    run_id, created = insert_run_once(session, run_rows.FLOW, row, values.tags, find)
+    run = read_run(session, run_rows.FLOW, run_id)
     if created:
         # The initial state is forced, as the reference does: only the minimal policy applies.
-        orchestrate_run(session, run, initial, MINIMAL_FLOW_POLICY, settings)
+        orchestrate_run(session, run_rows.FLOW, run, initial, MINIMAL_FLOW_POLICY, settings)
     return run, created
 
 
@@ -133,9 +138,9 @@ def get_flow_run(session: Session, flow_run_id: uuid.UUID) -> m.FlowRun:
     return get_or_404(session, R, flow_run_id, "flow run")
 
 
-def lock_flow_run(session: Session, run_id: uuid.UUID) -> m.FlowRun:
-    run: m.FlowRun = lock_row(session, R, run_id, "flow run")
-    return run
+def read_flow_run(session: Session, flow_run_id: uuid.UUID) -> Record:
+    """The run with its tags and state, read without the ORM (the common read)."""
+    return read_run(session, run_rows.FLOW, flow_run_id)
 
 
 def set_flow_run_state(
@@ -146,16 +151,16 @@ def set_flow_run_state(
     force: bool,
     settings: OrchestrationSettings,
 ) -> Outcome:
-    run = lock_flow_run(session, flow_run_id)
+    run = lock_run(session, run_rows.FLOW, flow_run_id)
     policy = MINIMAL_FLOW_POLICY if force else CORE_FLOW_POLICY
-    return Outcome.of(orchestrate_run(session, run, proposal, policy, settings))
+    return Outcome.of(orchestrate_run(session, run_rows.FLOW, run, proposal, policy, settings))
 
 
 def resume_flow_run(
     session: Session, flow_run_id: uuid.UUID, settings: OrchestrationSettings
 ) -> Outcome:
     """Propose the state that resumes a paused run: Running, or Resuming for a suspended one."""
-    run = lock_flow_run(session, flow_run_id)
+    run = lock_run(session, run_rows.FLOW, flow_run_id)
     initial = current_state(run)
     if initial is None or initial.type is not StateType.PAUSED:
         return Outcome(Status.ABORT, initial, False, "Cannot resume a flow run that is not paused.")
@@ -171,7 +176,9 @@ def resume_flow_run(
         return State(type=StateType.RUNNING, name="Running", timestamp=at)
 
     return Outcome.of(
-        orchestrate_run(session, run, proposal, CORE_FLOW_POLICY, settings, initial=initial)
+        orchestrate_run(
+            session, run_rows.FLOW, run, proposal, CORE_FLOW_POLICY, settings, initial=initial
+        )
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from runwire.v1 import watch_pb2
 from runwire_server.convert import details_to_json, now, state_from_row, state_to_proto
+from runwire_server.ids import new_id
 from runwire_server.orchestration.context import RunFacts, Settings, Status, Transition
 from runwire_server.orchestration.engine import Policy, orchestrate
 from runwire_server.orchestration.states import State, StateType
@@ -22,6 +24,13 @@ from runwire_server.services.store import SqlStore
 from runwire_server.storage import models as m
 from runwire_server.storage import outbox
 from runwire_server.storage.paging import PageRequest, PageTokens, SortKey, fetch_page
+from runwire_server.storage.run_rows import (
+    Record,
+    RunTables,
+    insert_state,
+    read_run,
+    update_run,
+)
 
 Proposal = Callable[[datetime], State]
 
@@ -62,7 +71,7 @@ def pending(at: datetime) -> State:
     return State(type=StateType.PENDING, name="Pending", timestamp=at)
 
 
-def current_state(run: m.FlowRun | m.TaskRun) -> State | None:
+def current_state(run: Record) -> State | None:
     return None if run.state is None else state_from_row(run.state)
 
 
@@ -74,45 +83,56 @@ def transition_time(initial: State | None) -> datetime:
     return at
 
 
+def lock_run(session: Session, tables: RunTables, run_id: uuid.UUID) -> Record:
+    """The run, locked for a state change, as it is once the lock is held."""
+    return read_run(session, tables, run_id, lock=True)
+
+
 def orchestrate_run(
     session: Session,
-    run: m.FlowRun | m.TaskRun,
+    tables: RunTables,
+    run: Record,
     proposal: Proposal,
     policy: Policy,
     settings: Settings,
     *,
     initial: State | None = None,
 ) -> Transition:
-    """Run `policy` on the proposal for `run` (already loaded for update) and write the result."""
-    is_flow = isinstance(run, m.FlowRun)
+    """Run `policy` on the proposal for `run` (read under its lock) and write the result.
+
+    `run` is updated in place to what was written, so the caller can answer with it.
+    """
+    is_flow = tables.is_flow
     fields = _COMMON + (_FLOW_ONLY if is_flow else _TASK_ONLY)
     facts = RunFacts(id=run.id, **{name: getattr(run, name) for name in fields})
     if not is_flow:
         facts.tags = run.tags
+    # Orchestration may change the policy document in place: compare against a copy.
+    policy_before = copy.deepcopy(run.empirical_policy)
     initial = current_state(run) if initial is None else initial
     at = transition_time(initial)
 
     def write(state: State) -> State:
         details: dict[str, Any] = {**state.details}
-        if isinstance(run, m.FlowRun):
+        if is_flow:
             details["flow_run_id"] = str(run.id)
             if run.parent_task_run_id is not None:
                 details["task_run_id"] = str(run.parent_task_run_id)
-            row: m.FlowRunState | m.TaskRunState = m.FlowRunState(flow_run_id=run.id)
         else:
             details["flow_run_id"] = str(run.flow_run_id)
             details["task_run_id"] = str(run.id)
-            row = m.TaskRunState(task_run_id=run.id)
-        row.type = state.type.value
-        row.name = state.name
-        row.timestamp = state.timestamp
-        row.message = state.message or None
-        row.state_details = details_to_json(details)
-        row.result = state.result
-        session.add(row)
-        session.flush()
-        run.state_id = row.id
-        return state_from_row(row)
+        row = {
+            "id": new_id(),
+            "type": state.type.value,
+            "name": state.name,
+            "timestamp": state.timestamp,
+            "message": state.message or None,
+            "state_details": details_to_json(details),
+            "result": state.result,
+        }
+        insert_state(session, tables, run.id, row)
+        run.state = Record(row)
+        return state_from_row(run.state)
 
     transition = orchestrate(
         policy,
@@ -125,19 +145,24 @@ def orchestrate_run(
         settings=settings,
         passthrough=(SQLAlchemyError,),
     )
+    changes = {}
     for name in _COMMON + ("flow_run_run_count",) * (not is_flow):
-        setattr(run, name, getattr(facts, name))
+        value = getattr(facts, name)
+        before = policy_before if name == "empirical_policy" else getattr(run, name)
+        if value != before:
+            changes[name] = value
+            setattr(run, name, value)
     if transition.written and transition.validated is not None:
-        run.updated = at
-        _record_state_event(session, run, transition.validated)
-    session.flush()
-    session.expire(run, ["state"])
+        changes["state_id"] = run.state_id = transition.validated.id
+        changes["updated"] = run.updated = at
+        _record_state_event(session, run, is_flow, transition.validated)
+    update_run(session, tables, run.id, changes)
     return transition
 
 
-def _record_state_event(session: Session, run: m.FlowRun | m.TaskRun, state: State) -> None:
+def _record_state_event(session: Session, run: Record, is_flow: bool, state: State) -> None:
     message = state_to_proto(state)
-    if isinstance(run, m.FlowRun):
+    if is_flow:
         event = watch_pb2.WatchFlowRunResponse(
             flow_run_state=watch_pb2.FlowRunStateChanged(flow_run_id=str(run.id), state=message)
         )

@@ -10,6 +10,7 @@ from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from runwire_server.convert import state_from_row
+from runwire_server.errors import NotFound
 from runwire_server.orchestration.context import (
     CollisionStrategy,
     DeploymentFacts,
@@ -17,6 +18,7 @@ from runwire_server.orchestration.context import (
 )
 from runwire_server.orchestration.states import State
 from runwire_server.storage import models as m
+from runwire_server.storage import run_rows
 
 
 class SqlStore:
@@ -57,8 +59,9 @@ class SqlStore:
         )
 
     def flow_run(self, flow_run_id: uuid.UUID) -> FlowRunFacts | None:
-        row = self._session.get(m.FlowRun, flow_run_id)
-        if row is None:
+        try:
+            row = run_rows.read_run(self._session, run_rows.FLOW, flow_run_id)
+        except NotFound:
             return None
         state = None if row.state is None else state_from_row(row.state)
         return FlowRunFacts(row.id, state, row.run_count)

@@ -13,18 +13,13 @@ from sqlalchemy.orm import Session
 from runwire.v1 import filters_pb2 as tf
 from runwire_server.convert import now
 from runwire_server.errors import FailedPrecondition, NotFound
+from runwire_server.ids import new_id
 from runwire_server.orchestration.context import Settings as OrchestrationSettings
 from runwire_server.orchestration.states import TERMINAL_TYPES, State
 from runwire_server.orchestration.task_rules import CORE_TASK_POLICY, MINIMAL_TASK_POLICY
-from runwire_server.services.common import (
-    get_or_404,
-    insert_or_get,
-    lock_row,
-    require_exists,
-    set_tags,
-)
-from runwire_server.services.states import Outcome, Proposal, orchestrate_run
-from runwire_server.storage import filters
+from runwire_server.services.common import get_or_404, insert_run_once, require_exists
+from runwire_server.services.states import Outcome, Proposal, lock_run, orchestrate_run
+from runwire_server.storage import filters, run_rows
 from runwire_server.storage import models as m
 from runwire_server.storage.paging import (
     PageRequest,
@@ -33,6 +28,7 @@ from runwire_server.storage.paging import (
     choose_sort,
     fetch_page,
 )
+from runwire_server.storage.run_rows import Record, read_run
 
 T = m.TaskRun
 
@@ -56,43 +52,41 @@ class TaskRunValues:
 
 def create_task_run(
     session: Session, values: TaskRunValues, initial: Proposal, settings: OrchestrationSettings
-) -> tuple[m.TaskRun, bool]:
+) -> tuple[Record, bool]:
     require_exists(session, m.FlowRun, values.flow_run_id, "flow run")
 
-    def find() -> m.TaskRun | None:
-        return session.scalars(
-            select(T).where(
+    def find() -> uuid.UUID | None:
+        return session.scalar(
+            select(T.id).where(
                 T.flow_run_id == values.flow_run_id,
                 T.task_key == values.task_key,
                 T.dynamic_key == values.dynamic_key,
             )
-        ).one_or_none()
-
-    def make() -> m.TaskRun:
-        at = now()
-        run = T(
-            flow_run_id=values.flow_run_id,
-            task_key=values.task_key,
-            name=values.name or f"{values.task_key}-{values.dynamic_key or '0'}",
-            dynamic_key=values.dynamic_key,
-            map_index=values.map_index,
-            cache_key=values.cache_key,
-            cache_expiration=values.cache_expiration,
-            task_version=values.task_version,
-            empirical_policy=values.empirical_policy,
-            task_inputs=values.task_inputs,
-            run_count=0,
-            flow_run_run_count=0,
-            total_run_time=0.0,
-            created=at,
-            updated=at,
         )
-        set_tags(run, m.TaskRunTag, values.tags)
-        return run
 
-    run, created = insert_or_get(session, make, find)
+    at = now()
+    row = {
+        "id": new_id(),
+        "flow_run_id": values.flow_run_id,
+        "task_key": values.task_key,
+        "name": values.name or f"{values.task_key}-{values.dynamic_key or '0'}",
+        "dynamic_key": values.dynamic_key,
+        "map_index": values.map_index,
+        "cache_key": values.cache_key,
+        "cache_expiration": values.cache_expiration,
+        "task_version": values.task_version,
+        "empirical_policy": values.empirical_policy,
+        "task_inputs": values.task_inputs,
+        "run_count": 0,
+        "flow_run_run_count": 0,
+        "total_run_time": 0.0,
+        "created": at,
+        "updated": at,
+    }
+    run_id, created = insert_run_once(session, run_rows.TASK, row, values.tags, find)
+    run = read_run(session, run_rows.TASK, run_id)
     if created:
-        orchestrate_run(session, run, initial, MINIMAL_TASK_POLICY, settings)
+        orchestrate_run(session, run_rows.TASK, run, initial, MINIMAL_TASK_POLICY, settings)
     return run, created
 
 
@@ -100,9 +94,9 @@ def get_task_run(session: Session, task_run_id: uuid.UUID) -> m.TaskRun:
     return get_or_404(session, T, task_run_id, "task run")
 
 
-def lock_task_run(session: Session, run_id: uuid.UUID) -> m.TaskRun:
-    run: m.TaskRun = lock_row(session, T, run_id, "task run")
-    return run
+def read_task_run(session: Session, task_run_id: uuid.UUID) -> Record:
+    """The run with its tags and state, read without the ORM (the common read)."""
+    return read_run(session, run_rows.TASK, task_run_id)
 
 
 def set_task_run_state(
@@ -113,23 +107,29 @@ def set_task_run_state(
     force: bool,
     settings: OrchestrationSettings,
 ) -> Outcome:
-    run = lock_task_run(session, task_run_id)
+    run = lock_run(session, run_rows.TASK, task_run_id)
     policy = MINIMAL_TASK_POLICY if force else CORE_TASK_POLICY
-    return Outcome.of(orchestrate_run(session, run, proposal, policy, settings))
+    return Outcome.of(orchestrate_run(session, run_rows.TASK, run, proposal, policy, settings))
 
 
 def mirror_subflow_state(
     session: Session, task_run_id: uuid.UUID, child_flow_run_id: uuid.UUID, state: State
 ) -> None:
     """Force a copy of a subflow's state onto the task run that stands for it in its parent."""
-    run = session.get(T, task_run_id)
-    if run is None:
+    try:
+        run = lock_run(session, run_rows.TASK, task_run_id)
+    except NotFound:
         return
     details = {k: v for k, v in state.details.items() if k not in ("flow_run_id", "task_run_id")}
     details["child_flow_run_id"] = str(child_flow_run_id)
     copy = state.replace(id=None, details=details)
     orchestrate_run(
-        session, run, lambda at: copy.replace(timestamp=at), MINIMAL_TASK_POLICY, _DEFAULTS
+        session,
+        run_rows.TASK,
+        run,
+        lambda at: copy.replace(timestamp=at),
+        MINIMAL_TASK_POLICY,
+        _DEFAULTS,
     )
 
 

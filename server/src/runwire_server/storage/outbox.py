@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import event, func, insert, select, update
+from sqlalchemy import bindparam, event, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from runwire.v1 import watch_pb2
@@ -39,6 +39,17 @@ CHANNEL = "runwire_events"
 _PENDING = "runwire_outbox"
 _COMMITTED = "runwire_committed"
 _PUBLISHER = "runwire_publisher"
+
+
+# Core statements on the tables: this runs in every event-writing transaction.
+_SEQUENCE = m.table_of(m.EventSequence)
+_BUMP = (
+    update(_SEQUENCE)
+    .where(_SEQUENCE.c.id == 1)
+    .values(value=_SEQUENCE.c.value + bindparam("n"))
+    .returning(_SEQUENCE.c.value)
+)
+_INSERT = insert(m.table_of(m.RunEvent))
 
 
 def record(
@@ -66,12 +77,8 @@ def install(session_factory: Any, publish: Publisher) -> None:
         if not pending:
             return
         session.flush()
-        last = session.execute(
-            update(m.EventSequence)
-            .where(m.EventSequence.id == 1)
-            .values(value=m.EventSequence.value + len(pending))
-            .returning(m.EventSequence.value)
-        ).scalar_one()
+        conn = session.connection()
+        last = conn.execute(_BUMP, {"n": len(pending)}).scalar_one()
         first = last - len(pending) + 1
         at = now()
         rows, events = [], []
@@ -88,11 +95,11 @@ def install(session_factory: Any, publish: Publisher) -> None:
                 }
             )
             events.append(Event(seq, flow_run_id, message, payload))
-        session.execute(insert(m.RunEvent), rows)
+        conn.execute(_INSERT, rows)
         session.info.setdefault(_COMMITTED, []).extend(events)
-        if session.get_bind().dialect.name == "postgresql":
+        if conn.dialect.name == "postgresql":
             # Delivered to every replica's listener when (and only if) this commits.
-            session.execute(select(func.pg_notify(CHANNEL, str(last))))
+            conn.execute(select(func.pg_notify(CHANNEL, str(last))))
 
     @event.listens_for(session_factory, "after_commit")
     def _publish(session: Session) -> None:

@@ -1,0 +1,149 @@
+"""Runs on the hot path, in SQLAlchemy Core: read a run whole, lock it and read what
+orchestration needs, insert a run or a state, and write a run's changed columns back.
+
+Every state change and every create passes through here. The ORM's unit of work, identity map
+and relationship loading cost several times the SQL itself on these short transactions (see
+BENCHMARKS.md), so these functions read and write plain rows on the session's connection.
+Statements whose shape does not change are built once; SQLAlchemy caches their compiled form.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy.orm import Session
+
+from runwire_server.errors import NotFound
+from runwire_server.storage import models as m
+
+
+class Record:
+    """A row read with Core, under its model's attribute names, so the converters that take an
+    ORM object take a record too. Runs also carry `tags` (sorted) and `state` (a Record of the
+    current state row, or None)."""
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        self.__dict__.update(values)
+
+    # Typed as open records: any attribute may be read or set (reads of a name the row lacks
+    # still raise AttributeError).
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self.__dict__[name] = value
+
+
+@dataclass(frozen=True)
+class RunTables:
+    """The tables of one kind of run, and the statements built once over them."""
+
+    label: str  # "flow run" or "task run", for NotFound
+    runs: Table
+    states: Table
+    state_owner: str  # the states' column naming the run
+    tags: Table
+    tag_owner: str
+
+    @property
+    def is_flow(self) -> bool:
+        return self.runs.name == "flow_runs"
+
+
+FLOW = RunTables(
+    "flow run",
+    m.table_of(m.FlowRun),
+    m.table_of(m.FlowRunState),
+    "flow_run_id",
+    m.table_of(m.FlowRunTag),
+    "flow_run_id",
+)
+TASK = RunTables(
+    "task run",
+    m.table_of(m.TaskRun),
+    m.table_of(m.TaskRunState),
+    "task_run_id",
+    m.table_of(m.TaskRunTag),
+    "task_run_id",
+)
+
+_STATE_COLUMNS = ("id", "type", "name", "timestamp", "message", "state_details", "result")
+_STATE_PREFIX = "state__"
+
+
+def _whole_run(t: RunTables) -> Any:
+    state_columns = [t.states.c[name].label(_STATE_PREFIX + name) for name in _STATE_COLUMNS]
+    return (
+        select(t.runs, *state_columns)
+        .outerjoin(t.states, t.states.c.id == t.runs.c.state_id)
+        .where(t.runs.c.id == bindparam("run_id"))
+    )
+
+
+_WHOLE = {t.runs.name: _whole_run(t) for t in (FLOW, TASK)}
+_TAGS = {
+    t.runs.name: select(t.tags.c.tag).where(t.tags.c[t.tag_owner] == bindparam("run_id"))
+    for t in (FLOW, TASK)
+}
+_LOCK = {
+    t.runs.name: select(t.runs.c.id).where(t.runs.c.id == bindparam("run_id")).with_for_update()
+    for t in (FLOW, TASK)
+}
+
+
+def read_run(session: Session, t: RunTables, run_id: uuid.UUID, *, lock: bool = False) -> Record:
+    """The run with its tags and current state; NotFound if there is none.
+
+    With `lock`, the run's row is locked first, on its own: a locking SELECT that also joined
+    the current state would, on PostgreSQL, see the state as of before the wait. On SQLite the
+    write transaction (BEGIN IMMEDIATE) already serializes writers.
+    """
+    conn = session.connection()
+    params = {"run_id": run_id}
+    locked = lock and conn.dialect.name != "sqlite"
+    if locked and conn.execute(_LOCK[t.runs.name], params).first() is None:
+        raise NotFound(t.label, str(run_id))
+    row = conn.execute(_WHOLE[t.runs.name], params).mappings().first()
+    if row is None:
+        raise NotFound(t.label, str(run_id))
+    return _record(row, sorted(conn.execute(_TAGS[t.runs.name], params).scalars()))
+
+
+def _record(row: Any, tags: list[str]) -> Record:
+    run: dict[str, Any] = {}
+    state: dict[str, Any] = {}
+    for key, value in row.items():
+        if key.startswith(_STATE_PREFIX):
+            state[key[len(_STATE_PREFIX) :]] = value
+        else:
+            run[key] = value
+    run["tags"] = tags
+    run["state"] = None if state["id"] is None else Record(state)
+    return Record(run)
+
+
+def insert_run(
+    session: Session, t: RunTables, values: Mapping[str, Any], tags: Sequence[str]
+) -> None:
+    """Insert a run (with its id set) and its tags; column defaults fill the rest."""
+    conn = session.connection()
+    conn.execute(insert(t.runs), dict(values))
+    if tags:
+        conn.execute(insert(t.tags), [{t.tag_owner: values["id"], "tag": tag} for tag in tags])
+
+
+def insert_state(
+    session: Session, t: RunTables, run_id: uuid.UUID, values: Mapping[str, Any]
+) -> None:
+    session.connection().execute(insert(t.states), {**values, t.state_owner: run_id})
+
+
+def update_run(
+    session: Session, t: RunTables, run_id: uuid.UUID, changes: Mapping[str, Any]
+) -> None:
+    if changes:
+        session.connection().execute(update(t.runs).where(t.runs.c.id == run_id).values(changes))
