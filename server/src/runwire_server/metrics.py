@@ -1,4 +1,5 @@
-"""Prometheus metrics: calls, latency, open watch streams and orchestration results.
+"""Prometheus metrics: calls, latency, open watch streams, orchestration results and group
+commit batches.
 
 Every server has its own registry (tests run several servers in one process); the HTTP
 endpoint that exposes it is opt-in (`RUNWIRE_METRICS_ADDRESS`).
@@ -41,6 +42,13 @@ class Metrics:
             ["run_kind", "status"],
             registry=self.registry,
         )
+        self.write_batches = Histogram(
+            "runwire_write_batch_size",
+            "Writes committed together in one SQLite transaction (group commit).",
+            ["outcome"],  # "committed", or "split" when one failed and each ran alone
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=self.registry,
+        )
         self._call_children: dict[tuple[str, str], Any] = {}
         self._latency_children: dict[str, Any] = {}
         self._http: Any = None
@@ -58,6 +66,9 @@ class Metrics:
                 service, _, name = method.lstrip("/").rpartition("/")
                 histogram = self._latency_children[method] = self.latency.labels(service, name)
             histogram.observe(seconds)
+
+    def write_batch(self, size: int, committed: bool) -> None:
+        self.write_batches.labels("committed" if committed else "split").observe(size)
 
     def serve(self, address: str) -> int:
         """Expose /metrics over HTTP on `address` (host:port); returns the bound port."""

@@ -190,6 +190,7 @@ async def start(settings: Settings) -> RunningServer:
         bridge.start()
         await asyncio.to_thread(wait_listening, bridge)
     metrics = Metrics()
+    db.observe_write_batches(metrics.write_batch)
     app = AppContext(
         db=db,
         settings=settings,

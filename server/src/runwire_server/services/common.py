@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -26,8 +27,14 @@ def get_or_404(session: Session, model: type[ModelT], ident: uuid.UUID, kind: st
 
 def require_exists(session: Session, model: Any, ident: uuid.UUID, kind: str) -> None:
     """NotFound unless the row exists; reads its id only, so no relationships are loaded."""
-    if session.execute(select(model.id).where(model.id == ident)).first() is None:
+    if session.connection().execute(_id_lookup(model), {"id": ident}).first() is None:
         raise NotFound(kind, str(ident))
+
+
+@functools.cache
+def _id_lookup(model: Any) -> Any:
+    table = m.table_of(model)
+    return select(table.c.id).where(table.c.id == bindparam("id"))
 
 
 def insert_or_get(

@@ -7,7 +7,7 @@ import contextlib
 import contextvars
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from runwire_server.errors import DeadlineExceeded, InvalidArgument, Unavailable
 from runwire_server.storage import outbox
+from runwire_server.storage.group_commit import GroupCommit
 from runwire_server.storage.models import EventSequence, Meta
 
 T = TypeVar("T")
@@ -43,8 +44,9 @@ class Database:
     """Runs units of work (plain functions of a Session) in their own transaction.
 
     On SQLite each unit runs inline on the event loop: SQLite serializes writers anyway, and a
-    thread hop costs more than the short transactions themselves. On other databases units run
-    on a thread pool so that network round trips do not block the loop.
+    thread hop costs more than the short transactions themselves; writes that arrive together
+    share one transaction (storage.group_commit). On other databases units run on a thread
+    pool so that network round trips do not block the loop.
     """
 
     def __init__(
@@ -62,6 +64,7 @@ class Database:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         outbox.install(self._sessions, publish or (lambda events: None))
         self._executor = None if self.is_sqlite else ThreadPoolExecutor(pool_size, "runwire-db")
+        self._group = GroupCommit(self._run_batch, self.run_sync)
 
     def prepare_schema(self, *, migrate: bool = True) -> None:
         """Bring the schema to this server's version, or refuse to serve an older one."""
@@ -85,6 +88,10 @@ class Database:
         with contextlib.suppress(DBAPIError):  # another replica made it first
             self.run_sync(first_sequence)
 
+    def observe_write_batches(self, observe: Callable[[int, bool], None]) -> None:
+        """Report each group-commit batch: its size and whether it committed as one."""
+        self._group.observe = observe
+
     def set_publisher(self, publish: outbox.Publisher) -> None:
         """Replace what receives committed events (see storage.outbox)."""
         outbox.set_publisher(self._sessions, publish)
@@ -98,6 +105,9 @@ class Database:
         return await self._run(work, write=False)
 
     async def write(self, work: Callable[[Session], T]) -> T:
+        if self._executor is None:
+            result: T = await self._group.submit(work, call_deadline.get())
+            return result
         return await self._run(work, write=True)
 
     async def _run(self, work: Callable[[Session], T], *, write: bool) -> T:
@@ -141,6 +151,22 @@ class Database:
             if exc.connection_invalidated:
                 raise Unavailable("database connection lost") from exc
             raise
+        finally:
+            _WRITE_INTENT.reset(tokens[0])
+            call_deadline.reset(tokens[1])
+
+    def _run_batch(
+        self,
+        works: Sequence[tuple[Callable[[Session], Any], contextvars.Context]],
+        deadline: float | None,
+    ) -> list[Any]:
+        """Run units back to back in one write transaction, each in its caller's context (and
+        so under its caller's deadline). Errors are not mapped: the caller runs each unit again
+        on its own when any fails."""
+        tokens = _WRITE_INTENT.set(True), call_deadline.set(deadline)
+        try:
+            with self._sessions.begin() as session:
+                return [context.run(work, session) for work, context in works]
         finally:
             _WRITE_INTENT.reset(tokens[0])
             call_deadline.reset(tokens[1])

@@ -9,6 +9,7 @@ Statements whose shape does not change are built once; SQLAlchemy caches their c
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -146,4 +147,16 @@ def update_run(
     session: Session, t: RunTables, run_id: uuid.UUID, changes: Mapping[str, Any]
 ) -> None:
     if changes:
-        session.connection().execute(update(t.runs).where(t.runs.c.id == run_id).values(changes))
+        statement = _update_statement(t, tuple(changes))
+        session.connection().execute(statement, {**changes, "_run_id": run_id})
+
+
+@functools.cache
+def _update_statement(t: RunTables, columns: tuple[str, ...]) -> Any:
+    # One statement object per set of columns: building and cache-keying a statement costs
+    # more than executing it, and transitions change few distinct sets of columns.
+    return (
+        update(t.runs)
+        .where(t.runs.c.id == bindparam("_run_id"))
+        .values({name: bindparam(name) for name in columns})
+    )
