@@ -333,3 +333,34 @@ async def test_task_run_list_and_state_errors(task_runs):
         INVALID,
         "task_run_id",
     )
+
+
+def _without_estimates(message):
+    """The message without the fields computed at the moment of reading."""
+    copy = type(message)()
+    copy.CopyFrom(message)
+    copy.ClearField("estimated_run_time")
+    copy.ClearField("estimated_start_time_delta")
+    return copy
+
+
+async def test_create_answers_with_the_run_as_get_reads_it(flows, runs, task_runs):
+    # Creates answer from the values they wrote, without reading the run back.
+    flow = await make_flow(flows)
+    run = await make_run(
+        runs,
+        flow.id,
+        tags=["b", "a"],
+        labels={"team": "x"},
+        work_pool_name=unique("pool"),
+        work_queue_name="q",
+        idempotency_key=unique("key"),
+    )
+    got = await runs.GetFlowRun(pb.GetFlowRunRequest(flow_run_id=run.id))
+    assert list(run.tags) == ["a", "b"]
+    assert _without_estimates(run) == _without_estimates(got.flow_run)
+
+    made = await task(task_runs, run.id, "extract", tags=["z", "y"], cache_key="k")
+    read = await task_runs.GetTaskRun(tpb.GetTaskRunRequest(task_run_id=made.id))
+    assert list(made.tags) == ["y", "z"]
+    assert _without_estimates(made) == _without_estimates(read.task_run)

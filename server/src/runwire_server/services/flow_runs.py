@@ -127,11 +127,12 @@ def create_flow_run(
         "updated": at,
     }
     run_id, created = insert_run_once(session, run_rows.FLOW, row, values.tags, find)
-    run = read_run(session, run_rows.FLOW, run_id)
-    if created:
-        # The initial state is forced, as the reference does: only the minimal policy applies.
-        orchestrate_run(session, run_rows.FLOW, run, initial, MINIMAL_FLOW_POLICY, settings)
-    return run, created
+    if not created:
+        return read_run(session, run_rows.FLOW, run_id), False
+    run = run_rows.new_record(run_rows.FLOW, row, values.tags)
+    # The initial state is forced, as the reference does: only the minimal policy applies.
+    orchestrate_run(session, run_rows.FLOW, run, initial, MINIMAL_FLOW_POLICY, settings)
+    return run, True
 
 
 def get_flow_run(session: Session, flow_run_id: uuid.UUID) -> m.FlowRun:

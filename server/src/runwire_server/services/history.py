@@ -136,6 +136,5 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _micros(delta: timedelta) -> int:
-    # Integer arithmetic: pendulum's intervals do not divide by plain timedeltas, and floats
-    # would misplace runs that sit exactly on an interval boundary.
+    # Integer arithmetic: floats would misplace runs that sit exactly on an interval boundary.
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds

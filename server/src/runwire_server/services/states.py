@@ -84,8 +84,9 @@ def transition_time(initial: State | None) -> datetime:
 
 
 def lock_run(session: Session, tables: RunTables, run_id: uuid.UUID) -> Record:
-    """The run, locked for a state change, as it is once the lock is held."""
-    return read_run(session, tables, run_id, lock=True)
+    """The run, locked for a state change, as it is once the lock is held. Only task runs'
+    tags matter to orchestration (tag concurrency limits), so a flow run's are not read."""
+    return read_run(session, tables, run_id, lock=True, tags=not tables.is_flow)
 
 
 def orchestrate_run(

@@ -84,10 +84,11 @@ def create_task_run(
         "updated": at,
     }
     run_id, created = insert_run_once(session, run_rows.TASK, row, values.tags, find)
-    run = read_run(session, run_rows.TASK, run_id)
-    if created:
-        orchestrate_run(session, run_rows.TASK, run, initial, MINIMAL_TASK_POLICY, settings)
-    return run, created
+    if not created:
+        return read_run(session, run_rows.TASK, run_id), False
+    run = run_rows.new_record(run_rows.TASK, row, values.tags)
+    orchestrate_run(session, run_rows.TASK, run, initial, MINIMAL_TASK_POLICY, settings)
+    return run, True
 
 
 def get_task_run(session: Session, task_run_id: uuid.UUID) -> m.TaskRun:

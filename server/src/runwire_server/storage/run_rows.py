@@ -96,8 +96,11 @@ _LOCK = {
 }
 
 
-def read_run(session: Session, t: RunTables, run_id: uuid.UUID, *, lock: bool = False) -> Record:
-    """The run with its tags and current state; NotFound if there is none.
+def read_run(
+    session: Session, t: RunTables, run_id: uuid.UUID, *, lock: bool = False, tags: bool = True
+) -> Record:
+    """The run with its tags (unless `tags` is False: then they are left empty) and current
+    state; NotFound if there is none.
 
     With `lock`, the run's row is locked first, on its own: a locking SELECT that also joined
     the current state would, on PostgreSQL, see the state as of before the wait. On SQLite the
@@ -111,7 +114,8 @@ def read_run(session: Session, t: RunTables, run_id: uuid.UUID, *, lock: bool = 
     row = conn.execute(_WHOLE[t.runs.name], params).mappings().first()
     if row is None:
         raise NotFound(t.label, str(run_id))
-    return _record(row, sorted(conn.execute(_TAGS[t.runs.name], params).scalars()))
+    names = sorted(conn.execute(_TAGS[t.runs.name], params).scalars()) if tags else []
+    return _record(row, names)
 
 
 def _record(row: Any, tags: list[str]) -> Record:
@@ -130,11 +134,21 @@ def _record(row: Any, tags: list[str]) -> Record:
 def insert_run(
     session: Session, t: RunTables, values: Mapping[str, Any], tags: Sequence[str]
 ) -> None:
-    """Insert a run (with its id set) and its tags; column defaults fill the rest."""
+    """Insert a run and its tags. `values` gives every column that has a default (see
+    new_record); the others are NULL."""
     conn = session.connection()
     conn.execute(insert(t.runs), dict(values))
     if tags:
         conn.execute(insert(t.tags), [{t.tag_owner: values["id"], "tag": tag} for tag in tags])
+
+
+def new_record(t: RunTables, values: Mapping[str, Any], tags: Sequence[str]) -> Record:
+    """The record of a run just inserted from `values`, as reading it back would give it."""
+    row = {column.name: values.get(column.name) for column in t.runs.columns}
+    defaulted = [c.name for c in t.runs.columns if c.default is not None and c.name not in values]
+    if defaulted:  # the database would hold the default, not the None this record says
+        raise ValueError(f"new {t.label} values lack columns with defaults: {defaulted}")
+    return Record({**row, "tags": sorted(tags), "state": None})
 
 
 def insert_state(
