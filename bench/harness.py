@@ -61,10 +61,16 @@ class Measured:
         return float("nan")
 
 
+# Called with each server process a workload starts (bench.profile attaches py-spy here).
+ON_SERVER_START: list[Callable[[int], None]] = []
+
+
 def start_runwire(database_url: str) -> ServerProcess:
     """`runwire server start` on its own, as an operator runs it."""
     server = start_server_process(database_url)
     server.drain_output()
+    for hook in ON_SERVER_START:
+        hook(server.process.pid)
     return server
 
 

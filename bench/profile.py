@@ -1,11 +1,12 @@
-"""Profile the server under a workload with py-spy and print where its time goes.
+"""Profile the server under one workload with py-spy and print where its time goes.
 
-    uv run python -m bench.profile                 # lifecycle at concurrency 16
-    uv run python -m bench.profile --workload get --top 40
+    uv run python -m bench.profile                     # lifecycle at concurrency 16
+    uv run python -m bench.profile --workload tasks --top 80
+    uv run python -m bench.profile --workload reads    # GetFlowRun, List, Count, History
 
 py-spy (`pip install py-spy`, not a project dependency) samples the server process while the
 workload runs; the summary lists functions by inclusive share of the samples, so a caller's
-share includes its callees. The collapsed stacks are kept (`--keep`) for flame graphs.
+share includes its callees. `--keep` saves the collapsed stacks for flame graphs.
 """
 
 from __future__ import annotations
@@ -22,44 +23,7 @@ from pathlib import Path
 import grpc
 
 from bench import workloads
-from bench.harness import start_runwire
-from runwire.v1 import flow_run_pb2, flow_run_service_pb2, flow_run_service_pb2_grpc, state_pb2
-
-
-async def _drive(port: int, workload: str, ops: int, concurrency: int) -> None:
-    chans = workloads.channels(port)
-    stubs = [flow_run_service_pb2_grpc.FlowRunServiceStub(c) for c in chans]
-    flow_id = await workloads._flow(chans[0], "bench-profile")
-    ids: list[str] = []
-    queue = iter(range(ops))
-
-    async def lifecycle(stub: flow_run_service_pb2_grpc.FlowRunServiceStub) -> None:
-        run = await stub.CreateFlowRun(
-            flow_run_service_pb2.CreateFlowRunRequest(
-                flow_run=flow_run_pb2.FlowRun(flow_id=flow_id)
-            )
-        )
-        ids.append(run.flow_run.id)
-        for state_type in (state_pb2.STATE_TYPE_RUNNING, state_pb2.STATE_TYPE_COMPLETED):
-            await stub.SetFlowRunState(
-                flow_run_service_pb2.SetFlowRunStateRequest(
-                    flow_run_id=run.flow_run.id, state=state_pb2.State(type=state_type)
-                )
-            )
-
-    async def get(stub: flow_run_service_pb2_grpc.FlowRunServiceStub) -> None:
-        await stub.GetFlowRun(flow_run_service_pb2.GetFlowRunRequest(flow_run_id=ids[0]))
-
-    if workload == "get":
-        await lifecycle(stubs[0])
-    op = lifecycle if workload == "lifecycle" else get
-
-    async def worker(n: int) -> None:
-        for _ in queue:
-            await op(stubs[n % len(stubs)])
-
-    await asyncio.gather(*(worker(n) for n in range(concurrency)))
-    await workloads.close(chans)
+from bench.harness import ON_SERVER_START
 
 
 def summarize(collapsed: Path, top: int) -> None:
@@ -84,29 +48,36 @@ def summarize(collapsed: Path, top: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--workload", choices=("lifecycle", "get"), default="lifecycle")
-    parser.add_argument("--ops", type=int, default=1500)
-    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--workload", choices=("lifecycle", "tasks", "reads"), default="lifecycle")
+    parser.add_argument("--ops", type=int, default=1500, help="runs, task runs or reads")
     parser.add_argument("--top", type=int, default=60)
     parser.add_argument("--keep", type=Path, help="write the collapsed stacks here")
     args = parser.parse_args()
     if shutil.which("py-spy") is None:
         sys.exit("py-spy is not installed: pip install py-spy")
     with tempfile.TemporaryDirectory() as tmp:
-        proc = start_runwire(f"sqlite:///{tmp}/profile.db")
         out = args.keep or Path(tmp) / "stacks.txt"
-        spy = subprocess.Popen(
-            ["py-spy", "record", "--pid", str(proc.process.pid), "--format", "raw",
-             "--rate", "250", "--output", str(out)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            asyncio.run(_drive(proc.port, args.workload, args.ops, args.concurrency))
-        finally:
-            spy.send_signal(2)
+        spies: list[subprocess.Popen[bytes]] = []
+
+        def attach(pid: int) -> None:
+            command = ["py-spy", "record", "--pid", str(pid), "--format", "raw"]
+            command += ["--rate", "250", "--output", str(out)]
+            spies.append(
+                subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            )
+
+        ON_SERVER_START.append(attach)
+        url = f"sqlite:///{tmp}/profile.db"
+        if args.workload == "lifecycle":
+            run = workloads.lifecycle(url, (16,), args.ops)
+        elif args.workload == "tasks":
+            run = workloads.task_heavy(url, args.ops)
+        else:
+            run = workloads.reads(url, 10_000, args.ops, 20)
+        for figure in asyncio.run(run):
+            print(f"{figure.workload} {figure.case}: {figure.rate:,.0f} {figure.unit}/s")
+        for spy in spies:  # the server has stopped, so py-spy writes its output and exits
             spy.wait(timeout=60)
-            proc.stop()
         summarize(out, args.top)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import bindparam, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from runwire_server.convert import state_from_row
@@ -19,6 +19,9 @@ from runwire_server.orchestration.context import (
 from runwire_server.orchestration.states import State
 from runwire_server.storage import models as m
 from runwire_server.storage import run_rows
+
+_SLOTS = m.table_of(m.ConcurrencySlot)
+_RELEASE_TAG_SLOTS = delete(_SLOTS).where(_SLOTS.c.task_run_id == bindparam("run_id"))
 
 
 class SqlStore:
@@ -60,7 +63,7 @@ class SqlStore:
 
     def flow_run(self, flow_run_id: uuid.UUID) -> FlowRunFacts | None:
         try:
-            row = run_rows.read_run(self._session, run_rows.FLOW, flow_run_id)
+            row = run_rows.read_run(self._session, run_rows.FLOW, flow_run_id, tags=False)
         except NotFound:
             return None
         state = None if row.state is None else state_from_row(row.state)
@@ -121,8 +124,8 @@ class SqlStore:
         return []
 
     def release_tag_slots(self, run_id: uuid.UUID) -> None:
-        slots = m.ConcurrencySlot
-        self._session.execute(delete(slots).where(slots.task_run_id == run_id))
+        # Every finished task run passes here, most holding no slot: one prebuilt statement.
+        self._session.connection().execute(_RELEASE_TAG_SLOTS, {"run_id": run_id})
 
     def mirror_to_parent_task(
         self, task_run_id: uuid.UUID, child_flow_run_id: uuid.UUID, state: State

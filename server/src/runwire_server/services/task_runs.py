@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from runwire.v1 import filters_pb2 as tf
@@ -50,19 +50,22 @@ class TaskRunValues:
     task_inputs: dict[str, Any] = field(default_factory=dict)
 
 
+_TASKS = m.table_of(T)
+_BY_KEY = select(_TASKS.c.id).where(
+    _TASKS.c.flow_run_id == bindparam("flow_run_id"),
+    _TASKS.c.task_key == bindparam("task_key"),
+    _TASKS.c.dynamic_key == bindparam("dynamic_key"),
+)
+
+
 def create_task_run(
     session: Session, values: TaskRunValues, initial: Proposal, settings: OrchestrationSettings
 ) -> tuple[Record, bool]:
     require_exists(session, m.FlowRun, values.flow_run_id, "flow run")
 
     def find() -> uuid.UUID | None:
-        return session.scalar(
-            select(T.id).where(
-                T.flow_run_id == values.flow_run_id,
-                T.task_key == values.task_key,
-                T.dynamic_key == values.dynamic_key,
-            )
-        )
+        key = {"flow_run_id": values.flow_run_id, "task_key": values.task_key}
+        return session.connection().scalar(_BY_KEY, {**key, "dynamic_key": values.dynamic_key})
 
     at = now()
     row = {
