@@ -212,9 +212,14 @@ _SORTS: dict[int, SortKey] = {
 }
 
 
-def _matching(criteria: f.FlowRunCriteria) -> Any:
+def _matching(criteria: Any) -> Any:
     clause = filters.flow_run_criteria(criteria)
-    return select(R) if clause is None else select(R).where(clause)
+    statement = run_rows.select_runs(run_rows.FLOW)
+    return statement if clause is None else statement.where(clause)
+
+
+def _load(session: Session, statement: Any) -> list[Record]:
+    return run_rows.load_records(session, run_rows.FLOW, statement)
 
 
 def list_flow_runs(
@@ -223,8 +228,9 @@ def list_flow_runs(
     sort: int,
     page: PageRequest,
     tokens: PageTokens,
-) -> tuple[Sequence[m.FlowRun], str]:
-    return fetch_page(session, _matching(criteria), choose_sort(_SORTS, sort), page, tokens)
+) -> tuple[Sequence[Record], str]:
+    sort_key = choose_sort(_SORTS, sort)
+    return fetch_page(session, _matching(criteria), sort_key, page, tokens, _load)
 
 
 def count_flow_runs(session: Session, criteria: f.FlowRunCriteria) -> int:

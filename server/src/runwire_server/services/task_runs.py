@@ -182,13 +182,19 @@ _SORTS: dict[int, SortKey] = {
 
 def _matching(criteria: Any) -> Any:
     clause = filters.task_run_criteria(criteria)
-    return select(T) if clause is None else select(T).where(clause)
+    statement = run_rows.select_runs(run_rows.TASK)
+    return statement if clause is None else statement.where(clause)
+
+
+def _load(session: Session, statement: Any) -> list[Record]:
+    return run_rows.load_records(session, run_rows.TASK, statement)
 
 
 def list_task_runs(
     session: Session, criteria: Any, sort: int, page: PageRequest, tokens: PageTokens
-) -> tuple[Sequence[m.TaskRun], str]:
-    return fetch_page(session, _matching(criteria), choose_sort(_SORTS, sort), page, tokens)
+) -> tuple[Sequence[Record], str]:
+    sort_key = choose_sort(_SORTS, sort)
+    return fetch_page(session, _matching(criteria), sort_key, page, tokens, _load)
 
 
 def count_task_runs(session: Session, criteria: Any) -> int:

@@ -136,14 +136,17 @@ def fetch_page(
     sort: SortKey,
     page: PageRequest,
     tokens: PageTokens,
+    load: Callable[[Session, Select[Any]], Sequence[Any]] | None = None,
 ) -> tuple[Sequence[Any], str]:
-    """Run `statement` (which selects one ORM entity) for one page; return rows and next token."""
+    """Run `statement` for one page; return rows and next token. The statement selects one ORM
+    entity, or anything `load` turns into objects with the sort's attributes and `id`."""
     if page.token:
         value, last_id = tokens.decode(page.token, page.fingerprint)
         statement = statement.where(sort.after(value, last_id))
     elif page.offset:
         statement = statement.offset(page.offset)
-    rows = session.scalars(statement.order_by(*sort.order_by()).limit(page.size + 1)).unique().all()
+    statement = statement.order_by(*sort.order_by()).limit(page.size + 1)
+    rows = load(session, statement) if load else session.scalars(statement).unique().all()
     if len(rows) <= page.size:
         return rows, ""
     rows = rows[: page.size]

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Select, Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from runwire_server.errors import NotFound
@@ -76,16 +76,15 @@ _STATE_COLUMNS = ("id", "type", "name", "timestamp", "message", "state_details",
 _STATE_PREFIX = "state__"
 
 
-def _whole_run(t: RunTables) -> Any:
+def select_runs(t: RunTables) -> Select[Any]:
+    """Runs joined to their current state; add a WHERE and read with load_records."""
     state_columns = [t.states.c[name].label(_STATE_PREFIX + name) for name in _STATE_COLUMNS]
-    return (
-        select(t.runs, *state_columns)
-        .outerjoin(t.states, t.states.c.id == t.runs.c.state_id)
-        .where(t.runs.c.id == bindparam("run_id"))
-    )
+    return select(t.runs, *state_columns).outerjoin(t.states, t.states.c.id == t.runs.c.state_id)
 
 
-_WHOLE = {t.runs.name: _whole_run(t) for t in (FLOW, TASK)}
+_WHOLE = {
+    t.runs.name: select_runs(t).where(t.runs.c.id == bindparam("run_id")) for t in (FLOW, TASK)
+}
 _TAGS = {
     t.runs.name: select(t.tags.c.tag).where(t.tags.c[t.tag_owner] == bindparam("run_id"))
     for t in (FLOW, TASK)
@@ -116,6 +115,20 @@ def read_run(
         raise NotFound(t.label, str(run_id))
     names = sorted(conn.execute(_TAGS[t.runs.name], params).scalars()) if tags else []
     return _record(row, names)
+
+
+def load_records(session: Session, t: RunTables, statement: Select[Any]) -> list[Record]:
+    """Run a select_runs statement; read the tags of all its runs in one more statement."""
+    conn = session.connection()
+    rows = conn.execute(statement).mappings().all()
+    tags: dict[uuid.UUID, list[str]] = {row["id"]: [] for row in rows}
+    if tags:
+        owner = t.tags.c[t.tag_owner]
+        for run_id, tag in conn.execute(
+            select(owner, t.tags.c.tag).where(owner.in_(list(tags))).order_by(owner, t.tags.c.tag)
+        ):
+            tags[run_id].append(tag)
+    return [_record(row, tags[row["id"]]) for row in rows]
 
 
 def _record(row: Any, tags: list[str]) -> Record:
