@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import re
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -157,9 +158,13 @@ async def run(sizes: Sizes, only: set[str]) -> tuple[list[Figure], list[str]]:
                 )
     if "watch" in only:
         print("watch ...", flush=True)
-        watch_lines = await asyncio.to_thread(
-            workloads.watch, sizes.watch_changes, sizes.watch_idle
-        )
+        try:
+            watch_lines = await asyncio.to_thread(
+                workloads.watch, sizes.watch_changes, sizes.watch_idle
+            )
+        except Exception as exc:  # keep the figures measured so far; main exits non-zero
+            last = str(exc).strip().splitlines()[-1:] or [repr(exc)]
+            watch_lines = [f"FAILED: {last[0]}"]
     with_ratios(figures, empty)
     return figures, watch_lines
 
@@ -201,6 +206,8 @@ def main() -> None:
     }
     Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     print(f"figures written to {args.json}")
+    if any(line.startswith("FAILED") for line in watch_lines):
+        sys.exit(1)
 
 
 if __name__ == "__main__":

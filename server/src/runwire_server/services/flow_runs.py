@@ -23,13 +23,13 @@ from runwire_server.orchestration.states import State, StateType
 from runwire_server.services.common import (
     ensure_work_queue,
     get_or_404,
-    insert_run_once,
     require_exists,
     set_tags,
 )
 from runwire_server.services.states import (
     Outcome,
     Proposal,
+    create_run,
     current_state,
     lock_run,
     orchestrate_run,
@@ -126,13 +126,10 @@ def create_flow_run(
         "created": at,
         "updated": at,
     }
-    run_id, created = insert_run_once(session, run_rows.FLOW, row, values.tags, find)
-    if not created:
-        return read_run(session, run_rows.FLOW, run_id), False
-    run = run_rows.new_record(run_rows.FLOW, row, values.tags)
     # The initial state is forced, as the reference does: only the minimal policy applies.
-    orchestrate_run(session, run_rows.FLOW, run, initial, MINIMAL_FLOW_POLICY, settings)
-    return run, True
+    return create_run(
+        session, run_rows.FLOW, row, values.tags, find, initial, MINIMAL_FLOW_POLICY, settings
+    )
 
 
 def get_flow_run(session: Session, flow_run_id: uuid.UUID) -> m.FlowRun:

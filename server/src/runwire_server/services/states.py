@@ -19,7 +19,7 @@ from runwire_server.ids import new_id
 from runwire_server.orchestration.context import RunFacts, Settings, Status, Transition
 from runwire_server.orchestration.engine import Policy, orchestrate
 from runwire_server.orchestration.states import State, StateType
-from runwire_server.services.common import require_exists
+from runwire_server.services.common import insert_run_once, require_exists
 from runwire_server.services.store import SqlStore
 from runwire_server.storage import models as m
 from runwire_server.storage import outbox
@@ -28,6 +28,7 @@ from runwire_server.storage.run_rows import (
     Record,
     RunTables,
     insert_state,
+    new_record,
     read_run,
     update_run,
 )
@@ -87,6 +88,26 @@ def lock_run(session: Session, tables: RunTables, run_id: uuid.UUID) -> Record:
     """The run, locked for a state change, as it is once the lock is held. Only task runs'
     tags matter to orchestration (tag concurrency limits), so a flow run's are not read."""
     return read_run(session, tables, run_id, lock=True, tags=not tables.is_flow)
+
+
+def create_run(
+    session: Session,
+    tables: RunTables,
+    row: dict[str, Any],
+    tags: list[str],
+    find: Callable[[], uuid.UUID | None],
+    initial: Proposal,
+    policy: Policy,
+    settings: Settings,
+) -> tuple[Record, bool]:
+    """Insert a run and give it its initial state, or return the run its unique key names
+    (`find`) and False. A new run's record comes from the values written, not a read back."""
+    run_id, created = insert_run_once(session, tables, row, tags, find)
+    if not created:
+        return read_run(session, tables, run_id), False
+    run = new_record(tables, row, tags)
+    orchestrate_run(session, tables, run, initial, policy, settings)
+    return run, True
 
 
 def orchestrate_run(

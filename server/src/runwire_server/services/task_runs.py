@@ -17,8 +17,14 @@ from runwire_server.ids import new_id
 from runwire_server.orchestration.context import Settings as OrchestrationSettings
 from runwire_server.orchestration.states import TERMINAL_TYPES, State
 from runwire_server.orchestration.task_rules import CORE_TASK_POLICY, MINIMAL_TASK_POLICY
-from runwire_server.services.common import get_or_404, insert_run_once, require_exists
-from runwire_server.services.states import Outcome, Proposal, lock_run, orchestrate_run
+from runwire_server.services.common import get_or_404, require_exists
+from runwire_server.services.states import (
+    Outcome,
+    Proposal,
+    create_run,
+    lock_run,
+    orchestrate_run,
+)
 from runwire_server.storage import filters, run_rows
 from runwire_server.storage import models as m
 from runwire_server.storage.paging import (
@@ -86,12 +92,9 @@ def create_task_run(
         "created": at,
         "updated": at,
     }
-    run_id, created = insert_run_once(session, run_rows.TASK, row, values.tags, find)
-    if not created:
-        return read_run(session, run_rows.TASK, run_id), False
-    run = run_rows.new_record(run_rows.TASK, row, values.tags)
-    orchestrate_run(session, run_rows.TASK, run, initial, MINIMAL_TASK_POLICY, settings)
-    return run, True
+    return create_run(
+        session, run_rows.TASK, row, values.tags, find, initial, MINIMAL_TASK_POLICY, settings
+    )
 
 
 def get_task_run(session: Session, task_run_id: uuid.UUID) -> m.TaskRun:
