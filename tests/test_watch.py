@@ -411,7 +411,9 @@ async def test_more_than_a_thousand_watchers_at_once(flows, runs, server):
     try:
         streams = [
             flow_run_service_pb2_grpc.FlowRunServiceStub(channels[i % 6]).WatchFlowRun(
-                wpb.WatchFlowRunRequest(flow_run_id=run.id)
+                # Opening 1,100 streams can take longer than the default heartbeat (10 s) on a slow
+                # machine; this test is about the pending-call limit, not heartbeats.
+                wpb.WatchFlowRunRequest(flow_run_id=run.id, heartbeat_interval={"seconds": 300})
             )
             for i in range(1100)
         ]
