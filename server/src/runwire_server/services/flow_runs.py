@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session
 from runwire.v1 import filters_pb2 as f
 from runwire_server.convert import now
 from runwire_server.errors import InvalidArgument
-from runwire_server.ids import new_id
 from runwire_server.orchestration.context import Settings as OrchestrationSettings
 from runwire_server.orchestration.context import Status
 from runwire_server.orchestration.flow_rules import CORE_FLOW_POLICY, MINIMAL_FLOW_POLICY
@@ -101,9 +100,7 @@ def create_flow_run(
             )
         )
 
-    at = now()
     row = {
-        "id": new_id(),
         "flow_id": values.flow_id,
         "name": values.name or generate_name(),
         "deployment_id": values.deployment_id,
@@ -121,10 +118,6 @@ def create_flow_run(
         "created_by_type": values.created_by_type,
         "created_by_display_value": values.created_by_display_value,
         "infrastructure_pid": values.infrastructure_pid,
-        "run_count": 0,
-        "total_run_time": 0.0,
-        "created": at,
-        "updated": at,
     }
     # The initial state is forced, as the reference does: only the minimal policy applies.
     return create_run(

@@ -101,7 +101,12 @@ def create_run(
     settings: Settings,
 ) -> tuple[Record, bool]:
     """Insert a run and give it its initial state, or return the run its unique key names
-    (`find`) and False. A new run's record comes from the values written, not a read back."""
+    (`find`) and False. `row` holds the client's values; the id, counters and times every new
+    run starts with are set here. A new run's record comes from the values written, not a read
+    back."""
+    at = now()
+    row = {"id": new_id(), "run_count": 0, "total_run_time": 0.0, **row, "created": at}
+    row["updated"] = at
     run_id, created = insert_run_once(session, tables, row, tags, find)
     if not created:
         return read_run(session, tables, run_id), False

@@ -11,9 +11,7 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from runwire.v1 import filters_pb2 as tf
-from runwire_server.convert import now
 from runwire_server.errors import FailedPrecondition, NotFound
-from runwire_server.ids import new_id
 from runwire_server.orchestration.context import Settings as OrchestrationSettings
 from runwire_server.orchestration.states import TERMINAL_TYPES, State
 from runwire_server.orchestration.task_rules import CORE_TASK_POLICY, MINIMAL_TASK_POLICY
@@ -73,9 +71,7 @@ def create_task_run(
         key = {"flow_run_id": values.flow_run_id, "task_key": values.task_key}
         return session.connection().scalar(_BY_KEY, {**key, "dynamic_key": values.dynamic_key})
 
-    at = now()
     row = {
-        "id": new_id(),
         "flow_run_id": values.flow_run_id,
         "task_key": values.task_key,
         "name": values.name or f"{values.task_key}-{values.dynamic_key or '0'}",
@@ -86,11 +82,7 @@ def create_task_run(
         "task_version": values.task_version,
         "empirical_policy": values.empirical_policy,
         "task_inputs": values.task_inputs,
-        "run_count": 0,
         "flow_run_run_count": 0,
-        "total_run_time": 0.0,
-        "created": at,
-        "updated": at,
     }
     return create_run(
         session, run_rows.TASK, row, values.tags, find, initial, MINIMAL_TASK_POLICY, settings

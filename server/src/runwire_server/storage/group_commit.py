@@ -25,8 +25,6 @@ from typing import Any
 import structlog
 from sqlalchemy.orm import Session
 
-from runwire_server.errors import DeadlineExceeded
-
 log = structlog.get_logger("runwire.storage")
 
 Work = Callable[[Session], Any]
@@ -84,16 +82,14 @@ class GroupCommit:
         else:
             self._scheduled = False
         now = time.monotonic()
-        live = []
+        # A call cancelled while queued is not written; one past its deadline runs alone, where
+        # the single-write path refuses it before it begins.
+        live: list[_Queued] = []
+        alone: list[_Queued] = []
         for item in batch:
-            if item.future.done():  # the call was cancelled while queued: do not write
-                continue
-            if item.deadline is not None and now >= item.deadline:
-                item.future.set_exception(
-                    DeadlineExceeded("the deadline passed before the work began; nothing was done")
-                )
-                continue
-            live.append(item)
+            if not item.future.done():
+                expired = item.deadline is not None and now >= item.deadline
+                (alone if expired else live).append(item)
         self._gather = len(batch) > 1
         if len(live) > 1:
             try:
@@ -103,13 +99,15 @@ class GroupCommit:
             except Exception as exc:
                 log.debug("group_commit.retry_alone", writes=len(live), error=repr(exc))
                 self.observe(len(live), False)
+                alone += live
             else:
                 self.observe(len(live), True)
                 for item, result in zip(live, results, strict=True):
                     if not item.future.done():
                         item.future.set_result(result)
-                return
-        for item in live:
+        else:
+            alone += live
+        for item in alone:
             try:
                 result = item.context.run(self._run_one, item.work)
             except Exception as exc:

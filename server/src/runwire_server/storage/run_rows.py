@@ -155,10 +155,15 @@ def insert_run(
         conn.execute(insert(t.tags), [{t.tag_owner: values["id"], "tag": tag} for tag in tags])
 
 
+@functools.cache
+def _defaulted(t: RunTables) -> tuple[str, ...]:
+    return tuple(c.name for c in t.runs.columns if c.default is not None)
+
+
 def new_record(t: RunTables, values: Mapping[str, Any], tags: Sequence[str]) -> Record:
     """The record of a run just inserted from `values`, as reading it back would give it."""
     row = {column.name: values.get(column.name) for column in t.runs.columns}
-    defaulted = [c.name for c in t.runs.columns if c.default is not None and c.name not in values]
+    defaulted = [name for name in _defaulted(t) if name not in values]
     if defaulted:  # the database would hold the default, not the None this record says
         raise ValueError(f"new {t.label} values lack columns with defaults: {defaulted}")
     return Record({**row, "tags": sorted(tags), "state": None})
