@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import grpc
 import pytest
+from google.protobuf import duration_pb2, timestamp_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
@@ -78,3 +80,32 @@ async def make_run(runs: Any, flow_id: str, **fields: Any) -> flow_run_pb2.FlowR
         )
     )
     return response.flow_run  # type: ignore[no-any-return]
+
+
+def _ts(value: datetime) -> timestamp_pb2.Timestamp:
+    out = timestamp_pb2.Timestamp()
+    out.FromDatetime(value)
+    return out
+
+
+async def history(
+    runs, start: datetime, end: datetime, step: timedelta, criteria: Any
+) -> dict[tuple[int, str], tuple[int, timedelta, timedelta]]:
+    """GetFlowRunHistory as {(interval, state name): (runs, run time, lateness)}."""
+    response = await runs.GetFlowRunHistory(
+        flow_run_service_pb2.GetFlowRunHistoryRequest(
+            history_start=_ts(start),
+            history_end=_ts(end),
+            history_interval=duration_pb2.Duration(seconds=int(step.total_seconds())),
+            filter=criteria,
+        )
+    )
+    return {
+        (i, s.state_name): (
+            s.count_runs,
+            s.sum_estimated_run_time.ToTimedelta(),
+            s.sum_estimated_lateness.ToTimedelta(),
+        )
+        for i, interval in enumerate(response.intervals)
+        for s in interval.states
+    }

@@ -19,7 +19,7 @@ from runwire.v1 import (
 from runwire.v1 import deployment_service_pb2 as dpb
 from runwire.v1 import filters_pb2 as f
 from runwire.v1 import flow_run_service_pb2 as pb
-from tests.helpers import expect_error, make_flow, make_run, unique
+from tests.helpers import expect_error, history, make_flow, make_run, unique
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
@@ -536,23 +536,7 @@ async def test_history_sums_match_each_runs_estimates(flows, runs):
     only_flow = f.FlowRunCriteria(
         flows=f.FlowFilter(id=f.StringFilter(any_of=f.StringList(values=[flow.id])))
     )
-    response = await runs.GetFlowRunHistory(
-        pb.GetFlowRunHistoryRequest(
-            history_start=ts(base),
-            history_end=ts(base + timedelta(hours=2)),
-            history_interval=duration_pb2.Duration(seconds=3600),
-            filter=only_flow,
-        )
-    )
-    got = {
-        (i, s.state_name): (
-            s.count_runs,
-            s.sum_estimated_run_time.ToTimedelta(),
-            s.sum_estimated_lateness.ToTimedelta(),
-        )
-        for i, interval in enumerate(response.intervals)
-        for s in interval.states
-    }
+    got = await history(runs, base, base + timedelta(hours=2), timedelta(hours=1), only_flow)
     expected = {}
     for interval, run_id in ((0, finished), (0, waiting), (1, on_boundary), (1, running)):
         run = (await runs.GetFlowRun(pb.GetFlowRunRequest(flow_run_id=run_id))).flow_run

@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import os
 import subprocess
+import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, insert, inspect, select
 
 from runwire_server import schema
+from runwire_server.storage import models as m
 from runwire_server.storage.models import Base
 from tests.conftest import RUNWIRE_CLI, fresh_postgres_database, start_server_process
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -73,3 +78,60 @@ def test_cli_and_a_server_that_must_not_migrate(tmp_path: Path) -> None:
     assert proc.stop() == 0
     assert cli("downgrade", "base").returncode == 0
     assert "current none" in cli("current").stdout
+
+
+def test_history_slots_are_filled_from_the_runs_already_stored(database_url: str) -> None:
+    """Migration 0003 adds the history roll-up; runs stored before it are counted in it."""
+    engine = create_engine(database_url)
+    try:
+        schema.upgrade(engine, "0002")
+        now = datetime.now(UTC)
+        flow_id = uuid.uuid4()
+        started = EPOCH + timedelta(days=20_000, seconds=59, microseconds=999_999)
+        kinds = [("COMPLETED", started), ("RUNNING", started), ("SCHEDULED", None)]
+        with engine.begin() as connection:
+            connection.execute(
+                insert(m.Flow), [{"id": flow_id, "name": "f", "created": now, "updated": now}]
+            )
+            connection.execute(
+                insert(m.FlowRun),
+                [
+                    {
+                        "id": uuid.uuid4(),
+                        "name": f"r{n}",
+                        "flow_id": flow_id,
+                        "created": now,
+                        "updated": now,
+                        "state_type": kind,
+                        "state_name": kind.title(),
+                        "state_timestamp": start or now,
+                        "expected_start_time": EPOCH + timedelta(days=20_000, minutes=10 * n),
+                        "start_time": start,
+                        "total_run_time": 1.5 if kind == "COMPLETED" else 0.0,
+                    }
+                    for n, (kind, start) in enumerate(kinds)
+                ],
+            )
+            unscheduled = {"id": uuid.uuid4(), "name": "u", "created": now, "updated": now}
+            connection.execute(insert(m.FlowRun), [{**unscheduled, "flow_id": flow_id}])
+        schema.upgrade(engine)
+        first = 20_000 * 144  # ten-minute slots in 20,000 days
+        with engine.connect() as connection:
+            rows = connection.execute(
+                select(
+                    m.FlowRunHistorySlot.slot,
+                    m.FlowRunHistorySlot.state_type,
+                    m.FlowRunHistorySlot.count_runs,
+                    m.FlowRunHistorySlot.run_time_us,
+                    m.FlowRunHistorySlot.start_lateness_us,
+                    m.FlowRunHistorySlot.count_waiting,
+                    m.FlowRunHistorySlot.count_running,
+                ).order_by(m.FlowRunHistorySlot.slot)
+            ).all()
+        assert [tuple(row) for row in rows] == [
+            (first, "COMPLETED", 1, 1_500_000, 59_999_999, 0, 0),
+            (first + 1, "RUNNING", 1, 0, 0, 0, 1),
+            (first + 2, "SCHEDULED", 1, 0, 0, 1, 0),
+        ]
+    finally:
+        engine.dispose()

@@ -6,7 +6,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, and_, case, cast, extract, func, or_, select
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Select,
+    and_,
+    case,
+    cast,
+    extract,
+    false,
+    func,
+    or_,
+    select,
+    union_all,
+)
 from sqlalchemy.orm import Session
 
 from runwire.v1 import filters_pb2 as f
@@ -57,20 +70,154 @@ def flow_run_history(
 ) -> list[Interval]:
     """Counts and time sums per interval and state, aggregated by the database: a million runs
     never travel to Python. The sums follow orchestration.bookkeeping's estimated_run_time and
-    estimated_start_time_delta, evaluated at one instant."""
+    estimated_start_time_delta, evaluated at one instant.
+
+    Whole ten-minute slots come from flow_run_history_slots, which triggers keep (migration
+    0003); the runs of slots that straddle an interval's edge or hold the present moment are read
+    one by one, as are all runs when the criteria reach beyond the flow. One statement reads
+    both, so both parts see the same snapshot."""
     buckets = intervals(start, end, step)
+    at_us = _epoch_us(now())
+    dialect = session.get_bind().dialect.name
+    if _beyond_flows(criteria):
+        plan = _Plan(scan=[(_epoch_us(start), _epoch_us(end))], slots=[])
+    else:
+        plan = _plan(buckets, at_us)
+    parts = [_scan(plan.scan, start, step, at_us, criteria, dialect)]
+    if plan.slots:
+        flows = filters.flow_clause(criteria.flows, "filter.flows")
+        parts.append(_from_slots(plan.slots, start, step, at_us, flows))
+    totals: dict[tuple[int, str, str], list[int]] = {}
+    for index, state_type, state_name, count, run_us, late_us in session.execute(union_all(*parts)):
+        if not count:
+            continue
+        total = totals.setdefault((int(index), state_type or "", state_name or ""), [0, 0, 0])
+        total[0] += int(count)
+        total[1] += int(run_us)
+        total[2] += int(late_us)
+    for (i, state_type, state_name), (count, run_us, late_us) in sorted(totals.items()):
+        buckets[i].states.append(
+            StateCount(
+                state_type=state_type,
+                state_name=state_name,
+                count_runs=count,
+                sum_estimated_run_time=timedelta(microseconds=run_us),
+                sum_estimated_lateness=timedelta(microseconds=late_us),
+            )
+        )
+    return buckets
+
+
+# The slot size of migration 0003's triggers.
+SLOT_US = 600_000_000
+
+
+@dataclass
+class _Plan:
+    scan: list[tuple[int, int]]  # [low, high) microsecond ranges read run by run
+    slots: list[tuple[int, int]]  # [first, last) slots read from the roll-up, each range
+    # inside one interval
+
+
+def _plan(buckets: list[Interval], at_us: int) -> _Plan:
+    """Which parts of the window come from whole slots, and which are read run by run: the
+    ragged edges of each interval and the slot of the present moment (whose waiting runs are
+    late or not depending on where in it they fall)."""
+    scan: list[tuple[int, int]] = []
+    slots: list[tuple[int, int]] = []
+    present = at_us // SLOT_US
+
+    def read(low: int, high: int) -> None:
+        if low >= high:
+            return
+        if scan and scan[-1][1] == low:
+            scan[-1] = (scan[-1][0], high)
+        else:
+            scan.append((low, high))
+
+    for bucket in buckets:
+        low, high = _epoch_us(bucket.start), _epoch_us(bucket.end)
+        first, last = -(-low // SLOT_US), high // SLOT_US
+        if first >= last:
+            read(low, high)
+            continue
+        read(low, first * SLOT_US)
+        if first <= present < last:
+            if first < present:
+                slots.append((first, present))
+            read(present * SLOT_US, (present + 1) * SLOT_US)
+            if present + 1 < last:
+                slots.append((present + 1, last))
+        else:
+            slots.append((first, last))
+        read(last * SLOT_US, high)
+    return _Plan(scan=sorted(scan), slots=slots)
+
+
+def _beyond_flows(criteria: f.FlowRunCriteria) -> bool:
+    """Whether the criteria ask about more than the flow: the roll-up is keyed by flow only."""
+    rest = f.FlowRunCriteria()
+    rest.CopyFrom(criteria)
+    rest.ClearField("flows")
+    return filters.flow_run_criteria(rest) is not None
+
+
+def _from_slots(
+    slots: list[tuple[int, int]],
+    start: datetime,
+    step: timedelta,
+    at_us: int,
+    flows: ColumnElement[bool] | None,
+) -> Select[*tuple[Any, ...]]:
+    h = m.FlowRunHistorySlot
+    present = at_us // SLOT_US
+    # Every slot read here lies wholly before or wholly after the present moment.
+    waiting_late = case(
+        (h.slot < present, h.count_waiting * at_us - h.waiting_expected_us), else_=0
+    )
+    clauses: list[ColumnElement[bool]] = [
+        or_(*(and_(h.slot >= first, h.slot < last) for first, last in slots))
+    ]
+    # A slot read here lies wholly inside one interval, so its start says which.
+    index = (h.slot * SLOT_US - _epoch_us(start)) // _micros(step)
+    if flows is not None:
+        clauses.append(h.flow_id.in_(select(m.Flow.id).where(flows)))
+    return (
+        select(
+            index,
+            h.state_type,
+            h.state_name,
+            func.sum(h.count_runs),
+            func.sum(h.run_time_us + h.count_running * at_us - h.running_since_us),
+            func.sum(h.start_lateness_us + waiting_late),
+        )
+        .where(*clauses)
+        .group_by(index, h.state_type, h.state_name)
+    )
+
+
+def _scan(
+    ranges: list[tuple[int, int]],
+    start: datetime,
+    step: timedelta,
+    at_us: int,
+    criteria: f.FlowRunCriteria,
+    dialect: str,
+) -> Select[*tuple[Any, ...]]:
+    """The runs whose expected start falls in `ranges`, aggregated per interval and state."""
     r = m.FlowRun
-    clauses = [r.expected_start_time >= start, r.expected_start_time < end]
+    expected = epoch_us(r.expected_start_time, dialect)
+    window = [
+        and_(r.expected_start_time >= _at(low), r.expected_start_time < _at(high))
+        for low, high in ranges
+    ]
+    clauses = [or_(*window) if window else false()]
     matching = filters.flow_run_criteria(criteria)
     if matching is not None:
         clauses.append(matching)
-    dialect = session.get_bind().dialect.name
-    at = now()
-    at_us = _epoch_us(at)
-    expected = epoch_us(r.expected_start_time, dialect)
     state_at = epoch_us(r.state_timestamp, dialect)
     started = epoch_us(r.start_time, dialect)
-    index = ((expected - _epoch_us(start)) // _micros(step)).label("index")
+    index = (expected - _epoch_us(start)) // _micros(step)
     running_us = case(
         (
             and_(r.state_type == StateType.RUNNING.value, r.state_timestamp.is_not(None)),
@@ -81,34 +228,27 @@ def flow_run_history(
     not_finished = or_(r.state_type.is_(None), r.state_type.not_in(_TERMINAL))
     late_us = case(
         (r.start_time.is_not(None), _positive(started - expected)),
-        (and_(not_finished, r.expected_start_time < at), at_us - expected),
+        (and_(not_finished, r.expected_start_time < _at(at_us)), at_us - expected),
         else_=0,
     )
-    statement = (
+    # Whole microseconds per run, as the roll-up keeps them, so both parts add up alike.
+    run_time_us = cast(func.round(r.total_run_time * 1_000_000), BigInteger)
+    return (
         select(
             index,
             r.state_type,
             r.state_name,
             func.count(),
-            func.coalesce(func.sum(r.total_run_time), 0.0),
-            func.coalesce(func.sum(running_us), 0),
+            func.coalesce(func.sum(run_time_us + running_us), 0),
             func.coalesce(func.sum(late_us), 0),
         )
         .where(*clauses)
         .group_by(index, r.state_type, r.state_name)
-        .order_by(index, r.state_type, r.state_name)
     )
-    for bucket, state_type, state_name, count, run_s, running, late in session.execute(statement):
-        buckets[int(bucket)].states.append(
-            StateCount(
-                state_type=state_type or "",
-                state_name=state_name or "",
-                count_runs=int(count),
-                sum_estimated_run_time=timedelta(seconds=float(run_s), microseconds=int(running)),
-                sum_estimated_lateness=timedelta(microseconds=int(late)),
-            )
-        )
-    return buckets
+
+
+def _at(us: int) -> datetime:
+    return EPOCH + timedelta(microseconds=us)
 
 
 _TERMINAL = sorted(t.value for t in TERMINAL_TYPES)
@@ -118,8 +258,10 @@ def epoch_us(column: Any, dialect: str) -> ColumnElement[int]:
     """Whole microseconds since 1970 of a stored UTC datetime, exactly (integers, not floats,
     so that a run on an interval boundary falls in the later interval)."""
     if dialect == "sqlite":
-        # Stored as 'YYYY-MM-DD HH:MM:SS.ffffff' (SQLAlchemy always writes six digits).
-        seconds = cast(func.strftime("%s", column), BigInteger)
+        # Stored as 'YYYY-MM-DD HH:MM:SS.ffffff' (SQLAlchemy always writes six digits). The
+        # fraction is cut off before strftime, which works in milliseconds and would round
+        # .9995 and above up to the next second.
+        seconds = cast(func.strftime("%s", func.substr(column, 1, 19)), BigInteger)
         return seconds * 1_000_000 + cast(func.substr(column, 21, 6), BigInteger)
     return cast(func.round(extract("epoch", column) * 1_000_000), BigInteger)
 

@@ -7,6 +7,7 @@ carried along so that a bad value is reported against the exact request field.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import Any
 
@@ -301,7 +302,15 @@ def log_clause(flt: f.LogFilter, path: str) -> Clause | None:
 
 
 def flow_run_criteria(criteria: f.FlowRunCriteria, path: str = "filter") -> Clause | None:
-    """Criteria on flow runs and their related objects, combined with AND."""
+    """Criteria on flow runs and their related objects, combined with AND. Built once per
+    distinct criteria: dashboards and workers repeat the same few, and building the clause cost
+    more than running the statement it went into."""
+    return _flow_run_criteria(criteria.SerializeToString(deterministic=True), path)
+
+
+@functools.lru_cache(maxsize=512)
+def _flow_run_criteria(data: bytes, path: str) -> Clause | None:
+    criteria = f.FlowRunCriteria.FromString(data)
     r = m.FlowRun
     return combine(
         f.FILTER_OPERATOR_AND,

@@ -151,8 +151,11 @@ def last_event_of(
 
 def global_last_seq(session: Session) -> int:
     """The newest committed event number of the whole server."""
-    value = session.scalar(select(m.EventSequence.value).where(m.EventSequence.id == 1))
+    value = session.execute(_LAST_SEQ).scalar()
     return int(value or 0)
+
+
+_LAST_SEQ = select(_SEQUENCE.c.value).where(_SEQUENCE.c.id == 1)
 
 
 def state_events_after(
