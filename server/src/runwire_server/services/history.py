@@ -16,6 +16,7 @@ from sqlalchemy import (
     extract,
     false,
     func,
+    literal,
     or_,
     select,
     union_all,
@@ -88,13 +89,14 @@ def flow_run_history(
         flows = filters.flow_clause(criteria.flows, "filter.flows")
         parts.append(_from_slots(plan.slots, start, step, at_us, flows))
     totals: dict[tuple[int, str, str], list[int]] = {}
-    for index, state_type, state_name, count, run_us, late_us in session.execute(union_all(*parts)):
+    for index, state_type, state_name, count, *sums in session.execute(union_all(*parts)):
         if not count:
             continue
+        run_us, late_us = _finish(at_us, *(int(value) for value in sums))
         total = totals.setdefault((int(index), state_type or "", state_name or ""), [0, 0, 0])
         total[0] += int(count)
-        total[1] += int(run_us)
-        total[2] += int(late_us)
+        total[1] += run_us
+        total[2] += late_us
     for (i, state_type, state_name), (count, run_us, late_us) in sorted(totals.items()):
         buckets[i].states.append(
             StateCount(
@@ -110,6 +112,26 @@ def flow_run_history(
 
 # The slot size of migration 0003's triggers.
 SLOT_US = 600_000_000
+
+
+def _finish(
+    at_us: int,
+    run_us: int,
+    late_us: int,
+    running: int,
+    running_slots: int,
+    running_offsets: int,
+    waiting: int,
+    waiting_slots: int,
+    waiting_offsets: int,
+) -> tuple[int, int]:
+    """Run time and lateness at `at_us`: a slot keeps, for its running runs, their count and
+    the sum of their state timestamps as offsets from the slot's start, so the sum of "now
+    minus timestamp" is count x now - sum(slot start) - sum(offset); likewise for the expected
+    starts of waiting runs. Python's integers do not overflow."""
+    run_us += running * at_us - running_slots * SLOT_US - running_offsets
+    late_us += waiting * at_us - waiting_slots * SLOT_US - waiting_offsets
+    return run_us, late_us
 
 
 @dataclass
@@ -171,10 +193,9 @@ def _from_slots(
 ) -> Select[*tuple[Any, ...]]:
     h = m.FlowRunHistorySlot
     present = at_us // SLOT_US
-    # Every slot read here lies wholly before or wholly after the present moment.
-    waiting_late = case(
-        (h.slot < present, h.count_waiting * at_us - h.waiting_expected_us), else_=0
-    )
+    # Every slot read here lies wholly before or wholly after the present moment; waiting runs
+    # of slots after it are not late yet.
+    past = h.slot < present
     clauses: list[ColumnElement[bool]] = [
         or_(*(and_(h.slot >= first, h.slot < last) for first, last in slots))
     ]
@@ -188,8 +209,16 @@ def _from_slots(
             h.state_type,
             h.state_name,
             func.sum(h.count_runs),
-            func.sum(h.run_time_us + h.count_running * at_us - h.running_since_us),
-            func.sum(h.start_lateness_us + waiting_late),
+            func.sum(h.run_time_us),
+            func.sum(h.start_lateness_us),
+            # Sums of now minus an instant, taken apart so that no product of a count and an
+            # instant since 1970 is formed in SQL (it overflows 64 bits); see _finish.
+            func.sum(h.count_running),
+            func.sum(h.count_running * h.slot),
+            func.sum(h.running_offset_us),
+            func.sum(case((past, h.count_waiting), else_=0)),
+            func.sum(case((past, h.count_waiting * h.slot), else_=0)),
+            func.sum(case((past, h.waiting_offset_us), else_=0)),
         )
         .where(*clauses)
         .group_by(index, h.state_type, h.state_name)
@@ -241,6 +270,7 @@ def _scan(
             func.count(),
             func.coalesce(func.sum(run_time_us + running_us), 0),
             func.coalesce(func.sum(late_us), 0),
+            *[literal(0)] * 6,  # what _from_slots leaves to _finish; these runs are done
         )
         .where(*clauses)
         .group_by(index, r.state_type, r.state_name)

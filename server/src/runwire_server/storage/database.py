@@ -141,11 +141,11 @@ class Database:
                 raise DeadlineExceeded(
                     "the deadline passed while the database worked; nothing was written"
                 ) from exc
-            raise Unavailable(f"database unavailable: {exc.orig}") from exc
+            raise Unavailable(f"database unavailable: {_headline(exc)}") from exc
         except DataError as exc:
             # A value the database refuses (validation should have named the field first).
             raise InvalidArgument(
-                "request", f"holds a value the database cannot store: {exc.orig}"
+                "request", f"holds a value the database cannot store: {_headline(exc)}"
             ) from exc
         except DBAPIError as exc:
             if exc.connection_invalidated:
@@ -189,6 +189,14 @@ class Database:
         except DBAPIError:
             # Another replica created it first.
             return bytes.fromhex(self.run_sync(load))
+
+
+def _headline(exc: DBAPIError) -> str:
+    """The database's own first line: PostgreSQL appends the SQL and its context, which can
+    take kilobytes, and a status message past 8 KiB of metadata reaches the client as
+    RESOURCE_EXHAUSTED instead of the status it was."""
+    text = str(exc.orig).strip().splitlines()
+    return text[0][:300] if text else type(exc.orig).__name__
 
 
 def _remaining_ms(deadline: float) -> str:

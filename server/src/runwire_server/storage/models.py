@@ -240,7 +240,9 @@ class FlowRunHistorySlot(Base):
     database triggers on flow_runs (migration 0003) so that GetFlowRunHistory reads a few
     thousand rows instead of a million. Every column is an integer, so a run that moves out of a
     slot takes away exactly what it brought. The time-dependent figures (run time so far, lateness
-    of runs not started) are kept as counts and sums of instants, and finished at query time."""
+    of runs not started) are kept as counts and sums of instants, and finished at query time.
+    Sums stay far inside 64 bits: the largest are run times and lateness, which a million runs
+    would need to average thousands of years each to overflow."""
 
     __tablename__ = "flow_run_history_slots"
     # Whole ten-minute slots since 1970 (floor division, so earlier times are negative).
@@ -255,11 +257,13 @@ class FlowRunHistorySlot(Base):
     # Sum of how late started runs started (start minus expected start, when positive).
     start_lateness_us: Mapped[int] = mapped_column(BigInteger)
     # Runs neither started nor finished: late by now minus expected start, once that is past.
+    # Instants are kept as offsets from the slot's start (a sum of instants since 1970 would
+    # overflow 64 bits at about five thousand runs).
     count_waiting: Mapped[int] = mapped_column(BigInteger)
-    waiting_expected_us: Mapped[int] = mapped_column(BigInteger)
+    waiting_offset_us: Mapped[int] = mapped_column(BigInteger)  # sum of expected start - slot
     # RUNNING runs: they add now minus the state's timestamp to their run time.
     count_running: Mapped[int] = mapped_column(BigInteger)
-    running_since_us: Mapped[int] = mapped_column(BigInteger)
+    running_offset_us: Mapped[int] = mapped_column(BigInteger)  # sum of state timestamp - slot
 
 
 class TaskRunState(StateColumnsMixin, Base):

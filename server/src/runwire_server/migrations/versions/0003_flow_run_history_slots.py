@@ -34,9 +34,9 @@ SUMS = (
     "run_time_us",
     "start_lateness_us",
     "count_waiting",
-    "waiting_expected_us",
+    "waiting_offset_us",
     "count_running",
-    "running_since_us",
+    "running_offset_us",
 )
 # The columns whose change moves a run between slots or changes what it adds to one.
 WATCHED = (
@@ -85,6 +85,9 @@ def _contribution(dialect: str, row: str, sign: str) -> str:
         f" OR {row}.state_type NOT IN {TERMINAL})"
     )
     running = f"{row}.state_type = 'RUNNING' AND {row}.state_timestamp IS NOT NULL"
+    # Instants are kept as offsets from the slot's start: a sum of instants since 1970 would
+    # overflow 64 bits at about five thousand runs.
+    slot_start = f"({_slot(dialect, row)}) * {SLOT_US}"
     values = {
         "slot": _slot(dialect, row),
         "flow_id": f"{row}.flow_id",
@@ -95,9 +98,11 @@ def _contribution(dialect: str, row: str, sign: str) -> str:
         "start_lateness_us": f"{sign} * CASE WHEN {row}.start_time IS NOT NULL AND {late} > 0"
         f" THEN {late} ELSE 0 END",
         "count_waiting": f"{sign} * CASE WHEN {waiting} THEN 1 ELSE 0 END",
-        "waiting_expected_us": f"{sign} * CASE WHEN {waiting} THEN {expected} ELSE 0 END",
+        "waiting_offset_us": f"{sign} * CASE WHEN {waiting} THEN {expected} - {slot_start}"
+        " ELSE 0 END",
         "count_running": f"{sign} * CASE WHEN {running} THEN 1 ELSE 0 END",
-        "running_since_us": f"{sign} * CASE WHEN {running} THEN {us('state_timestamp')} ELSE 0 END",
+        "running_offset_us": f"{sign} * CASE WHEN {running}"
+        f" THEN {us('state_timestamp')} - {slot_start} ELSE 0 END",
     }
     return ", ".join(f"{value} AS {name}" for name, value in values.items())
 
