@@ -76,6 +76,11 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
         # server every open watch stream counts: without this, stream 1,025 and later fail.
         ("grpc.server.max_pending_requests", settings.max_concurrent_calls),
         ("grpc.server.max_pending_requests_hard_limit", settings.max_concurrent_calls),
+        # gRPC also cancels a call that waits more than 30 s for the asyncio server to pick it
+        # up. A storm of watchers opening at once (10,000 catching up on two cores) queues
+        # calls that long, and they failed with a bare CANCELLED. A call waits instead, bounded
+        # by its own deadline and the pending-call limit above.
+        ("grpc.server_max_unrequested_time_in_server", 3600),
         # Larger requests get RESOURCE_EXHAUSTED from gRPC before any of our code runs.
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
