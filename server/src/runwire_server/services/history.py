@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -80,23 +81,32 @@ def flow_run_history(
     buckets = intervals(start, end, step)
     at_us = _epoch_us(now())
     dialect = session.get_bind().dialect.name
+    start_us, end_us, step_us = _epoch_us(start), _epoch_us(end), _micros(step)
     if _beyond_flows(criteria):
-        plan = _Plan(scan=[(_epoch_us(start), _epoch_us(end))], slots=[])
+        plan = _Plan(scan=[(start_us, end_us)])
     else:
-        plan = _plan(buckets, at_us)
-    parts = [_scan(plan.scan, start, step, at_us, criteria, dialect)]
+        plan = _plan(start_us, end_us, step_us, at_us)
+    parts = [_scan(plan, start, end, step, at_us, criteria, dialect)]
     if plan.slots:
         flows = filters.flow_clause(criteria.flows, "filter.flows")
         parts.append(_from_slots(plan.slots, start, step, at_us, flows))
     totals: dict[tuple[int, str, str], list[int]] = {}
-    for index, state_type, state_name, count, *sums in session.execute(union_all(*parts)):
+
+    def add(index: int, state_type: str, state_name: str, sign: int, values: list[int]) -> None:
+        total = totals.setdefault((index, state_type, state_name), [0, 0, 0])
+        for i, value in enumerate(values):
+            total[i] += sign * value
+
+    for index, debit, state_type, state_name, count, *sums in session.execute(union_all(*parts)):
         if not count:
             continue
-        run_us, late_us = _finish(at_us, *(int(value) for value in sums))
-        total = totals.setdefault((int(index), state_type or "", state_name or ""), [0, 0, 0])
-        total[0] += int(count)
-        total[1] += run_us
-        total[2] += late_us
+        values = [int(count), *_finish(at_us, *(int(value) for value in sums))]
+        state = (state_type or "", state_name or "")
+        if 0 <= index < len(buckets):
+            add(int(index), *state, 1, values)
+        if debit >= 0:  # a borrowed run: its slot went whole to interval `debit`
+            add(int(debit), *state, -1, values)
+    totals = {key: total for key, total in totals.items() if total[0]}
     for (i, state_type, state_name), (count, run_us, late_us) in sorted(totals.items()):
         buckets[i].states.append(
             StateCount(
@@ -136,44 +146,65 @@ def _finish(
 
 @dataclass
 class _Plan:
-    scan: list[tuple[int, int]]  # [low, high) microsecond ranges read run by run
-    slots: list[tuple[int, int]]  # [first, last) slots read from the roll-up, each range
-    # inside one interval
+    # [low, high) microsecond ranges read run by run; each run counts in its own interval.
+    scan: list[tuple[int, int]] = field(default_factory=list)
+    # Ranges read run by run to take their runs out of the interval (by index) that got their
+    # whole slot from the roll-up, and put them in their own interval (if in the window).
+    borrowed: list[tuple[int, int, int]] = field(default_factory=list)
+    # [first, last) slots read from the roll-up; each counts in the interval holding its middle.
+    slots: list[tuple[int, int]] = field(default_factory=list)
 
-
-def _plan(buckets: list[Interval], at_us: int) -> _Plan:
-    """Which parts of the window come from whole slots, and which are read run by run: the
-    ragged edges of each interval and the slot of the present moment (whose waiting runs are
-    late or not depending on where in it they fall)."""
-    scan: list[tuple[int, int]] = []
-    slots: list[tuple[int, int]] = []
-    present = at_us // SLOT_US
-
-    def read(low: int, high: int) -> None:
+    def read(self, low: int, high: int) -> None:
         if low >= high:
             return
-        if scan and scan[-1][1] == low:
-            scan[-1] = (scan[-1][0], high)
+        if self.scan and self.scan[-1][1] == low:
+            self.scan[-1] = (self.scan[-1][0], high)
         else:
-            scan.append((low, high))
+            self.scan.append((low, high))
 
-    for bucket in buckets:
-        low, high = _epoch_us(bucket.start), _epoch_us(bucket.end)
-        first, last = -(-low // SLOT_US), high // SLOT_US
+    def take(self, first: int, last: int) -> None:
         if first >= last:
-            read(low, high)
-            continue
-        read(low, first * SLOT_US)
-        if first <= present < last:
-            if first < present:
-                slots.append((first, present))
-            read(present * SLOT_US, (present + 1) * SLOT_US)
-            if present + 1 < last:
-                slots.append((present + 1, last))
+            return
+        if self.slots and self.slots[-1][1] == first:
+            self.slots[-1] = (self.slots[-1][0], last)
         else:
-            slots.append((first, last))
-        read(last * SLOT_US, high)
-    return _Plan(scan=sorted(scan), slots=slots)
+            self.slots.append((first, last))
+
+
+def _plan(start_us: int, end_us: int, step_us: int, at_us: int) -> _Plan:
+    """Which slots come from the roll-up and which runs are read one by one.
+
+    A slot that an interval edge cuts in two goes, whole, to the interval that holds its larger
+    part; the runs of the smaller part are read one by one and moved to their own interval, so
+    an edge costs at most half a slot of runs. The slot of the present moment is read run by
+    run (its waiting runs are late or not depending on where in it they fall), as is a slot cut
+    more than once (intervals shorter than a slot) or mostly outside the window."""
+    plan = _Plan()
+    present = at_us // SLOT_US
+    cuts = [start_us + i * step_us for i in range(-(-(end_us - start_us) // step_us))]
+    cuts = [*cuts, end_us]
+    # Slots with no cut inside them and not the present one come whole, in runs of slots.
+    special = sorted({c // SLOT_US for c in cuts if c % SLOT_US} | {present})
+    first_slot, end_slot = start_us // SLOT_US, -(-end_us // SLOT_US)
+    cursor = first_slot
+    for slot in special:
+        if slot < first_slot or slot >= end_slot:
+            continue
+        plan.take(cursor, slot)
+        cursor = slot + 1
+        low, high = slot * SLOT_US, (slot + 1) * SLOT_US
+        inside = cuts[bisect.bisect_right(cuts, low) : bisect.bisect_left(cuts, high)]
+        middle = low + SLOT_US // 2
+        if slot == present or len(inside) > 1 or not start_us <= middle < end_us:
+            plan.read(max(low, start_us), min(high, end_us))
+            continue
+        plan.take(slot, slot + 1)
+        owner = (middle - start_us) // step_us
+        cut = inside[0]
+        minor = (low, cut) if middle >= cut else (cut, high)
+        plan.borrowed.append((*minor, owner))
+    plan.take(cursor, end_slot)
+    return plan
 
 
 def _beyond_flows(criteria: f.FlowRunCriteria) -> bool:
@@ -199,13 +230,14 @@ def _from_slots(
     clauses: list[ColumnElement[bool]] = [
         or_(*(and_(h.slot >= first, h.slot < last) for first, last in slots))
     ]
-    # A slot read here lies wholly inside one interval, so its start says which.
-    index = (h.slot * SLOT_US - _epoch_us(start)) // _micros(step)
+    # A slot counts in the interval that holds its middle (see _plan).
+    index = (h.slot * SLOT_US + SLOT_US // 2 - _epoch_us(start)) // _micros(step)
     if flows is not None:
         clauses.append(h.flow_id.in_(select(m.Flow.id).where(flows)))
     return (
         select(
             index,
+            literal(-1),
             h.state_type,
             h.state_name,
             func.sum(h.count_runs),
@@ -226,27 +258,43 @@ def _from_slots(
 
 
 def _scan(
-    ranges: list[tuple[int, int]],
+    plan: _Plan,
     start: datetime,
+    end: datetime,
     step: timedelta,
     at_us: int,
     criteria: f.FlowRunCriteria,
     dialect: str,
 ) -> Select[*tuple[Any, ...]]:
-    """The runs whose expected start falls in `ranges`, aggregated per interval and state."""
+    """The runs of the plan's scan and borrowed ranges, aggregated per interval (-1 outside
+    the window), the interval they are taken out of (-1 for none) and state."""
     r = m.FlowRun
-    expected = epoch_us(r.expected_start_time, dialect)
-    window = [
-        and_(r.expected_start_time >= _at(low), r.expected_start_time < _at(high))
-        for low, high in ranges
-    ]
-    clauses = [or_(*window) if window else false()]
+
+    def within(low: int, high: int) -> ColumnElement[bool]:
+        return and_(r.expected_start_time >= _at(low), r.expected_start_time < _at(high))
+
+    ranges = plan.scan + [(low, high) for low, high, _ in plan.borrowed]
+    clauses = [or_(*(within(low, high) for low, high in ranges)) if ranges else false()]
     matching = filters.flow_run_criteria(criteria)
     if matching is not None:
         clauses.append(matching)
+    expected = epoch_us(r.expected_start_time, dialect)
     state_at = epoch_us(r.state_timestamp, dialect)
     started = epoch_us(r.start_time, dialect)
-    index = (expected - _epoch_us(start)) // _micros(step)
+    # Borrowed runs may lie outside the window; SQL's division truncates toward zero, and
+    # the last interval may be cut short, so the window is checked, not the quotient.
+    index = case(
+        (
+            within(_epoch_us(start), _epoch_us(end)),
+            (expected - _epoch_us(start)) // _micros(step),
+        ),
+        else_=-1,
+    )
+    debit: ColumnElement[int] = (
+        case(*((within(low, high), owner) for low, high, owner in plan.borrowed), else_=-1)
+        if plan.borrowed
+        else literal(-1)
+    )
     running_us = case(
         (
             and_(r.state_type == StateType.RUNNING.value, r.state_timestamp.is_not(None)),
@@ -265,6 +313,7 @@ def _scan(
     return (
         select(
             index,
+            debit,
             r.state_type,
             r.state_name,
             func.count(),
@@ -273,7 +322,7 @@ def _scan(
             *[literal(0)] * 6,  # what _from_slots leaves to _finish; these runs are done
         )
         .where(*clauses)
-        .group_by(index, r.state_type, r.state_name)
+        .group_by(index, debit, r.state_type, r.state_name)
     )
 
 
