@@ -110,38 +110,57 @@ def read_run(
     locked = lock and conn.dialect.name != "sqlite"
     if locked and conn.execute(_LOCK[t.runs.name], params).first() is None:
         raise NotFound(t.label, str(run_id))
-    row = conn.execute(_WHOLE[t.runs.name], params).mappings().first()
+    result = conn.execute(_WHOLE[t.runs.name], params)
+    row = result.first()
     if row is None:
         raise NotFound(t.label, str(run_id))
     names = sorted(conn.execute(_TAGS[t.runs.name], params).scalars()) if tags else []
-    return _record(row, names)
+    return _layout(tuple(result.keys())).record(row, names)
 
 
 def load_records(session: Session, t: RunTables, statement: Select[Any]) -> list[Record]:
     """Run a select_runs statement; read the tags of all its runs in one more statement."""
     conn = session.connection()
-    rows = conn.execute(statement).mappings().all()
-    tags: dict[uuid.UUID, list[str]] = {row["id"]: [] for row in rows}
+    result = conn.execute(statement)
+    layout = _layout(tuple(result.keys()))
+    rows = result.all()
+    tags: dict[uuid.UUID, list[str]] = {row[layout.id_at]: [] for row in rows}
     if tags:
         owner = t.tags.c[t.tag_owner]
         for run_id, tag in conn.execute(
             select(owner, t.tags.c.tag).where(owner.in_(list(tags))).order_by(owner, t.tags.c.tag)
         ):
             tags[run_id].append(tag)
-    return [_record(row, tags[row["id"]]) for row in rows]
+    return [layout.record(row, tags[row[layout.id_at]]) for row in rows]
 
 
-def _record(row: Any, tags: list[str]) -> Record:
-    run: dict[str, Any] = {}
-    state: dict[str, Any] = {}
-    for key, value in row.items():
-        if key.startswith(_STATE_PREFIX):
-            state[key[len(_STATE_PREFIX) :]] = value
-        else:
-            run[key] = value
-    run["tags"] = tags
-    run["state"] = None if state["id"] is None else Record(state)
-    return Record(run)
+class _Layout:
+    """Where a select_runs row keeps the run's columns and its state's (prefixed), worked out
+    once per statement shape: splitting each row by name was a tenth of a list's time."""
+
+    def __init__(self, keys: tuple[str, ...]) -> None:
+        run = [i for i, key in enumerate(keys) if not key.startswith(_STATE_PREFIX)]
+        state = [i for i, key in enumerate(keys) if key.startswith(_STATE_PREFIX)]
+        self.run_keys = [keys[i] for i in run]
+        self.state_keys = [keys[i][len(_STATE_PREFIX) :] for i in state]
+        self.run_at, self.state_at = run, state
+        self.id_at = keys.index("id")
+        self.state_id_at = keys.index(_STATE_PREFIX + "id")
+
+    def record(self, row: Any, tags: list[str]) -> Record:
+        values = dict(zip(self.run_keys, [row[i] for i in self.run_at], strict=True))
+        values["tags"] = tags
+        values["state"] = (
+            None
+            if row[self.state_id_at] is None
+            else Record(dict(zip(self.state_keys, [row[i] for i in self.state_at], strict=True)))
+        )
+        return Record(values)
+
+
+@functools.cache
+def _layout(keys: tuple[str, ...]) -> _Layout:
+    return _Layout(keys)
 
 
 def insert_run(
