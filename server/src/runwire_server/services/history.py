@@ -75,9 +75,9 @@ def flow_run_history(
     estimated_start_time_delta, evaluated at one instant.
 
     Whole ten-minute slots come from flow_run_history_slots, which triggers keep (migration
-    0003); the runs of slots that straddle an interval's edge or hold the present moment are read
-    one by one, as are all runs when the criteria reach beyond the flow. One statement reads
-    both, so both parts see the same snapshot."""
+    0003); the runs of the present slot, and of the smaller part of a slot an interval edge
+    cuts, are read one by one (see _plan), as are all runs when the criteria reach beyond the
+    flow. One statement reads both, so both parts see the same snapshot."""
     buckets = intervals(start, end, step)
     at_us = _epoch_us(now())
     dialect = session.get_bind().dialect.name
@@ -155,20 +155,20 @@ class _Plan:
     slots: list[tuple[int, int]] = field(default_factory=list)
 
     def read(self, low: int, high: int) -> None:
-        if low >= high:
-            return
-        if self.scan and self.scan[-1][1] == low:
-            self.scan[-1] = (self.scan[-1][0], high)
-        else:
-            self.scan.append((low, high))
+        _extend(self.scan, low, high)
 
     def take(self, first: int, last: int) -> None:
-        if first >= last:
-            return
-        if self.slots and self.slots[-1][1] == first:
-            self.slots[-1] = (self.slots[-1][0], last)
-        else:
-            self.slots.append((first, last))
+        _extend(self.slots, first, last)
+
+
+def _extend(ranges: list[tuple[int, int]], low: int, high: int) -> None:
+    """Add [low, high) to sorted ranges, joined to the last one when they touch."""
+    if low >= high:
+        return
+    if ranges and ranges[-1][1] == low:
+        ranges[-1] = (ranges[-1][0], high)
+    else:
+        ranges.append((low, high))
 
 
 def _plan(start_us: int, end_us: int, step_us: int, at_us: int) -> _Plan:
