@@ -6,9 +6,10 @@ Create Date: 2026-11-23 06:10:00
 
 GetFlowRunHistory over a million runs read every run in its window (7 s). Triggers on flow_runs
 now keep counts and sums per (ten-minute slot of expected start, flow, state type, state name),
-so history reads a few thousand slot rows plus the runs in the slots that straddle an interval's
-edge or hold the present moment. Triggers, not application code, so that no writer can forget
-them, and so that they cost SQLite's time only (no extra statement through the driver).
+so history reads a few thousand slot rows plus the runs of the present ten minutes and of the
+smaller parts of slots that interval edges cut. Triggers, not application code, so that no
+writer can forget them, and so that they cost SQLite's time only (no extra statement through
+the driver).
 
 On PostgreSQL one statement upserts both of an update's slot rows in key order, so concurrent
 transactions lock slot rows in the same order and cannot deadlock on them.
