@@ -82,7 +82,7 @@ async def make_run(runs: Any, flow_id: str, **fields: Any) -> flow_run_pb2.FlowR
     return response.flow_run  # type: ignore[no-any-return]
 
 
-def _ts(value: datetime) -> timestamp_pb2.Timestamp:
+def ts(value: datetime) -> timestamp_pb2.Timestamp:
     out = timestamp_pb2.Timestamp()
     out.FromDatetime(value)
     return out
@@ -94,8 +94,8 @@ async def history(
     """GetFlowRunHistory as {(interval, state name): (runs, run time, lateness)}."""
     response = await runs.GetFlowRunHistory(
         flow_run_service_pb2.GetFlowRunHistoryRequest(
-            history_start=_ts(start),
-            history_end=_ts(end),
+            history_start=ts(start),
+            history_end=ts(end),
             history_interval=duration_pb2.Duration(seconds=int(step.total_seconds())),
             filter=criteria,
         )

@@ -10,13 +10,11 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from google.protobuf import timestamp_pb2
-
 from runwire.v1 import filters_pb2 as f
 from runwire.v1 import flow_run_service_pb2 as pb
 from runwire.v1 import flow_service_pb2 as fpb
 from runwire.v1 import state_pb2 as ST
-from tests.helpers import history, make_flow, make_run
+from tests.helpers import history, make_flow, make_run, ts
 
 SLOT = timedelta(minutes=10)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -27,12 +25,6 @@ EVERY_RUN = f.FlowRunFilter(
 
 Key = tuple[int, str]
 Sums = tuple[int, timedelta, timedelta]  # runs, sum of estimated run time, sum of lateness
-
-
-def ts(value: datetime) -> timestamp_pb2.Timestamp:
-    out = timestamp_pb2.Timestamp()
-    out.FromDatetime(value)
-    return out
 
 
 def flows_named(*names: str) -> f.FlowRunCriteria:

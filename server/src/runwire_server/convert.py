@@ -59,7 +59,7 @@ def to_timedelta(value: Duration, field: str) -> timedelta:
 
 # Timestamp.FromDatetime and Duration.FromTimedelta are pure Python and were a tenth of a list's
 # time; whole-number arithmetic on the timedelta gives the same normalized messages.
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def timestamp(value: datetime | None) -> Timestamp | None:
@@ -67,7 +67,7 @@ def timestamp(value: datetime | None) -> Timestamp | None:
         return None
     if value.tzinfo is None:  # the storage layer's naive datetimes are UTC
         value = value.replace(tzinfo=UTC)
-    delta = value - _EPOCH
+    delta = value - EPOCH
     # timedelta keeps seconds and microseconds non-negative, as Timestamp wants its nanos.
     return Timestamp(seconds=delta.days * 86_400 + delta.seconds, nanos=delta.microseconds * 1000)
 

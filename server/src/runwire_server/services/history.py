@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -25,7 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from runwire.v1 import filters_pb2 as f
-from runwire_server.convert import now
+from runwire_server.convert import EPOCH, now
 from runwire_server.errors import InvalidArgument
 from runwire_server.orchestration.states import TERMINAL_TYPES, StateType
 from runwire_server.storage import filters
@@ -85,7 +85,7 @@ def flow_run_history(
     if _beyond_flows(criteria):
         plan = _Plan(scan=[(start_us, end_us)])
     else:
-        plan = _plan(start_us, end_us, step_us, at_us)
+        plan = _plan(buckets, start_us, end_us, step_us, at_us)
     parts = [_scan(plan, start, end, step, at_us, criteria, dialect)]
     if plan.slots:
         flows = filters.flow_clause(criteria.flows, "filter.flows")
@@ -171,7 +171,7 @@ def _extend(ranges: list[tuple[int, int]], low: int, high: int) -> None:
         ranges.append((low, high))
 
 
-def _plan(start_us: int, end_us: int, step_us: int, at_us: int) -> _Plan:
+def _plan(buckets: list[Interval], start_us: int, end_us: int, step_us: int, at_us: int) -> _Plan:
     """Which slots come from the roll-up and which runs are read one by one.
 
     A slot that an interval edge cuts in two goes, whole, to the interval that holds its larger
@@ -181,8 +181,7 @@ def _plan(start_us: int, end_us: int, step_us: int, at_us: int) -> _Plan:
     more than once (intervals shorter than a slot) or mostly outside the window."""
     plan = _Plan()
     present = at_us // SLOT_US
-    cuts = [start_us + i * step_us for i in range(-(-(end_us - start_us) // step_us))]
-    cuts = [*cuts, end_us]
+    cuts = [start_us + i * step_us for i in range(len(buckets))] + [end_us]
     # Slots with no cut inside them and not the present one come whole, in runs of slots.
     special = sorted({c // SLOT_US for c in cuts if c % SLOT_US} | {present})
     first_slot, end_slot = start_us // SLOT_US, -(-end_us // SLOT_US)
@@ -351,9 +350,6 @@ def _positive(value: ColumnElement[int]) -> ColumnElement[int]:
 
 def _epoch_us(value: datetime) -> int:
     return _micros(value - EPOCH)
-
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _micros(delta: timedelta) -> int:
