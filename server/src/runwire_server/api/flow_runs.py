@@ -52,9 +52,9 @@ class FlowRunServicer(pb_grpc.FlowRunServiceServicer):
         self, request: pb.GetFlowRunRequest, context: Context
     ) -> pb.GetFlowRunResponse:
         run_id = require_id(request.flow_run_id, "flow_run_id")
-        return await self._app.db.read(
-            lambda s: pb.GetFlowRunResponse(
-                flow_run=self._to_proto(flow_runs.read_flow_run(s, run_id))
+        return await self._app.db.read_one(
+            lambda conn: pb.GetFlowRunResponse(
+                flow_run=self._to_proto(flow_runs.read_flow_run(conn, run_id))
             )
         )
 

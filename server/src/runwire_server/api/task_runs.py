@@ -57,10 +57,10 @@ class TaskRunServicer(task_run_service_pb2_grpc.TaskRunServiceServicer):
         self, request: pb.GetTaskRunRequest, context: Context
     ) -> pb.GetTaskRunResponse:
         run_id = require_id(request.task_run_id, "task_run_id")
-        return await self._app.db.read(
-            lambda s: pb.GetTaskRunResponse(
+        return await self._app.db.read_one(
+            lambda conn: pb.GetTaskRunResponse(
                 task_run=convert.task_run_to_proto(
-                    task_runs.read_task_run(s, run_id), convert.now()
+                    task_runs.read_task_run(conn, run_id), convert.now()
                 )
             )
         )

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from runwire_server.errors import NotFound
 from runwire_server.storage import models as m
 from runwire_server.storage import run_rows
+from runwire_server.storage.direct import Direct
 
 ModelT = TypeVar("ModelT")
 
@@ -27,14 +28,14 @@ def get_or_404(session: Session, model: type[ModelT], ident: uuid.UUID, kind: st
 
 def require_exists(session: Session, model: Any, ident: uuid.UUID, kind: str) -> None:
     """NotFound unless the row exists; reads its id only, so no relationships are loaded."""
-    if session.connection().execute(_id_lookup(model), {"id": ident}).first() is None:
+    if _id_lookup(model).first(session.connection(), {"id": ident}) is None:
         raise NotFound(kind, str(ident))
 
 
 @functools.cache
-def _id_lookup(model: Any) -> Any:
+def _id_lookup(model: Any) -> Direct:
     table = m.table_of(model)
-    return select(table.c.id).where(table.c.id == bindparam("id"))
+    return Direct(select(table.c.id).where(table.c.id == bindparam("id")))
 
 
 def insert_or_get(

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 import coolname
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session
 
 from runwire.v1 import filters_pb2 as f
@@ -129,9 +129,9 @@ def get_flow_run(session: Session, flow_run_id: uuid.UUID) -> m.FlowRun:
     return get_or_404(session, R, flow_run_id, "flow run")
 
 
-def read_flow_run(session: Session, flow_run_id: uuid.UUID) -> Record:
-    """The run with its tags and state, read without the ORM (the common read)."""
-    return read_run(session, run_rows.FLOW, flow_run_id)
+def read_flow_run(conn: Connection, flow_run_id: uuid.UUID) -> Record:
+    """The run with its tags and state, in one statement (see Database.read_one)."""
+    return read_run(conn, run_rows.FLOW, flow_run_id)
 
 
 def set_flow_run_state(

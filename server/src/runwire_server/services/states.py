@@ -87,7 +87,7 @@ def transition_time(initial: State | None) -> datetime:
 def lock_run(session: Session, tables: RunTables, run_id: uuid.UUID) -> Record:
     """The run, locked for a state change, as it is once the lock is held. Only task runs'
     tags matter to orchestration (tag concurrency limits), so a flow run's are not read."""
-    return read_run(session, tables, run_id, lock=True, tags=not tables.is_flow)
+    return read_run(session.connection(), tables, run_id, lock=True, tags=not tables.is_flow)
 
 
 def create_run(
@@ -109,7 +109,7 @@ def create_run(
     row["updated"] = at
     run_id, created = insert_run_once(session, tables, row, tags, find)
     if not created:
-        return read_run(session, tables, run_id), False
+        return read_run(session.connection(), tables, run_id), False
     run = new_record(tables, row, tags)
     orchestrate_run(session, tables, run, initial, policy, settings)
     return run, True

@@ -63,7 +63,9 @@ class SqlStore:
 
     def flow_run(self, flow_run_id: uuid.UUID) -> FlowRunFacts | None:
         try:
-            row = run_rows.read_run(self._session, run_rows.FLOW, flow_run_id, tags=False)
+            row = run_rows.read_run(
+                self._session.connection(), run_rows.FLOW, flow_run_id, tags=False
+            )
         except NotFound:
             return None
         state = None if row.state is None else state_from_row(row.state)

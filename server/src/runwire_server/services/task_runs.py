@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import Connection, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from runwire.v1 import filters_pb2 as tf
@@ -93,9 +93,9 @@ def get_task_run(session: Session, task_run_id: uuid.UUID) -> m.TaskRun:
     return get_or_404(session, T, task_run_id, "task run")
 
 
-def read_task_run(session: Session, task_run_id: uuid.UUID) -> Record:
-    """The run with its tags and state, read without the ORM (the common read)."""
-    return read_run(session, run_rows.TASK, task_run_id)
+def read_task_run(conn: Connection, task_run_id: uuid.UUID) -> Record:
+    """The run with its tags and state, in one statement (see Database.read_one)."""
+    return read_run(conn, run_rows.TASK, task_run_id)
 
 
 def set_task_run_state(

@@ -15,12 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, event, func, insert, select, update
+from sqlalchemy import String, bindparam, event, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from runwire.v1 import watch_pb2
 from runwire_server.convert import now
 from runwire_server.storage import models as m
+from runwire_server.storage.direct import Direct
 
 
 @dataclass(frozen=True)
@@ -43,13 +44,14 @@ _PUBLISHER = "runwire_publisher"
 
 # Core statements on the tables: this runs in every event-writing transaction.
 _SEQUENCE = m.table_of(m.EventSequence)
-_BUMP = (
+_BUMP = Direct(
     update(_SEQUENCE)
     .where(_SEQUENCE.c.id == 1)
     .values(value=_SEQUENCE.c.value + bindparam("n"))
     .returning(_SEQUENCE.c.value)
 )
-_INSERT = insert(m.table_of(m.RunEvent))
+_INSERT = Direct(insert(m.table_of(m.RunEvent)))
+_NOTIFY = Direct(select(func.pg_notify(CHANNEL, bindparam("last", type_=String))))
 
 
 def record(
@@ -78,7 +80,7 @@ def install(session_factory: Any, publish: Publisher) -> None:
             return
         session.flush()
         conn = session.connection()
-        last = conn.execute(_BUMP, {"n": len(pending)}).scalar_one()
+        last = _BUMP.scalar(conn, {"n": len(pending)})
         first = last - len(pending) + 1
         at = now()
         rows, events = [], []
@@ -95,11 +97,11 @@ def install(session_factory: Any, publish: Publisher) -> None:
                 }
             )
             events.append(Event(seq, flow_run_id, message, payload))
-        conn.execute(_INSERT, rows)
+        _INSERT.execute_many(conn, rows)
         session.info.setdefault(_COMMITTED, []).extend(events)
         if conn.dialect.name == "postgresql":
             # Delivered to every replica's listener when (and only if) this commits.
-            conn.execute(select(func.pg_notify(CHANNEL, str(last))))
+            _NOTIFY.execute(conn, {"last": str(last)})
 
     @event.listens_for(session_factory, "after_commit")
     def _publish(session: Session) -> None:
@@ -151,11 +153,11 @@ def last_event_of(
 
 def global_last_seq(session: Session) -> int:
     """The newest committed event number of the whole server."""
-    value = session.execute(_LAST_SEQ).scalar()
+    value = _LAST_SEQ.scalar(session.connection(), {})
     return int(value or 0)
 
 
-_LAST_SEQ = select(_SEQUENCE.c.value).where(_SEQUENCE.c.id == 1)
+_LAST_SEQ = Direct(select(_SEQUENCE.c.value).where(_SEQUENCE.c.id == 1))
 
 
 def state_events_after(

@@ -15,11 +15,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, Table, bindparam, insert, select, update
+from sqlalchemy import Connection, Select, Table, bindparam, insert, select, update
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.functions import FunctionElement
 
 from runwire_server.errors import NotFound
 from runwire_server.storage import models as m
+from runwire_server.storage.direct import Direct
+from runwire_server.storage.types import JsonDocument
 
 
 class Record:
@@ -82,21 +86,46 @@ def select_runs(t: RunTables) -> Select[Any]:
     return select(t.runs, *state_columns).outerjoin(t.states, t.states.c.id == t.runs.c.state_id)
 
 
-_WHOLE = {
-    t.runs.name: select_runs(t).where(t.runs.c.id == bindparam("run_id")) for t in (FLOW, TASK)
-}
-_TAGS = {
-    t.runs.name: select(t.tags.c.tag).where(t.tags.c[t.tag_owner] == bindparam("run_id"))
-    for t in (FLOW, TASK)
-}
+class _TagList(FunctionElement[Any]):
+    """A JSON array of a tag column's values: the run's tags, read in the run's own statement."""
+
+    type = JsonDocument
+    inherit_cache = True
+
+
+@compiles(_TagList, "sqlite")
+def _tag_list_sqlite(element: _TagList, compiler: Any, **kw: Any) -> str:
+    return f"json_group_array({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(_TagList, "postgresql")
+def _tag_list_postgresql(element: _TagList, compiler: Any, **kw: Any) -> str:
+    return f"coalesce(jsonb_agg({compiler.process(element.clauses, **kw)}), '[]'::jsonb)"
+
+
+def _one_run(t: RunTables, tags: bool) -> Direct:
+    statement = select_runs(t).where(t.runs.c.id == bindparam("run_id"))
+    if tags:
+        owner = t.tags.c[t.tag_owner]
+        tag_list = select(_TagList(t.tags.c.tag)).where(owner == t.runs.c.id).scalar_subquery()
+        statement = statement.add_columns(tag_list.label(_TAGS_KEY))
+    return Direct(statement)
+
+
+_TAGS_KEY = "tags"
+# One statement reads a run, its current state and (when asked) its tags: a single statement
+# sees one snapshot, so a read by id needs no transaction around it (Database.read_one).
+_ONE = {(t.runs.name, tags): _one_run(t, tags) for t in (FLOW, TASK) for tags in (True, False)}
 _LOCK = {
-    t.runs.name: select(t.runs.c.id).where(t.runs.c.id == bindparam("run_id")).with_for_update()
+    t.runs.name: Direct(
+        select(t.runs.c.id).where(t.runs.c.id == bindparam("run_id")).with_for_update()
+    )
     for t in (FLOW, TASK)
 }
 
 
 def read_run(
-    session: Session, t: RunTables, run_id: uuid.UUID, *, lock: bool = False, tags: bool = True
+    conn: Connection, t: RunTables, run_id: uuid.UUID, *, lock: bool = False, tags: bool = True
 ) -> Record:
     """The run with its tags (unless `tags` is False: then they are left empty) and current
     state; NotFound if there is none.
@@ -105,17 +134,15 @@ def read_run(
     the current state would, on PostgreSQL, see the state as of before the wait. On SQLite the
     write transaction (BEGIN IMMEDIATE) already serializes writers.
     """
-    conn = session.connection()
     params = {"run_id": run_id}
     locked = lock and conn.dialect.name != "sqlite"
-    if locked and conn.execute(_LOCK[t.runs.name], params).first() is None:
+    if locked and _LOCK[t.runs.name].first(conn, params) is None:
         raise NotFound(t.label, str(run_id))
-    result = conn.execute(_WHOLE[t.runs.name], params)
-    row = result.first()
+    one = _ONE[t.runs.name, tags]
+    row = one.first(conn, params)
     if row is None:
         raise NotFound(t.label, str(run_id))
-    names = sorted(conn.execute(_TAGS[t.runs.name], params).scalars()) if tags else []
-    return _layout(tuple(result.keys())).record(row, names)
+    return _layout(one.keys(conn)).record(row, None)
 
 
 def load_records(session: Session, t: RunTables, statement: Select[Any]) -> list[Record]:
@@ -139,7 +166,12 @@ class _Layout:
     once per statement shape: splitting each row by name was a tenth of a list's time."""
 
     def __init__(self, keys: tuple[str, ...]) -> None:
-        run = [i for i, key in enumerate(keys) if not key.startswith(_STATE_PREFIX)]
+        self.tags_at = keys.index(_TAGS_KEY) if _TAGS_KEY in keys else None
+        run = [
+            i
+            for i, key in enumerate(keys)
+            if not key.startswith(_STATE_PREFIX) and i != self.tags_at
+        ]
         state = [i for i, key in enumerate(keys) if key.startswith(_STATE_PREFIX)]
         self.run_keys = [keys[i] for i in run]
         self.state_keys = [keys[i][len(_STATE_PREFIX) :] for i in state]
@@ -147,8 +179,12 @@ class _Layout:
         self.id_at = keys.index("id")
         self.state_id_at = keys.index(_STATE_PREFIX + "id")
 
-    def record(self, row: Any, tags: list[str]) -> Record:
+    def record(self, row: Any, tags: list[str] | None) -> Record:
+        """The row's record; its tags are `tags`, or else the row's own tag list (sorted), or
+        else none."""
         values = dict(zip(self.run_keys, [row[i] for i in self.run_at], strict=True))
+        if tags is None:
+            tags = [] if self.tags_at is None else sorted(row[self.tags_at])
         values["tags"] = tags
         values["state"] = (
             None
@@ -169,9 +205,17 @@ def insert_run(
     """Insert a run and its tags. `values` gives every column that has a default (see
     new_record); the others are NULL."""
     conn = session.connection()
-    conn.execute(insert(t.runs), dict(values))
+    insert_statement(t.runs, tuple(values)).execute(conn, values)
     if tags:
-        conn.execute(insert(t.tags), [{t.tag_owner: values["id"], "tag": tag} for tag in tags])
+        insert_statement(t.tags, (t.tag_owner, "tag")).execute_many(
+            conn, [{t.tag_owner: values["id"], "tag": tag} for tag in tags]
+        )
+
+
+@functools.cache
+def insert_statement(table: Table, columns: tuple[str, ...]) -> Direct:
+    """An INSERT of exactly these columns (the others take their database defaults)."""
+    return Direct(insert(table).values({name: bindparam(name) for name in columns}))
 
 
 @functools.cache
@@ -191,7 +235,8 @@ def new_record(t: RunTables, values: Mapping[str, Any], tags: Sequence[str]) -> 
 def insert_state(
     session: Session, t: RunTables, run_id: uuid.UUID, values: Mapping[str, Any]
 ) -> None:
-    session.connection().execute(insert(t.states), {**values, t.state_owner: run_id})
+    row = {**values, t.state_owner: run_id}
+    insert_statement(t.states, tuple(row)).execute(session.connection(), row)
 
 
 def update_run(
@@ -199,14 +244,13 @@ def update_run(
 ) -> None:
     if changes:
         statement = _update_statement(t, tuple(changes))
-        session.connection().execute(statement, {**changes, "_run_id": run_id})
+        statement.execute(session.connection(), {**changes, "_run_id": run_id})
 
 
 @functools.cache
-def _update_statement(t: RunTables, columns: tuple[str, ...]) -> Any:
-    # One statement object per set of columns: building and cache-keying a statement costs
-    # more than executing it, and transitions change few distinct sets of columns.
-    return (
+def _update_statement(t: RunTables, columns: tuple[str, ...]) -> Direct:
+    # One statement per set of columns: transitions change few distinct sets of columns.
+    return Direct(
         update(t.runs)
         .where(t.runs.c.id == bindparam("_run_id"))
         .values({name: bindparam(name) for name in columns})
