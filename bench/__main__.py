@@ -139,7 +139,8 @@ async def run(sizes: Sizes, only: set[str]) -> tuple[list[Figure], list[str]]:
     if "empty" in only:
         print("empty RPC ...", flush=True)
         for figure in await workloads.empty_rpc(CONCURRENCY, sizes.calls):
-            empty[int(figure.case.rsplit(" ", 1)[1])] = figure.rate
+            if figure.workload == "empty RPC":
+                empty[int(figure.case.rsplit(" ", 1)[1])] = figure.rate
             figures.append(figure)
     with tempfile.TemporaryDirectory() as tmp:
         if "lifecycle" in only:

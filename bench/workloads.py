@@ -14,7 +14,7 @@ import grpc
 from google.protobuf import duration_pb2
 from sqlalchemy import create_engine, insert
 
-from bench.empty_server import METHOD
+from bench.empty_server import METHOD, NAIVE_WRITE
 from bench.harness import ROOT, Figure, Measured, measure, start_runwire
 from runwire.v1 import (
     filters_pb2,
@@ -49,7 +49,7 @@ async def close(chans: list[grpc.aio.Channel]) -> None:
 
 
 async def empty_rpc(concurrencies: tuple[int, ...], calls: int) -> list[Figure]:
-    """The ceiling for one RPC on this machine, at each concurrency."""
+    """The ceiling for one RPC on this machine, at each concurrency; then the naive write."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -84,6 +84,19 @@ async def empty_rpc(concurrencies: tuple[int, ...], calls: int) -> list[Figure]:
                     concurrency,
                 )
             )
+        # The naive design (one SQLite transaction per call) at the goals' concurrency.
+        writes_of = [c.unary_unary(NAIVE_WRITE) for c in chans]
+        body = bytes(300)  # about a state change's row
+        figures.append(
+            await measure(
+                "naive write",
+                "one SQLite transaction per call, concurrency 16",
+                server,
+                lambda i: writes_of[i % CHANNELS](body),
+                calls // 2,
+                16,
+            )
+        )
         return figures
     finally:
         await close(chans)

@@ -73,11 +73,11 @@ def insert_run_once(
     if existing is not None:
         return existing, False
     if session.get_bind().dialect.name == "sqlite":
-        run_rows.insert_run(session, tables, row, tags)
+        run_rows.insert_run(session.connection(), tables, row, tags)
         return row["id"], True
     try:
         with session.begin_nested():
-            run_rows.insert_run(session, tables, row, tags)
+            run_rows.insert_run(session.connection(), tables, row, tags)
     except IntegrityError:
         existing = find()
         if existing is None:

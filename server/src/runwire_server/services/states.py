@@ -130,6 +130,7 @@ def orchestrate_run(
     `run` is updated in place to what was written, so the caller can answer with it.
     """
     is_flow = tables.is_flow
+    conn = session.connection()
     fields = _COMMON + (_FLOW_ONLY if is_flow else _TASK_ONLY)
     facts = RunFacts(id=run.id, **{name: getattr(run, name) for name in fields})
     if not is_flow:
@@ -157,7 +158,7 @@ def orchestrate_run(
             "state_details": details_to_json(details),
             "result": state.result,
         }
-        insert_state(session, tables, run.id, row)
+        insert_state(conn, tables, run.id, row)
         run.state = Record(row)
         return state_from_row(run.state)
 
@@ -183,7 +184,7 @@ def orchestrate_run(
         changes["state_id"] = run.state_id = transition.validated.id
         changes["updated"] = run.updated = at
         _record_state_event(session, run, is_flow, transition.validated)
-    update_run(session, tables, run.id, changes)
+    update_run(conn, tables, run.id, changes)
     return transition
 
 

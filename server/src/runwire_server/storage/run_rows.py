@@ -200,11 +200,10 @@ def _layout(keys: tuple[str, ...]) -> _Layout:
 
 
 def insert_run(
-    session: Session, t: RunTables, values: Mapping[str, Any], tags: Sequence[str]
+    conn: Connection, t: RunTables, values: Mapping[str, Any], tags: Sequence[str]
 ) -> None:
     """Insert a run and its tags. `values` gives every column that has a default (see
     new_record); the others are NULL."""
-    conn = session.connection()
     insert_statement(t.runs, tuple(values)).execute(conn, values)
     if tags:
         insert_statement(t.tags, (t.tag_owner, "tag")).execute_many(
@@ -233,18 +232,18 @@ def new_record(t: RunTables, values: Mapping[str, Any], tags: Sequence[str]) -> 
 
 
 def insert_state(
-    session: Session, t: RunTables, run_id: uuid.UUID, values: Mapping[str, Any]
+    conn: Connection, t: RunTables, run_id: uuid.UUID, values: Mapping[str, Any]
 ) -> None:
     row = {**values, t.state_owner: run_id}
-    insert_statement(t.states, tuple(row)).execute(session.connection(), row)
+    insert_statement(t.states, tuple(row)).execute(conn, row)
 
 
 def update_run(
-    session: Session, t: RunTables, run_id: uuid.UUID, changes: Mapping[str, Any]
+    conn: Connection, t: RunTables, run_id: uuid.UUID, changes: Mapping[str, Any]
 ) -> None:
     if changes:
         statement = _update_statement(t, tuple(changes))
-        statement.execute(session.connection(), {**changes, "_run_id": run_id})
+        statement.execute(conn, {**changes, "_run_id": run_id})
 
 
 @functools.cache
