@@ -555,3 +555,32 @@ async def test_history_sums_match_each_runs_estimates(flows, runs):
     assert expected[(0, "Scheduled")][2] > timedelta(hours=1)  # waiting, and late
     assert expected[(0, "Completed")][2] > timedelta(hours=1)  # started late
     assert expected[(1, "Running")][1] > timedelta(0)
+
+
+async def test_get_reads_the_newest_state_and_tags_with_or_without_statement_listeners(
+    server, flows, runs
+):
+    """GetFlowRun reads in one statement, on SQLite outside any transaction; a statement
+    listener sends it through SQLAlchemy's path, which must not leave an old snapshot behind."""
+    from sqlalchemy import event
+
+    flow = await make_flow(flows)
+    run = await make_run(runs, flow.id, tags=["b", "a"])
+    heard: list[str] = []
+
+    def listen(_conn, _cursor, statement, *_args) -> None:
+        heard.append(statement)
+
+    event.listen(server.app.db.engine, "before_cursor_execute", listen)
+    try:
+        got = (await runs.GetFlowRun(pb.GetFlowRunRequest(flow_run_id=run.id))).flow_run
+    finally:
+        event.remove(server.app.db.engine, "before_cursor_execute", listen)
+    assert list(got.tags) == ["a", "b"] and got.state.type == ST.STATE_TYPE_PENDING
+    assert any("FROM flow_runs" in statement for statement in heard)
+    await set_state(runs, run.id, ST.STATE_TYPE_RUNNING)
+    got = (await runs.GetFlowRun(pb.GetFlowRunRequest(flow_run_id=run.id))).flow_run
+    assert got.state.type == ST.STATE_TYPE_RUNNING
+    bare = await make_run(runs, flow.id)
+    got = (await runs.GetFlowRun(pb.GetFlowRunRequest(flow_run_id=bare.id))).flow_run
+    assert list(got.tags) == []
