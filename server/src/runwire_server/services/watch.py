@@ -27,9 +27,10 @@ from runwire_server.convert import (
     to_datetime,
     to_timedelta,
 )
-from runwire_server.errors import CursorOutOfRange, InvalidArgument, NotFound
+from runwire_server.errors import CursorOutOfRange, InvalidArgument
 from runwire_server.ids import require_id
 from runwire_server.orchestration.states import TERMINAL_TYPES
+from runwire_server.services.common import require_exists
 from runwire_server.settings import Settings
 from runwire_server.storage import filters, outbox
 from runwire_server.storage import models as m
@@ -75,9 +76,7 @@ class _Snapshot:
 
 
 def _snapshot(session: Session, flow_run_id: uuid.UUID) -> _Snapshot:
-    run = session.get(m.FlowRun, flow_run_id)
-    if run is None:
-        raise NotFound("flow run", str(flow_run_id))
+    require_exists(session, m.FlowRun, flow_run_id, "flow run")
     last = outbox.last_seq(session, flow_run_id)
     current = outbox.last_event_of(session, flow_run_id, "flow_run_state")
     return _Snapshot(current, last)
@@ -85,8 +84,8 @@ def _snapshot(session: Session, flow_run_id: uuid.UUID) -> _Snapshot:
 
 def _check_cursor(session: Session, flow_run_id: uuid.UUID | None, cursor: int) -> None:
     """The run exists and the cursor is one this server could have given out."""
-    if flow_run_id is not None and session.get(m.FlowRun, flow_run_id) is None:
-        raise NotFound("flow run", str(flow_run_id))
+    if flow_run_id is not None:
+        require_exists(session, m.FlowRun, flow_run_id, "flow run")
     newest = outbox.global_last_seq(session)
     if cursor > newest:
         raise CursorOutOfRange(cursor, newest)

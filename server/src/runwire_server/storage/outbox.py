@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import String, bindparam, event, func, insert, select, update
+from sqlalchemy import Integer, String, bindparam, event, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from runwire.v1 import watch_pb2
@@ -119,22 +119,35 @@ def set_publisher(session_factory: Any, publish: Publisher) -> None:
     session_factory.kw["info"][_PUBLISHER] = publish
 
 
+_EVENTS = m.table_of(m.RunEvent)
+_EVENTS_AFTER = Direct(
+    select(_EVENTS.c.payload)
+    .where(_EVENTS.c.flow_run_id == bindparam("run_id"), _EVENTS.c.seq > bindparam("after"))
+    .order_by(_EVENTS.c.seq)
+    .limit(bindparam("limit", type_=Integer))
+)
+_RUN_LAST_SEQ = Direct(
+    select(func.max(_EVENTS.c.seq)).where(_EVENTS.c.flow_run_id == bindparam("run_id"))
+)
+_LAST_OF_KIND = Direct(
+    select(_EVENTS.c.payload)
+    .where(_EVENTS.c.flow_run_id == bindparam("run_id"), _EVENTS.c.kind == bindparam("kind"))
+    .order_by(_EVENTS.c.seq.desc())
+    .limit(1)
+)
+
+
 def events_after(
     session: Session, flow_run_id: uuid.UUID, after: int, limit: int
 ) -> list[watch_pb2.WatchFlowRunResponse]:
-    rows = session.scalars(
-        select(m.RunEvent.payload)
-        .where(m.RunEvent.flow_run_id == flow_run_id, m.RunEvent.seq > after)
-        .order_by(m.RunEvent.seq)
-        .limit(limit)
+    rows = _EVENTS_AFTER.rows(
+        session.connection(), {"run_id": flow_run_id, "after": after, "limit": limit}
     )
-    return [watch_pb2.WatchFlowRunResponse.FromString(payload) for payload in rows]
+    return [watch_pb2.WatchFlowRunResponse.FromString(payload) for (payload,) in rows]
 
 
 def last_seq(session: Session, flow_run_id: uuid.UUID) -> int:
-    value = session.scalar(
-        select(func.max(m.RunEvent.seq)).where(m.RunEvent.flow_run_id == flow_run_id)
-    )
+    value = _RUN_LAST_SEQ.scalar(session.connection(), {"run_id": flow_run_id})
     return int(value or 0)
 
 
@@ -142,12 +155,7 @@ def last_event_of(
     session: Session, flow_run_id: uuid.UUID, kind: str
 ) -> watch_pb2.WatchFlowRunResponse | None:
     """The newest stored event of one kind (such as "flow_run_state") of a run."""
-    payload = session.scalar(
-        select(m.RunEvent.payload)
-        .where(m.RunEvent.flow_run_id == flow_run_id, m.RunEvent.kind == kind)
-        .order_by(m.RunEvent.seq.desc())
-        .limit(1)
-    )
+    payload = _LAST_OF_KIND.scalar(session.connection(), {"run_id": flow_run_id, "kind": kind})
     return None if payload is None else watch_pb2.WatchFlowRunResponse.FromString(payload)
 
 
