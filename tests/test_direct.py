@@ -158,3 +158,19 @@ def test_time_zones_and_microseconds_survive(engine: Engine) -> None:
             INSERT.execute(conn, {**VALUES, "id": uuid.uuid4(), "at": moment})
         at = Direct(select(things.c.at).where(things.c.at.is_not(None)).order_by(things.c.at))
         assert [row[0] for row in at.rows(conn, {})] == moments
+
+
+def test_nones_are_stored_as_sqlalchemy_stores_them(engine: Engine) -> None:
+    """SQLAlchemy's JSON type stores None as JSON null (not SQL NULL); Direct must agree, or
+    rows written by the two paths would answer IS NULL differently."""
+    direct_id, plain_id = uuid.uuid4(), uuid.uuid4()
+    with engine.begin() as conn:
+        INSERT.execute(conn, {**VALUES, "id": direct_id, "doc": None, "at": None})
+        conn.execute(INSERT.statement, {**VALUES, "id": plain_id, "doc": None, "at": None})
+        stored = {
+            row[0]: tuple(row[1:])
+            for row in conn.execute(
+                select(things.c.id, things.c.doc.is_(None), things.c.at.is_(None))
+            )
+        }
+    assert stored[direct_id] == stored[plain_id]

@@ -57,14 +57,15 @@ class _Compiled:
         self.readers: list[Processor] | None = None
 
     def arguments(self, params: Mapping[str, Any]) -> Any:
+        # Processors see None too, as in SQLAlchemy: JSON stores None as JSON null, not NULL.
         if self.positional:
             return [
-                (value if process is None or value is None else process(value))
+                value if process is None else process(value)
                 for name, process, default in self.binds
                 for value in (params.get(name, default),)
             ]
         return {
-            name: (value if process is None or value is None else process(value))
+            name: value if process is None else process(value)
             for name, process, default in self.binds
             for value in (params.get(name, default),)
         }
@@ -125,7 +126,7 @@ class Direct:
             return [tuple(row) for row in fetched]
         return [
             tuple(
-                value if read is None or value is None else read(value)
+                value if read is None else read(value)
                 for read, value in zip(readers, row, strict=True)
             )
             for row in fetched
