@@ -3,8 +3,9 @@ orchestration needs, insert a run or a state, and write a run's changed columns 
 
 Every state change and every create passes through here. The ORM's unit of work, identity map
 and relationship loading cost several times the SQL itself on these short transactions (see
-BENCHMARKS.md), so these functions read and write plain rows on the session's connection.
-Statements whose shape does not change are built once; SQLAlchemy caches their compiled form.
+BENCHMARKS.md), so these functions read and write plain rows on the transaction's connection.
+Statements whose shape does not change are built once and run on the driver's cursor
+(storage.direct); lists, whose statements vary with their filters, go through SQLAlchemy.
 """
 
 from __future__ import annotations
