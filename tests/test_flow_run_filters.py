@@ -15,16 +15,10 @@ from runwire.v1 import deployment_service_pb2 as dpb
 from runwire.v1 import filters_pb2 as f
 from runwire.v1 import flow_run_service_pb2 as pb
 from runwire.v1 import state_pb2 as ST
-from tests.helpers import expect_error, make_flow, make_run, unique
+from tests.helpers import expect_error, make_flow, make_run, ts, unique
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 T0 = datetime(2032, 3, 1, tzinfo=UTC)
-
-
-def ts(value: datetime) -> timestamp_pb2.Timestamp:
-    out = timestamp_pb2.Timestamp()
-    out.FromDatetime(value)
-    return out
 
 
 def strings(*values: str) -> f.StringList:

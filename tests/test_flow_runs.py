@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import grpc
 from google.protobuf import duration_pb2, field_mask_pb2, struct_pb2, timestamp_pb2
+from sqlalchemy import event
 
 from runwire.v1 import (
     deployment_pb2,
@@ -19,17 +20,11 @@ from runwire.v1 import (
 from runwire.v1 import deployment_service_pb2 as dpb
 from runwire.v1 import filters_pb2 as f
 from runwire.v1 import flow_run_service_pb2 as pb
-from tests.helpers import expect_error, history, make_flow, make_run, unique
+from tests.helpers import expect_error, history, make_flow, make_run, ts, unique
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
 ST = state_pb2
-
-
-def ts(value: datetime) -> timestamp_pb2.Timestamp:
-    out = timestamp_pb2.Timestamp()
-    out.FromDatetime(value)
-    return out
 
 
 async def set_state(runs, run_id: str, type_: int, name: str = "", force=False, **kw):
@@ -562,8 +557,6 @@ async def test_get_reads_the_newest_state_and_tags_with_or_without_statement_lis
 ):
     """GetFlowRun reads in one statement, on SQLite outside any transaction; a statement
     listener sends it through SQLAlchemy's path, which must not leave an old snapshot behind."""
-    from sqlalchemy import event
-
     flow = await make_flow(flows)
     run = await make_run(runs, flow.id, tags=["b", "a"])
     heard: list[str] = []

@@ -7,22 +7,15 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import grpc
-from google.protobuf import timestamp_pb2
 
 from runwire.v1 import filters_pb2 as f
 from runwire.v1 import log_pb2, task_run_pb2
 from runwire.v1 import log_service_pb2 as lpb
 from runwire.v1 import task_run_service_pb2 as tpb
-from tests.helpers import expect_error, make_flow, make_run
+from tests.helpers import expect_error, make_flow, make_run, ts
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 T0 = datetime(2031, 1, 1, tzinfo=UTC)
-
-
-def ts(value: datetime) -> timestamp_pb2.Timestamp:
-    out = timestamp_pb2.Timestamp()
-    out.FromDatetime(value)
-    return out
 
 
 def for_run(run_id: str) -> f.LogFilter:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
-from google.protobuf import duration_pb2, timestamp_pb2
+from google.protobuf import duration_pb2
 
 from runwire.v1 import concurrency_limit_service_pb2 as cpb
 from runwire.v1 import concurrency_limit_service_pb2_grpc as cgrpc
@@ -18,16 +18,10 @@ from runwire.v1 import flow_run_service_pb2 as pb
 from runwire.v1 import orchestration_pb2 as opb
 from runwire.v1 import state_pb2 as ST
 from runwire.v1 import task_run_service_pb2 as tpb
-from tests.helpers import expect_error, make_flow, make_run, unique
+from tests.helpers import expect_error, make_flow, make_run, ts, unique
 
 ACCEPT, REJECT = opb.SET_STATE_STATUS_ACCEPT, opb.SET_STATE_STATUS_REJECT
 ABORT, WAIT = opb.SET_STATE_STATUS_ABORT, opb.SET_STATE_STATUS_WAIT
-
-
-def ts(value: datetime) -> timestamp_pb2.Timestamp:
-    out = timestamp_pb2.Timestamp()
-    out.FromDatetime(value)
-    return out
 
 
 def state(type_: int, name: str = "", **details) -> ST.State:

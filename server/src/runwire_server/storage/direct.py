@@ -45,12 +45,11 @@ class _Compiled:
             name: (name, processors.get(name), None if bind.required else bind.effective_value)
             for bind, name in compiled.bind_names.items()
         }
-        self.positional = compiled.positiontup is not None
-        self.binds = (
-            [binds[name] for name in compiled.positiontup]
-            if self.positional
-            else list(binds.values())
-        )
+        # Positional drivers take the values in the SQL's order, named ones a mapping.
+        order = compiled.positiontup
+        self.positional = order is not None
+        self.binds = [binds[name] for name in order] if self.positional else list(binds.values())
+        self.bound = [name for name, _, _ in self.binds]
         self.keys = tuple(entry.keyname for entry in compiled._result_columns)
         self._types = [entry.type for entry in compiled._result_columns]
         self._dialect = dialect
@@ -58,17 +57,14 @@ class _Compiled:
 
     def arguments(self, params: Mapping[str, Any]) -> Any:
         # Processors see None too, as in SQLAlchemy: JSON stores None as JSON null, not NULL.
-        if self.positional:
-            return [
-                value if process is None else process(value)
-                for name, process, default in self.binds
-                for value in (params.get(name, default),)
-            ]
-        return {
-            name: value if process is None else process(value)
+        values = [
+            value if process is None else process(value)
             for name, process, default in self.binds
             for value in (params.get(name, default),)
-        }
+        ]
+        if self.positional:
+            return values
+        return dict(zip(self.bound, values, strict=True))
 
     def learn_readers(self, description: Sequence[Any]) -> list[Processor]:
         self.readers = [

@@ -50,7 +50,8 @@ _BUMP = Direct(
     .values(value=_SEQUENCE.c.value + bindparam("n"))
     .returning(_SEQUENCE.c.value)
 )
-_INSERT = Direct(insert(m.table_of(m.RunEvent)))
+_EVENTS = m.table_of(m.RunEvent)
+_INSERT = Direct(insert(_EVENTS))
 _NOTIFY = Direct(select(func.pg_notify(CHANNEL, bindparam("last", type_=String))))
 
 
@@ -119,7 +120,6 @@ def set_publisher(session_factory: Any, publish: Publisher) -> None:
     session_factory.kw["info"][_PUBLISHER] = publish
 
 
-_EVENTS = m.table_of(m.RunEvent)
 _EVENTS_AFTER = Direct(
     select(_EVENTS.c.payload)
     .where(_EVENTS.c.flow_run_id == bindparam("run_id"), _EVENTS.c.seq > bindparam("after"))

@@ -104,6 +104,9 @@ def _tag_list_postgresql(element: _TagList, compiler: Any, **kw: Any) -> str:
     return f"coalesce(jsonb_agg({compiler.process(element.clauses, **kw)}), '[]'::jsonb)"
 
 
+_TAGS_KEY = "tags"
+
+
 def _one_run(t: RunTables, tags: bool) -> Direct:
     statement = select_runs(t).where(t.runs.c.id == bindparam("run_id"))
     if tags:
@@ -113,7 +116,6 @@ def _one_run(t: RunTables, tags: bool) -> Direct:
     return Direct(statement)
 
 
-_TAGS_KEY = "tags"
 # One statement reads a run, its current state and (when asked) its tags: a single statement
 # sees one snapshot, so a read by id needs no transaction around it (Database.read_one).
 _ONE = {(t.runs.name, tags): _one_run(t, tags) for t in (FLOW, TASK) for tags in (True, False)}
