@@ -24,5 +24,6 @@ def configure_logging(level: str, fmt: str) -> None:
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=False,
+        # Every call logs at debug level; an uncached logger is rebuilt at each use.
+        cache_logger_on_first_use=True,
     )
