@@ -1,11 +1,14 @@
-"""The server's SQLite engine converts datetimes and JSON with its own short functions; what they
-store must be exactly what SQLAlchemy's own types store (the history roll-up's triggers read the
-datetime text by position, and rows written before must still read back), and what they read
-back must be what was written. On a real SQLite file, through the server's engine."""
+"""The server's SQLite engine converts datetimes, JSON and ids with its own short functions;
+what they store must be exactly what SQLAlchemy's own types store (the history roll-up's
+triggers read the datetime text by position, and rows written before must still read back),
+and what they read back must be what was written. On a real SQLite file, through the server's
+engine."""
 
 from __future__ import annotations
 
+import pickle
 import sqlite3
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -17,8 +20,9 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import StatementError
 
+from runwire_server.ids import new_id
 from runwire_server.storage.database import Database
-from runwire_server.storage.types import JsonDocument, UTCDateTime
+from runwire_server.storage.types import Id, JsonDocument, UTCDateTime
 
 metadata = MetaData()
 values = Table(
@@ -27,6 +31,7 @@ values = Table(
     Column("id", Integer, primary_key=True),
     Column("at", UTCDateTime),
     Column("doc", JsonDocument),
+    Column("ref", Id),
 )
 
 
@@ -106,3 +111,37 @@ def test_json_is_stored_as_sqlalchemy_stores_it_and_reads_back(
     read[0]["changed"] = True  # each read is a new object, never a shared one
     with engine.connect() as conn:
         assert conn.execute(select(values.c.doc).where(values.c.id == 0)).scalar() == {}
+
+
+def test_ids_are_stored_as_hex_and_read_back_as_uuids(engine: Engine) -> None:
+    ids = [uuid.UUID(int=0), uuid.UUID(int=(1 << 128) - 1), uuid.uuid4(), new_id()]
+    with engine.begin() as conn:
+        conn.execute(insert(values), [{"id": i, "ref": r} for i, r in enumerate(ids)])
+        read = [row[0] for row in conn.execute(select(values.c.ref).order_by(values.c.id))]
+    assert stored_text(engine, "ref") == [r.hex for r in ids]
+    assert read == ids
+    assert [str(r) for r in read] == [str(r) for r in ids]
+    assert {hash(r) for r in read} == {hash(r) for r in ids}
+    assert pickle.loads(pickle.dumps(read[3])) == ids[3]
+    assert read[3].version == 7 and read[3].is_safe is uuid.SafeUUID.unknown
+
+
+def test_id_text_in_other_forms_reads_as_uuid_reads_it(engine: Engine) -> None:
+    """Text our writes never store takes uuid.UUID's own path: the same value or the same
+    refusal."""
+    known = uuid.uuid4()
+    odd = [str(known), "-" + "f" * 31, "+" + "f" * 31, "_" * 32, "g" * 32, "{" + "a" * 30 + "}"]
+    for text in odd:
+        with sqlite3.connect(str(engine.url.database)) as raw:
+            raw.execute("DELETE FROM column_values")
+            raw.execute("INSERT INTO column_values (id, ref) VALUES (1, ?)", (text,))
+        try:
+            expected: Any = uuid.UUID(text)
+        except ValueError as exc:
+            expected = type(exc)
+        try:
+            with engine.connect() as conn:
+                got: Any = conn.execute(select(values.c.ref)).scalar()
+        except ValueError as exc:
+            got = type(exc)
+        assert got == expected, text

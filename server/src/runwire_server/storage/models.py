@@ -18,13 +18,12 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    Uuid,
     func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from runwire_server.ids import new_id
-from runwire_server.storage.types import JsonDocument, UTCDateTime
+from runwire_server.storage.types import Id, JsonDocument, UTCDateTime
 
 
 def table_of(model: type[Base]) -> Table:
@@ -36,6 +35,7 @@ class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {
         datetime: UTCDateTime,
         dict[str, Any]: JsonDocument,
+        uuid.UUID: Id,
     }
 
 
@@ -77,7 +77,7 @@ class FlowTag(TagRow, Base):
 
 class Flow(TaggedMixin, TimestampsMixin, Base):
     __tablename__ = "flows"
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    id: Mapped[uuid.UUID] = mapped_column(Id, primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(255), unique=True)
     project_name: Mapped[str | None] = mapped_column(String(255))
     storage_type: Mapped[str | None] = mapped_column(String(255))
@@ -95,7 +95,7 @@ class WorkPool(Base):
     """A work pool named by a run or deployment; created on first use."""
 
     __tablename__ = "work_pools"
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    id: Mapped[uuid.UUID] = mapped_column(Id, primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(255), unique=True)
     type: Mapped[str | None] = mapped_column(String(255))
 
@@ -104,7 +104,7 @@ class WorkQueue(Base):
     """A work queue (within an optional pool) named by a run or deployment; created on first use."""
 
     __tablename__ = "work_queues"
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    id: Mapped[uuid.UUID] = mapped_column(Id, primary_key=True, default=new_id)
     work_pool_name: Mapped[str | None] = mapped_column(String(255))
     name: Mapped[str] = mapped_column(String(255))
     __table_args__ = (
@@ -123,7 +123,7 @@ class DeploymentTag(TagRow, Base):
 
 class Deployment(TaggedMixin, TimestampsMixin, Base):
     __tablename__ = "deployments"
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    id: Mapped[uuid.UUID] = mapped_column(Id, primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(255))
     flow_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("flows.id", ondelete="CASCADE"))
     work_pool_name: Mapped[str | None] = mapped_column(String(255), index=True)
@@ -145,9 +145,9 @@ class Deployment(TaggedMixin, TimestampsMixin, Base):
 class RunColumnsMixin(TimestampsMixin):
     """Fields that flow runs and task runs share: current state and timing bookkeeping."""
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    id: Mapped[uuid.UUID] = mapped_column(Id, primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(255))
-    state_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    state_id: Mapped[uuid.UUID | None] = mapped_column(Id)
     state_type: Mapped[str | None] = mapped_column(String(16))
     state_name: Mapped[str | None] = mapped_column(String(255))
     state_timestamp: Mapped[datetime | None]
@@ -161,7 +161,7 @@ class RunColumnsMixin(TimestampsMixin):
 
 
 class StateColumnsMixin:
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    id: Mapped[uuid.UUID] = mapped_column(Id, primary_key=True, default=new_id)
     type: Mapped[str] = mapped_column(String(16))
     name: Mapped[str] = mapped_column(String(255))
     timestamp: Mapped[datetime]
@@ -200,7 +200,7 @@ class FlowRun(TaggedMixin, RunColumnsMixin, Base):
     labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
     idempotency_key: Mapped[str | None] = mapped_column(String(255), index=True)
     # No foreign key: task runs reference flow runs too, and the cycle buys nothing.
-    parent_task_run_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)
+    parent_task_run_id: Mapped[uuid.UUID | None] = mapped_column(Id, index=True)
     flow_version: Mapped[str | None] = mapped_column(String(255), index=True)
     created_by_id: Mapped[str | None] = mapped_column(String(255), index=True)
     created_by_type: Mapped[str | None] = mapped_column(String(255), index=True)
@@ -248,7 +248,7 @@ class FlowRunHistorySlot(Base):
     # Whole ten-minute slots since 1970 (floor division, so earlier times are negative).
     slot: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     # No foreign key: deleting a flow deletes its runs, whose triggers update these rows.
-    flow_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    flow_id: Mapped[uuid.UUID] = mapped_column(Id, primary_key=True)
     state_type: Mapped[str] = mapped_column(String(16), primary_key=True)  # '' for none
     state_name: Mapped[str] = mapped_column(String(255), primary_key=True)  # '' for none
     count_runs: Mapped[int] = mapped_column(BigInteger)
@@ -310,9 +310,9 @@ class TaskRun(TaggedMixin, RunColumnsMixin, Base):
 
 class Log(Base):
     __tablename__ = "logs"
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    id: Mapped[uuid.UUID] = mapped_column(Id, primary_key=True, default=new_id)
     flow_run_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("flow_runs.id", ondelete="CASCADE"))
-    task_run_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)
+    task_run_id: Mapped[uuid.UUID | None] = mapped_column(Id, index=True)
     name: Mapped[str] = mapped_column(String(255))
     level: Mapped[int] = mapped_column(Integer)
     message: Mapped[str] = mapped_column(Text)
@@ -334,7 +334,7 @@ class DeploymentSlot(Base):
 
 class ConcurrencyLimit(TimestampsMixin, Base):
     __tablename__ = "concurrency_limits"
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    id: Mapped[uuid.UUID] = mapped_column(Id, primary_key=True, default=new_id)
     tag: Mapped[str] = mapped_column(String(255), unique=True)
     concurrency_limit: Mapped[int] = mapped_column(Integer)
 
@@ -356,7 +356,7 @@ class TaskRunStateCache(Base):
     """A COMPLETED task-run state stored under a cache key."""
 
     __tablename__ = "task_run_state_cache"
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    id: Mapped[uuid.UUID] = mapped_column(Id, primary_key=True, default=new_id)
     cache_key: Mapped[str] = mapped_column(Text)
     cache_expiration: Mapped[datetime | None]
     task_run_state_id: Mapped[uuid.UUID] = mapped_column(
