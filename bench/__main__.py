@@ -1,7 +1,7 @@
 """Runwire's benchmarks, side by side with the ceiling of Python gRPC on this machine.
 
-    uv run python -m bench --quick            # about 2 minutes
-    uv run python -m bench                    # the full run, about 20 minutes
+    uv run python -m bench --quick            # about a minute
+    uv run python -m bench                    # the full run, 7 to 15 minutes
     uv run python -m bench --only lifecycle,reads --json out.json
 
 Each workload starts its own server process on a temporary SQLite database and drives it from
@@ -176,7 +176,7 @@ def main() -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--quick", action="store_true", help="small sizes: about 2 minutes")
+    parser.add_argument("--quick", action="store_true", help="small sizes: about a minute")
     parser.add_argument(
         "--only",
         default=",".join(WORKLOADS),
