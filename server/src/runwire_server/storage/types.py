@@ -15,6 +15,11 @@ from sqlalchemy.types import TypeDecorator
 JsonDocument = JSON().with_variant(JSONB(), "postgresql")
 
 
+def _as_utc(value: datetime) -> datetime:
+    """A stored datetime as an aware UTC one (naive ones are UTC)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC datetimes. SQLite keeps naive UTC text, which sorts correctly."""
 
@@ -31,11 +36,7 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
-        return value.astimezone(UTC)  # type: ignore[no-any-return]
+        return None if value is None else _as_utc(value)
 
     # On SQLite a value passes through two processors each way (this type's and SQLite's
     # DATETIME text format), a tenth of a read by id. One function each way does the same: the
@@ -44,15 +45,11 @@ class UTCDateTime(TypeDecorator[datetime]):
     def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
         if dialect.name != "sqlite":
             return super().bind_processor(dialect)
-        check = self.process_bind_param
+        to_stored = self.process_bind_param  # refuses naive values; naive UTC on SQLite
 
         def process(value: datetime | None) -> str | None:
-            if value is None:
-                return None
-            if value.tzinfo is not UTC:
-                value = check(value, dialect)  # refuses naive values; converts to naive UTC
-                assert value is not None
-            return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+            stored = to_stored(value, dialect)
+            return None if stored is None else stored.isoformat(" ", "microseconds")
 
         return process
 
@@ -62,12 +59,7 @@ class UTCDateTime(TypeDecorator[datetime]):
         parse = datetime.fromisoformat
 
         def process(value: str | None) -> datetime | None:
-            if value is None:
-                return None
-            parsed = parse(value)
-            if parsed.tzinfo is None:
-                return parsed.replace(tzinfo=UTC)
-            return parsed.astimezone(UTC)
+            return None if value is None else _as_utc(parse(value))
 
         return process
 
