@@ -21,7 +21,7 @@ from runwire_server.orchestration.context import (
     RunFacts,
     Status,
 )
-from runwire_server.orchestration.engine import Policy, Rule, Scope, orchestrate
+from runwire_server.orchestration.engine import Policy, Rule, Scope, UniversalRule, orchestrate
 from runwire_server.orchestration.states import State, StateType
 
 S = StateType
@@ -903,3 +903,258 @@ def test_a_failing_rule_aborts() -> None:
     t = decide(Broken(), st(S.RUNNING), st(S.COMPLETED))
     assert t.status is Status.ABORT and not t.written
     assert t.reason.startswith("Aborting orchestration due to error in Broken:")
+
+
+# --- Concurrency slots follow the written state, through whole policies ---------------------
+
+RUN = uuid.UUID(int=99)  # the run `decide` orchestrates
+PAST = NOW - timedelta(minutes=5)
+
+
+@dataclass
+class SlotCase:
+    id: str
+    policy: Policy
+    initial: State | None
+    proposed: State
+    held_before: bool
+    held_after: bool
+    written: str | None  # name of the state written, or None when nothing was written
+    run: dict[str, Any] = field(default_factory=dict)
+    others: int = 0  # slots held by other runs
+    full: bool = False  # the limit is `others` (else one more)
+
+
+RETRY_ONCE = {"retries": 1, "retry_delay": 600}
+FLOW_SLOT_CASES = [
+    SlotCase("claim", fr.CORE_FLOW_POLICY, st(S.SCHEDULED), st(S.PENDING), False, True, "Pending"),
+    SlotCase(
+        "claim-full",
+        fr.CORE_FLOW_POLICY,
+        st(S.SCHEDULED),
+        st(S.PENDING),
+        False,
+        False,
+        "AwaitingConcurrencySlot",
+        others=1,
+        full=True,
+    ),
+    SlotCase("start", fr.CORE_FLOW_POLICY, st(S.PENDING), st(S.RUNNING), True, True, "Running"),
+    SlotCase(
+        "start-slot-lost",
+        fr.CORE_FLOW_POLICY,
+        st(S.PENDING),
+        st(S.RUNNING),
+        False,
+        False,
+        "Cancelled",
+        others=1,
+        full=True,
+    ),
+    SlotCase(
+        "fail-rewritten-to-awaiting-retry",
+        fr.CORE_FLOW_POLICY,
+        st(S.RUNNING),
+        st(S.FAILED),
+        True,
+        False,
+        "AwaitingRetry",
+        run={"run_count": 1, "empirical_policy": RETRY_ONCE},
+    ),
+    SlotCase(
+        "fail-for-good",
+        fr.CORE_FLOW_POLICY,
+        st(S.RUNNING),
+        st(S.FAILED),
+        True,
+        False,
+        "Failed",
+        run={"run_count": 2, "empirical_policy": RETRY_ONCE},
+    ),
+    SlotCase(
+        "complete", fr.CORE_FLOW_POLICY, st(S.RUNNING), st(S.COMPLETED), True, False, "Completed"
+    ),
+    SlotCase("crash", fr.CORE_FLOW_POLICY, st(S.RUNNING), st(S.CRASHED), True, False, "Crashed"),
+    SlotCase("pause", fr.CORE_FLOW_POLICY, st(S.RUNNING), st(S.PAUSED), True, False, "Paused"),
+    SlotCase(
+        "cancelling-holds",
+        fr.CORE_FLOW_POLICY,
+        st(S.RUNNING),
+        st(S.CANCELLING),
+        True,
+        True,
+        "Cancelling",
+    ),
+    SlotCase(
+        "cancelled",
+        fr.CORE_FLOW_POLICY,
+        st(S.CANCELLING),
+        st(S.CANCELLED),
+        True,
+        False,
+        "Cancelled",
+    ),
+    SlotCase(
+        "cancel-while-awaiting-retry",
+        fr.CORE_FLOW_POLICY,
+        st(S.SCHEDULED, "AwaitingRetry", scheduled_time=LATER),
+        st(S.CANCELLING),
+        False,
+        False,
+        "Cancelled",
+    ),
+    SlotCase(
+        "refused-keeps", fr.CORE_FLOW_POLICY, st(S.CANCELLING), st(S.RUNNING), True, True, None
+    ),
+    SlotCase(
+        "duplicate-keeps",
+        fr.CORE_FLOW_POLICY,
+        st(S.RUNNING, transition_id="t"),
+        st(S.COMPLETED, transition_id="t"),
+        True,
+        True,
+        None,
+    ),
+    SlotCase(
+        "forced-reschedule",
+        fr.MINIMAL_FLOW_POLICY,
+        st(S.RUNNING),
+        st(S.SCHEDULED),
+        True,
+        False,
+        "Scheduled",
+    ),
+]
+
+TASK_SLOT_CASES = [
+    SlotCase("start", tr.CORE_TASK_POLICY, st(S.PENDING), st(S.RUNNING), False, True, "Running"),
+    SlotCase(
+        "start-full",
+        tr.CORE_TASK_POLICY,
+        st(S.PENDING),
+        st(S.RUNNING),
+        False,
+        False,
+        None,
+        others=1,
+        full=True,
+    ),
+    SlotCase(
+        "start-waits-for-its-time",
+        tr.CORE_TASK_POLICY,
+        st(S.SCHEDULED, scheduled_time=LATER),
+        st(S.RUNNING),
+        False,
+        False,
+        None,
+    ),
+    SlotCase(
+        "fail-rewritten-to-awaiting-retry",
+        tr.CORE_TASK_POLICY,
+        st(S.RUNNING),
+        st(S.FAILED),
+        True,
+        False,
+        "AwaitingRetry",
+        run={"run_count": 1, "empirical_policy": {"retries": 1, "retry_delays": [600]}},
+    ),
+    SlotCase(
+        "retry-starts",
+        tr.CORE_TASK_POLICY,
+        st(S.SCHEDULED, "AwaitingRetry", scheduled_time=PAST),
+        st(S.RUNNING),
+        False,
+        True,
+        "Retrying",
+        run={"run_count": 1, "empirical_policy": {"retries": 1, "retry_delays": [600]}},
+    ),
+    SlotCase(
+        "complete", tr.CORE_TASK_POLICY, st(S.RUNNING), st(S.COMPLETED), True, False, "Completed"
+    ),
+    SlotCase(
+        "cancelling-holds",
+        tr.CORE_TASK_POLICY,
+        st(S.RUNNING),
+        st(S.CANCELLING),
+        True,
+        True,
+        "Cancelling",
+    ),
+    SlotCase(
+        "forced-fail", tr.MINIMAL_TASK_POLICY, st(S.RUNNING), st(S.FAILED), True, False, "Failed"
+    ),
+]
+
+
+def _slot_store(case: SlotCase, *, task: bool) -> MemoryStore:
+    others = {uuid.uuid4() for _ in range(case.others)}
+    mine = {RUN} if case.held_before else set()
+    limit = case.others if case.full else case.others + 1
+    if task:
+        return MemoryStore(limits={"db": limit}, tag_slots={"db": others | mine})
+    store = deployments(limit)
+    store.slots[DEPLOYMENT] = others | mine
+    return store
+
+
+def _outcome(t: Any, case: SlotCase) -> None:
+    if case.written is None:
+        assert not t.written
+    else:
+        assert t.written and t.validated is not None and t.validated.name == case.written
+
+
+@pytest.mark.parametrize("case", FLOW_SLOT_CASES, ids=[c.id for c in FLOW_SLOT_CASES])
+def test_deployment_slots_follow_the_written_state(case: SlotCase) -> None:
+    store = _slot_store(case, task=False)
+    others = set(store.slots[DEPLOYMENT]) - {RUN}
+    t = orchestrate(
+        case.policy,
+        RunFacts(id=RUN, deployment_id=DEPLOYMENT, **case.run),
+        case.initial,
+        case.proposed.replace(timestamp=NOW),
+        now=NOW,
+        store=store,
+        write=lambda state: state.replace(id=uuid.uuid4()),
+    )
+    _outcome(t, case)
+    assert (RUN in store.slots[DEPLOYMENT]) is case.held_after
+    assert store.slots[DEPLOYMENT] - {RUN} == others  # no other run's slot is touched
+
+
+@pytest.mark.parametrize("case", TASK_SLOT_CASES, ids=[c.id for c in TASK_SLOT_CASES])
+def test_tag_slots_follow_the_written_state(case: SlotCase) -> None:
+    store = _slot_store(case, task=True)
+    others = set(store.tag_slots["db"]) - {RUN}
+    t = orchestrate(
+        case.policy,
+        RunFacts(id=RUN, tags=["db"], **case.run),
+        case.initial,
+        case.proposed.replace(timestamp=NOW),
+        now=NOW,
+        store=store,
+        write=lambda state: state.replace(id=uuid.uuid4()),
+    )
+    _outcome(t, case)
+    assert (RUN in store.tag_slots["db"]) is case.held_after
+    assert store.tag_slots["db"] - {RUN} == others
+
+
+def test_a_universal_rule_sees_the_written_state_and_skips_nullified_transitions() -> None:
+    seen: list[str | None] = []
+
+    class Record(UniversalRule):
+        def after(self, scope: Scope) -> None:
+            validated = scope.transition.validated
+            seen.append(None if validated is None else validated.name)
+
+    retried = decide(
+        [fr.RetryFailedFlows(), Record()],
+        st(S.RUNNING),
+        st(S.FAILED),
+        run_count=1,
+        empirical_policy=RETRY_ONCE,
+    )
+    assert retried.validated is not None and retried.validated.name == "AwaitingRetry"
+    decide([RejectEverything(), Record()], st(S.RUNNING), st(S.COMPLETED))
+    assert seen == ["AwaitingRetry"]  # the rejected transition wrote nothing: no `after`

@@ -5,6 +5,11 @@ the state is written, then rules are left in reverse order: `after` for a rule w
 still holds, `cleanup` for one whose transition was changed by a rule nested inside it (so it can
 undo side effects such as a concurrency slot). A rule applies only to the from-types and
 to-types it names, judged on the proposed state as it stands when the rule is entered.
+
+A universal rule (the reference's universal transforms) names no types: it is entered for every
+transition that still proposes a state and, on the way out, sees the state that was actually
+written, whatever the rules in between made of the proposal. Decisions that must follow the
+written state, such as freeing a concurrency slot, belong in one.
 """
 
 from __future__ import annotations
@@ -108,6 +113,14 @@ class Rule:
         return type(self).__name__
 
 
+class UniversalRule(Rule):
+    """A rule for every transition: `before` runs while a state is still proposed, `after`
+    once one was written (never `cleanup`), judged on the written state."""
+
+    def applies(self, from_type: StateType | None, to_type: StateType | None) -> bool:
+        return True
+
+
 class Transform:
     """A bookkeeping transform: runs innermost on every transition that still proposes a state."""
 
@@ -159,9 +172,11 @@ def orchestrate(
     compiled = [r for r in policy.rules if r.applies(t.initial_type, t.proposed_type)]
     for rule in compiled:
         # Each rule is compiled for the original proposal; if an outer rule changed the
-        # proposed type, the rule no longer applies and is skipped.
-        scope = Scope(t, t.initial_type, proposed.type)
-        invalid_on_entry = scope.invalid
+        # proposed type, the rule no longer applies and is skipped. A universal rule only
+        # needs a state to still be proposed.
+        universal = isinstance(rule, UniversalRule)
+        scope = Scope(t, t.initial_type, t.proposed_type if universal else proposed.type)
+        invalid_on_entry = t.nullified if universal else scope.invalid
         if not invalid_on_entry:
             try:
                 rule.before(scope)
@@ -187,7 +202,10 @@ def orchestrate(
     for rule, scope, invalid_on_entry in reversed(entered):
         if invalid_on_entry:
             continue
-        if scope.invalid:
+        if isinstance(rule, UniversalRule):
+            if t.written:
+                rule.after(scope)
+        elif scope.invalid:
             rule.cleanup(scope)
         else:
             rule.after(scope)

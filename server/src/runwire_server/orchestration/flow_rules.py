@@ -8,10 +8,20 @@ from typing import Any
 
 from runwire_server.orchestration.bookkeeping import FLOW_TRANSFORMS
 from runwire_server.orchestration.context import CollisionStrategy
-from runwire_server.orchestration.engine import ALL_TYPES, TERMINAL, Policy, Rule, Scope
+from runwire_server.orchestration.engine import (
+    ALL_TYPES,
+    TERMINAL,
+    Policy,
+    Rule,
+    Scope,
+    UniversalRule,
+)
 from runwire_server.orchestration.states import State, StateType
 
 S = StateType
+
+# The state types in which a flow run holds its deployment's concurrency slot.
+SLOT_HOLDING_FLOW_TYPES = frozenset({S.PENDING, S.RUNNING, S.CANCELLING})
 
 
 def make_state(
@@ -185,7 +195,7 @@ class PreventPendingTransitions(Rule):
 class SecureFlowConcurrencySlots(Rule):
     """A deployment's concurrency limit: claiming a run takes one of its slots."""
 
-    FROM = ALL_TYPES - {S.PENDING, S.RUNNING, S.CANCELLING}
+    FROM = ALL_TYPES - SLOT_HOLDING_FLOW_TYPES
     TO = frozenset({S.PENDING})
 
     def before(self, scope: Scope) -> None:
@@ -391,15 +401,17 @@ class RetryFailedFlows(Rule):
         retry_after(scope, delay)
 
 
-class ReleaseFlowConcurrencySlots(Rule):
-    """Leaving PENDING, RUNNING or CANCELLING for anything else frees the deployment slot."""
+class ReleaseFlowConcurrencySlots(UniversalRule):
+    """A run whose written state leaves PENDING, RUNNING or CANCELLING for another type frees
+    its deployment slot: a failure rewritten to AwaitingRetry (SCHEDULED) frees it too."""
 
     def after(self, scope: Scope) -> None:
         t = scope.transition
-        if t.run.deployment_id is None or t.validated is None or not t.written:
+        if t.run.deployment_id is None or t.validated is None:
             return
-        active = (S.PENDING, S.RUNNING, S.CANCELLING)
-        if t.initial_type in active and t.validated.type not in active:
+        if t.initial_type in SLOT_HOLDING_FLOW_TYPES and t.validated.type not in (
+            SLOT_HOLDING_FLOW_TYPES
+        ):
             t.store.release_deployment_slot(t.run.deployment_id, t.run.id)
 
 

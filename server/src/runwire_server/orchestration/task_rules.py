@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from runwire_server.orchestration.bookkeeping import TASK_TRANSFORMS
-from runwire_server.orchestration.engine import TERMINAL, Policy, Rule, Scope
+from runwire_server.orchestration.engine import TERMINAL, Policy, Rule, Scope, UniversalRule
 from runwire_server.orchestration.flow_rules import (
     CopyScheduledTime,
     WaitForScheduledTime,
@@ -14,6 +14,9 @@ from runwire_server.orchestration.flow_rules import (
 from runwire_server.orchestration.states import StateType
 
 S = StateType
+
+# The state types in which a task run holds slots on its tags' concurrency limits.
+SLOT_HOLDING_TASK_TYPES = frozenset({S.RUNNING, S.CANCELLING})
 
 
 _OWNER_KEYS = ("flow_run_id", "task_run_id")
@@ -196,14 +199,13 @@ class CacheInsertion(Rule):
             t.store.insert_cache(key, t.validated.details.get("cache_expiration"), t.validated)
 
 
-class ReleaseTaskConcurrencySlots(Rule):
+class ReleaseTaskConcurrencySlots(UniversalRule):
+    """A task run holds its tag slots only while its written state is RUNNING or CANCELLING:
+    a failure rewritten to AwaitingRetry frees them for the whole retry delay."""
+
     def after(self, scope: Scope) -> None:
         t = scope.transition
-        if (
-            t.written
-            and t.validated is not None
-            and t.validated.type not in (S.RUNNING, S.CANCELLING)
-        ):
+        if t.validated is not None and t.validated.type not in SLOT_HOLDING_TASK_TYPES:
             t.store.release_tag_slots(t.run.id)
 
 
