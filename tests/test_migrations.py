@@ -135,3 +135,57 @@ def test_history_slots_are_filled_from_the_runs_already_stored(database_url: str
         ]
     finally:
         engine.dispose()
+
+
+def test_slots_held_outside_their_states_are_freed(database_url: str) -> None:
+    """Migration 0004 frees the slots that runs kept in AwaitingRetry (and other states that
+    hold none) under the earlier release rule; slots of active runs stay."""
+    engine = create_engine(database_url)
+    try:
+        schema.upgrade(engine, "0003")
+        now = datetime.now(UTC)
+        flow_id, deployment_id = uuid.uuid4(), uuid.uuid4()
+        flow_runs = {kind: uuid.uuid4() for kind in ("SCHEDULED", "CANCELLED", "RUNNING")}
+        task_runs = {kind: uuid.uuid4() for kind in ("SCHEDULED", "RUNNING")}
+        stamps = {"created": now, "updated": now}
+        with engine.begin() as connection:
+            connection.execute(insert(m.Flow), [{"id": flow_id, "name": "f", **stamps}])
+            connection.execute(
+                insert(m.Deployment),
+                [{"id": deployment_id, "name": "d", "flow_id": flow_id, **stamps}],
+            )
+            connection.execute(
+                insert(m.FlowRun),
+                [
+                    {"id": i, "name": k, "flow_id": flow_id, "state_type": k, **stamps}
+                    for k, i in flow_runs.items()
+                ],
+            )
+            run_id = flow_runs["RUNNING"]
+            connection.execute(
+                insert(m.TaskRun),
+                [
+                    {"id": i, "name": k, "flow_run_id": run_id, "task_key": k, "state_type": k}
+                    | stamps
+                    for k, i in task_runs.items()
+                ],
+            )
+            connection.execute(
+                insert(m.ConcurrencyLimit), [{"tag": "db", "concurrency_limit": 2, **stamps}]
+            )
+            connection.execute(
+                insert(m.DeploymentSlot),
+                [{"deployment_id": deployment_id, "flow_run_id": i} for i in flow_runs.values()],
+            )
+            connection.execute(
+                insert(m.ConcurrencySlot),
+                [{"tag": "db", "task_run_id": i} for i in task_runs.values()],
+            )
+        schema.upgrade(engine)
+        with engine.connect() as connection:
+            flows_holding = set(connection.scalars(select(m.DeploymentSlot.flow_run_id)))
+            tasks_holding = set(connection.scalars(select(m.ConcurrencySlot.task_run_id)))
+        assert flows_holding == {flow_runs["RUNNING"]}
+        assert tasks_holding == {task_runs["RUNNING"]}
+    finally:
+        engine.dispose()

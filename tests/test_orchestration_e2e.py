@@ -273,6 +273,47 @@ async def test_deployment_concurrency_limit(flows, runs, deployments):
     )
 
 
+async def test_a_run_awaiting_retry_frees_its_deployment_slot(flows, runs, deployments):
+    """A failure rewritten to AwaitingRetry frees the slot; cancelling the run from there
+    leaves the deployment free (an earlier rule kept the slot and blocked it for good)."""
+    flow = await make_flow(flows)
+    limited = (
+        await deployments.CreateDeployment(
+            dpb.CreateDeploymentRequest(
+                deployment=deployment_pb2.Deployment(
+                    name=unique("d"), flow_id=flow.id, concurrency_limit=1
+                )
+            )
+        )
+    ).deployment
+    retrying = flow_run_pb2.FlowRunPolicy(retries=1, retry_delay=duration_pb2.Duration(seconds=600))
+
+    async def scheduled_run(**fields):
+        return await make_run(
+            runs,
+            flow.id,
+            deployment_id=limited.id,
+            state=state(ST.STATE_TYPE_SCHEDULED),
+            **fields,
+        )
+
+    first = await scheduled_run(empirical_policy=retrying)
+    assert (await propose(runs, first.id, state(ST.STATE_TYPE_PENDING))).status == ACCEPT
+    assert (await propose(runs, first.id, state(ST.STATE_TYPE_RUNNING))).status == ACCEPT
+    failed = await propose(runs, first.id, state(ST.STATE_TYPE_FAILED))
+    assert failed.status == REJECT and failed.state.name == "AwaitingRetry"
+
+    second = await scheduled_run()
+    assert (await propose(runs, second.id, state(ST.STATE_TYPE_PENDING))).status == ACCEPT
+    await propose(runs, second.id, state(ST.STATE_TYPE_RUNNING))
+    await propose(runs, second.id, state(ST.STATE_TYPE_COMPLETED))
+
+    cancelled = await propose(runs, first.id, state(ST.STATE_TYPE_CANCELLING))
+    assert cancelled.state.type == ST.STATE_TYPE_CANCELLED
+    third = await scheduled_run()
+    assert (await propose(runs, third.id, state(ST.STATE_TYPE_PENDING))).status == ACCEPT
+
+
 async def running_flow_run(flows, runs) -> flow_run_pb2.FlowRun:
     run = await new_run(flows, runs)
     await propose(runs, run.id, state(ST.STATE_TYPE_RUNNING))
@@ -446,6 +487,28 @@ async def test_tag_concurrency_limits(flows, runs, task_runs, channel):
         grpc.StatusCode.INVALID_ARGUMENT,
         "tag",
     )
+
+
+async def test_a_task_awaiting_retry_frees_its_tag_slot(flows, runs, task_runs, channel):
+    limits = cgrpc.ConcurrencyLimitServiceStub(channel)
+    tag = unique("db")
+    await limits.CreateConcurrencyLimit(
+        cpb.CreateConcurrencyLimitRequest(tag=tag, concurrency_limit=1)
+    )
+    run = await running_flow_run(flows, runs)
+    slow_retry = task_run_pb2.TaskRunPolicy(
+        retries=1, retry_delays=[duration_pb2.Duration(seconds=600)]
+    )
+    one = await make_task(task_runs, run.id, tags=[tag], empirical_policy=slow_retry)
+    two = await make_task(task_runs, run.id, tags=[tag])
+    assert (await propose_task(task_runs, one.id, state(ST.STATE_TYPE_RUNNING))).status == ACCEPT
+    failed = await propose_task(task_runs, one.id, state(ST.STATE_TYPE_FAILED))
+    assert failed.status == REJECT and failed.state.name == "AwaitingRetry"
+    held = await limits.GetConcurrencyLimit(cpb.GetConcurrencyLimitRequest(tag=tag))
+    assert list(held.concurrency_limit.active_slots) == []
+    assert (await propose_task(task_runs, two.id, state(ST.STATE_TYPE_RUNNING))).status == ACCEPT
+    held = await limits.GetConcurrencyLimit(cpb.GetConcurrencyLimitRequest(tag=tag))
+    assert list(held.concurrency_limit.active_slots) == [two.id]
 
 
 async def test_a_subflow_state_is_mirrored_on_its_parent_task(flows, runs, task_runs):
