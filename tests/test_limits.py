@@ -35,6 +35,7 @@ async def small(server_factory: Any) -> Any:
         "default_page_size": 10,
         "max_logs_per_request": 5,
         "max_inline_result_bytes": 100,
+        "max_object_bytes": 16 * 1024,
         "max_filter_values": 20,
         "max_watch_streams_per_client": 2,
     }

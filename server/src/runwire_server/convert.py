@@ -254,7 +254,11 @@ def state_to_proto(state: State) -> state_pb2.State:
 def state_row_to_proto(
     row: m.FlowRunState | m.TaskRunState | Record | None,
 ) -> state_pb2.State | None:
-    return None if row is None else state_to_proto(state_from_row(row))
+    return None if row is None else state_row_to_message(row)
+
+
+def state_row_to_message(row: m.FlowRunState | m.TaskRunState | Record) -> state_pb2.State:
+    return state_to_proto(state_from_row(row))
 
 
 def format_id(value: Any) -> str:

@@ -14,6 +14,17 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 DOMAIN = "runwire.dev"
+# A status message travels in gRPC metadata (8 KiB in all by default) and goes into the log:
+# client values are quoted short, and no message is longer than this.
+MAX_MESSAGE = 1000
+QUOTED = 40
+
+
+def quote(value: str, limit: int = QUOTED) -> str:
+    """A client's value for a message or a log line: its first `limit` characters, quoted."""
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}... ({len(value)} characters)"
 
 
 class RunwireError(Exception):
@@ -23,6 +34,8 @@ class RunwireError(Exception):
     reason: str = "UNKNOWN"
 
     def __init__(self, message: str, *, metadata: dict[str, str] | None = None) -> None:
+        if len(message) > MAX_MESSAGE:
+            message = message[: MAX_MESSAGE - 3] + "..."
         super().__init__(message)
         self.message = message
         self.metadata = metadata or {}
@@ -46,6 +59,8 @@ class InvalidArgument(RunwireError):
     reason = "INVALID_FIELD"
 
     def __init__(self, field: str, description: str) -> None:
+        if len(field) > MAX_MESSAGE // 2:  # a path that names a client's map key, say
+            field = field[: MAX_MESSAGE // 2 - 3] + "..."
         super().__init__(f"{field}: {description}", metadata={"field": field})
         self.field = field
         self.description = description
@@ -60,15 +75,22 @@ class InvalidArgument(RunwireError):
         ]
 
 
+class UndecodableRequest(RunwireError):
+    """The request's bytes are not a message of the method's request type."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+    reason = "REQUEST_UNDECODABLE"
+
+
 class ResourceError(RunwireError):
     """An error about one named resource; `message_format` gets the type and the name."""
 
-    message_format = "{resource_type} {name!r}"
+    message_format = "{resource_type} {name}"
 
     def __init__(self, resource_type: str, name: str) -> None:
         super().__init__(
-            self.message_format.format(resource_type=resource_type, name=name),
-            metadata={"resourceType": resource_type, "resourceName": name},
+            self.message_format.format(resource_type=resource_type, name=quote(name, 255)),
+            metadata={"resourceType": resource_type, "resourceName": name[:255]},
         )
         self.resource_type = resource_type
         self.name = name
@@ -79,7 +101,7 @@ class NotFound(ResourceError):
 
     code = grpc.StatusCode.NOT_FOUND
     reason = "RESOURCE_NOT_FOUND"
-    message_format = "{resource_type} {name!r} not found"
+    message_format = "{resource_type} {name} not found"
 
     def details(self) -> list[any_pb2.Any]:
         info = error_details_pb2.ResourceInfo(
@@ -93,7 +115,7 @@ class AlreadyExists(ResourceError):
 
     code = grpc.StatusCode.ALREADY_EXISTS
     reason = "RESOURCE_ALREADY_EXISTS"
-    message_format = "{resource_type} {name!r} already exists"
+    message_format = "{resource_type} {name} already exists"
 
 
 class FailedPrecondition(RunwireError):

@@ -6,7 +6,10 @@ import uuid
 
 import uuid6
 
-from runwire_server.errors import InvalidArgument
+from runwire_server.errors import InvalidArgument, quote
+
+# The longest text uuid.UUID accepts: braces and a urn:uuid: prefix around 36 characters.
+_MAX_ID_TEXT = 45
 
 
 def new_id() -> uuid.UUID:
@@ -19,10 +22,12 @@ def parse_id(value: str, field: str, *, required: bool = True) -> uuid.UUID | No
         if required:
             raise InvalidArgument(field, "is required")
         return None
+    if len(value) > _MAX_ID_TEXT:
+        raise InvalidArgument(field, f"is {len(value)} characters long; an id is a UUID")
     try:
         return uuid.UUID(value)
     except ValueError:
-        raise InvalidArgument(field, f"{value!r} is not a valid UUID") from None
+        raise InvalidArgument(field, f"{quote(value)} is not a valid UUID") from None
 
 
 def require_id(value: str, field: str) -> uuid.UUID:

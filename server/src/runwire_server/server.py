@@ -35,7 +35,7 @@ from runwire_server.api.context import AppContext
 from runwire_server.api.flow_runs import FlowRunServicer
 from runwire_server.api.flows import DeploymentServicer, FlowServicer
 from runwire_server.api.interceptors import ApiInterceptor
-from runwire_server.api.limits import StreamQuota
+from runwire_server.api.limits import open_stream_quota, watch_quota
 from runwire_server.api.task_runs import ConcurrencyLimitServicer, LogServicer, TaskRunServicer
 from runwire_server.auth import Authenticator
 from runwire_server.broadcast import Broadcaster
@@ -202,9 +202,14 @@ async def start(settings: Settings) -> RunningServer:
         tokens=tokens,
         broadcaster=broadcaster,
         metrics=metrics,
-        watch_quota=StreamQuota(settings.max_watch_streams_per_client, metrics),
     )
-    interceptor = ApiInterceptor(authenticator, metrics, settings.max_filter_values)
+    interceptor = ApiInterceptor(
+        authenticator,
+        metrics,
+        settings.max_filter_values,
+        streams=watch_quota(settings.max_watch_streams_per_client, metrics),
+        open_streams=open_stream_quota(settings.max_open_streams_per_peer),
+    )
     server = grpc.aio.server(interceptors=[interceptor], options=server_options(settings))
     flow_service_pb2_grpc.add_FlowServiceServicer_to_server(FlowServicer(app), server)
     deployment_service_pb2_grpc.add_DeploymentServiceServicer_to_server(

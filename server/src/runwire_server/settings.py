@@ -11,6 +11,10 @@ from typing import Any
 
 import platformdirs
 
+# Room in a response for the server's own fields of an object and for what is not a listed item
+# (the page token, a cursor, each item's field tag and length).
+RESPONSE_RESERVE = 16 * 1024
+
 
 def default_database_url() -> str:
     path = Path(platformdirs.user_data_dir("runwire")) / "runwire.db"
@@ -53,6 +57,10 @@ class Settings:
     max_message_bytes: int = 4 * 1024 * 1024
     max_filter_values: int = 1000  # entries in any one list of a filter
     max_watch_streams_per_client: int = 10_000  # per token, or per peer address without tokens
+    max_open_streams_per_peer: int = 100  # health and reflection streams, which need no token
+    # One flow, deployment, run or state (without its inline result), as the client sends it:
+    # so that any object, with its state and result, fits in one response.
+    max_object_bytes: int = 1024 * 1024
     metrics_address: str = ""  # host:port for Prometheus /metrics; empty: off
 
     @classmethod
@@ -81,9 +89,29 @@ class Settings:
             raise ValueError("tls_cert_file and tls_key_file go together: set both or neither")
         if self.tls_client_ca_file and not self.tls_cert_file:
             raise ValueError("tls_client_ca_file (mutual TLS) needs tls_cert_file and tls_key_file")
-        for name in ("max_message_bytes", "max_filter_values", "max_watch_streams_per_client"):
+        for name in (
+            "max_message_bytes",
+            "max_filter_values",
+            "max_watch_streams_per_client",
+            "max_open_streams_per_peer",
+            "max_object_bytes",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        # A run and its current state with an inline result must fit in one response.
+        largest = 2 * self.max_object_bytes + self.max_inline_result_bytes + RESPONSE_RESERVE
+        if largest > self.max_message_bytes:
+            raise ValueError(
+                "max_message_bytes must be at least 2 x max_object_bytes + "
+                f"max_inline_result_bytes + {RESPONSE_RESERVE} ({largest}), so that every "
+                "object fits in a response"
+            )
+
+    @property
+    def response_budget(self) -> int:
+        """The bytes a list may fill with items: what the server sends at most, less room for
+        the rest of the response."""
+        return self.max_message_bytes - RESPONSE_RESERVE
 
     @property
     def tls(self) -> bool:

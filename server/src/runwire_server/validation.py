@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 
-from runwire_server.errors import InvalidArgument
+from runwire_server.errors import InvalidArgument, quote
 
 MAX_NAME = 255
+# Per object: enough for any real use, and a bound on what one object makes every list carry.
+MAX_TAGS = 100
+MAX_LABELS = 100
+MAX_LABEL_VALUE = 1024
 
 
 def text(
@@ -22,20 +26,27 @@ def text(
     return no_nul(value, field)
 
 
-def tags(values: Iterable[str], field: str) -> list[str]:
-    out: list[str] = []
+def tags(values: Sequence[str], field: str) -> list[str]:
+    """Tags in their first order, without repeats."""
+    if len(values) > MAX_TAGS:
+        raise InvalidArgument(field, f"has {len(values)} tags; at most {MAX_TAGS} are allowed")
+    out: dict[str, None] = {}
     for index, tag in enumerate(values):
         checked = text(tag, f"{field}[{index}]", required=True)
         assert checked is not None
-        if checked not in out:
-            out.append(checked)
-    return out
+        out[checked] = None
+    return list(out)
 
 
 def labels(values: Mapping[str, str], field: str) -> dict[str, str]:
+    if len(values) > MAX_LABELS:
+        raise InvalidArgument(field, f"has {len(values)} labels; at most {MAX_LABELS} are allowed")
     for key, value in values.items():
-        text(key, f"{field}[{key!r}]", required=True)
-        no_nul(value, f"{field}[{key!r}]")
+        where = f"{field}[{quote(key)}]"
+        text(key, where, required=True)
+        if len(value) > MAX_LABEL_VALUE:
+            raise InvalidArgument(where, f"must be at most {MAX_LABEL_VALUE} characters")
+        no_nul(value, where)
     return dict(values)
 
 

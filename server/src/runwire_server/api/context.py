@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from google.protobuf.message import Message
 
 from runwire.v1 import orchestration_pb2, state_pb2
-from runwire_server.api.limits import StreamQuota
 from runwire_server.broadcast import Broadcaster
 from runwire_server.convert import outcome_to_proto, parse_proposed_state, stamp
+from runwire_server.errors import InvalidArgument
 from runwire_server.metrics import Metrics
 from runwire_server.orchestration.context import Settings as OrchestrationSettings
 from runwire_server.services.states import Outcome, Proposal
 from runwire_server.settings import Settings
 from runwire_server.storage.database import Database
-from runwire_server.storage.paging import PageRequest, PageTokens, page_request
+from runwire_server.storage.paging import Page, PageRequest, PageTokens, page_request
+
+RowT = TypeVar("RowT")
+ItemT = TypeVar("ItemT", bound=Message)
+ResponseT = TypeVar("ResponseT", bound=Message)
+_ITEM_OVERHEAD = 6  # an item's field tag and length in the response
 
 
 @dataclass
@@ -26,7 +33,6 @@ class AppContext:
     tokens: PageTokens
     broadcaster: Broadcaster
     metrics: Metrics
-    watch_quota: StreamQuota
 
     def orchestrated(
         self, run_kind: str, outcome: Outcome
@@ -35,8 +41,25 @@ class AppContext:
         self.metrics.transitions.labels(run_kind, outcome.status.name).inc()
         return outcome_to_proto(outcome)
 
+    def check_object(self, message: Message, field: str) -> None:
+        """Refuse an object (a flow, deployment or run) larger than the server keeps, not
+        counting its state, which is checked as a proposal."""
+        size = message.ByteSize()
+        if "state" in message.DESCRIPTOR.fields_by_name and message.HasField("state"):
+            size -= message.state.ByteSize()  # type: ignore[attr-defined]
+        self._check_size(size, field)
+
+    def _check_size(self, size: int, field: str) -> None:
+        limit = self.settings.max_object_bytes
+        if size > limit:
+            raise InvalidArgument(
+                field, f"is {size} bytes; at most {limit} are kept (RUNWIRE_MAX_OBJECT_BYTES)"
+            )
+
     def proposal(self, message: state_pb2.State, field: str) -> Proposal:
         """Validate a proposed state now; stamp it with the time of the write later."""
+        # The inline result has its own limit (RUNWIRE_MAX_INLINE_RESULT_BYTES).
+        self._check_size(message.ByteSize() - len(message.result.inline_value), field)
         state = parse_proposed_state(
             message, field, max_inline_result=self.settings.max_inline_result_bytes
         )
@@ -50,6 +73,28 @@ class AppContext:
             tag_slot_wait_seconds=s.tag_slot_wait_seconds,
             max_cache_key_length=s.max_cache_key_length,
         )
+
+    def paged(
+        self,
+        found: Page[RowT],
+        convert: Callable[[RowT], ItemT],
+        build: Callable[[list[ItemT], str], ResponseT],
+    ) -> ResponseT:
+        """The response for one page, ended early (with the token that continues after its
+        last item) where the whole page would pass the largest message the server sends:
+        a page of large objects must not fail the list for everyone."""
+        items = [convert(row) for row in found.rows]
+        response = build(items, found.next_token)
+        budget = self.settings.response_budget
+        if response.ByteSize() <= budget:
+            return response
+        used = keep = 0
+        for item in items:
+            used += item.ByteSize() + _ITEM_OVERHEAD
+            if used > budget and keep:
+                break
+            keep += 1
+        return build(items[:keep], found.token_after(keep))
 
     def page(self, request: Message, *, offset: int = 0) -> PageRequest:
         return page_request(

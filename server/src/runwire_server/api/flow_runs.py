@@ -13,8 +13,7 @@ from runwire.v1 import flow_run_service_pb2 as pb
 from runwire.v1 import flow_run_service_pb2_grpc as pb_grpc
 from runwire_server import convert, validation
 from runwire_server.api.context import AppContext
-from runwire_server.api.limits import client_key
-from runwire_server.errors import InvalidArgument, ShuttingDown
+from runwire_server.errors import InvalidArgument, ShuttingDown, quote
 from runwire_server.ids import parse_id, require_id
 from runwire_server.services import flow_runs, history, task_runs, watch
 from runwire_server.services.states import list_states, pending
@@ -35,6 +34,7 @@ class FlowRunServicer(pb_grpc.FlowRunServiceServicer):
         self, request: pb.CreateFlowRunRequest, context: Context
     ) -> pb.CreateFlowRunResponse:
         msg = request.flow_run
+        self._app.check_object(msg, "flow_run")
         values = flow_run_values(msg)
         initial = (
             self._app.proposal(msg.state, "flow_run.state") if msg.HasField("state") else pending
@@ -66,13 +66,15 @@ class FlowRunServicer(pb_grpc.FlowRunServiceServicer):
         def work(session: Session) -> pb.ListFlowRunsResponse:
             # Read before the page, so every change after it is either in the page or later.
             cursor = outbox.global_last_seq(session)
-            rows, token = flow_runs.list_flow_runs(
+            found = flow_runs.list_flow_runs(
                 session, request.filter, request.sort, page, self._app.tokens
             )
-            return pb.ListFlowRunsResponse(
-                flow_runs=[self._to_proto(r) for r in rows],
-                next_page_token=token,
-                watch_cursor=cursor,
+            return self._app.paged(
+                found,
+                self._to_proto,
+                lambda items, token: pb.ListFlowRunsResponse(
+                    flow_runs=items, next_page_token=token, watch_cursor=cursor
+                ),
             )
 
         return await self._app.db.read(work)
@@ -88,11 +90,13 @@ class FlowRunServicer(pb_grpc.FlowRunServiceServicer):
     ) -> pb.UpdateFlowRunResponse:
         run_id = require_id(request.flow_run.id, "flow_run.id")
         changes = flow_run_changes(request)
-        return await self._app.db.write(
-            lambda s: pb.UpdateFlowRunResponse(
-                flow_run=self._to_proto(flow_runs.update_flow_run(s, run_id, changes))
-            )
-        )
+
+        def work(session: Session) -> pb.UpdateFlowRunResponse:
+            updated = self._to_proto(flow_runs.update_flow_run(session, run_id, changes))
+            self._app.check_object(updated, "flow_run")  # refused: the update rolls back
+            return pb.UpdateFlowRunResponse(flow_run=updated)
+
+        return await self._app.db.write(work)
 
     async def DeleteFlowRun(
         self, request: pb.DeleteFlowRunRequest, context: Context
@@ -132,10 +136,12 @@ class FlowRunServicer(pb_grpc.FlowRunServiceServicer):
         page = self._app.page(request)
 
         def work(session: Session) -> pb.ListFlowRunStatesResponse:
-            rows, token = list_states(session, FlowRun, run_id, page, self._app.tokens)
-            return pb.ListFlowRunStatesResponse(
-                states=[convert.state_to_proto(convert.state_from_row(r)) for r in rows],
-                next_page_token=token,
+            return self._app.paged(
+                list_states(session, FlowRun, run_id, page, self._app.tokens),
+                convert.state_row_to_message,
+                lambda items, token: pb.ListFlowRunStatesResponse(
+                    states=items, next_page_token=token
+                ),
             )
 
         return await self._app.db.read(work)
@@ -209,11 +215,10 @@ class FlowRunServicer(pb_grpc.FlowRunServiceServicer):
             yield message
 
     async def _follow(self, stream: AsyncIterator[Any], context: Context) -> AsyncIterator[Any]:
-        """A watch stream within the client's quota, ending typed when the server stops."""
+        """A watch stream, ending typed when the server stops."""
         try:
-            with self._app.watch_quota.slot(client_key(context)):
-                async for message in stream:
-                    yield message
+            async for message in stream:
+                yield message
         except watch.Shutdown:
             raise ShuttingDown("server shutting down; reconnect with the last cursor") from None
 
@@ -271,7 +276,8 @@ def flow_run_changes(request: pb.UpdateFlowRunRequest) -> dict[str, Any]:
     for path in paths:
         if path not in flow_runs.UPDATABLE:
             raise InvalidArgument(
-                "update_mask", f"{path!r} cannot be updated; allowed: {sorted(flow_runs.UPDATABLE)}"
+                "update_mask",
+                f"{quote(path)} cannot be updated; allowed: {sorted(flow_runs.UPDATABLE)}",
             )
     if "name" in paths and not msg.name:
         raise InvalidArgument("flow_run.name", "cannot be cleared")

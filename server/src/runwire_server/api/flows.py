@@ -29,6 +29,7 @@ class FlowServicer(pb_grpc.FlowServiceServicer):
         self, request: pb.CreateFlowRequest, context: Context
     ) -> pb.CreateFlowResponse:
         msg = request.flow
+        self._app.check_object(msg, "flow")
         new = flows.NewFlow(
             name=validation.text(msg.name, "flow.name", required=True) or "",
             project_name=validation.text(msg.project_name, "flow.project_name"),
@@ -65,7 +66,7 @@ class FlowServicer(pb_grpc.FlowServiceServicer):
         page = self._app.page(request, offset=request.offset)
 
         def work(session: Any) -> pb.ListFlowsResponse:
-            rows, token = flows.list_flows(
+            found = flows.list_flows(
                 session,
                 flows=request.flows,
                 flow_runs=request.flow_runs,
@@ -74,8 +75,10 @@ class FlowServicer(pb_grpc.FlowServiceServicer):
                 page=page,
                 tokens=self._app.tokens,
             )
-            return pb.ListFlowsResponse(
-                flows=[convert.flow_to_proto(r) for r in rows], next_page_token=token
+            return self._app.paged(
+                found,
+                convert.flow_to_proto,
+                lambda items, token: pb.ListFlowsResponse(flows=items, next_page_token=token),
             )
 
         return await self._app.db.read(work)
@@ -96,6 +99,7 @@ class DeploymentServicer(dgrpc.DeploymentServiceServicer):
         self, request: dpb.CreateDeploymentRequest, context: Context
     ) -> dpb.CreateDeploymentResponse:
         msg = request.deployment
+        self._app.check_object(msg, "deployment")
         new = deployments.NewDeployment(
             name=validation.text(msg.name, "deployment.name", required=True) or "",
             flow_id=require_id(msg.flow_id, "deployment.flow_id"),
@@ -128,7 +132,7 @@ class DeploymentServicer(dgrpc.DeploymentServiceServicer):
         page = self._app.page(request, offset=request.offset)
 
         def work(session: Any) -> dpb.ListDeploymentsResponse:
-            rows, token = deployments.list_deployments(
+            found = deployments.list_deployments(
                 session,
                 deployments=request.deployments,
                 flows=request.flows,
@@ -136,8 +140,12 @@ class DeploymentServicer(dgrpc.DeploymentServiceServicer):
                 page=page,
                 tokens=self._app.tokens,
             )
-            return dpb.ListDeploymentsResponse(
-                deployments=[convert.deployment_to_proto(r) for r in rows], next_page_token=token
+            return self._app.paged(
+                found,
+                convert.deployment_to_proto,
+                lambda items, token: dpb.ListDeploymentsResponse(
+                    deployments=items, next_page_token=token
+                ),
             )
 
         return await self._app.db.read(work)

@@ -7,6 +7,7 @@ import asyncio
 import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import grpc
@@ -15,7 +16,8 @@ from google.protobuf.message import Message
 from grpc.aio import AbortError
 
 from runwire_server import auth
-from runwire_server.api.limits import check_filter_lists
+from runwire_server.api.decoding import Undecodable, check_enums, tolerant
+from runwire_server.api.limits import StreamQuota, check_filter_lists, client_key, peer_key
 from runwire_server.errors import DeadlineExceeded, RunwireError, ShuttingDown, internal_status
 from runwire_server.metrics import Metrics
 from runwire_server.storage.database import call_deadline
@@ -29,11 +31,19 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
     bare INTERNAL (logged with its traceback)."""
 
     def __init__(
-        self, authenticator: auth.Authenticator, metrics: Metrics, max_filter_values: int
+        self,
+        authenticator: auth.Authenticator,
+        metrics: Metrics,
+        max_filter_values: int,
+        *,
+        streams: StreamQuota,
+        open_streams: StreamQuota,
     ) -> None:
         self._auth = authenticator
         self._metrics = metrics
         self._max_filter_values = max_filter_values
+        self._streams = streams  # Runwire's own streams, per token or peer
+        self._open_streams = open_streams  # health and reflection streams, per peer
         self.draining = False
         self.in_flight = 0  # unary calls being served
         self.last_arrival = 0.0
@@ -77,19 +87,26 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
         self, handler: grpc.RpcMethodHandler[Any, Any], method: str
     ) -> grpc.RpcMethodHandler[Any, Any]:
         guarded = not method.startswith(auth.OPEN_SERVICES)
+        deserializer = tolerant(handler.request_deserializer)
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 self._wrap_unary(handler.unary_unary, method, guarded),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
                 self._wrap_stream(handler.unary_stream, method, guarded),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=deserializer,
                 response_serializer=_bytes_or(handler.response_serializer),
             )
-        return handler
+        if handler.stream_stream is not None:  # reflection
+            return grpc.stream_stream_rpc_method_handler(
+                self._wrap_bidi(handler.stream_stream, method),
+                request_deserializer=deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler  # no client-streaming methods are served
 
     def _admit(self, method: str, guarded: bool, request: Any, context: Context) -> None:
         """Refuse the call before any work if the caller or the request is not allowed.
@@ -107,8 +124,18 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
             if remaining <= 0:
                 raise DeadlineExceeded("the deadline passed before the call started")
             call_deadline.set(time.monotonic() + remaining)
+        if isinstance(request, Undecodable):
+            raise request.refusal()
         if isinstance(request, Message):
             check_filter_lists(request, self._max_filter_values)
+            check_enums(request)
+
+    def _stream_slot(self, guarded: bool, context: Context) -> AbstractContextManager[None]:
+        """A place among the caller's open streams: Runwire's own count per token (or peer
+        without tokens), the open services' per peer, since they need no token."""
+        if guarded:
+            return self._streams.slot(client_key(context))
+        return self._open_streams.slot(peer_key(context))
 
     def _wrap_unary(self, behaviour: Any, method: str, guarded: bool) -> Any:
         async def call(request: Any, context: Context) -> Any:
@@ -138,12 +165,13 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
             code = "OK"
             try:
                 self._admit(method, guarded, request, context)
-                result = behaviour(request, context)
-                if hasattr(result, "__aiter__"):
-                    async for item in result:
-                        yield item
-                else:
-                    await result
+                with self._stream_slot(guarded, context):
+                    result = behaviour(request, context)
+                    if hasattr(result, "__aiter__"):
+                        async for item in result:
+                            yield item
+                    else:
+                        await result
             except BaseException as exc:
                 code = _code_after(exc, context)
                 await _fail(context, method, exc)
@@ -152,6 +180,31 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
                 self._metrics.call_finished(method, code, None)
 
         return call
+
+    def _wrap_bidi(self, behaviour: Any, method: str) -> Any:
+        async def call(requests: AsyncIterator[Any], context: Context) -> AsyncIterator[Any]:
+            code = "OK"
+            try:
+                self._admit(method, False, None, context)
+                with self._stream_slot(False, context):
+                    async for item in behaviour(_decoded(requests), context):
+                        yield item
+            except BaseException as exc:
+                code = _code_after(exc, context)
+                await _fail(context, method, exc)
+                raise
+            finally:
+                self._metrics.call_finished(method, code, None)
+
+        return call
+
+
+async def _decoded(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """A client stream's requests, refusing the first one that did not decode."""
+    async for request in requests:
+        if isinstance(request, Undecodable):
+            raise request.refusal()
+        yield request
 
 
 def _code_after(exc: BaseException, context: Context) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 import grpc
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
+from prometheus_client import Gauge
 
 from runwire.v1 import filters_pb2
 from runwire_server import auth
@@ -20,12 +21,24 @@ from runwire_server.metrics import Metrics
 FILTERS_FILE = filters_pb2.DESCRIPTOR.name
 
 
+# All the lists of one request's filters together may hold this many times the per-list limit:
+# each entry is a query parameter, and SQLite takes at most 32,766 in one statement.
+TOTAL_FILTER_VALUES_FACTOR = 10
+
+
 def check_filter_lists(request: Message, limit: int) -> None:
-    """Refuse any list inside a filter longer than `limit`: a filter with a million ids would
-    become a million-parameter query (and SQLite allows 32,766)."""
+    """Refuse any list inside a filter longer than `limit`, and filters whose lists hold more
+    than TOTAL_FILTER_VALUES_FACTOR times that in all: a filter with a million ids would become
+    a million-parameter query."""
+    total = 0
     for field in _filter_fields(request.DESCRIPTOR):
         if request.HasField(field.name):
-            _check(getattr(request, field.name), limit, field.name)
+            total += _check(getattr(request, field.name), limit, field.name)
+    most = limit * TOTAL_FILTER_VALUES_FACTOR
+    if total > most:
+        raise InvalidArgument(
+            "filter", f"its lists hold {total} entries in all; at most {most} are allowed"
+        )
 
 
 @functools.cache
@@ -40,7 +53,9 @@ def _filter_fields(descriptor: Descriptor) -> tuple[FieldDescriptor, ...]:
     )
 
 
-def _check(value: Message, limit: int, path: str) -> None:
+def _check(value: Message, limit: int, path: str) -> int:
+    """The number of list entries under `value`, refusing any one list longer than `limit`."""
+    total = 0
     for child, child_value in value.ListFields():
         child_path = f"{path}.{child.name}"
         if child.is_repeated:
@@ -48,8 +63,10 @@ def _check(value: Message, limit: int, path: str) -> None:
                 raise InvalidArgument(
                     child_path, f"has {len(child_value)} entries; at most {limit} are allowed"
                 )
+            total += len(child_value)
         elif child.message_type is not None:
-            _check(child_value, limit, child_path)
+            total += _check(child_value, limit, child_path)
+    return total
 
 
 def client_key(context: grpc.aio.ServicerContext[Any, Any]) -> str:
@@ -58,32 +75,65 @@ def client_key(context: grpc.aio.ServicerContext[Any, Any]) -> str:
     identity = auth.caller.get()
     if identity is not None:
         return f"token {identity.name!r}"
-    return f"peer {context.peer().rsplit(':', 1)[0]}"
+    return peer_key(context)
 
 
 class StreamQuota:
-    """Counts each client's open watch streams and refuses one past the limit."""
+    """Counts each client's open streams of one kind and refuses one past the limit."""
 
-    def __init__(self, limit: int, metrics: Metrics) -> None:
+    def __init__(
+        self, limit: int, *, kind: str, reason: str, setting: str, gauge: Gauge | None = None
+    ) -> None:
         self._limit = limit
+        self._kind = kind
+        self._reason = reason
+        self._setting = setting
         self._open: Counter[str] = Counter()
-        self._gauge = metrics.watch_streams
+        self._gauge = gauge
 
     @contextmanager
     def slot(self, client: str) -> Iterator[None]:
         if self._open[client] >= self._limit:
             raise ResourceExhausted(
-                "WATCH_STREAMS_EXHAUSTED",
-                f"{client} already has {self._limit} open watch streams; close one first "
-                "(the server's limit is RUNWIRE_MAX_WATCH_STREAMS_PER_CLIENT)",
+                self._reason,
+                f"{client} already has {self._limit} open {self._kind}; close one first "
+                f"(the server's limit is {self._setting})",
                 metadata={"limit": str(self._limit), "client": client},
             )
         self._open[client] += 1
-        self._gauge.inc()
+        if self._gauge is not None:
+            self._gauge.inc()
         try:
             yield
         finally:
             self._open[client] -= 1
             if not self._open[client]:
                 del self._open[client]
-            self._gauge.dec()
+            if self._gauge is not None:
+                self._gauge.dec()
+
+
+def watch_quota(limit: int, metrics: Metrics) -> StreamQuota:
+    """Runwire's own streams (watches), per token or per peer address."""
+    return StreamQuota(
+        limit,
+        kind="watch streams",
+        reason="WATCH_STREAMS_EXHAUSTED",
+        setting="RUNWIRE_MAX_WATCH_STREAMS_PER_CLIENT",
+        gauge=metrics.watch_streams,
+    )
+
+
+def open_stream_quota(limit: int) -> StreamQuota:
+    """Streams of the services that need no token (health Watch, reflection), per peer."""
+    return StreamQuota(
+        limit,
+        kind="health or reflection streams",
+        reason="STREAMS_EXHAUSTED",
+        setting="RUNWIRE_MAX_OPEN_STREAMS_PER_PEER",
+    )
+
+
+def peer_key(context: grpc.aio.ServicerContext[Any, Any]) -> str:
+    """The peer's address without its port: one host's many connections are one client."""
+    return f"peer {context.peer().rsplit(':', 1)[0]}"

@@ -19,7 +19,7 @@ from runwire.v1 import (
 from runwire.v1 import task_run_service_pb2 as pb
 from runwire_server import convert, validation
 from runwire_server.api.context import AppContext
-from runwire_server.errors import InvalidArgument
+from runwire_server.errors import InvalidArgument, quote
 from runwire_server.ids import parse_id, require_id
 from runwire_server.services import concurrency_limits, logs, task_runs
 from runwire_server.services.states import list_states, pending
@@ -37,8 +37,9 @@ class TaskRunServicer(task_run_service_pb2_grpc.TaskRunServiceServicer):
     async def CreateTaskRun(
         self, request: pb.CreateTaskRunRequest, context: Context
     ) -> pb.CreateTaskRunResponse:
-        values = task_run_values(request.task_run)
         msg = request.task_run
+        self._app.check_object(msg, "task_run")
+        values = task_run_values(msg)
         initial = (
             self._app.proposal(msg.state, "task_run.state") if msg.HasField("state") else pending
         )
@@ -101,12 +102,16 @@ class TaskRunServicer(task_run_service_pb2_grpc.TaskRunServiceServicer):
         page = self._app.page(request, offset=request.offset)
 
         def work(session: Session) -> pb.ListTaskRunsResponse:
-            rows, token = task_runs.list_task_runs(
+            found = task_runs.list_task_runs(
                 session, request.filter, request.sort, page, self._app.tokens
             )
             at = convert.now()
-            return pb.ListTaskRunsResponse(
-                task_runs=[convert.task_run_to_proto(r, at) for r in rows], next_page_token=token
+            return self._app.paged(
+                found,
+                lambda run: convert.task_run_to_proto(run, at),
+                lambda items, token: pb.ListTaskRunsResponse(
+                    task_runs=items, next_page_token=token
+                ),
             )
 
         return await self._app.db.read(work)
@@ -141,10 +146,12 @@ class TaskRunServicer(task_run_service_pb2_grpc.TaskRunServiceServicer):
         page = self._app.page(request)
 
         def work(session: Session) -> pb.ListTaskRunStatesResponse:
-            rows, token = list_states(session, TaskRun, run_id, page, self._app.tokens)
-            return pb.ListTaskRunStatesResponse(
-                states=[convert.state_to_proto(convert.state_from_row(r)) for r in rows],
-                next_page_token=token,
+            return self._app.paged(
+                list_states(session, TaskRun, run_id, page, self._app.tokens),
+                convert.state_row_to_message,
+                lambda items, token: pb.ListTaskRunStatesResponse(
+                    states=items, next_page_token=token
+                ),
             )
 
         return await self._app.db.read(work)
@@ -161,7 +168,7 @@ def task_run_values(msg: task_run_pb2.TaskRun) -> task_runs.TaskRunValues:
         for index, source in enumerate(values.inputs):
             if source.input_type == task_run_pb2.TaskInput.INPUT_TYPE_TASK_RUN:
                 require_id(
-                    source.task_run_id, f"task_run.task_inputs[{name!r}][{index}].task_run_id"
+                    source.task_run_id, f"task_run.task_inputs[{quote(name)}][{index}].task_run_id"
                 )
         inputs[name] = [json_format.MessageToDict(i) for i in values.inputs]
     return task_runs.TaskRunValues(
@@ -225,15 +232,14 @@ class ConcurrencyLimitServicer(cgrpc.ConcurrencyLimitServiceServicer):
         page = self._app.page(request)
 
         def work(session: Session) -> cpb.ListConcurrencyLimitsResponse:
-            rows, token = concurrency_limits.list_limits(session, page, self._app.tokens)
-            return cpb.ListConcurrencyLimitsResponse(
-                concurrency_limits=[
-                    convert.concurrency_limit_to_proto(
-                        r, concurrency_limits.active_slots(session, r.tag)
-                    )
-                    for r in rows
-                ],
-                next_page_token=token,
+            return self._app.paged(
+                concurrency_limits.list_limits(session, page, self._app.tokens),
+                lambda row: convert.concurrency_limit_to_proto(
+                    row, concurrency_limits.active_slots(session, row.tag)
+                ),
+                lambda items, token: cpb.ListConcurrencyLimitsResponse(
+                    concurrency_limits=items, next_page_token=token
+                ),
             )
 
         return await self._app.db.read(work)
@@ -273,11 +279,12 @@ class LogServicer(log_service_pb2_grpc.LogServiceServicer):
         page = self._app.page(request, offset=request.offset)
 
         def work(session: Session) -> log_service_pb2.ListLogsResponse:
-            rows, token = logs.list_logs(
-                session, request.filter, request.sort, page, self._app.tokens
-            )
-            return log_service_pb2.ListLogsResponse(
-                logs=[convert.log_to_proto(r) for r in rows], next_page_token=token
+            return self._app.paged(
+                logs.list_logs(session, request.filter, request.sort, page, self._app.tokens),
+                convert.log_to_proto,
+                lambda items, token: log_service_pb2.ListLogsResponse(
+                    logs=items, next_page_token=token
+                ),
             )
 
         return await self._app.db.read(work)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -11,7 +9,7 @@ from runwire_server.convert import now
 from runwire_server.errors import NotFound
 from runwire_server.services.common import insert_or_get
 from runwire_server.storage import models as m
-from runwire_server.storage.paging import PageRequest, PageTokens, SortKey, fetch_page
+from runwire_server.storage.paging import Page, PageRequest, PageTokens, SortKey, fetch_page
 
 L = m.ConcurrencyLimit
 
@@ -50,7 +48,7 @@ _SORT = SortKey(L.id, False, L.tag, lambda r: r.tag)
 
 def list_limits(
     session: Session, page: PageRequest, tokens: PageTokens
-) -> tuple[Sequence[m.ConcurrencyLimit], str]:
+) -> Page[m.ConcurrencyLimit]:
     return fetch_page(session, select(L), _SORT, page, tokens)
 
 

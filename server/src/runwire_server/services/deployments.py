@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import exists, select
@@ -22,7 +21,14 @@ from runwire_server.services.common import (
 )
 from runwire_server.storage import filters
 from runwire_server.storage import models as m
-from runwire_server.storage.paging import PageRequest, PageTokens, SortKey, choose_sort, fetch_page
+from runwire_server.storage.paging import (
+    Page,
+    PageRequest,
+    PageTokens,
+    SortKey,
+    choose_sort,
+    fetch_page,
+)
 
 
 @dataclass(frozen=True)
@@ -92,7 +98,7 @@ def list_deployments(
     sort: int,
     page: PageRequest,
     tokens: PageTokens,
-) -> tuple[Sequence[m.Deployment], str]:
+) -> Page[m.Deployment]:
     statement = select(_D)
     own = filters.deployment_clause(deployments, "deployments")
     if own is not None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -36,6 +35,7 @@ from runwire_server.services.states import (
 from runwire_server.storage import filters, outbox, run_rows
 from runwire_server.storage import models as m
 from runwire_server.storage.paging import (
+    Page,
     PageRequest,
     PageTokens,
     SortKey,
@@ -218,7 +218,7 @@ def list_flow_runs(
     sort: int,
     page: PageRequest,
     tokens: PageTokens,
-) -> tuple[Sequence[Record], str]:
+) -> Page[Record]:
     sort_key = choose_sort(_SORTS, sort)
     return fetch_page(session, _matching(criteria), sort_key, page, tokens, _load)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +15,14 @@ from runwire_server.errors import NotFound
 from runwire_server.services.common import get_or_404, insert_or_get, set_tags
 from runwire_server.storage import filters, outbox
 from runwire_server.storage import models as m
-from runwire_server.storage.paging import PageRequest, PageTokens, SortKey, choose_sort, fetch_page
+from runwire_server.storage.paging import (
+    Page,
+    PageRequest,
+    PageTokens,
+    SortKey,
+    choose_sort,
+    fetch_page,
+)
 
 
 @dataclass(frozen=True)
@@ -78,7 +84,7 @@ def list_flows(
     sort: int,
     page: PageRequest,
     tokens: PageTokens,
-) -> tuple[Sequence[m.Flow], str]:
+) -> Page[m.Flow]:
     from sqlalchemy import exists
 
     clauses: list[Any] = [filters.flow_clause(flows, "flows")]

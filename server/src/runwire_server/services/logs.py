@@ -18,6 +18,7 @@ from runwire_server.ids import new_id
 from runwire_server.storage import filters, outbox
 from runwire_server.storage import models as m
 from runwire_server.storage.paging import (
+    Page,
     PageRequest,
     PageTokens,
     SortKey,
@@ -104,7 +105,7 @@ _SORTS = {
 
 def list_logs(
     session: Session, flt: f.LogFilter, sort: int, page: PageRequest, tokens: PageTokens
-) -> tuple[Sequence[m.Log], str]:
+) -> Page[m.Log]:
     clause = filters.log_clause(flt, "filter")
     statement = select(L) if clause is None else select(L).where(clause)
     return fetch_page(session, statement, choose_sort(_SORTS, sort), page, tokens)

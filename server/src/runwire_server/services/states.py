@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,7 +23,7 @@ from runwire_server.services.common import insert_run_once, require_exists
 from runwire_server.services.store import SqlStore
 from runwire_server.storage import models as m
 from runwire_server.storage import outbox
-from runwire_server.storage.paging import PageRequest, PageTokens, SortKey, fetch_page
+from runwire_server.storage.paging import Page, PageRequest, PageTokens, SortKey, fetch_page
 from runwire_server.storage.run_rows import (
     Record,
     RunTables,
@@ -210,7 +210,7 @@ def list_states(
     run_id: uuid.UUID,
     page: PageRequest,
     tokens: PageTokens,
-) -> tuple[Sequence[m.FlowRunState] | Sequence[m.TaskRunState], str]:
+) -> Page[Any]:
     """A run's states, oldest first, one page at a time."""
     kind = "flow run" if run_model is m.FlowRun else "task run"
     require_exists(session, run_model, run_id, kind)

@@ -26,6 +26,7 @@ from runwire_server.services.states import (
 from runwire_server.storage import filters, run_rows
 from runwire_server.storage import models as m
 from runwire_server.storage.paging import (
+    Page,
     PageRequest,
     PageTokens,
     SortKey,
@@ -187,7 +188,7 @@ def _load(session: Session, statement: Any) -> list[Record]:
 
 def list_task_runs(
     session: Session, criteria: Any, sort: int, page: PageRequest, tokens: PageTokens
-) -> tuple[Sequence[Record], str]:
+) -> Page[Record]:
     sort_key = choose_sort(_SORTS, sort)
     return fetch_page(session, _matching(criteria), sort_key, page, tokens, _load)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import ColumnElement, and_, exists, false, func, or_, select, true
 from sqlalchemy.orm import InstrumentedAttribute
@@ -19,6 +19,7 @@ from runwire_server.convert import state_type_from_proto, to_datetime
 from runwire_server.errors import InvalidArgument
 from runwire_server.ids import require_id
 from runwire_server.storage import models as m
+from runwire_server.validation import MAX_NAME
 
 Clause = ColumnElement[bool]
 
@@ -32,15 +33,41 @@ def combine(operator: int, clauses: Iterable[Clause | None]) -> Clause | None:
     return or_(*present) if operator == f.FILTER_OPERATOR_OR else and_(*present)
 
 
+# No stored name, tag or key is longer, so a longer value could never match; refusing it also
+# keeps every pattern far inside what the databases accept (SQLite: 50,000 bytes a LIKE).
+MAX_VALUE_LENGTH = MAX_NAME
+
+
 def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _check_text(path: str, **lists: Iterable[str]) -> None:
-    # PostgreSQL refuses NUL in text; refuse it here, on every database, naming the field.
     for name, values in lists.items():
-        if any("\x00" in v for v in values):
-            raise InvalidArgument(f"{path}.{name}", "must not contain NUL characters")
+        for value in values:
+            # PostgreSQL refuses NUL in text; refuse it here, on every database.
+            if "\x00" in value:
+                raise InvalidArgument(f"{path}.{name}", "must not contain NUL characters")
+            if len(value) > MAX_VALUE_LENGTH:
+                raise InvalidArgument(
+                    f"{path}.{name}",
+                    f"holds a value of {len(value)} characters; at most {MAX_VALUE_LENGTH}",
+                )
+
+
+def _starts_with(column: Any, prefixes: Iterable[str]) -> Clause:
+    """Case-insensitive prefix match against any of `prefixes`, as one IN list per prefix
+    length: a thousand prefixes as a thousand LIKEs joined by OR nest deeper than SQLite
+    parses (1,000 levels), while lengths are at most MAX_VALUE_LENGTH."""
+    by_length: dict[int, set[str]] = {}
+    for prefix in prefixes:
+        by_length.setdefault(len(prefix), set()).add(prefix.lower())
+    clauses: list[Clause] = []
+    for length, values in sorted(by_length.items()):
+        if length == 0:
+            return cast(Clause, column.is_not(None))  # every value starts with ""
+        clauses.append(func.lower(func.substr(column, 1, length)).in_(sorted(values)))
+    return or_(*clauses) if clauses else false()
 
 
 def string_clause(flt: f.StringFilter, column: Any, path: str) -> Clause | None:
@@ -60,10 +87,7 @@ def string_clause(flt: f.StringFilter, column: Any, path: str) -> Clause | None:
     if flt.like:
         clauses.append(column.ilike(f"%{_escape_like(flt.like)}%", escape="\\"))
     if flt.HasField("starts_with"):
-        prefixes = [
-            column.ilike(f"{_escape_like(p)}%", escape="\\") for p in flt.starts_with.values
-        ]
-        clauses.append(or_(*prefixes) if prefixes else false())
+        clauses.append(_starts_with(column, flt.starts_with.values))
     if flt.HasField("is_null"):
         clauses.append(column.is_(None) if flt.is_null else column.is_not(None))
     return combine(flt.operator, clauses)
@@ -109,7 +133,17 @@ def tags_clause(flt: f.TagsFilter, tag_model: Any, owner_id: Any, path: str) -> 
 
     clauses: list[Clause | None] = []
     if flt.HasField("all_of"):
-        clauses.append(and_(true(), *[has(tag_model.tag == t) for t in flt.all_of.values]))
+        # Counted in one subquery: an EXISTS per tag nests past SQLite's parser limit.
+        wanted = set(flt.all_of.values)
+        if wanted:
+            held = (
+                select(func.count())
+                .where(tag_model.owner_id == owner_id, tag_model.tag.in_(sorted(wanted)))
+                .scalar_subquery()
+            )
+            clauses.append(held == len(wanted))
+        else:
+            clauses.append(true())
     if flt.HasField("any_of"):
         values = list(flt.any_of.values)
         clauses.append(has(tag_model.tag.in_(values)) if values else false())
@@ -305,7 +339,15 @@ def flow_run_criteria(criteria: f.FlowRunCriteria, path: str = "filter") -> Clau
     """Criteria on flow runs and their related objects, combined with AND. Built once per
     distinct criteria: dashboards and workers repeat the same few, and building the clause cost
     more than running the statement it went into."""
-    return _flow_run_criteria(criteria.SerializeToString(deterministic=True), path)
+    data = criteria.SerializeToString(deterministic=True)
+    if len(data) > _CACHED_CRITERIA_BYTES:
+        return _flow_run_criteria.__wrapped__(data, path)
+    return _flow_run_criteria(data, path)
+
+
+# Only the small criteria that dashboards and workers repeat are kept: the cache's 512 entries
+# of a megabyte each would hold half a gigabyte.
+_CACHED_CRITERIA_BYTES = 4096
 
 
 @functools.lru_cache(maxsize=512)

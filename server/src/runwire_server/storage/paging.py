@@ -16,7 +16,7 @@ import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 from google.protobuf.message import Message
 from sqlalchemy import ColumnElement, Select, and_, or_
@@ -61,6 +61,20 @@ class SortKey:
             return and_(expr.is_(None), beyond_id)
         beyond_value = expr < value if self.descending else expr > value
         return or_(beyond_value, and_(expr == value, beyond_id), expr.is_(None))
+
+
+@dataclass(frozen=True)
+class Page(Generic[RowT]):
+    """One page of rows and the token that continues after it ("" at the end). A caller that
+    can send only the first rows (a response has a size limit) continues after those with
+    `token_after`."""
+
+    rows: Sequence[RowT]
+    next_token: str
+    token_at: Callable[[int], str]  # the token that continues after the first n rows
+
+    def token_after(self, count: int) -> str:
+        return self.next_token if count >= len(self.rows) else self.token_at(count)
 
 
 @dataclass(frozen=True)
@@ -137,9 +151,9 @@ def fetch_page(
     page: PageRequest,
     tokens: PageTokens,
     load: Callable[[Session, Select[Any]], Sequence[Any]] | None = None,
-) -> tuple[Sequence[Any], str]:
-    """Run `statement` for one page; return rows and next token. The statement selects one ORM
-    entity, or anything `load` turns into objects with the sort's attributes and `id`."""
+) -> Page[Any]:
+    """Run `statement` for one page. The statement selects one ORM entity, or anything `load`
+    turns into objects with the sort's attributes and `id`."""
     if page.token:
         value, last_id = tokens.decode(page.token, page.fingerprint)
         statement = statement.where(sort.after(value, last_id))
@@ -147,12 +161,15 @@ def fetch_page(
         statement = statement.offset(page.offset)
     statement = statement.order_by(*sort.order_by()).limit(page.size + 1)
     rows = load(session, statement) if load else session.scalars(statement).unique().all()
-    if len(rows) <= page.size:
-        return rows, ""
+    more = len(rows) > page.size
     rows = rows[: page.size]
-    last = rows[-1]
-    value = sort.value_of(last) if sort.value_of is not None else None
-    return rows, tokens.encode(page.fingerprint, value, last.id)
+
+    def token_at(count: int) -> str:
+        last = rows[count - 1]
+        value = sort.value_of(last) if sort.value_of is not None else None
+        return tokens.encode(page.fingerprint, value, last.id)
+
+    return Page(rows, token_at(len(rows)) if more else "", token_at)
 
 
 def _encode_value(value: Any) -> Any:

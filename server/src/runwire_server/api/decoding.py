@@ -1,0 +1,187 @@
+"""What gRPC decodes from the wire, checked before any handler runs: bytes that are not a
+message of the method's request type, and enum numbers that no version of the contract defines.
+
+gRPC answers a request its deserializer cannot parse with UNKNOWN and logs nothing; the server
+decodes through `tolerant` instead, which hands the handler an `Undecodable` that the interceptor
+refuses with INVALID_ARGUMENT.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import DecodeError, Message
+
+from runwire_server.errors import InvalidArgument, UndecodableRequest, quote
+
+# upb refuses messages nested deeper than this (a Struct value counts two levels).
+MAX_DEPTH = 100
+
+
+@dataclass(frozen=True)
+class Undecodable:
+    """Bytes that did not decode as the method's request type."""
+
+    type_name: str
+    error: str
+
+    def refusal(self) -> UndecodableRequest:
+        if "MaxDepth" in self.error:
+            why = f"its messages are nested more than {MAX_DEPTH} levels deep"
+        else:
+            why = "its bytes are not a protobuf message of that type"
+        return UndecodableRequest(f"the request is not a valid {self.type_name}: {why}")
+
+
+def tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """`deserialize`, answering an Undecodable instead of raising."""
+    if deserialize is None:
+        return None
+    type_name = getattr(getattr(deserialize, "__self__", None), "DESCRIPTOR", None)
+    name = type_name.full_name if type_name is not None else "request"
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except DecodeError as exc:
+            return Undecodable(name, str(exc))
+
+    return parse
+
+
+# The most messages that carry enum fields (a task run's inputs, filter entries) one request may
+# hold: each is checked in Python on the event loop.
+MAX_ENUM_ENTRIES = 20_000
+
+
+def check_enums(message: Message) -> None:
+    """Refuse an enum field set to a number its enum does not define, naming the field.
+    Proto3 enums are open, so such a number decodes; stored, it would be read back as
+    nonsense by every client. Most requests pass the quick walk; only a refused one is walked
+    again to name the field."""
+    try:
+        valid = _valid(message, [MAX_ENUM_ENTRIES])
+    except _Crowded as crowded:
+        raise InvalidArgument(
+            ".".join(crowded.path), f"holds more than {MAX_ENUM_ENTRIES} entries in all"
+        ) from None
+    if not valid:
+        _name_the_field(message, "")
+
+
+class _Crowded(Exception):
+    """The entry budget ran out; `path` is filled in on the way out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.path: list[str] = []
+
+
+def _valid(message: Message, budget: list[int]) -> bool:
+    enums, nested = _plan(message.DESCRIPTOR)
+    for field in enums:
+        known = field.enum_type.values_by_number  # type: ignore[union-attr]
+        value = getattr(message, field.name)
+        if field.is_repeated:
+            if any(number not in known for number in value):
+                return False
+        elif value not in known:
+            return False
+    for field in nested:
+        value = getattr(message, field.name)
+        try:
+            if field.is_repeated:
+                budget[0] -= len(value)
+                if budget[0] < 0:
+                    raise _Crowded
+                items = value.values() if _is_map(field) else value
+                if _map_of_enums(field):
+                    known = _map_value(field).enum_type.values_by_number  # type: ignore[union-attr]
+                    if any(number not in known for number in items):
+                        return False
+                elif not all(_valid(item, budget) for item in items):
+                    return False
+            elif message.HasField(field.name) and not _valid(value, budget):
+                return False
+        except _Crowded as crowded:
+            crowded.path.insert(0, field.name)
+            raise
+    return True
+
+
+def _name_the_field(message: Message, path: str) -> None:
+    """Raise InvalidArgument for the first undefined enum number under `message`."""
+    enums, nested = _plan(message.DESCRIPTOR)
+    for field in enums:
+        value = getattr(message, field.name)
+        numbers = enumerate(value) if field.is_repeated else [(None, value)]
+        for index, number in numbers:
+            where = f"{path}{field.name}" + ("" if index is None else f"[{index}]")
+            _check_number(number, field, where)
+    for field in nested:
+        value = getattr(message, field.name)
+        where = f"{path}{field.name}"
+        if _is_map(field):
+            for key, item in value.items():
+                entry = f"{where}[{quote(str(key))}]"
+                if _map_of_enums(field):
+                    _check_number(item, _map_value(field), entry)
+                else:
+                    _name_the_field(item, f"{entry}.")
+        elif field.is_repeated:
+            for index, item in enumerate(value):
+                _name_the_field(item, f"{where}[{index}].")
+        elif message.HasField(field.name):
+            _name_the_field(value, f"{where}.")
+
+
+def _check_number(number: int, field: FieldDescriptor, where: str) -> None:
+    enum = field.enum_type
+    assert enum is not None
+    if number not in enum.values_by_number:
+        raise InvalidArgument(where, f"{number} is not a value of {enum.full_name}")
+
+
+def _is_map(field: FieldDescriptor) -> bool:
+    return field.message_type is not None and field.message_type.GetOptions().map_entry
+
+
+def _map_value(field: FieldDescriptor) -> FieldDescriptor:
+    entry = field.message_type
+    assert entry is not None
+    return entry.fields_by_name["value"]
+
+
+def _map_of_enums(field: FieldDescriptor) -> bool:
+    return _is_map(field) and _map_value(field).enum_type is not None
+
+
+@functools.cache
+def _plan(
+    descriptor: Descriptor,
+) -> tuple[tuple[FieldDescriptor, ...], tuple[FieldDescriptor, ...]]:
+    """The enum fields of a message type, and its message fields that can hold one."""
+    enums = tuple(f for f in descriptor.fields if f.enum_type is not None)
+    nested = tuple(
+        f for f in descriptor.fields if f.message_type is not None and _holds_enums(f.message_type)
+    )
+    return enums, nested
+
+
+@functools.cache
+def _holds_enums(descriptor: Descriptor) -> bool:
+    if descriptor.full_name.startswith("google.protobuf."):
+        return False  # well-known types: Struct's null value is the only enum, and harmless
+    if descriptor.GetOptions().map_entry:
+        value = descriptor.fields_by_name["value"]
+        return value.enum_type is not None or (
+            value.message_type is not None and _holds_enums(value.message_type)
+        )
+    return any(
+        f.enum_type is not None or (f.message_type is not None and _holds_enums(f.message_type))
+        for f in descriptor.fields
+    )

@@ -1,0 +1,479 @@
+"""Requests built to hurt: bytes that are no message, nesting past the decoder's limit, enum
+numbers no version defines, oversized lists, values that would be echoed, filters that strain
+the database, pages of large objects, and streams opened by the hundred. Each gets a clear
+status naming what is wrong, and nothing else is disturbed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import field_mask_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from runwire.v1 import (
+    deployment_pb2,
+    deployment_service_pb2,
+    filters_pb2,
+    flow_pb2,
+    flow_run_pb2,
+    flow_run_service_pb2,
+    flow_run_service_pb2_grpc,
+    flow_service_pb2,
+    flow_service_pb2_grpc,
+    log_pb2,
+    log_service_pb2,
+    log_service_pb2_grpc,
+    state_pb2,
+    task_run_pb2,
+    task_run_service_pb2,
+    watch_pb2,
+)
+from tests.conftest import start_server_process
+from tests.helpers import expect_error, make_flow, make_run, unique
+from tests.wire import CORRUPT, field_bytes, nested_struct
+
+INVALID = grpc.StatusCode.INVALID_ARGUMENT
+PARAMETERS = flow_run_pb2.FlowRun.DESCRIPTOR.fields_by_name["parameters"].number
+
+
+def raw(channel: grpc.aio.Channel, method: str, stream: bool = False) -> Any:
+    """A callable that sends bytes as they are to `method`."""
+    kind = channel.unary_stream if stream else channel.unary_unary
+    return kind(method, request_serializer=lambda b: b, response_deserializer=lambda b: b)
+
+
+async def first_message(call: Any) -> Any:
+    async for message in call:
+        return message
+    return None
+
+
+# --- bytes gRPC cannot decode ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "stream"),
+    [
+        ("/runwire.v1.FlowService/GetFlow", False),
+        ("/runwire.v1.FlowRunService/CreateFlowRun", False),
+        ("/runwire.v1.FlowRunService/WatchFlowRun", True),
+        ("/grpc.health.v1.Health/Check", False),
+        ("/grpc.health.v1.Health/Watch", True),
+    ],
+)
+async def test_bytes_that_are_no_message_are_invalid_argument(channel, method, stream):
+    for payload in CORRUPT:
+        call = raw(channel, method, stream)(payload)
+        details = await expect_error(first_message(call) if stream else call, INVALID)
+        assert details.reason == "REQUEST_UNDECODABLE"
+        assert "is not a valid" in details.message
+
+
+async def test_structs_nested_past_the_decoders_limit_are_refused(channel, runs, flows):
+    flow = await make_flow(flows)
+    create = raw(channel, "/runwire.v1.FlowRunService/CreateFlowRun")
+    number = flow_run_pb2.FlowRun.DESCRIPTOR.fields_by_name["flow_id"].number
+    flow_id = field_bytes(number, flow.id.encode())
+    for depth in (49, 99, 10_000):
+        run = field_bytes(PARAMETERS, nested_struct(depth)) + flow_id
+        details = await expect_error(create(field_bytes(1, run)), INVALID)
+        assert details.reason == "REQUEST_UNDECODABLE"
+        assert "nested more than 100 levels" in details.message
+    # Within the limit, a nested document is kept and read back whole.
+    run = field_bytes(PARAMETERS, nested_struct(25)) + flow_id
+    answer = await create(field_bytes(1, run))
+    created = flow_run_service_pb2.CreateFlowRunResponse.FromString(answer).flow_run
+    got = await runs.GetFlowRun(flow_run_service_pb2.GetFlowRunRequest(flow_run_id=created.id))
+    depth, value = 0, got.flow_run.parameters
+    while "k" in value.fields and value.fields["k"].HasField("struct_value"):
+        depth, value = depth + 1, value.fields["k"].struct_value
+    assert depth == 25
+
+
+# --- enum numbers no version defines ----------------------------------------------------------
+
+
+async def test_undefined_enum_values_are_refused_naming_the_field(flows, runs, task_runs):
+    run = await make_run(runs, (await make_flow(flows)).id)
+    task = task_run_pb2.TaskRun(flow_run_id=run.id, task_key=unique("t"))
+    task.task_inputs["x"].inputs.add(input_type=77)  # type: ignore[arg-type]
+    details = await expect_error(
+        task_runs.CreateTaskRun(task_run_service_pb2.CreateTaskRunRequest(task_run=task)),
+        INVALID,
+        "task_run.task_inputs['x'].inputs[0].input_type",
+    )
+    assert "77 is not a value of runwire.v1.TaskInput.InputType" in details.message
+    listed = await task_runs.ListTaskRuns(
+        task_run_service_pb2.ListTaskRunsRequest(
+            filter=task_run_service_pb2.TaskRunCriteria(
+                task_runs=filters_pb2.TaskRunFilter(
+                    flow_run_id=filters_pb2.StringFilter(
+                        any_of=filters_pb2.StringList(values=[run.id])
+                    )
+                )
+            )
+        )
+    )
+    assert list(listed.task_runs) == []  # nothing was stored
+    operator = filters_pb2.FlowRunCriteria(flow_runs=filters_pb2.FlowRunFilter(operator=9))  # type: ignore[arg-type]
+    await expect_error(
+        runs.ListFlowRuns(flow_run_service_pb2.ListFlowRunsRequest(filter=operator)),
+        INVALID,
+        "filter.flow_runs.operator",
+    )
+
+
+# --- tags, labels and object sizes -----------------------------------------------------------
+
+
+async def test_tags_and_labels_have_a_limit_per_object(flows, runs, deployments, task_runs):
+    flow = await make_flow(flows)
+    run = await make_run(runs, flow.id)
+    many = [f"tag-{i}" for i in range(40_000)]
+    requests = {
+        "flow.tags": flows.CreateFlow(
+            flow_service_pb2.CreateFlowRequest(flow=flow_pb2.Flow(name=unique("f"), tags=many))
+        ),
+        "flow_run.tags": runs.CreateFlowRun(
+            flow_run_service_pb2.CreateFlowRunRequest(
+                flow_run=flow_run_pb2.FlowRun(flow_id=flow.id, tags=many)
+            )
+        ),
+        "deployment.tags": deployments.CreateDeployment(
+            deployment_service_pb2.CreateDeploymentRequest(
+                deployment=deployment_pb2.Deployment(name=unique("d"), flow_id=flow.id, tags=many)
+            )
+        ),
+        "task_run.tags": task_runs.CreateTaskRun(
+            task_run_service_pb2.CreateTaskRunRequest(
+                task_run=task_run_pb2.TaskRun(flow_run_id=run.id, task_key="k", tags=many)
+            )
+        ),
+    }
+    for field, call in requests.items():
+        details = await expect_error(call, INVALID, field)
+        assert "at most 100 are allowed" in details.message
+    fifty = [f"tag-{i}" for i in range(50)]
+    kept = await make_run(runs, flow.id, tags=[*fifty, *fifty])  # kept once each
+    assert sorted(kept.tags) == sorted(fifty)
+    labels = {f"k{i}": "v" for i in range(101)}
+    await expect_error(
+        flows.CreateFlow(
+            flow_service_pb2.CreateFlowRequest(flow=flow_pb2.Flow(name=unique("f"), labels=labels))
+        ),
+        INVALID,
+        "flow.labels",
+    )
+    details = await expect_error(
+        runs.CreateFlowRun(
+            flow_run_service_pb2.CreateFlowRunRequest(
+                flow_run=flow_run_pb2.FlowRun(flow_id=flow.id, labels={"k": "v" * 1025})
+            )
+        ),
+        INVALID,
+        "flow_run.labels['k']",
+    )
+    assert "at most 1024 characters" in details.message
+
+
+async def test_objects_larger_than_the_limit_are_refused_and_change_nothing(flows, runs):
+    flow = await make_flow(flows)
+    run = await make_run(runs, flow.id)
+    huge = flow_run_pb2.FlowRun(flow_id=flow.id)
+    huge.parameters.update({"blob": "x" * (1024 * 1024 + 1)})
+    details = await expect_error(
+        runs.CreateFlowRun(flow_run_service_pb2.CreateFlowRunRequest(flow_run=huge)),
+        INVALID,
+        "flow_run",
+    )
+    assert "RUNWIRE_MAX_OBJECT_BYTES" in details.message
+    # Each update alone is small, but the run would grow past the limit: refused, unchanged.
+    half = flow_run_pb2.FlowRun(id=run.id)
+    half.parameters.update({"blob": "x" * 600_000})
+    await runs.UpdateFlowRun(
+        flow_run_service_pb2.UpdateFlowRunRequest(
+            flow_run=half, update_mask=field_mask_pb2.FieldMask(paths=["parameters"])
+        )
+    )
+    other = flow_run_pb2.FlowRun(id=run.id)
+    other.context.update({"blob": "y" * 600_000})
+    await expect_error(
+        runs.UpdateFlowRun(
+            flow_run_service_pb2.UpdateFlowRunRequest(
+                flow_run=other, update_mask=field_mask_pb2.FieldMask(paths=["context"])
+            )
+        ),
+        INVALID,
+        "flow_run",
+    )
+    got = (
+        await runs.GetFlowRun(flow_run_service_pb2.GetFlowRunRequest(flow_run_id=run.id))
+    ).flow_run
+    assert "blob" not in got.context.fields and len(got.parameters["blob"]) == 600_000
+    long_message = state_pb2.State(type=state_pb2.STATE_TYPE_RUNNING, message="m" * 1_100_000)
+    await expect_error(
+        runs.SetFlowRunState(
+            flow_run_service_pb2.SetFlowRunStateRequest(flow_run_id=run.id, state=long_message)
+        ),
+        INVALID,
+        "state",
+    )
+
+
+# --- values that would be echoed ----------------------------------------------------------------
+
+
+async def test_client_values_are_quoted_short(runs, flows):
+    details = await expect_error(
+        runs.GetFlowRun(flow_run_service_pb2.GetFlowRunRequest(flow_run_id="x" * 1_000_000)),
+        INVALID,
+        "flow_run_id",
+    )
+    assert len(details.message) < 200
+    details = await expect_error(
+        runs.GetFlowRun(flow_run_service_pb2.GetFlowRunRequest(flow_run_id="not-a-uuid-" * 3)),
+        INVALID,
+        "flow_run_id",
+    )
+    assert "'not-a-uuid-not-a-uuid-not-a-uuid-'" in details.message
+    request = flow_run_service_pb2.UpdateFlowRunRequest(
+        flow_run=flow_run_pb2.FlowRun(id=str(uuid.uuid4())),
+        update_mask=field_mask_pb2.FieldMask(paths=["p" * 500_000]),
+    )
+    details = await expect_error(runs.UpdateFlowRun(request), INVALID, "update_mask")
+    assert len(details.message) < 400
+    flow = flow_pb2.Flow(name=unique("f"), labels={"k" * 500_000: "v"})
+    details = await expect_error(
+        flows.CreateFlow(flow_service_pb2.CreateFlowRequest(flow=flow)), INVALID
+    )
+    assert len(details.message) < 1100 and len(details.fields[0]) < 600
+
+
+def test_the_log_never_carries_a_whole_client_value(tmp_path):
+    server = start_server_process(f"sqlite:///{tmp_path / 'r.db'}")
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = flow_run_service_pb2_grpc.FlowRunServiceStub(channel)
+            for value in ("x" * 1_000_000, "y" * 10_000):
+                with pytest.raises(grpc.RpcError):
+                    stub.GetFlowRun(flow_run_service_pb2.GetFlowRunRequest(flow_run_id=value))
+    finally:
+        server.stop()
+    errors = [line for line in server.lines if line.get("event") == "rpc.error"]
+    assert len(errors) == 2
+    assert max(len(json.dumps(line)) for line in server.lines) < 2000
+
+
+# --- filters the database could not run -------------------------------------------------------
+
+
+async def test_filters_at_their_documented_limits_work(flows, runs):
+    tag = unique("tag")
+    flow = await make_flow(flows, name=unique("Prefix-Match"), tags=[tag])
+    run = await make_run(runs, flow.id, tags=[tag, "other"])
+    thousand = [f"absent-{i}" for i in range(999)]
+    all_of = filters_pb2.FlowRunCriteria(
+        flow_runs=filters_pb2.FlowRunFilter(
+            tags=filters_pb2.TagsFilter(all_of=filters_pb2.StringList(values=[tag, *thousand]))
+        )
+    )
+    counted = await runs.CountFlowRuns(flow_run_service_pb2.CountFlowRunsRequest(filter=all_of))
+    assert counted.count == 0
+    both = filters_pb2.FlowRunCriteria(
+        flow_runs=filters_pb2.FlowRunFilter(
+            tags=filters_pb2.TagsFilter(
+                all_of=filters_pb2.StringList(values=[tag, "other", tag])  # repeats count once
+            )
+        )
+    )
+    listed = await runs.ListFlowRuns(flow_run_service_pb2.ListFlowRunsRequest(filter=both))
+    assert [r.id for r in listed.flow_runs] == [run.id]
+
+    # A thousand prefixes of as many lengths, matched without regard to case.
+    prefixes = [flow.name[:n].upper() for n in range(1, len(flow.name))]
+    prefixes += [f"{i:0{(i % 200) + 1}d}" for i in range(1000 - len(prefixes))]
+    names = filters_pb2.FlowFilter(
+        name=filters_pb2.StringFilter(starts_with=filters_pb2.StringList(values=prefixes))
+    )
+    found = await flows.ListFlows(flow_service_pb2.ListFlowsRequest(flows=names))
+    assert flow.id in [f.id for f in found.flows]
+    like = "e" * 255
+    await flows.ListFlows(
+        flow_service_pb2.ListFlowsRequest(
+            flows=filters_pb2.FlowFilter(name=filters_pb2.StringFilter(like=like))
+        )
+    )
+    for too_long in ("e" * 256, "%" * 1_000_000):
+        details = await expect_error(
+            flows.ListFlows(
+                flow_service_pb2.ListFlowsRequest(
+                    flows=filters_pb2.FlowFilter(name=filters_pb2.StringFilter(like=too_long))
+                )
+            ),
+            INVALID,
+            "flows.name.like",
+        )
+        assert "at most 255" in details.message
+
+    def values(n: int) -> filters_pb2.StringList:
+        return filters_pb2.StringList(values=[f"v{i}" for i in range(n)])
+
+    crowded = filters_pb2.FlowRunFilter(
+        name=filters_pb2.StringFilter(any_of=values(1000), not_any_of=values(1000)),
+        flow_version=filters_pb2.StringFilter(any_of=values(1000), not_any_of=values(1000)),
+        work_queue_name=filters_pb2.StringFilter(any_of=values(1000), not_any_of=values(1000)),
+        work_pool_name=filters_pb2.StringFilter(any_of=values(1000), not_any_of=values(1000)),
+        idempotency_key=filters_pb2.StringFilter(any_of=values(1000), not_any_of=values(1000)),
+        created_by_id=filters_pb2.StringFilter(any_of=values(1000)),
+    )
+    details = await expect_error(
+        runs.CountFlowRuns(
+            flow_run_service_pb2.CountFlowRunsRequest(
+                filter=filters_pb2.FlowRunCriteria(flow_runs=crowded)
+            )
+        ),
+        INVALID,
+        "filter",
+    )
+    assert "11000 entries in all; at most 10000" in details.message
+    del crowded.created_by_id.any_of.values[:]
+    counted = await runs.CountFlowRuns(
+        flow_run_service_pb2.CountFlowRunsRequest(
+            filter=filters_pb2.FlowRunCriteria(flow_runs=crowded)
+        )
+    )
+    assert counted.count == 0
+
+
+# --- pages of large objects ---------------------------------------------------------------------
+
+
+async def test_a_page_ends_early_rather_than_pass_the_largest_response(
+    server_factory, database_overrides
+):
+    limits = {
+        "max_message_bytes": 256 * 1024,
+        "max_object_bytes": 64 * 1024,
+        "max_inline_result_bytes": 1024,
+        "max_log_message_bytes": 60 * 1024,
+    }
+    async with (
+        server_factory(**database_overrides, **limits) as running,
+        grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel,
+    ):
+        flows = flow_service_pb2_grpc.FlowServiceStub(channel)
+        runs = flow_run_service_pb2_grpc.FlowRunServiceStub(channel)
+        logs = log_service_pb2_grpc.LogServiceStub(channel)
+        flow = await make_flow(flows)
+        created = []
+        for i in range(24):
+            run = flow_run_pb2.FlowRun(flow_id=flow.id)
+            run.parameters.update({"blob": str(i % 10) * 60_000})
+            response = await runs.CreateFlowRun(
+                flow_run_service_pb2.CreateFlowRunRequest(flow_run=run)
+            )
+            created.append(response.flow_run.id)
+        for _ in range(10):
+            line = log_pb2.Log(flow_run_id=created[0], name="n", level=20, message="m" * 60_000)
+            await logs.CreateLogs(log_service_pb2.CreateLogsRequest(logs=[line]))
+        for i in range(12):
+            state = state_pb2.State(type=state_pb2.STATE_TYPE_PENDING, name=f"P{i}")
+            state.message = "s" * 60_000
+            await runs.SetFlowRunState(
+                flow_run_service_pb2.SetFlowRunStateRequest(
+                    flow_run_id=created[1], state=state, force=True
+                )
+            )
+
+        async def every_page(call: Any, request: Any, items: str) -> list[Any]:
+            seen: list[Any] = []
+            while True:
+                page = await call(request)
+                assert page.ByteSize() <= 256 * 1024
+                assert getattr(page, items), "every page carries at least one item"
+                seen += list(getattr(page, items))
+                if not page.next_page_token:
+                    return seen
+                request.page_token = page.next_page_token
+
+        criteria = filters_pb2.FlowRunCriteria(
+            flows=filters_pb2.FlowFilter(
+                id=filters_pb2.StringFilter(any_of=filters_pb2.StringList(values=[flow.id]))
+            )
+        )
+        listed = await every_page(
+            runs.ListFlowRuns,
+            flow_run_service_pb2.ListFlowRunsRequest(filter=criteria, page_size=200),
+            "flow_runs",
+        )
+        assert sorted(r.id for r in listed) == sorted(created)
+        first = await runs.ListFlowRuns(
+            flow_run_service_pb2.ListFlowRunsRequest(filter=criteria, page_size=200)
+        )
+        assert 1 <= len(first.flow_runs) < 24 and first.next_page_token
+
+        run_logs = filters_pb2.LogFilter(
+            flow_run_id=filters_pb2.StringFilter(any_of=filters_pb2.StringList(values=[created[0]]))
+        )
+        listed_logs = await every_page(
+            logs.ListLogs, log_service_pb2.ListLogsRequest(filter=run_logs), "logs"
+        )
+        assert len(listed_logs) == 10
+        states = await every_page(
+            runs.ListFlowRunStates,
+            flow_run_service_pb2.ListFlowRunStatesRequest(flow_run_id=created[1]),
+            "states",
+        )
+        assert len(states) == 13  # the initial Pending and twelve more
+
+
+# --- streams that need no token -----------------------------------------------------------------
+
+
+async def test_streams_that_need_no_token_are_capped_per_peer(server_factory):
+    async with (
+        server_factory(max_open_streams_per_peer=3) as running,
+        grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel,
+    ):
+        health = health_pb2_grpc.HealthStub(channel)
+        reflect = reflection_pb2_grpc.ServerReflectionStub(channel)
+
+        async def watching() -> Any:
+            stream = health.Watch(health_pb2.HealthCheckRequest(service=""))
+            await stream.read()
+            return stream
+
+        streams = [await watching(), await watching()]
+        reflecting = reflect.ServerReflectionInfo()
+        await reflecting.write(reflection_pb2.ServerReflectionRequest(list_services=""))
+        await reflecting.read()
+        over = health.Watch(health_pb2.HealthCheckRequest(service=""))
+        details = await expect_error(over.read(), grpc.StatusCode.RESOURCE_EXHAUSTED)
+        assert details.reason == "STREAMS_EXHAUSTED"
+        assert "RUNWIRE_MAX_OPEN_STREAMS_PER_PEER" in details.message
+        # Checks are not streams: they keep working.
+        answer = await health.Check(health_pb2.HealthCheckRequest(service=""))
+        assert answer.status == health_pb2.HealthCheckResponse.SERVING
+        # Runwire's own watch streams count against their own limit.
+        runs = flow_run_service_pb2_grpc.FlowRunServiceStub(channel)
+        watch = runs.WatchFlowRuns(watch_pb2.WatchFlowRunsRequest())
+        await watch.read()
+        watch.cancel()
+        streams[0].cancel()
+        for _ in range(50):
+            try:
+                streams[0] = await watching()
+                break
+            except grpc.aio.AioRpcError:
+                await asyncio.sleep(0.05)
+        else:
+            pytest.fail("a closed stream never gave its place back")
+        for stream in streams:
+            stream.cancel()
+        reflecting.cancel()
