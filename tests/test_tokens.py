@@ -1,7 +1,9 @@
-"""Token lifecycle: tokens that expire (tests/test_security.py covers tokens and roles)."""
+"""Token lifecycle: tokens that expire, and `runwire token create --expires-in`, `list` and
+`revoke` (tests/test_security.py covers tokens and roles)."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,7 +13,9 @@ from typing import Any
 
 import grpc
 from google.protobuf import duration_pb2
+from typer.testing import CliRunner
 
+from runwire.cli import app
 from runwire.v1 import flow_run_service_pb2_grpc, flow_service_pb2, flow_service_pb2_grpc, watch_pb2
 from runwire_server import auth, tokens_file
 from runwire_server.server import RunningServer
@@ -117,3 +121,141 @@ def test_a_malformed_expiry_is_refused_at_start(tmp_path):
         f"{path}:2: the fourth column must be 'expires=<UTC time>' such as "
         "'expires=2026-12-29T00:00:00Z', not 'expires=tomorrow'"
     ) in result.stderr
+
+
+def test_create_with_an_expiry_and_refusing_a_bad_one(tmp_path):
+    path = tmp_path / "tokens"
+    before = datetime.now(UTC)
+    made = run_cli(
+        "token", "create", "--role", "read", "--name", "ci", "--expires-in", "30d",
+        "--tokens-file", str(path),
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    [entry] = tokens_file.parse(path.read_text(), str(path))
+    assert entry.name == "ci" and entry.role == "read" and entry.expires is not None
+    assert (
+        before + timedelta(days=30)
+        <= entry.expires
+        <= datetime.now(UTC) + timedelta(days=30, seconds=1)
+    )
+    assert path.read_text().rstrip().endswith(f"expires={tokens_file.format_time(entry.expires)}")
+    for unit, seconds in (("90m", 5400), ("12h", 43_200), ("2w", 1_209_600), ("45s", 45)):
+        assert tokens_file.parse_duration(unit) == timedelta(seconds=seconds)
+    refused = run_cli(
+        "token", "create", "--role", "read", "--name", "x", "--expires-in", "30x",
+        "--tokens-file", str(path),
+    )  # fmt: skip
+    assert refused.returncode == 2
+    assert refused.stderr == (
+        "--expires-in: '30x' is not a duration: give a whole number and a unit s, m, h, d or w, "
+        "such as 90m, 12h or 30d\n"
+    )
+    assert refused.stdout == ""
+    for bad in ("30", "0d", "-1d", "d", "1.5h", "30 d", "30D", "99999999999999999w"):
+        result = CliRunner().invoke(
+            app,
+            ["token", "create", "--role", "read", "--name", "x", "--expires-in", bad,
+             "--tokens-file", str(path)],
+        )  # fmt: skip
+        assert result.exit_code == 2, (bad, result.stderr)
+        assert result.stderr.startswith("--expires-in: ") and result.stderr.count("\n") == 1
+        assert result.stdout == ""
+    assert [e.name for e in tokens_file.parse(path.read_text(), str(path))] == ["ci"]
+
+
+def test_token_list_shows_names_roles_and_expiry_but_no_secrets(tmp_path):
+    path = tmp_path / "tokens"
+    made = [
+        run_cli(
+            "token", "create", "--role", role, "--name", name, *extra, "--tokens-file", str(path)
+        )
+        for role, name, extra in (
+            ("write", "scheduler", ()),
+            ("read", "ci", ("--expires-in", "12h")),
+        )
+    ]
+    assert all(m.returncode == 0 for m in made), [m.stderr for m in made]
+    secrets = [m.stdout.strip() for m in made]
+    with path.open("a") as out:
+        out.write("# a comment\n" + line("rwt_gone", "old-ci", expires=PAST))
+    hashes = [
+        part.removeprefix("sha256:") for part in path.read_text().split() if "sha256:" in part
+    ]
+    assert len(hashes) == 3
+    forbidden = [*secrets, *hashes, "sha256", "rwt_"]
+
+    listed = run_cli("token", "list", "--tokens-file", str(path), "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)
+    ci_expires = rows[1]["expires"]
+    assert rows == [
+        {"name": "scheduler", "role": "write", "expires": None, "expired": False},
+        {"name": "ci", "role": "read", "expires": ci_expires, "expired": False},
+        {"name": "old-ci", "role": "read", "expires": "2024-01-02T03:04:05Z", "expired": True},
+    ]
+    assert ci_expires.endswith("Z")
+    table = run_cli("token", "list", "--tokens-file", str(path))
+    assert table.returncode == 0, table.stderr
+    cells = [[c.strip() for c in text.split("│")] for text in table.stdout.splitlines()]
+    assert {row[1]: row[2:5] for row in cells if len(row) == 6} == {
+        "scheduler": ["write", "never", "valid"],
+        "ci": ["read", ci_expires, "valid"],
+        "old-ci": ["read", "2024-01-02T03:04:05Z", "expired"],
+    }
+    for output in (listed.stdout, listed.stderr, table.stdout, table.stderr):
+        assert not any(secret in output for secret in forbidden)
+
+    missing = run_cli("token", "list", "--tokens-file", str(tmp_path / "nope"))
+    assert missing.returncode == 1 and "No such file" in missing.stderr
+
+
+def test_token_revoke_removes_only_that_names_lines(tmp_path):
+    path = tmp_path / "tokens"
+    text = (
+        "# tokens for the scheduler and CI\n"
+        + line("rwt_a", "scheduler", "write")
+        + "\n"
+        + auth.tokens_file_line("rwt_b", "read", "ci").replace(" ci", " ci  # rotated")
+        + "\n"
+        + line("rwt_c", "dashboard", expires=PAST)
+        + "   # indented comment\n"
+        + line("rwt_d", "ci")
+    )
+    path.write_text(text)
+    path.chmod(0o640)
+    inode = path.stat().st_ino
+    revoked = run_cli("token", "revoke", "ci", "--tokens-file", str(path))
+    assert revoked.returncode == 0, revoked.stderr
+    assert "revoked 'ci' (2 tokens)" in revoked.stdout
+    assert path.read_text() == (
+        "# tokens for the scheduler and CI\n"
+        + line("rwt_a", "scheduler", "write")
+        + "\n"
+        + line("rwt_c", "dashboard", expires=PAST)
+        + "   # indented comment\n"
+    )
+    # Replaced by a rename, not rewritten in place, and as private as it was.
+    assert path.stat().st_ino != inode
+    assert path.stat().st_mode & 0o777 == 0o640
+    assert [p.name for p in tmp_path.iterdir()] == ["tokens"]
+
+    unknown = run_cli("token", "revoke", "ci", "--tokens-file", str(path))
+    assert unknown.returncode == 1
+    assert unknown.stderr.strip() == f"no token named 'ci' in {path}"
+
+    before = path.read_text() + "sha256:abc read broken\n"
+    path.write_text(before)
+    broken = run_cli("token", "revoke", "scheduler", "--tokens-file", str(path))
+    assert broken.returncode == 1
+    assert f"{path}:6: expected 'sha256:<64 hex digits> <role> <name>'" in broken.stderr
+    assert path.read_text() == before
+
+
+def test_a_symlinked_tokens_file_stays_a_link(tmp_path):
+    real = tmp_path / "real-tokens"
+    real.write_text(line("rwt_a", "a") + line("rwt_b", "b"))
+    link = tmp_path / "tokens"
+    link.symlink_to(real)
+    assert run_cli("token", "revoke", "a", "--tokens-file", str(link)).returncode == 0
+    assert link.is_symlink()
+    assert real.read_text() == line("rwt_b", "b")

@@ -1,14 +1,20 @@
-"""The tokens file.
+"""The tokens file and the edits `runwire token` makes to it.
 
 One token a line: `sha256:<hex> <role> <name>`, optionally followed by `expires=<UTC time>`
 (`2026-12-29T00:00:00Z`); `#` starts a comment. Lines without an expiry, as written before
 expiry existed, never expire.
+
+Edits replace the whole file through a temporary file and a rename, so a server reading it
+(it checks for changes every second) sees the old file or the new one, never half of either.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import stat
+import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -105,3 +111,72 @@ def expiry_after(duration: timedelta, now: datetime | None = None) -> datetime:
     if moment.microsecond:
         moment = moment.replace(microsecond=0) + timedelta(seconds=1)
     return moment
+
+
+def read(path: str) -> tuple[str, list[Entry]]:
+    """The file's text exactly as stored (line endings included) and its tokens."""
+    with open(path, encoding="utf-8", newline="") as file:
+        text = file.read()
+    return text, parse(text, path)
+
+
+def add(path: str, line: str) -> None:
+    """Append a line; the file is created if missing. A file that does not parse is left
+    alone (ValueError): a server would keep refusing it, and the new token with it."""
+    try:
+        text, _ = read(path)
+    except FileNotFoundError:
+        text = ""
+    if text and not text.endswith(("\n", "\r")):
+        text += "\n"
+    write_atomically(path, f"{text}{line}\n")
+
+
+def remove(path: str, name: str) -> tuple[int, int]:
+    """Remove every token named `name`, keeping every other line as it is. Returns how many
+    were removed and how many remain. A file that does not parse is left alone (ValueError):
+    a server would keep the tokens in force, the removed one included."""
+    text, entries = read(path)
+    kept = []
+    removed = 0
+    for line in text.splitlines(keepends=True):
+        parts = line.split("#", 1)[0].split()
+        if len(parts) >= 3 and parts[2] == name:
+            removed += 1
+        else:
+            kept.append(line)
+    if removed:
+        write_atomically(path, "".join(kept))
+    return removed, len(entries) - removed
+
+
+def write_atomically(path: str, text: str) -> None:
+    """Replace the file's contents in one rename, keeping its permissions. A symbolic link is
+    followed, so the file it points to is replaced and the link stays."""
+    target = os.path.realpath(path)
+    try:
+        mode = stat.S_IMODE(os.stat(target).st_mode)
+    except FileNotFoundError:
+        mode = 0o666 & ~_umask()
+    descriptor, temporary = tempfile.mkstemp(
+        dir=os.path.dirname(target), prefix=f".{os.path.basename(target)}.", suffix=".tmp"
+    )
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as out:
+            out.write(text)
+            out.flush()
+            # Without this a crash soon after the rename can leave an empty file behind.
+            os.fsync(out.fileno())
+        os.chmod(temporary, mode)
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
+def _umask() -> int:
+    # The only way to read the umask is to set it; the CLI is single-threaded.
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
