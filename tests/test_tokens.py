@@ -1,8 +1,10 @@
-"""Token lifecycle: tokens that expire, and `runwire token create --expires-in`, `list` and
-`revoke` (tests/test_security.py covers tokens and roles)."""
+"""Token lifecycle: tokens that expire; `runwire token create --expires-in`, `list` and
+`revoke`; a running server that picks up edits to its tokens file without SIGHUP
+(tests/test_security.py covers tokens, roles and SIGHUP)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -12,13 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import pytest
 from google.protobuf import duration_pb2
 from typer.testing import CliRunner
 
+from runwire import Client, Unauthenticated
 from runwire.cli import app
 from runwire.v1 import flow_run_service_pb2_grpc, flow_service_pb2, flow_service_pb2_grpc, watch_pb2
 from runwire_server import auth, tokens_file
 from runwire_server.server import RunningServer
+from tests.conftest import start_server_process
 from tests.helpers import ErrorDetails, details_of, expect_error
 from tests.test_security import bearer, run_cli
 
@@ -259,3 +264,112 @@ def test_a_symlinked_tokens_file_stays_a_link(tmp_path):
     assert run_cli("token", "revoke", "a", "--tokens-file", str(link)).returncode == 0
     assert link.is_symlink()
     assert real.read_text() == line("rwt_b", "b")
+
+
+async def test_a_revoked_token_ends_its_open_watch_streams(server_factory, tmp_path):
+    path = tmp_path / "tokens"
+    path.write_text(line("rwt_leaving", "leaving") + line("rwt_staying", "staying"))
+    async with serving_tokens(server_factory, path) as (_, channel):
+        leaving = watch_quickly(channel, "rwt_leaving")
+        staying = watch_quickly(channel, "rwt_staying")
+        await leaving.read()
+        await staying.read()
+        revoked = await asyncio.to_thread(
+            run_cli, "token", "revoke", "leaving", "--tokens-file", str(path)
+        )
+        assert revoked.returncode == 0, revoked.stderr
+        ended = await refused_stream(leaving, seconds=10)
+        assert ended.reason == "TOKEN_REVOKED"
+        assert ended.message == "the token was revoked while this stream was open"
+        flows = flow_service_pb2_grpc.FlowServiceStub(channel)
+        refused = await expect_error(
+            flows.ListFlows(LIST, metadata=bearer("rwt_leaving")), grpc.StatusCode.UNAUTHENTICATED
+        )
+        assert refused.reason == "TOKEN_INVALID"
+        assert (await staying.read()).WhichOneof("event") == "heartbeat"
+        staying.cancel()
+
+
+def test_a_running_server_picks_up_edits_without_sighup(tmp_path):
+    path = tmp_path / "tokens"
+
+    def create(name: str) -> str:
+        made = run_cli(
+            "token", "create", "--role", "read", "--name", name, "--tokens-file", str(path)
+        )
+        assert made.returncode == 0, made.stderr
+        return made.stdout.strip()
+
+    def accepted(token: str) -> bool:
+        with Client(address, token=token, timeout=5, retries=0) as client:
+            try:
+                list(client.list_flows())
+            except Unauthenticated:
+                return False
+            return True
+
+    def within(seconds: float, token: str, expected: bool) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if accepted(token) == expected:
+                return True
+            time.sleep(0.1)
+        return False
+
+    first = create("first")
+    server = start_server_process(f"sqlite:///{tmp_path / 'poll.db'}", "--tokens-file", str(path))
+    server.drain_output()
+    address = f"127.0.0.1:{server.port}"
+    try:
+        second = create("second")
+        assert within(5, second, True)
+        revoked = run_cli("token", "revoke", "first", "--tokens-file", str(path))
+        assert revoked.returncode == 0, revoked.stderr
+        assert within(5, first, False)
+        assert accepted(second)
+        # A broken file keeps the tokens in force, and is reported once, not at every check.
+        good = path.read_text()
+        path.write_text(good + line("rwt_fourth", "fourth").replace("\n", " expires=soon\n"))
+        deadline = time.monotonic() + 10
+        while not any(e.get("event") == "tokens.reload_failed" for e in server.lines):
+            assert time.monotonic() < deadline, "the broken file was not noticed"
+            time.sleep(0.1)
+        time.sleep(3)
+        assert accepted(second)
+        # Fixed, it is read again.
+        path.write_text(good + line("rwt_third", "third"))
+        assert within(5, "rwt_third", True)
+        assert accepted(second) and not accepted(first)
+    finally:
+        assert server.stop() == 0
+    events = [e.get("event") for e in server.lines]
+    assert events.count("tokens.reload_failed") == 1
+    assert events.count("tokens.reloaded") == 3
+
+
+def test_the_last_revoked_token_shuts_everyone_out(tmp_path):
+    path = tmp_path / "tokens"
+    path.write_text(line("rwt_only", "only"))
+    server = start_server_process(f"sqlite:///{tmp_path / 'last.db'}", "--tokens-file", str(path))
+    server.drain_output()
+    address = f"127.0.0.1:{server.port}"
+    try:
+        revoked = run_cli("token", "revoke", "only", "--tokens-file", str(path))
+        assert revoked.returncode == 0, revoked.stderr
+        assert "lists no token now" in revoked.stderr
+        assert path.read_text() == ""
+        deadline = time.monotonic() + 5
+        while True:
+            with Client(address, token="rwt_only", timeout=5, retries=0) as client:
+                try:
+                    list(client.list_flows())
+                except Unauthenticated:
+                    break
+            assert time.monotonic() < deadline, "the revoked token still works"
+            time.sleep(0.1)
+        # No token left does not mean no authentication.
+        with Client(address, timeout=5, retries=0) as anonymous, pytest.raises(Unauthenticated):
+            list(anonymous.list_flows())
+    finally:
+        assert server.stop() == 0
+    assert "tokens.none" in [e.get("event") for e in server.lines]

@@ -276,7 +276,7 @@ def token_create(
             tokens_files.add(tokens_file, line)
         typer.echo(
             f"added {role} token {name!r}{until} to {tokens_file}; "
-            "send the server SIGHUP to use it",
+            "a server using the file accepts it within a few seconds",
             err=True,
         )
     else:
@@ -334,7 +334,10 @@ def token_revoke(
         typer.echo(f"no token named {name!r} in {tokens_file}", err=True)
         raise typer.Exit(1)
     count = "1 token" if removed == 1 else f"{removed} tokens"
-    typer.echo(f"revoked {name!r} ({count}) in {tokens_file}; send the server SIGHUP to refuse it")
+    typer.echo(
+        f"revoked {name!r} ({count}) in {tokens_file}; "
+        "a server using the file refuses it within a few seconds"
+    )
     if not left:
         typer.echo(
             f"{tokens_file} lists no token now: a server using it refuses every call "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextvars
 import hashlib
+import os
 import secrets
 import time
 from collections.abc import Iterable
@@ -26,6 +27,9 @@ TOKEN_PREFIX = "rwt_"
 READ_VERBS = ("Get", "List", "Count", "Watch")
 # Probes and discovery stay open: load balancers and grpcurl carry no token.
 OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+# A file rewritten within one tick of the file system's clock (up to 2 s on some) can keep its
+# size and mtime: while its mtime is this recent, its text is read to see whether it changed.
+RECENT_NS = 3_000_000_000
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,10 @@ class Authenticator:
         self._env = _env_identities(tokens)
         self._path = tokens_file
         self._by_hash = dict(self._env)
+        # The file as last seen (its stat) and read (its text), to tell whether it changed.
+        self._stamp: tuple[int, ...] | None = None
+        self._settled = True
+        self._text: str | None = None
         # Bumped whenever the tokens are read again: open streams check their token then.
         self.generation = 0
         self.enabled = False
@@ -85,10 +93,36 @@ class Authenticator:
         restart. A file that does not parse changes nothing (ValueError or OSError). Returns
         the number of tokens now known."""
         if self._path:
+            self._stamp, self._settled = _stamp(self._path), True
             self._install(_read(self._path))
         return len(self._by_hash)
 
+    def reload_if_changed(self) -> int | None:
+        """Called every second or so: reload the tokens file, as reload() does, once it has
+        changed and then stayed as it is from one call to the next; None when there is nothing
+        new. Costs one stat() while the file stays as it was.
+
+        Waiting for the file to settle keeps an editor that truncates the file and then writes
+        it from being caught in between, with a half-written file or none at all.
+        """
+        if not self._path:
+            return None
+        stamp = _stamp(self._path)
+        if stamp != self._stamp:
+            self._stamp, self._settled = stamp, False
+            return None
+        if self._settled and not _recent(stamp):
+            return None
+        self._settled = True
+        text = _read(self._path)
+        if text == self._text:
+            return None
+        self._install(text)
+        return len(self._by_hash)
+
     def _install(self, text: str) -> None:
+        # Remembered before parsing: a broken file is reported once, not at every check.
+        self._text = text
         identities = {
             **self._env,
             **{
@@ -188,6 +222,19 @@ def _env_identities(tokens: str) -> dict[str, Identity]:
             f"env-{number}", tokens_files.check_role(role, "RUNWIRE_TOKENS")
         )
     return identities
+
+
+def _stamp(path: str) -> tuple[int, ...] | None:
+    """What changes when the file is edited or replaced; None when it cannot be read."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _recent(stamp: tuple[int, ...] | None) -> bool:
+    return stamp is not None and time.time_ns() - stamp[-1] < RECENT_NS
 
 
 def _read(path: str) -> str:
