@@ -322,10 +322,10 @@ def test_a_running_server_picks_up_edits_without_sighup(tmp_path):
     address = f"127.0.0.1:{server.port}"
     try:
         second = create("second")
-        assert within(5, second, True)
+        assert within(10, second, True)
         revoked = run_cli("token", "revoke", "first", "--tokens-file", str(path))
         assert revoked.returncode == 0, revoked.stderr
-        assert within(5, first, False)
+        assert within(10, first, False)
         assert accepted(second)
         # A broken file keeps the tokens in force, and is reported once, not at every check.
         good = path.read_text()
@@ -338,7 +338,7 @@ def test_a_running_server_picks_up_edits_without_sighup(tmp_path):
         assert accepted(second)
         # Fixed, it is read again.
         path.write_text(good + line("rwt_third", "third"))
-        assert within(5, "rwt_third", True)
+        assert within(10, "rwt_third", True)
         assert accepted(second) and not accepted(first)
     finally:
         assert server.stop() == 0
@@ -358,7 +358,7 @@ def test_the_last_revoked_token_shuts_everyone_out(tmp_path):
         assert revoked.returncode == 0, revoked.stderr
         assert "lists no token now" in revoked.stderr
         assert path.read_text() == ""
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 10
         while True:
             with Client(address, token="rwt_only", timeout=5, retries=0) as client:
                 try:
