@@ -278,7 +278,9 @@ def test_incomplete_tls_settings_are_refused(tmp_path: Path, certificates):
         Client("127.0.0.1:1", cert_file=str(certificates.client.cert))
 
 
-def test_sighup_reloads_the_tokens_file(tmp_path: Path):
+def test_sighup_reloads_the_tokens_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    # Only SIGHUP reloads: a server that also looks for edits itself would use them unasked.
+    monkeypatch.setenv("RUNWIRE_TOKENS_FILE_CHECK_SECONDS", "0")
     tokens_file = tmp_path / "tokens"
 
     def create(name: str) -> str:

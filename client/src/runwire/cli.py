@@ -6,6 +6,7 @@ Exit codes: 0 success; 1 the server refused the request (not found, invalid, ...
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -16,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 app = typer.Typer(
     help="Runwire: the state service for workflow orchestration.", no_args_is_help=True
@@ -26,7 +28,9 @@ flow_app = typer.Typer(help="Inspect flows.", no_args_is_help=True)
 app.add_typer(server_app, name="server")
 app.add_typer(flow_run_app, name="flow-run")
 app.add_typer(flow_app, name="flow")
-token_app = typer.Typer(help="Make API tokens for the server.", no_args_is_help=True)
+token_app = typer.Typer(
+    help="Make, list and revoke API tokens in the server's tokens file.", no_args_is_help=True
+)
 app.add_typer(token_app, name="token")
 database_app = typer.Typer(help="Manage the server's database schema.", no_args_is_help=True)
 app.add_typer(database_app, name="database")
@@ -205,6 +209,31 @@ def database_current(database_url: DatabaseUrl = None) -> None:
     )
 
 
+def _require_server() -> None:
+    if importlib.util.find_spec("runwire_server") is None:
+        typer.echo("The server is not installed: pip install runwire-server", err=True)
+        raise typer.Exit(2)
+
+
+TokensFile = Annotated[str, typer.Option(help="the server's tokens file")]
+
+
+@contextmanager
+def _tokens_file_errors(path: str) -> Iterator[None]:
+    try:
+        yield
+    except ValueError as exc:
+        typer.echo(
+            f"{exc}; fix the file first (a server keeps its current tokens while the file "
+            "does not parse)",
+            err=True,
+        )
+        raise typer.Exit(1) from None
+    except OSError as exc:
+        typer.echo(f"cannot use the tokens file {path}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(1) from None
+
+
 @token_app.command("create")
 def token_create(
     role: Annotated[str, typer.Option(help="read (Get/List/Count/Watch) or write (everything)")],
@@ -213,32 +242,108 @@ def token_create(
         str | None,
         typer.Option(help="append the token's hash to this file (the server's tokens file)"),
     ] = None,
+    expires_in: Annotated[
+        str | None,
+        typer.Option(
+            help="expire after this long: 90m, 12h, 30d, 2w (s, m, h, d, w) [default: never]"
+        ),
+    ] = None,
 ) -> None:
     """Make a new token: print it once, and store only its hash in the tokens file."""
-    try:
-        from runwire_server import auth
-    except ImportError:
-        typer.echo("The server is not installed: pip install runwire-server", err=True)
-        raise typer.Exit(2) from None
+    _require_server()
+    from runwire_server import auth
+    from runwire_server import tokens_file as tokens_files
+
     if role not in auth.ROLES:
         typer.echo(f"--role must be one of {', '.join(auth.ROLES)}", err=True)
         raise typer.Exit(2)
-    if not name or any(c.isspace() for c in name):
-        typer.echo("--name must be one word", err=True)
+    # '#' would start a comment in the tokens file and cut the name short.
+    if not name or any(c.isspace() for c in name) or "#" in name:
+        typer.echo("--name must be one word, without '#'", err=True)
         raise typer.Exit(2)
+    expires = None
+    if expires_in is not None:
+        try:
+            expires = tokens_files.expiry_after(tokens_files.parse_duration(expires_in))
+        except ValueError as exc:
+            typer.echo(f"--expires-in: {exc}", err=True)
+            raise typer.Exit(2) from None
     token = auth.new_token()
-    line = auth.tokens_file_line(token, role, name)
+    line = auth.tokens_file_line(token, role, name, expires)
+    until = "" if expires is None else f" (expires {tokens_files.format_time(expires)})"
     if tokens_file:
-        with open(tokens_file, "a", encoding="utf-8") as out:
-            out.write(line + "\n")
-        errors.print(
-            f"added {role} token {name!r} to {tokens_file}; send the server SIGHUP to use it"
+        with _tokens_file_errors(tokens_file):
+            tokens_files.add(tokens_file, line)
+        typer.echo(
+            f"added {role} token {name!r}{until} to {tokens_file}; "
+            "a server using the file accepts it within a few seconds",
+            err=True,
         )
     else:
-        errors.print("add this line to the server's tokens file:")
-        errors.print(line, highlight=False, soft_wrap=True)
-    errors.print("the token (shown once; the server keeps only its hash):")
+        typer.echo(f"add this line to the server's tokens file{until}:", err=True)
+        typer.echo(line, err=True)
+    typer.echo("the token (shown once; the server keeps only its hash):", err=True)
     typer.echo(token)
+
+
+@token_app.command("list")
+def token_list(tokens_file: TokensFile, as_json: AsJson = False) -> None:
+    """List the tokens file's names, roles and expiry (never the tokens or their hashes)."""
+    _require_server()
+    from runwire_server import tokens_file as tokens_files
+
+    with _tokens_file_errors(tokens_file):
+        _, entries = tokens_files.read(tokens_file)
+    now = datetime.now(UTC)
+    rows: list[dict[str, Any]] = [
+        {
+            "name": entry.name,
+            "role": entry.role,
+            "expires": None if entry.expires is None else tokens_files.format_time(entry.expires),
+            "expired": entry.expired(now),
+        }
+        for entry in entries
+    ]
+
+    def table() -> Table:
+        out = Table("name", "role", "expires", "status")
+        for row in rows:
+            out.add_row(
+                Text(row["name"]),
+                row["role"],
+                row["expires"] or "never",
+                "expired" if row["expired"] else "valid",
+            )
+        return out
+
+    _emit(as_json, rows, table)
+
+
+@token_app.command("revoke")
+def token_revoke(
+    name: Annotated[str, typer.Argument(help="the token's name, as `token list` shows it")],
+    tokens_file: TokensFile,
+) -> None:
+    """Remove every token with this name from the tokens file."""
+    _require_server()
+    from runwire_server import tokens_file as tokens_files
+
+    with _tokens_file_errors(tokens_file):
+        removed, left = tokens_files.remove(tokens_file, name)
+    if not removed:
+        typer.echo(f"no token named {name!r} in {tokens_file}", err=True)
+        raise typer.Exit(1)
+    count = "1 token" if removed == 1 else f"{removed} tokens"
+    typer.echo(
+        f"revoked {name!r} ({count}) in {tokens_file}; "
+        "a server using the file refuses it within a few seconds"
+    )
+    if not left:
+        typer.echo(
+            f"{tokens_file} lists no token now: a server using it refuses every call "
+            "(but for tokens in its RUNWIRE_TOKENS)",
+            err=True,
+        )
 
 
 @contextmanager

@@ -157,12 +157,12 @@ class ShuttingDown(RunwireError):
 
 
 class Unauthenticated(RunwireError):
-    """The call carries no token, or one the server does not know."""
+    """The call carries no token, or one the server does not know or no longer accepts."""
 
     code = grpc.StatusCode.UNAUTHENTICATED
 
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
+    def __init__(self, reason: str, message: str, metadata: dict[str, str] | None = None) -> None:
+        super().__init__(message, metadata=metadata)
         self.reason = reason
 
 

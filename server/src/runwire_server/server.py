@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import signal
 import sys
@@ -137,20 +138,43 @@ class RunningServer:
     metrics_port: int | None = None
     authenticator: Authenticator | None = None
     interceptor: ApiInterceptor | None = None
+    tokens_watch: asyncio.Task[None] | None = None
 
-    def reload_tokens(self) -> None:
-        """SIGHUP: read the tokens file again; a bad file keeps the tokens in force."""
+    def reload_tokens(self, if_changed: bool = False) -> None:
+        """Read the tokens file again: on SIGHUP, or `if_changed` it was edited since it was
+        last read. A bad file keeps the tokens in force."""
         if self.authenticator is None:
             return
         try:
-            count = self.authenticator.reload()
+            if if_changed:
+                count = self.authenticator.reload_if_changed()
+            else:
+                count = self.authenticator.reload()
         except (OSError, ValueError) as exc:
             log.error("tokens.reload_failed", error=str(exc))
-        else:
-            log.info("tokens.reloaded", tokens=count)
+            return
+        if count is None:
+            return
+        log.info("tokens.reloaded", tokens=count)
+        if count == 0 and self.authenticator.enabled:
+            log.warning(
+                "tokens.none", detail="no token is configured: every call is refused until one is"
+            )
+
+    async def watch_tokens_file(self, every: float) -> None:
+        """Pick up edits to the tokens file (`runwire token create` and `revoke`) without a
+        SIGHUP. A task of its own, so that calls never stat() the file: while the file stays
+        as it is this costs one stat() every `every` seconds."""
+        while True:
+            await asyncio.sleep(every)
+            self.reload_tokens(if_changed=True)
 
     async def stop(self, grace: float | None = None) -> None:
         grace = self.app.settings.shutdown_grace_seconds if grace is None else grace
+        if self.tokens_watch is not None:
+            self.tokens_watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.tokens_watch
         await self.health.enter_graceful_shutdown()
         # Watch streams end first (with a marker that says reconnect), so that the grace
         # period is left to unary calls.
@@ -236,7 +260,7 @@ async def start(settings: Settings) -> RunningServer:
     await server.start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(
+    running = RunningServer(
         server=server,
         port=port,
         app=app,
@@ -246,6 +270,11 @@ async def start(settings: Settings) -> RunningServer:
         authenticator=authenticator,
         interceptor=interceptor,
     )
+    if settings.tokens_file and settings.tokens_file_check_seconds > 0:
+        running.tokens_watch = asyncio.create_task(
+            running.watch_tokens_file(settings.tokens_file_check_seconds)
+        )
+    return running
 
 
 @asynccontextmanager

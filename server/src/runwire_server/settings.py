@@ -49,6 +49,7 @@ class Settings:
     # Security (README "Security"): bearer tokens, TLS and mutual TLS.
     tokens: str = ""  # "role:token,role:token" (for tokens injected as a secret variable)
     tokens_file: str = ""  # lines "sha256:<hex> <role> <name>", see `runwire token create`
+    tokens_file_check_seconds: float = 1.0  # how often edits are looked for; 0: on SIGHUP only
     allow_unauthenticated_remote: bool = False  # serve a non-loopback address with no auth
     tls_cert_file: str = ""
     tls_key_file: str = ""
@@ -89,6 +90,8 @@ class Settings:
             raise ValueError("tls_cert_file and tls_key_file go together: set both or neither")
         if self.tls_client_ca_file and not self.tls_cert_file:
             raise ValueError("tls_client_ca_file (mutual TLS) needs tls_cert_file and tls_key_file")
+        if self.tokens_file_check_seconds < 0:
+            raise ValueError("tokens_file_check_seconds must be 0 (off) or more")
         for name in (
             "max_message_bytes",
             "max_filter_values",

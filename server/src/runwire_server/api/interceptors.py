@@ -4,6 +4,7 @@ metrics, logging, and the mapping of exceptions to gRPC statuses."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -108,17 +109,22 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
             )
         return handler  # no client-streaming methods are served
 
-    def _admit(self, method: str, guarded: bool, request: Any, context: Context) -> None:
+    def _admit(
+        self, method: str, guarded: bool, request: Any, context: Context
+    ) -> auth.Identity | None:
         """Refuse the call before any work if the caller or the request is not allowed.
-        `guarded`: the method is Runwire's own (health and reflection are open to all)."""
+        `guarded`: the method is Runwire's own (health and reflection are open to all).
+        Returns the caller's identity when the server has tokens."""
         self.last_arrival = time.monotonic()
+        identity = None
         if guarded:
             if self.draining:
                 raise ShuttingDown(
                     "server shutting down; retry on another replica or after restart"
                 )
             if self._auth.enabled:
-                auth.caller.set(self._auth.check(method, context.invocation_metadata()))
+                identity = self._auth.check(method, context.invocation_metadata())
+                auth.caller.set(identity)
         remaining = context.time_remaining()
         if remaining is not None:
             if remaining <= 0:
@@ -129,6 +135,7 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
         if isinstance(request, Message):
             check_filter_lists(request, self._max_filter_values)
             check_enums(request)
+        return identity
 
     def _stream_slot(self, guarded: bool, context: Context) -> AbstractContextManager[None]:
         """A place among the caller's open streams: Runwire's own count per token (or peer
@@ -164,14 +171,24 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
         async def call(request: Any, context: Context) -> AsyncIterator[Any]:
             code = "OK"
             try:
-                self._admit(method, guarded, request, context)
+                identity = self._admit(method, guarded, request, context)
                 with self._stream_slot(guarded, context):
                     result = behaviour(request, context)
-                    if hasattr(result, "__aiter__"):
+                    if not hasattr(result, "__aiter__"):
+                        await result
+                    elif identity is None:
                         async for item in result:
                             yield item
                     else:
-                        await result
+                        # A stream outlives the check that admitted it: it ends at its next
+                        # message or heartbeat once its token has expired or been revoked.
+                        check_token = auth.StreamCheck(
+                            self._auth, identity, method, context.invocation_metadata()
+                        )
+                        async with contextlib.aclosing(result):
+                            async for item in result:
+                                check_token()
+                                yield item
             except BaseException as exc:
                 code = _code_after(exc, context)
                 await _fail(context, method, exc)
