@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
-from tests.conftest import start_server_process
+from runwire_server.server import ConfigurationError, serving, start
+from tests.conftest import RUNWIRE_CLI, make_settings, start_server_process
 
 SERVICES = {
     "runwire.v1.FlowService",
@@ -46,10 +50,6 @@ def test_cli_server_serves_reflection_and_health_then_stops_cleanly(tmp_path: Pa
 
 
 def test_cli_rejects_a_bad_setting(tmp_path: Path) -> None:
-    import subprocess
-
-    from tests.conftest import RUNWIRE_CLI
-
     result = subprocess.run(
         [str(RUNWIRE_CLI), "server", "start", "--log-format", "xml"],
         capture_output=True,
@@ -120,3 +120,59 @@ async def test_sigterm_under_load_loses_no_acknowledged_write(tmp_path: Path) ->
                 assert got.flow_run.id == run_id
     finally:
         again.stop()
+
+
+def _second_server(address: str, database_url: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            str(RUNWIRE_CLI),
+            "server",
+            "start",
+            "--listen-address",
+            address,
+            "--database-url",
+            database_url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "RUNWIRE_LOG_FORMAT": "json"},
+    )
+
+
+def test_a_second_server_on_an_address_in_use_is_refused(tmp_path: Path) -> None:
+    first = start_server_process(f"sqlite:///{tmp_path / 'one.db'}")
+    try:
+        second = _second_server(f"127.0.0.1:{first.port}", f"sqlite:///{tmp_path / 'two.db'}")
+        assert second.returncode == 2
+        assert second.stderr.count("\n") == 1, second.stderr
+        assert f"127.0.0.1:{first.port} is in use" in second.stderr
+        with grpc.insecure_channel(f"127.0.0.1:{first.port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            assert health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == 1
+    finally:
+        assert first.stop() == 0
+
+
+def test_a_second_server_on_the_same_sqlite_file_is_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    first = start_server_process(url)
+    try:
+        second = _second_server("127.0.0.1:0", url)
+        assert second.returncode == 2
+        assert second.stderr.count("\n") == 1, second.stderr
+        assert "shared.db is in use by another Runwire server" in second.stderr
+    finally:
+        assert first.stop() == 0
+    # Once the first has stopped, the file is free again.
+    again = start_server_process(url)
+    assert again.stop() == 0
+
+
+async def test_servers_in_one_process_take_turns_on_a_file(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "turns.db")
+    async with serving(settings):
+        with pytest.raises(ConfigurationError, match="in use by another Runwire server"):
+            await start(settings)
+    async with serving(settings):
+        pass

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import ipaddress
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,6 +17,7 @@ from typing import Any
 
 import grpc
 import structlog
+from filelock import FileLock
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -43,6 +46,7 @@ from runwire_server.broadcast import Broadcaster
 from runwire_server.log_config import configure_logging
 from runwire_server.metrics import Metrics
 from runwire_server.settings import Settings
+from runwire_server.storage import sqlite_lock
 from runwire_server.storage.database import Database, SchemaMismatch
 from runwire_server.storage.paging import PageTokens
 
@@ -85,6 +89,8 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
         # Larger requests get RESOURCE_EXHAUSTED from gRPC before any of our code runs.
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
+        # Two servers must never share a port (see refuse_address_in_use).
+        ("grpc.so_reuseport", 0),
     ]
 
 
@@ -119,6 +125,41 @@ def check_exposure(settings: Settings, authenticator: Authenticator) -> None:
         )
 
 
+class AddressInUse(ConfigurationError):
+    """Another process listens on the address."""
+
+
+def refuse_address_in_use(address: str) -> None:
+    """AddressInUse if something already listens on `address`. gRPC would share the port
+    with it (SO_REUSEPORT) and the kernel would split clients between the two servers, whose
+    watchers would each miss the other's writes; the server also turns that option off, and
+    this check gives the one-line reason before gRPC logs its own."""
+    host, _, port = address.rpartition(":")
+    if not port.isdigit() or int(port) == 0:
+        return
+    try:
+        found = socket.getaddrinfo(
+            host.strip("[]") or None, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except OSError:
+        return  # gRPC reports an address it cannot resolve
+    for family, kind, protocol, _, sockaddr in found:
+        with socket.socket(family, kind, protocol) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(sockaddr)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise AddressInUse(_in_use(address)) from None
+
+
+def _in_use(address: str) -> str:
+    return (
+        f"the listen address {address} is in use (another Runwire server?); stop it or give "
+        "this server another --listen-address (RUNWIRE_LISTEN_ADDRESS)"
+    )
+
+
 def server_credentials(settings: Settings) -> grpc.ServerCredentials:
     client_ca = Path(settings.tls_client_ca_file).read_bytes() if settings.mutual_tls else None
     return grpc.ssl_server_credentials(
@@ -139,6 +180,7 @@ class RunningServer:
     authenticator: Authenticator | None = None
     interceptor: ApiInterceptor | None = None
     tokens_watch: asyncio.Task[None] | None = None
+    database_lock: FileLock | None = None  # SQLite: see storage.sqlite_lock
 
     def reload_tokens(self, if_changed: bool = False) -> None:
         """Read the tokens file again: on SIGHUP, or `if_changed` it was edited since it was
@@ -186,6 +228,8 @@ class RunningServer:
             await asyncio.to_thread(self.bridge.stop)
         self.app.metrics.close()
         self.app.db.close()
+        if self.database_lock is not None:
+            self.database_lock.release()
 
 
 def _database(settings: Settings, broadcaster: Broadcaster) -> tuple[Database, PageTokens]:
@@ -208,6 +252,26 @@ async def start(settings: Settings) -> RunningServer:
     except (OSError, ValueError) as exc:
         raise ConfigurationError(str(exc)) from exc
     check_exposure(settings, authenticator)
+    refuse_address_in_use(settings.listen_address)
+    try:
+        database_lock = sqlite_lock.hold(settings.database_url)
+    except sqlite_lock.DatabaseInUse as exc:
+        raise ConfigurationError(str(exc)) from None
+    try:
+        running = await _start(settings, authenticator, credentials)
+    except BaseException:
+        if database_lock is not None:
+            database_lock.release()
+        raise
+    running.database_lock = database_lock
+    return running
+
+
+async def _start(
+    settings: Settings,
+    authenticator: Authenticator,
+    credentials: grpc.ServerCredentials | None,
+) -> RunningServer:
     broadcaster = Broadcaster(buffer=settings.watch_buffer_events)
     broadcaster.bind(asyncio.get_running_loop())
     db, tokens = _database(settings, broadcaster)
@@ -250,10 +314,13 @@ async def start(settings: Settings) -> RunningServer:
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    if credentials is None:
-        port = server.add_insecure_port(settings.listen_address)
-    else:
-        port = server.add_secure_port(settings.listen_address, credentials)
+    try:
+        if credentials is None:
+            port = server.add_insecure_port(settings.listen_address)
+        else:
+            port = server.add_secure_port(settings.listen_address, credentials)
+    except RuntimeError:  # taken since the check above
+        raise AddressInUse(_in_use(settings.listen_address)) from None
     if port == 0:
         raise OSError(f"could not listen on {settings.listen_address}")
     metrics_port = metrics.serve(settings.metrics_address) if settings.metrics_address else None
