@@ -175,3 +175,41 @@ async def test_the_server_recovers_when_database_connections_are_cut(replicas):
             pytest.fail("the server did not recover")
         got = await flows.GetFlowByName(flow_service_pb2.GetFlowByNameRequest(name="after"))
         assert got.flow.name == "after"
+
+
+async def test_a_deletion_ends_watches_on_every_replica(replicas):
+    a, b, _ = replicas
+    async with (
+        grpc.aio.insecure_channel(f"127.0.0.1:{a.port}") as on_a,
+        grpc.aio.insecure_channel(f"127.0.0.1:{b.port}") as on_b,
+    ):
+        flows_b, runs_b, _ = stubs(on_b)
+        _, runs_a, _ = stubs(on_a)
+        flow = (
+            await flows_b.CreateFlow(
+                flow_service_pb2.CreateFlowRequest(flow=flow_pb2.Flow(name="deleted"))
+            )
+        ).flow
+        runs = [
+            (
+                await runs_b.CreateFlowRun(
+                    pb.CreateFlowRunRequest(flow_run=flow_run_pb2.FlowRun(flow_id=flow.id))
+                )
+            ).flow_run
+            for _ in range(2)
+        ]
+        streams = []
+        for stub in (runs_a, runs_b):
+            for run in runs:
+                stream = stub.WatchFlowRun(wpb.WatchFlowRunRequest(flow_run_id=run.id))
+                while (await stream.read()).WhichOneof("event") != "caught_up":
+                    pass
+                streams.append(stream)
+        # One run deleted alone, the other with its flow: both end every watch, on both.
+        await runs_b.DeleteFlowRun(pb.DeleteFlowRunRequest(flow_run_id=runs[0].id))
+        await flows_b.DeleteFlow(flow_service_pb2.DeleteFlowRequest(flow_id=flow.id))
+        for stream in streams:
+            end = await asyncio.wait_for(stream.read(), 10)
+            assert end.WhichOneof("event") == "end"
+            assert end.end.reason == wpb.StreamEnd.REASON_RUN_DELETED
+            assert await stream.read() is grpc.aio.EOF

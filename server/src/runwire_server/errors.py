@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import cast
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -150,10 +150,19 @@ class CursorOutOfRange(RunwireError):
 
 
 class ShuttingDown(RunwireError):
-    """The server is stopping; reconnect (to it or a replica) and resume."""
+    """The server is stopping; reconnect (to it or a replica) and resume.
+
+    The status carries a RetryInfo: a client that waits that long before calling again lets
+    the server see its port go quiet and stop, instead of stopping while calls still arrive
+    (gRPC cancels those before any handler runs, and the client sees CANCELLED)."""
 
     code = grpc.StatusCode.UNAVAILABLE
     reason = "SERVER_SHUTTING_DOWN"
+    retry_delay_seconds = 1
+
+    def details(self) -> list[any_pb2.Any]:
+        delay = duration_pb2.Duration(seconds=self.retry_delay_seconds)
+        return [*super().details(), _pack(error_details_pb2.RetryInfo(retry_delay=delay))]
 
 
 class Unauthenticated(RunwireError):

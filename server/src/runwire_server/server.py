@@ -237,9 +237,9 @@ def _database(settings: Settings, broadcaster: Broadcaster) -> tuple[Database, P
         settings.database_url, pool_size=settings.database_pool_size, publish=broadcaster.publish
     )
     if db.is_postgresql:
-        # Stored events reach watchers through the replica bridge, in sequence order, whichever
-        # replica wrote them; only the unstored "run deleted" markers go out directly.
-        db.set_publisher(lambda events: broadcaster.publish([e for e in events if e.seq == 0]))
+        # Committed events and deletions reach watchers through the replica bridge, in
+        # sequence order, whichever replica wrote them.
+        db.set_publisher(lambda events: None)
     db.prepare_schema(migrate=settings.migrate_on_start)
     secret = settings.page_token_secret.encode() or db.page_token_secret()
     return db, PageTokens(secret)

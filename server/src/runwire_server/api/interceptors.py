@@ -50,7 +50,7 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
         self.last_arrival = 0.0
         self._handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
 
-    async def drain(self, max_seconds: float, quiet_seconds: float = 0.1) -> None:
+    async def drain(self, max_seconds: float, quiet_seconds: float = 0.25) -> None:
         """Answer new calls with UNAVAILABLE (retry elsewhere) until the calls in flight are
         done and none has arrived for `quiet_seconds`.
 

@@ -387,3 +387,15 @@ class RunEvent(Base):
         Index("ix_run_events_flow_run_seq", "flow_run_id", "seq"),
         Index("ix_run_events_flow_run_kind_seq", "flow_run_id", "kind", "seq"),
     )
+
+
+class RunDeletion(Base):
+    """A flow run deleted, numbered on the event sequence like its events (which the delete
+    removed), so that every replica's watchers of the run hear of it from storage."""
+
+    __tablename__ = "run_deletions"
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    # No foreign key: the run is gone.
+    flow_run_id: Mapped[uuid.UUID] = mapped_column(Id)
+    created: Mapped[datetime]
+    __table_args__ = (Index("ix_run_deletions_created", "created"),)

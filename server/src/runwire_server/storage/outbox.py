@@ -52,22 +52,28 @@ _BUMP = Direct(
 )
 _EVENTS = m.table_of(m.RunEvent)
 _INSERT = Direct(insert(_EVENTS))
+_DELETIONS = m.table_of(m.RunDeletion)
+_INSERT_DELETION = Direct(insert(_DELETIONS))
 _NOTIFY = Direct(select(func.pg_notify(CHANNEL, bindparam("last", type_=String))))
 
 
 def record(
-    session: Session, flow_run_id: uuid.UUID, message: watch_pb2.WatchFlowRunResponse
+    session: Session, flow_run_id: uuid.UUID, message: watch_pb2.WatchFlowRunResponse | None
 ) -> None:
     """Queue an event for the flow run; it is numbered and stored when the session commits."""
     session.info.setdefault(_PENDING, []).append((flow_run_id, message))
 
 
 def run_deleted(session: Session, flow_run_id: uuid.UUID) -> None:
-    """Tell watchers of a deleted run, once the delete has committed."""
-    end = watch_pb2.WatchFlowRunResponse(
+    """Tell watchers of a deleted run, once the delete has committed. The run's events go with
+    it, so the end is stored apart (run_deletions), numbered like any event."""
+    session.info.setdefault(_PENDING, []).append((flow_run_id, None))
+
+
+def _deleted_event() -> watch_pb2.WatchFlowRunResponse:
+    return watch_pb2.WatchFlowRunResponse(
         end=watch_pb2.StreamEnd(reason=watch_pb2.StreamEnd.REASON_RUN_DELETED)
     )
-    session.info.setdefault(_COMMITTED, []).append(Event(0, flow_run_id, end))
 
 
 def install(session_factory: Any, publish: Publisher) -> None:
@@ -84,21 +90,31 @@ def install(session_factory: Any, publish: Publisher) -> None:
         last = _BUMP.scalar(conn, {"n": len(pending)})
         first = last - len(pending) + 1
         at = now()
-        rows, events = [], []
+        rows, deletions, events = [], [], []
         for seq, (flow_run_id, message) in enumerate(pending, start=first):
+            deleted = message is None
+            if message is None:
+                message = _deleted_event()
             message.cursor = seq
             payload = message.SerializeToString()
-            rows.append(
-                {
-                    "seq": seq,
-                    "flow_run_id": flow_run_id,
-                    "kind": message.WhichOneof("event"),
-                    "payload": payload,
-                    "created": at,
-                }
-            )
+            if deleted:
+                deletions.append({"seq": seq, "flow_run_id": flow_run_id, "created": at})
+            else:
+                kind = message.WhichOneof("event")
+                rows.append(
+                    {
+                        "seq": seq,
+                        "flow_run_id": flow_run_id,
+                        "kind": kind,
+                        "payload": payload,
+                        "created": at,
+                    }
+                )
             events.append(Event(seq, flow_run_id, message, payload))
-        _INSERT.execute_many(conn, rows)
+        if rows:
+            _INSERT.execute_many(conn, rows)
+        if deletions:
+            _INSERT_DELETION.execute_many(conn, deletions)
         session.info.setdefault(_COMMITTED, []).extend(events)
         if conn.dialect.name == "postgresql":
             # Delivered to every replica's listener when (and only if) this commits.
@@ -192,14 +208,26 @@ def matching_runs(session: Session, run_ids: set[uuid.UUID], criteria: Any) -> s
 
 
 def events_since(session: Session, after: int, limit: int) -> list[Event]:
-    """Every run's events after a global position, oldest first (for the replica bridge)."""
+    """Every run's events and deletions after a global position, oldest first (for the
+    replica bridge)."""
     rows = session.execute(
         select(m.RunEvent.seq, m.RunEvent.flow_run_id, m.RunEvent.payload)
         .where(m.RunEvent.seq > after)
         .order_by(m.RunEvent.seq)
         .limit(limit)
     ).all()
-    return [
+    events = [
         Event(seq, flow_run_id, watch_pb2.WatchFlowRunResponse.FromString(payload), payload)
         for seq, flow_run_id, payload in rows
     ]
+    # Deletions are few: those in the same range of the sequence join the events in order.
+    upto = events[-1].seq if len(events) == limit else None
+    deleted = select(m.RunDeletion.seq, m.RunDeletion.flow_run_id).where(m.RunDeletion.seq > after)
+    if upto is not None:
+        deleted = deleted.where(m.RunDeletion.seq < upto)
+    for seq, flow_run_id in session.execute(deleted.order_by(m.RunDeletion.seq).limit(limit)):
+        message = _deleted_event()
+        message.cursor = seq
+        events.append(Event(seq, flow_run_id, message, message.SerializeToString()))
+    events.sort(key=lambda event: event.seq)
+    return events[:limit]
