@@ -213,3 +213,38 @@ async def test_a_deletion_ends_watches_on_every_replica(replicas):
             assert end.WhichOneof("event") == "end"
             assert end.end.reason == wpb.StreamEnd.REASON_RUN_DELETED
             assert await stream.read() is grpc.aio.EOF
+
+
+async def test_replicas_prune_one_at_a_time(tmp_path: Path):
+    base = os.environ.get("RUNWIRE_TEST_POSTGRES_URL")
+    if not base:
+        pytest.skip("RUNWIRE_TEST_POSTGRES_URL is not set")
+    retention = {"event_retention_seconds": 0.5, "retention_interval_seconds": 3600}
+    with fresh_postgres_database(base) as url:
+        async with (
+            serving(make_settings(tmp_path / "a.db", database_url=url, **retention)) as a,
+            serving(make_settings(tmp_path / "b.db", database_url=url, **retention)) as b,
+            grpc.aio.insecure_channel(f"127.0.0.1:{a.port}") as channel,
+        ):
+            flows, runs, _ = stubs(channel)
+            flow = (
+                await flows.CreateFlow(
+                    flow_service_pb2.CreateFlowRequest(flow=flow_pb2.Flow(name="pruned"))
+                )
+            ).flow
+            for _ in range(150):  # more than one batch
+                run = (
+                    await runs.CreateFlowRun(
+                        pb.CreateFlowRunRequest(flow_run=flow_run_pb2.FlowRun(flow_id=flow.id))
+                    )
+                ).flow_run
+                await runs.SetFlowRunState(
+                    pb.SetFlowRunStateRequest(
+                        flow_run_id=run.id, state=ST.State(type=ST.STATE_TYPE_COMPLETED)
+                    )
+                )
+            await asyncio.sleep(0.7)
+            first, second = await asyncio.gather(a.retention.prune(), b.retention.prune())
+            again = await a.retention.prune()
+            # Every Pending event went, once; whichever replica held the lock removed it.
+            assert first["events"] + second["events"] + again["events"] == 150

@@ -14,7 +14,7 @@ from google.protobuf import field_mask_pb2, struct_pb2, timestamp_pb2
 from google.protobuf.message import Message
 
 from runwire.connection import ConnectionSettings
-from runwire.errors import RunwireError, Unavailable, from_rpc_error
+from runwire.errors import OutOfRange, RunwireError, Unavailable, from_rpc_error
 from runwire.states import Result, State, StateType
 from runwire.v1 import (
     concurrency_limit_service_pb2,
@@ -679,6 +679,8 @@ class Client:
     ) -> Iterator[watch_pb2.WatchFlowRunResponse]:
         """The run's events as the server streams them, reconnecting with the last cursor when
         the connection drops or the server restarts, until the run finishes (or is deleted).
+        A cursor older than the server keeps events for (retention) starts the watch over from
+        the run's current state.
 
         Markers (caught_up, heartbeats) are passed through; the final StreamEnd is not.
         """
@@ -708,6 +710,11 @@ class Client:
                     yield message
             except grpc.RpcError as exc:
                 error = from_rpc_error(exc)
+                if isinstance(error, OutOfRange) and error.reason == "CURSOR_EXPIRED":
+                    # Retention pruned events after the cursor: start over from the run's
+                    # state as it is now, as a client that lists again would.
+                    cursor = None
+                    continue
                 if not isinstance(error, Unavailable):
                     raise error from None
             finally:

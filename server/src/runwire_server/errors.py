@@ -149,6 +149,21 @@ class CursorOutOfRange(RunwireError):
         )
 
 
+class CursorExpired(RunwireError):
+    """Retention pruned events after this cursor: what the watcher missed is gone."""
+
+    code = grpc.StatusCode.OUT_OF_RANGE
+    reason = "CURSOR_EXPIRED"
+
+    def __init__(self, cursor: int, pruned_through: int) -> None:
+        super().__init__(
+            f"after_cursor {cursor} is older than the events this server keeps (retention "
+            f"pruned up to {pruned_through}): list the runs again, then watch without a cursor "
+            "or from the list's watch_cursor",
+            metadata={"cursor": str(cursor), "prunedThrough": str(pruned_through)},
+        )
+
+
 class ShuttingDown(RunwireError):
     """The server is stopping; reconnect (to it or a replica) and resume.
 

@@ -1,5 +1,5 @@
-"""Prometheus metrics: calls, latency, open watch streams, orchestration results and group
-commit batches.
+"""Prometheus metrics: calls, latency, open watch streams, orchestration results, group commit
+batches and rows pruned by retention.
 
 Every server has its own registry (tests run several servers in one process); the HTTP
 endpoint that exposes it is opt-in (`RUNWIRE_METRICS_ADDRESS`).
@@ -47,6 +47,12 @@ class Metrics:
             "Writes committed together in one SQLite transaction (group commit).",
             ["outcome"],  # "committed", or "split" when one failed and each ran alone
             buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=self.registry,
+        )
+        self.pruned = Counter(
+            "runwire_pruned_rows",
+            "Rows removed by retention: watch events, run-deleted markers and flow runs.",
+            ["kind"],
             registry=self.registry,
         )
         self._call_children: dict[tuple[str, str], Any] = {}

@@ -45,6 +45,7 @@ from runwire_server.auth import Authenticator
 from runwire_server.broadcast import Broadcaster
 from runwire_server.log_config import configure_logging
 from runwire_server.metrics import Metrics
+from runwire_server.services.retention import Retention
 from runwire_server.settings import Settings
 from runwire_server.storage import sqlite_lock
 from runwire_server.storage.database import Database, SchemaMismatch
@@ -181,6 +182,8 @@ class RunningServer:
     interceptor: ApiInterceptor | None = None
     tokens_watch: asyncio.Task[None] | None = None
     database_lock: FileLock | None = None  # SQLite: see storage.sqlite_lock
+    retention: Retention | None = None
+    pruning: asyncio.Task[None] | None = None
 
     def reload_tokens(self, if_changed: bool = False) -> None:
         """Read the tokens file again: on SIGHUP, or `if_changed` it was edited since it was
@@ -213,10 +216,11 @@ class RunningServer:
 
     async def stop(self, grace: float | None = None) -> None:
         grace = self.app.settings.shutdown_grace_seconds if grace is None else grace
-        if self.tokens_watch is not None:
-            self.tokens_watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.tokens_watch
+        for task in (self.tokens_watch, self.pruning):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.health.enter_graceful_shutdown()
         # Watch streams end first (with a marker that says reconnect), so that the grace
         # period is left to unary calls.
@@ -341,6 +345,9 @@ async def _start(
         running.tokens_watch = asyncio.create_task(
             running.watch_tokens_file(settings.tokens_file_check_seconds)
         )
+    running.retention = Retention(db, settings, metrics)
+    if running.retention.enabled:
+        running.pruning = asyncio.create_task(running.retention.run())
     return running
 
 

@@ -63,6 +63,11 @@ class Settings:
     # so that any object, with its state and result, fits in one response.
     max_object_bytes: int = 1024 * 1024
     metrics_address: str = ""  # host:port for Prometheus /metrics; empty: off
+    # Retention (0: keep for ever). Watch events of runs finished longer ago are pruned (a
+    # cursor older than what is kept gets OUT_OF_RANGE); finished runs themselves, optionally.
+    event_retention_seconds: float = 3 * 86_400
+    run_retention_seconds: float = 0
+    retention_interval_seconds: float = 60
 
     @classmethod
     def load(
@@ -90,6 +95,11 @@ class Settings:
             raise ValueError("tls_cert_file and tls_key_file go together: set both or neither")
         if self.tls_client_ca_file and not self.tls_cert_file:
             raise ValueError("tls_client_ca_file (mutual TLS) needs tls_cert_file and tls_key_file")
+        for name in ("event_retention_seconds", "run_retention_seconds"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be 0 (keep for ever) or more")
+        if self.retention_interval_seconds <= 0:
+            raise ValueError("retention_interval_seconds must be more than 0")
         if self.tokens_file_check_seconds < 0:
             raise ValueError("tokens_file_check_seconds must be 0 (off) or more")
         for name in (

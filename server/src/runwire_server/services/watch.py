@@ -27,12 +27,12 @@ from runwire_server.convert import (
     to_datetime,
     to_timedelta,
 )
-from runwire_server.errors import CursorOutOfRange, InvalidArgument
+from runwire_server.errors import CursorExpired, CursorOutOfRange, InvalidArgument
 from runwire_server.ids import require_id
 from runwire_server.orchestration.states import TERMINAL_TYPES
 from runwire_server.services.common import require_exists
 from runwire_server.settings import Settings
-from runwire_server.storage import filters, outbox
+from runwire_server.storage import filters, outbox, retention
 from runwire_server.storage import models as m
 from runwire_server.storage.database import Database
 
@@ -83,12 +83,16 @@ def _snapshot(session: Session, flow_run_id: uuid.UUID) -> _Snapshot:
 
 
 def _check_cursor(session: Session, flow_run_id: uuid.UUID | None, cursor: int) -> None:
-    """The run exists and the cursor is one this server could have given out."""
+    """The run exists, the cursor is one this server could have given out, and no event after
+    it has been pruned by retention."""
     if flow_run_id is not None:
         require_exists(session, m.FlowRun, flow_run_id, "flow run")
     newest = outbox.global_last_seq(session)
     if cursor > newest:
         raise CursorOutOfRange(cursor, newest)
+    oldest = retention.pruned_through(session)
+    if cursor < oldest:
+        raise CursorExpired(cursor, oldest)
 
 
 class Watcher:
