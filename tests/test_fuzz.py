@@ -12,6 +12,8 @@ Each RPC gets 25 examples, or 500 with `pytest --long` (RUNWIRE_FUZZ_EXAMPLES ov
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 import uuid
 from typing import Any
 
@@ -21,6 +23,7 @@ from google.protobuf import struct_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -42,6 +45,7 @@ from runwire.v1 import (
 )
 from runwire_server.server import SERVICES
 from tests.integrity import integrity_problems
+from tests.wire import CORRUPT, nested_struct, struct_paths, wrap
 
 FORBIDDEN = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 METHODS = [method for service in SERVICES for method in service.methods]
@@ -254,3 +258,157 @@ async def test_every_rpc_survives_generated_requests(server_factory, database_ov
             integrity_problems, running.app.db.url.render_as_string(hide_password=False)
         )
         assert problems == []
+
+
+# --- hostile payloads: what no generator above builds -------------------------------------------
+
+FORBIDDEN_WHILE_UP = FORBIDDEN | {grpc.StatusCode.UNAVAILABLE}
+BIG = 4_000_000  # characters or bytes: a request just under the 4 MiB message limit
+MANY = 100_000  # entries in one list or map
+
+
+def hostile_requests(descriptor: Descriptor) -> list[tuple[str, bytes]]:
+    """(what, request bytes) for one request type: corrupt bytes, Structs nested 10,000 deep,
+    a list or map of 100,000 entries and a 4 MB string or bytes value in each field they fit,
+    down to three levels of singular messages."""
+    out = [(f"corrupt {i}", payload) for i, payload in enumerate(CORRUPT)]
+    for path in struct_paths(descriptor):
+        where = ".".join(f.name for f in path)
+        out.append((f"{where} nested 10000", wrap(path, nested_struct(10_000))))
+    for path in _field_paths(descriptor):
+        field = path[-1]
+        message = GetMessageClass(descriptor)()
+        target = message
+        for step in path[:-1]:
+            target = getattr(target, step.name)
+        where = ".".join(f.name for f in path)
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            entries = getattr(target, field.name)
+            key_field, value_field = field.message_type.fields
+            for i in range(MANY):
+                key = f"k{i}" if key_field.type == FieldDescriptor.TYPE_STRING else i
+                if value_field.message_type is not None:
+                    entries[key].SetInParent()
+                else:
+                    entries[key] = _filler(value_field, 1)
+            out.append((f"{where} x{MANY}", message.SerializeToString()))
+        elif field.is_repeated:
+            values = getattr(target, field.name)
+            if field.message_type is not None:
+                for _ in range(MANY):
+                    values.add()
+            else:
+                values.extend([_filler(field, 1)] * MANY)
+            out.append((f"{where} x{MANY}", message.SerializeToString()))
+        elif field.type in (FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_BYTES):
+            setattr(target, field.name, _filler(field, BIG))
+            out.append((f"{where} {BIG} long", message.SerializeToString()))
+    return out
+
+
+def _field_paths(descriptor: Descriptor, depth: int = 3) -> list[list[FieldDescriptor]]:
+    paths: list[list[FieldDescriptor]] = []
+    for field in descriptor.fields:
+        kind = field.message_type
+        if field.is_repeated or field.type in (
+            FieldDescriptor.TYPE_STRING,
+            FieldDescriptor.TYPE_BYTES,
+        ):
+            paths.append([field])
+        elif kind is not None and depth > 0 and not kind.full_name.startswith("google."):
+            paths += [[field, *rest] for rest in _field_paths(kind, depth - 1)]
+    return paths
+
+
+def _filler(field: FieldDescriptor, size: int) -> Any:
+    if field.type == FieldDescriptor.TYPE_STRING:
+        return "x" * size
+    if field.type == FieldDescriptor.TYPE_BYTES:
+        return b"x" * size
+    if field.type == FieldDescriptor.TYPE_BOOL:
+        return True
+    if field.type in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
+        return 1.0
+    return 1  # integers, and enums (1 is defined for every enum of the contract)
+
+
+class HealthProbe:
+    """Checks health every 10 ms on a channel of its own, recording each answer's latency."""
+
+    def __init__(self, port: int) -> None:
+        self.latencies: list[float] = []
+        self.failures = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(port,), daemon=True)
+
+    def _run(self, port: int) -> None:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            check = health_pb2_grpc.HealthStub(channel).Check
+            while not self._stop.wait(0.01):
+                started = time.perf_counter()
+                try:
+                    check(health_pb2.HealthCheckRequest(), timeout=5)
+                except grpc.RpcError:
+                    self.failures += 1
+                self.latencies.append(time.perf_counter() - started)
+
+    def __enter__(self) -> HealthProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def summary(self) -> str:
+        ordered = sorted(self.latencies)
+        p50 = ordered[len(ordered) // 2] * 1000
+        p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
+        return (
+            f"{len(ordered)} checks, p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
+            f"max {ordered[-1] * 1000:.1f} ms, {self.failures} failed"
+        )
+
+
+def send_raw(port: int, method: MethodDescriptor, payloads: list[tuple[str, bytes]]) -> list[str]:
+    """Send each payload as it is; returns the answers that must not happen."""
+    path = f"/{method.containing_service.full_name}/{method.name}"
+    problems = []
+    with grpc.insecure_channel(
+        f"127.0.0.1:{port}", options=[("grpc.max_send_message_length", 8 * 2**20)]
+    ) as channel:
+        kind = channel.unary_stream if method.server_streaming else channel.unary_unary
+        call = kind(path, request_serializer=lambda b: b, response_deserializer=lambda b: b)
+        for what, payload in payloads:
+            try:
+                if method.server_streaming:
+                    stream = call(payload, timeout=5)
+                    for count, _ in enumerate(stream):
+                        if count >= 3:
+                            stream.cancel()
+                            break
+                else:
+                    call(payload, timeout=30)
+            except grpc.RpcError as exc:
+                code = exc.code()  # type: ignore[attr-defined]
+                if code in FORBIDDEN_WHILE_UP:
+                    problems.append(f"{path} {what}: {code.name} {exc.details()}")  # type: ignore[attr-defined]
+    return problems
+
+
+@pytest.mark.timeout(1800)
+async def test_every_rpc_survives_hostile_payloads(server_factory, database_overrides):
+    async with server_factory(**database_overrides) as running:
+        total, problems = 0, []
+        with HealthProbe(running.port) as probe:
+            for method in METHODS:
+                payloads = hostile_requests(method.input_type)
+                total += len(payloads)
+                problems += await asyncio.to_thread(send_raw, running.port, method, payloads)
+        print(
+            f"hostile payloads: {total} requests over {len(METHODS)} RPCs; health {probe.summary()}"
+        )
+        assert problems == []
+        assert probe.failures == 0
+        db_url = running.app.db.url.render_as_string(hide_password=False)
+        assert await asyncio.to_thread(integrity_problems, db_url) == []

@@ -17,7 +17,7 @@ from runwire_server.errors import InvalidArgument, ShuttingDown, quote
 from runwire_server.ids import parse_id, require_id
 from runwire_server.services import flow_runs, history, task_runs, watch
 from runwire_server.services.states import list_states, pending
-from runwire_server.storage import outbox
+from runwire_server.storage import filters, outbox
 from runwire_server.storage.models import FlowRun
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -62,13 +62,12 @@ class FlowRunServicer(pb_grpc.FlowRunServiceServicer):
         self, request: pb.ListFlowRunsRequest, context: Context
     ) -> pb.ListFlowRunsResponse:
         page = self._app.page(request, offset=request.offset)
+        clause = filters.flow_run_criteria(request.filter)  # refused before any SQL runs
 
         def work(session: Session) -> pb.ListFlowRunsResponse:
             # Read before the page, so every change after it is either in the page or later.
             cursor = outbox.global_last_seq(session)
-            found = flow_runs.list_flow_runs(
-                session, request.filter, request.sort, page, self._app.tokens
-            )
+            found = flow_runs.list_flow_runs(session, clause, request.sort, page, self._app.tokens)
             return self._app.paged(
                 found,
                 self._to_proto,

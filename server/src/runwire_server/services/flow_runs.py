@@ -202,8 +202,7 @@ _SORTS: dict[int, SortKey] = {
 }
 
 
-def _matching(criteria: Any) -> Any:
-    clause = filters.flow_run_criteria(criteria)
+def _matching(clause: filters.Clause | None) -> Any:
     statement = run_rows.select_runs(run_rows.FLOW)
     return statement if clause is None else statement.where(clause)
 
@@ -214,13 +213,14 @@ def _load(session: Session, statement: Any) -> list[Record]:
 
 def list_flow_runs(
     session: Session,
-    criteria: f.FlowRunCriteria,
+    clause: filters.Clause | None,
     sort: int,
     page: PageRequest,
     tokens: PageTokens,
 ) -> Page[Record]:
+    """Runs matching `clause` (compiled from the criteria by filters.flow_run_criteria)."""
     sort_key = choose_sort(_SORTS, sort)
-    return fetch_page(session, _matching(criteria), sort_key, page, tokens, _load)
+    return fetch_page(session, _matching(clause), sort_key, page, tokens, _load)
 
 
 def count_flow_runs(session: Session, criteria: f.FlowRunCriteria) -> int:

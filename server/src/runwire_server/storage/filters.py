@@ -339,10 +339,9 @@ def flow_run_criteria(criteria: f.FlowRunCriteria, path: str = "filter") -> Clau
     """Criteria on flow runs and their related objects, combined with AND. Built once per
     distinct criteria: dashboards and workers repeat the same few, and building the clause cost
     more than running the statement it went into."""
-    data = criteria.SerializeToString(deterministic=True)
-    if len(data) > _CACHED_CRITERIA_BYTES:
-        return _flow_run_criteria.__wrapped__(data, path)
-    return _flow_run_criteria(data, path)
+    if criteria.ByteSize() > _CACHED_CRITERIA_BYTES:
+        return _compile_flow_run_criteria(criteria, path)
+    return _cached_flow_run_criteria(criteria.SerializeToString(deterministic=True), path)
 
 
 # Only the small criteria that dashboards and workers repeat are kept: the cache's 512 entries
@@ -351,8 +350,11 @@ _CACHED_CRITERIA_BYTES = 4096
 
 
 @functools.lru_cache(maxsize=512)
-def _flow_run_criteria(data: bytes, path: str) -> Clause | None:
-    criteria = f.FlowRunCriteria.FromString(data)
+def _cached_flow_run_criteria(data: bytes, path: str) -> Clause | None:
+    return _compile_flow_run_criteria(f.FlowRunCriteria.FromString(data), path)
+
+
+def _compile_flow_run_criteria(criteria: f.FlowRunCriteria, path: str) -> Clause | None:
     r = m.FlowRun
     return combine(
         f.FILTER_OPERATOR_AND,
