@@ -34,6 +34,7 @@ from runwire.v1 import (
     task_run_service_pb2,
     watch_pb2,
 )
+from runwire_server.storage import outbox
 from tests.conftest import start_server_process
 from tests.helpers import expect_error, make_flow, make_run, unique
 from tests.wire import CORRUPT, field_bytes, nested_struct
@@ -477,3 +478,37 @@ async def test_streams_that_need_no_token_are_capped_per_peer(server_factory):
         for stream in streams:
             stream.cancel()
         reflecting.cancel()
+
+
+async def test_a_replay_of_large_events_reads_them_a_budget_at_a_time(server, flows, runs):
+    run = await make_run(runs, (await make_flow(flows)).id)
+    message = "s" * 900_000
+    for i in range(12):  # about 11 MB of state events: more than one replay budget
+        state = state_pb2.State(type=state_pb2.STATE_TYPE_PENDING, name=f"P{i}", message=message)
+        await runs.SetFlowRunState(
+            flow_run_service_pb2.SetFlowRunStateRequest(flow_run_id=run.id, state=state, force=True)
+        )
+    await runs.SetFlowRunState(
+        flow_run_service_pb2.SetFlowRunStateRequest(
+            flow_run_id=run.id, state=state_pb2.State(type=state_pb2.STATE_TYPE_COMPLETED)
+        )
+    )
+
+    def first_chunk(session: Any) -> Any:
+        return outbox.events_after(session, uuid.UUID(run.id), 0, 500)
+
+    chunk = await server.app.db.read(first_chunk)
+    assert 1 <= len(chunk.messages) < 14 and chunk.more
+    assert sum(m.ByteSize() for m in chunk.messages[:-1]) < outbox.REPLAY_BYTES
+    stream = runs.WatchFlowRun(watch_pb2.WatchFlowRunRequest(flow_run_id=run.id, after_cursor=0))
+    names = [m.flow_run_state.state.name async for m in stream if m.HasField("flow_run_state")]
+    assert names == ["Pending", *[f"P{i}" for i in range(12)], "Completed"]
+    everything = runs.WatchFlowRuns(watch_pb2.WatchFlowRunsRequest(after_cursor=0))
+    seen = []
+    async for m in everything:
+        if m.WhichOneof("event") == "caught_up":
+            break
+        if m.flow_run_state.flow_run_id == run.id:
+            seen.append(m.flow_run_state.state.name)
+    everything.cancel()
+    assert seen == names

@@ -159,15 +159,15 @@ class Watcher:
         after = self.cursor
         while True:
             chunk = await self._db.read(partial(self._chunk, after=after))
-            for message in chunk:
+            for message in chunk.messages:
                 if until is not None and message.cursor > until:
                     return
                 after = message.cursor
                 yield message
-            if len(chunk) < REPLAY_CHUNK:
+            if not chunk.more:
                 return
 
-    def _chunk(self, session: Session, *, after: int) -> list[W]:
+    def _chunk(self, session: Session, *, after: int) -> outbox.Chunk:
         return outbox.events_after(session, self._options.flow_run_id, after, REPLAY_CHUNK)
 
     async def _replay(self) -> AsyncIterator[W]:
@@ -274,13 +274,13 @@ class RunsWatcher:
         while True:
             after = self.cursor
             chunk = await self._db.read(partial(self._chunk, after=after))
-            for stored in chunk:
+            for stored in chunk.messages:
                 self.cursor = stored.cursor
                 yield R(cursor=stored.cursor, flow_run_state=stored.flow_run_state)
-            if len(chunk) < REPLAY_CHUNK:
+            if not chunk.more:
                 return
 
-    def _chunk(self, session: Session, *, after: int) -> list[W]:
+    def _chunk(self, session: Session, *, after: int) -> outbox.Chunk:
         return outbox.state_events_after(session, after, REPLAY_CHUNK, self._options.criteria)
 
     async def _live(self, batch: list[Any]) -> AsyncIterator[R]:

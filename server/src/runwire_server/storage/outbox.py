@@ -11,11 +11,11 @@ that has read every event up to N from storage has therefore seen every committe
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Integer, String, bindparam, event, func, insert, select, update
+from sqlalchemy import Integer, Select, String, bindparam, event, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from runwire.v1 import watch_pb2
@@ -136,11 +136,40 @@ def set_publisher(session_factory: Any, publish: Publisher) -> None:
     session_factory.kw["info"][_PUBLISHER] = publish
 
 
+# A replay reads at most REPLAY_BYTES of payloads at a time (and always at least one event): a
+# chunk of events that carry large inline results would otherwise all sit in memory at once.
+# Their sizes are summed first, without reading the payloads.
+REPLAY_BYTES = 8 * 1024 * 1024
+
+
+def _sizes(*where: Any) -> Select[Any]:
+    """Sequence numbers and payload sizes of the events `where` selects, oldest first."""
+    return (
+        select(_EVENTS.c.seq, func.length(_EVENTS.c.payload).label("size"))
+        .where(*where)
+        .order_by(_EVENTS.c.seq)
+        .limit(bindparam("limit", type_=Integer))
+    )
+
+
+def _within_budget(statement: Select[Any]) -> Select[Any]:
+    """The payloads of the events `statement` (a `_sizes` select) finds, up to the budget."""
+    sizes = statement.subquery("sizes")
+    before = (func.sum(sizes.c.size).over(order_by=sizes.c.seq) - sizes.c.size).label("before")
+    found = func.count().over().label("found")  # events in the chunk before the budget
+    running = select(sizes.c.seq, before, found).subquery("running")
+    return (
+        select(_EVENTS.c.payload, running.c.found)
+        .join(running, running.c.seq == _EVENTS.c.seq)
+        .where(running.c.before < bindparam("budget", type_=Integer))
+        .order_by(_EVENTS.c.seq)
+    )
+
+
 _EVENTS_AFTER = Direct(
-    select(_EVENTS.c.payload)
-    .where(_EVENTS.c.flow_run_id == bindparam("run_id"), _EVENTS.c.seq > bindparam("after"))
-    .order_by(_EVENTS.c.seq)
-    .limit(bindparam("limit", type_=Integer))
+    _within_budget(
+        _sizes(_EVENTS.c.flow_run_id == bindparam("run_id"), _EVENTS.c.seq > bindparam("after"))
+    )
 )
 _RUN_LAST_SEQ = Direct(
     select(func.max(_EVENTS.c.seq)).where(_EVENTS.c.flow_run_id == bindparam("run_id"))
@@ -153,13 +182,29 @@ _LAST_OF_KIND = Direct(
 )
 
 
-def events_after(
-    session: Session, flow_run_id: uuid.UUID, after: int, limit: int
-) -> list[watch_pb2.WatchFlowRunResponse]:
+@dataclass(frozen=True)
+class Chunk:
+    """Stored events in sequence order, and whether more may follow them."""
+
+    messages: list[watch_pb2.WatchFlowRunResponse]
+    more: bool
+
+
+def events_after(session: Session, flow_run_id: uuid.UUID, after: int, limit: int) -> Chunk:
+    """A run's events after `after`: at most `limit`, and at most REPLAY_BYTES of them."""
     rows = _EVENTS_AFTER.rows(
-        session.connection(), {"run_id": flow_run_id, "after": after, "limit": limit}
+        session.connection(),
+        {"run_id": flow_run_id, "after": after, "limit": limit, "budget": REPLAY_BYTES},
     )
-    return [watch_pb2.WatchFlowRunResponse.FromString(payload) for (payload,) in rows]
+    return _chunk(rows, limit)
+
+
+def _chunk(rows: Sequence[Any], limit: int) -> Chunk:
+    found = rows[0][1] if rows else 0
+    return Chunk(
+        [watch_pb2.WatchFlowRunResponse.FromString(payload) for payload, _ in rows],
+        more=found == limit or len(rows) < found,
+    )
 
 
 def last_seq(session: Session, flow_run_id: uuid.UUID) -> int:
@@ -184,21 +229,16 @@ def global_last_seq(session: Session) -> int:
 _LAST_SEQ = Direct(select(_SEQUENCE.c.value).where(_SEQUENCE.c.id == 1))
 
 
-def state_events_after(
-    session: Session, after: int, limit: int, criteria: Any
-) -> list[watch_pb2.WatchFlowRunResponse]:
+def state_events_after(session: Session, after: int, limit: int, criteria: Any) -> Chunk:
     """Flow-run state events after `after`, of runs that match `criteria` (a SQL clause on
-    flow runs, or None for all)."""
-    statement = (
-        select(m.RunEvent.payload)
-        .join(m.FlowRun, m.FlowRun.id == m.RunEvent.flow_run_id)
-        .where(m.RunEvent.seq > after, m.RunEvent.kind == "flow_run_state")
-        .order_by(m.RunEvent.seq)
-        .limit(limit)
-    )
-    if criteria is not None:
-        statement = statement.where(criteria)
-    return [watch_pb2.WatchFlowRunResponse.FromString(p) for p in session.scalars(statement)]
+    flow runs, or None for all): at most `limit`, and at most REPLAY_BYTES of them."""
+    sizes = _sizes(
+        _EVENTS.c.seq > after,
+        _EVENTS.c.kind == "flow_run_state",
+        *([] if criteria is None else [criteria]),
+    ).join(m.FlowRun, m.FlowRun.id == _EVENTS.c.flow_run_id)
+    rows = session.execute(_within_budget(sizes), {"limit": limit, "budget": REPLAY_BYTES}).all()
+    return _chunk(rows, limit)
 
 
 def matching_runs(session: Session, run_ids: set[uuid.UUID], criteria: Any) -> set[uuid.UUID]:
