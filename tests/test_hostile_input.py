@@ -32,6 +32,7 @@ from runwire.v1 import (
     state_pb2,
     task_run_pb2,
     task_run_service_pb2,
+    task_run_service_pb2_grpc,
     watch_pb2,
 )
 from runwire_server.storage import outbox
@@ -512,3 +513,58 @@ async def test_a_replay_of_large_events_reads_them_a_budget_at_a_time(server, fl
             seen.append(m.flow_run_state.state.name)
     everything.cancel()
     assert seen == names
+
+
+async def test_an_answer_that_cannot_be_paged_is_refused_plainly(server_factory):
+    limits = {"max_message_bytes": 256 * 1024, "max_object_bytes": 64 * 1024}
+    async with (
+        server_factory(**limits, max_inline_result_bytes=60_000) as running,
+        grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel,
+    ):
+        runs = flow_run_service_pb2_grpc.FlowRunServiceStub(channel)
+        task_runs = task_run_service_pb2_grpc.TaskRunServiceStub(channel)
+        run = await make_run(
+            runs, (await make_flow(flow_service_pb2_grpc.FlowServiceStub(channel))).id
+        )
+        await runs.SetFlowRunState(
+            flow_run_service_pb2.SetFlowRunStateRequest(
+                flow_run_id=run.id, state=state_pb2.State(type=state_pb2.STATE_TYPE_RUNNING)
+            )
+        )
+
+        async def task(map_index: int) -> str:
+            created = await task_runs.CreateTaskRun(
+                task_run_service_pb2.CreateTaskRunRequest(
+                    task_run=task_run_pb2.TaskRun(
+                        flow_run_id=run.id,
+                        task_key="square",
+                        dynamic_key=str(map_index),
+                        map_index=map_index,
+                    )
+                )
+            )
+            return str(created.task_run.id)
+
+        parent = await task(-1)
+        for index in range(6):
+            child = await task(index)
+            done = state_pb2.State(
+                type=state_pb2.STATE_TYPE_COMPLETED,
+                result=state_pb2.ResultReference(serializer="json", inline_value=b"x" * 59_000),
+            )
+            await task_runs.SetTaskRunState(
+                task_run_service_pb2.SetTaskRunStateRequest(
+                    task_run_id=child, state=done, force=True
+                )
+            )
+        details = await expect_error(
+            task_runs.GetTaskRunResult(
+                task_run_service_pb2.GetTaskRunResultRequest(task_run_id=parent)
+            ),
+            grpc.StatusCode.FAILED_PRECONDITION,
+        )
+        assert details.reason == "RESPONSE_TOO_LARGE"
+        answer = await task_runs.GetTaskRunResult(
+            task_run_service_pb2.GetTaskRunResultRequest(task_run_id=child)
+        )
+        assert len(answer.result.inline_value) == 59_000

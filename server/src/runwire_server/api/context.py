@@ -12,7 +12,7 @@ from google.protobuf.message import Message
 from runwire.v1 import orchestration_pb2, state_pb2
 from runwire_server.broadcast import Broadcaster
 from runwire_server.convert import outcome_to_proto, parse_proposed_state, stamp
-from runwire_server.errors import InvalidArgument
+from runwire_server.errors import FailedPrecondition, InvalidArgument
 from runwire_server.metrics import Metrics
 from runwire_server.orchestration.context import Settings as OrchestrationSettings
 from runwire_server.services.states import Outcome, Proposal
@@ -95,6 +95,19 @@ class AppContext:
                 break
             keep += 1
         return build(items[:keep], found.token_after(keep))
+
+    def whole(self, response: ResponseT, what: str, instead: str) -> ResponseT:
+        """`response`, or FAILED_PRECONDITION when it is larger than the server sends: an
+        answer that cannot be paged must not reach the client as a transport error."""
+        size = response.ByteSize()
+        if size > self.settings.response_budget:
+            raise FailedPrecondition(
+                "RESPONSE_TOO_LARGE",
+                f"{what} takes {size} bytes, more than one response may carry "
+                f"({self.settings.response_budget}); {instead}",
+                metadata={"bytes": str(size)},
+            )
+        return response
 
     def page(self, request: Message, *, offset: int = 0) -> PageRequest:
         return page_request(

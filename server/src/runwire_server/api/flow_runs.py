@@ -188,11 +188,14 @@ class FlowRunServicer(pb_grpc.FlowRunServiceServicer):
 
         def work(session: Session) -> pb.GetFlowRunGraphResponse:
             at = convert.now()
-            return pb.GetFlowRunGraphResponse(
+            graph = pb.GetFlowRunGraphResponse(
                 nodes=[
                     convert.graph_node_to_proto(r, at)
                     for r in task_runs.flow_run_graph(session, run_id)
                 ]
+            )
+            return self._app.whole(
+                graph, "the graph", "list its task runs page by page with ListTaskRuns"
             )
 
         return await self._app.db.read(work)

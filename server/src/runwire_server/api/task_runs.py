@@ -134,9 +134,14 @@ class TaskRunServicer(task_run_service_pb2_grpc.TaskRunServiceServicer):
     ) -> pb.GetTaskRunResultResponse:
         run_id = require_id(request.task_run_id, "task_run_id")
         own, children = await self._app.db.read(lambda s: task_runs.task_run_result(s, run_id))
-        return pb.GetTaskRunResultResponse(
+        results = pb.GetTaskRunResultResponse(
             result=convert.result_to_proto(own),
             child_results=[convert.result_reference(c) for c in children],
+        )
+        return self._app.whole(
+            results,
+            "the mapped task's results",
+            "read the children's results one by one (GetTaskRunResult on each child task run)",
         )
 
     async def ListTaskRunStates(
