@@ -1,21 +1,27 @@
 """The `runwire` command line.
 
 Exit codes: 0 success; 1 the server refused the request (not found, invalid, ...);
-2 bad usage; 3 the server could not be reached.
+2 bad usage or settings (a bad option, a server setting the server cannot start with, TLS
+settings that do not fit the server's); 3 the server could not be reached.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from runwire.errors import TlsMismatch
 
 app = typer.Typer(
     help="Runwire: the state service for workflow orchestration.", no_args_is_help=True
@@ -241,10 +247,39 @@ def token_create(
     typer.echo(token)
 
 
+def _tls_remedy(mismatch: TlsMismatch) -> str:
+    """What to change, in the command line's own options."""
+    from runwire._diagnose import NAME_MISMATCH
+    from runwire.errors import TlsMismatch
+
+    reason, details = mismatch.reason, mismatch.metadata
+    if reason == TlsMismatch.SERVER_REQUIRES_TLS:
+        remedy = "pass --ca-file <the CA of its certificate>, or --tls for the system's CAs"
+        if details.get("client_certificate") == "required":
+            remedy += ", with --cert-file and --key-file"
+        return remedy
+    if reason == TlsMismatch.SERVER_IS_PLAINTEXT:
+        return (
+            "drop --tls, --ca-file, --cert-file and --key-file (and the RUNWIRE_API_TLS and "
+            "RUNWIRE_API_*_FILE variables)"
+        )
+    if reason == TlsMismatch.SERVER_CERTIFICATE_UNTRUSTED:
+        if int(details.get("verify_code", 0)) in NAME_MISMATCH:
+            return "connect to an --address its certificate names"
+        return "pass --ca-file with the CA that signed it"
+    if reason == TlsMismatch.CLIENT_CERTIFICATE_REQUIRED:
+        return "pass --cert-file and --key-file"
+    return "pass a --cert-file signed by a CA the server trusts"
+
+
 @contextmanager
 def _client(address: str | None) -> Iterator[Any]:
+    # gRPC writes every failed TLS handshake to stderr at its default verbosity; the command
+    # explains such failures in a line of its own instead. gRPC reads GRPC_VERBOSITY once, when
+    # it is first imported (just below: nothing the command line imported before needs it).
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     from runwire.client import Client
-    from runwire.errors import RunwireError, Unavailable
+    from runwire.errors import RunwireError, TlsMismatch, Unavailable
 
     try:
         client = Client(address, timeout=15, retries=1, **_connection)
@@ -254,8 +289,18 @@ def _client(address: str | None) -> Iterator[Any]:
     try:
         client.wait_until_ready(timeout=3)
         yield client
+    except TlsMismatch as exc:
+        errors.print(
+            f"[red]TLS settings do not fit the server's[/]: {escape(exc.cause)}: "
+            f"{escape(_tls_remedy(exc))}",
+            soft_wrap=True,
+        )
+        raise typer.Exit(2) from None
     except Unavailable as exc:
-        errors.print(f"[red]cannot reach the Runwire server at {client.address}[/]: {exc.message}")
+        errors.print(
+            f"[red]cannot reach the Runwire server at {client.address}[/]: {escape(exc.message)}",
+            soft_wrap=True,
+        )
         raise typer.Exit(3) from None
     except RunwireError as exc:
         where = f" ({exc.field})" if exc.field else ""
