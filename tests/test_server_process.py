@@ -57,7 +57,9 @@ def test_cli_rejects_a_bad_setting(tmp_path: Path) -> None:
         timeout=60,
     )
     assert result.returncode == 2
-    assert "log_format" in result.stderr
+    assert result.stderr.splitlines() == [
+        "runwire: --log-format/RUNWIRE_LOG_FORMAT must be console or json, not 'xml'"
+    ]
 
 
 async def test_sigterm_under_load_loses_no_acknowledged_write(tmp_path: Path) -> None:

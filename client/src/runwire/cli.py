@@ -92,7 +92,8 @@ def server_start(
         ),
     ] = None,
     log_level: Annotated[
-        str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR [env RUNWIRE_LOG_LEVEL]")
+        str | None,
+        typer.Option(help="DEBUG, INFO, WARNING, ERROR or CRITICAL [env RUNWIRE_LOG_LEVEL]"),
     ] = None,
     log_format: Annotated[
         str | None, typer.Option(help="console or json [env RUNWIRE_LOG_FORMAT]")
@@ -130,7 +131,6 @@ def server_start(
     """Start the gRPC server; stop it with Ctrl-C or SIGTERM."""
     try:
         from runwire_server.server import main
-        from runwire_server.settings import Settings
     except ImportError:
         typer.echo("The server is not installed: pip install runwire-server", err=True)
         raise typer.Exit(2) from None
@@ -146,12 +146,7 @@ def server_start(
         "allow_unauthenticated_remote": allow_unauthenticated_remote,
         "metrics_address": metrics_address,
     }
-    try:
-        settings = Settings.load(overrides)
-    except ValueError as exc:
-        typer.echo(f"invalid setting: {exc}", err=True)
-        raise typer.Exit(2) from None
-    main(settings)
+    main(overrides)  # a setting it cannot start with: one line on stderr, exit code 2
 
 
 DatabaseUrl = Annotated[
@@ -160,18 +155,33 @@ DatabaseUrl = Annotated[
 ]
 
 
-def _engine(database_url: str | None) -> Any:
+@contextmanager
+def _engine(database_url: str | None) -> Iterator[Any]:
+    """The database the commands work on; one that cannot be opened ends in one line, as for
+    `runwire server start`."""
     try:
         from sqlalchemy import create_engine
+        from sqlalchemy.exc import InterfaceError, OperationalError
 
-        from runwire_server.settings import Settings
+        from runwire_server.server import database_error
+        from runwire_server.settings import ConfigurationError, Settings
     except ImportError:
         typer.echo("The server is not installed: pip install runwire-server", err=True)
         raise typer.Exit(2) from None
-    url = Settings.load({"database_url": database_url}).database_url
     from runwire_server.storage.database import Database
 
-    return Database(url).engine if url.startswith("sqlite") else create_engine(url)
+    try:
+        url = Settings.load({"database_url": database_url}).database_url
+        engine = Database(url).engine if url.startswith("sqlite") else create_engine(url)
+        try:
+            yield engine
+        except (OperationalError, InterfaceError) as exc:  # could not connect
+            raise database_error(url, exc) from None
+        finally:
+            engine.dispose()
+    except ConfigurationError as exc:
+        typer.echo(f"runwire: {exc}", err=True)
+        raise typer.Exit(exc.exit_code) from None
 
 
 @database_app.command("upgrade")
@@ -182,9 +192,10 @@ def database_upgrade(
     """Apply schema migrations (the server also does this when it starts)."""
     from runwire_server import schema
 
-    engine = _engine(database_url)
-    schema.upgrade(engine, revision)
-    console.print(f"database at schema version {schema.current(engine)}", highlight=False)
+    with _engine(database_url) as engine:
+        schema.upgrade(engine, revision)
+        version = schema.current(engine)
+    console.print(f"database at schema version {version}", highlight=False)
 
 
 @database_app.command("downgrade")
@@ -195,9 +206,10 @@ def database_downgrade(
     """Undo schema migrations down to a version (data in dropped tables is lost)."""
     from runwire_server import schema
 
-    engine = _engine(database_url)
-    schema.downgrade(engine, revision)
-    console.print(f"database at schema version {schema.current(engine) or 'base'}", highlight=False)
+    with _engine(database_url) as engine:
+        schema.downgrade(engine, revision)
+        version = schema.current(engine)
+    console.print(f"database at schema version {version or 'base'}", highlight=False)
 
 
 @database_app.command("current")
@@ -205,10 +217,9 @@ def database_current(database_url: DatabaseUrl = None) -> None:
     """Print the database's schema version and the one this server needs."""
     from runwire_server import schema
 
-    engine = _engine(database_url)
-    console.print(
-        f"current {schema.current(engine) or 'none'}; head {schema.head()}", highlight=False
-    )
+    with _engine(database_url) as engine:
+        version = schema.current(engine)
+    console.print(f"current {version or 'none'}; head {schema.head()}", highlight=False)
 
 
 @token_app.command("create")
