@@ -202,6 +202,10 @@ def _is_alert(error: ssl.SSLError) -> bool:
     return "ALERT" in (error.reason or "")
 
 
+def _about_client_certificate(alert: ssl.SSLError) -> bool:
+    return any(word in (alert.reason or "") for word in _CLIENT_CERTIFICATE_ALERTS)
+
+
 def _as_plaintext_client(address: str, host: str, port: int, deadline: float) -> TlsMismatch | None:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     # Only whether the server speaks TLS at all is in question here, not whom to trust.
@@ -215,7 +219,8 @@ def _as_plaintext_client(address: str, host: str, port: int, deadline: float) ->
         except ssl.SSLError as error:
             if not _is_alert(error):
                 return None  # not TLS either: something else keeps the client out
-            wants_certificate = True  # TLS 1.2 refuses a missing certificate in the handshake
+            # TLS 1.2 refuses a missing certificate in the handshake.
+            wants_certificate = _about_client_certificate(error)
     cause = f"the server at {address} speaks TLS and this client connects in plain text"
     remedy = "connect with TLS: ca_file=<the CA of its certificate>, or tls=True for the system's"
     details = {}
@@ -263,7 +268,7 @@ def _as_tls_client(
             if not _is_alert(error):
                 return _plaintext_server(connection, host, port, deadline)
             # TLS 1.2 checks the client's certificate in the handshake, and says so in an alert.
-            if not any(word in (error.reason or "") for word in _CLIENT_CERTIFICATE_ALERTS):
+            if not _about_client_certificate(error):
                 return None
     if connection.cert_file:
         return TlsMismatch(
