@@ -50,6 +50,17 @@ def details_of(error: grpc.aio.AioRpcError) -> ErrorDetails:
     )
 
 
+def retry_delay(error: grpc.RpcError) -> float:
+    """The seconds a status's google.rpc.RetryInfo asks the client to wait (0 without one)."""
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    for detail in status.details if status is not None else ():
+        info = error_details_pb2.RetryInfo()
+        if detail.Is(info.DESCRIPTOR):
+            detail.Unpack(info)
+            return info.retry_delay.ToTimedelta().total_seconds()
+    return 0.0
+
+
 async def expect_error(call: Any, code: grpc.StatusCode, field: str | None = None) -> ErrorDetails:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await call

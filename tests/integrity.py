@@ -70,3 +70,16 @@ def stored_ids(database_url: str) -> tuple[set[str], set[str], dict[str, int]]:
             return runs, states, logs
     finally:
         engine.dispose()
+
+
+def stored_keys(database_url: str) -> set[str]:
+    """The idempotency keys of the flow runs the database holds."""
+    engine = create_engine(database_url)
+    try:
+        with Session(engine) as session:
+            keys = session.scalars(
+                select(m.FlowRun.idempotency_key).where(m.FlowRun.idempotency_key.is_not(None))
+            )
+            return {str(key) for key in keys}
+    finally:
+        engine.dispose()

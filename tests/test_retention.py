@@ -237,5 +237,5 @@ def test_retention_settings_are_checked() -> None:
     from runwire_server.settings import Settings
 
     for bad in ({"event_retention_seconds": -1}, {"retention_interval_seconds": 0}):
-        with pytest.raises(ValueError, match=next(iter(bad))):
+        with pytest.raises(ValueError, match=f"RUNWIRE_{next(iter(bad)).upper()}"):
             Settings.load(bad, environ={})

@@ -17,7 +17,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from runwire import Client, DeadlineExceeded, PermissionDenied, Unauthenticated, Unavailable
+from runwire import Client, PermissionDenied, TlsMismatch, Unauthenticated
 from runwire.v1 import (
     flow_pb2,
     flow_run_service_pb2,
@@ -32,7 +32,6 @@ from tests.certs import make_certificates
 from tests.conftest import RUNWIRE_CLI, make_settings, start_server_process
 from tests.helpers import expect_error, unique
 
-NO_CONNECTION = (Unavailable, DeadlineExceeded)
 READ, WRITE = "rwt_read_token_for_tests", "rwt_write_token_for_tests"
 
 
@@ -223,10 +222,10 @@ async def test_tls(server_factory, certificates):
         def work() -> None:
             with Client(address, ca_file=str(certificates.ca), timeout=10) as secure:
                 assert secure.create_flow(unique("tls")).name.startswith("tls")
-            # Plain text cannot talk to a TLS port: the call waits for a connection that never
-            # comes, until its deadline.
-            with Client(address, timeout=2, retries=0) as plain, pytest.raises(NO_CONNECTION):
+            # Plain text cannot talk to a TLS port, and the client says that is why.
+            with Client(address, timeout=2, retries=0) as plain, pytest.raises(TlsMismatch) as no:
                 plain.list_flows().__next__()
+            assert no.value.reason == TlsMismatch.SERVER_REQUIRES_TLS
 
         await asyncio.to_thread(work)
         listed = await asyncio.to_thread(
@@ -247,9 +246,13 @@ async def test_mutual_tls(server_factory, certificates):
         def work() -> None:
             with connect(certificates.client) as trusted:
                 trusted.create_flow(unique("mtls"))
-            for pair in (None, certificates.stranger):
-                with connect(pair) as refused, pytest.raises(NO_CONNECTION):
+            for pair, reason in (
+                (None, TlsMismatch.CLIENT_CERTIFICATE_REQUIRED),
+                (certificates.stranger, TlsMismatch.CLIENT_CERTIFICATE_REJECTED),
+            ):
+                with connect(pair) as refused, pytest.raises(TlsMismatch) as no:
                     next(refused.list_flows())
+                assert no.value.reason == reason
 
         await asyncio.to_thread(work)
         env = {

@@ -57,7 +57,9 @@ def test_cli_rejects_a_bad_setting(tmp_path: Path) -> None:
         timeout=60,
     )
     assert result.returncode == 2
-    assert "log_format" in result.stderr
+    assert result.stderr.splitlines() == [
+        "runwire: --log-format/RUNWIRE_LOG_FORMAT must be console or json, not 'xml'"
+    ]
 
 
 async def test_sigterm_under_load_loses_no_acknowledged_write(tmp_path: Path) -> None:
@@ -146,7 +148,8 @@ def test_a_second_server_on_an_address_in_use_is_refused(tmp_path: Path) -> None
         second = _second_server(f"127.0.0.1:{first.port}", f"sqlite:///{tmp_path / 'two.db'}")
         assert second.returncode == 2
         assert second.stderr.count("\n") == 1, second.stderr
-        assert f"127.0.0.1:{first.port} is in use" in second.stderr
+        assert f"cannot listen on 127.0.0.1:{first.port}" in second.stderr
+        assert "Address already in use" in second.stderr
         with grpc.insecure_channel(f"127.0.0.1:{first.port}") as channel:
             health = health_pb2_grpc.HealthStub(channel)
             assert health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == 1

@@ -7,25 +7,79 @@ with Client("127.0.0.1:50051") as client:
     print(run.state, run.get_logs())
 """
 
-from runwire.async_client import AsyncClient
-from runwire.client import Client, OrchestrationResult, proposed_state
-from runwire.connection import ConnectionSettings
-from runwire.errors import (
-    AlreadyExists,
-    DeadlineExceeded,
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
-    OutOfRange,
-    PermissionDenied,
-    ResourceExhausted,
-    RunwireError,
-    Unauthenticated,
-    Unavailable,
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from runwire.async_client import AsyncClient
+    from runwire.client import Client, OrchestrationResult, proposed_state
+    from runwire.connection import ConnectionSettings
+    from runwire.errors import (
+        AlreadyExists,
+        DeadlineExceeded,
+        FailedPrecondition,
+        InvalidArgument,
+        NotFound,
+        OutOfRange,
+        PermissionDenied,
+        ResourceExhausted,
+        RunwireError,
+        TlsMismatch,
+        Unauthenticated,
+        Unavailable,
+    )
+    from runwire.states import Result, State, StateType
+    from runwire.views import FlowRunLog, FlowRunView, FlowView, TaskRunView
+    from runwire.watching import watch_flow_run
+
+# The names are imported when first used, so that importing a submodule (the command line,
+# runwire.cli) does not import gRPC: gRPC reads its logging settings when it is imported.
+_HOMES = {
+    "AsyncClient": "async_client",
+    "Client": "client",
+    "OrchestrationResult": "client",
+    "proposed_state": "client",
+    "ConnectionSettings": "connection",
+    **dict.fromkeys(
+        (
+            "AlreadyExists",
+            "DeadlineExceeded",
+            "FailedPrecondition",
+            "InvalidArgument",
+            "NotFound",
+            "OutOfRange",
+            "PermissionDenied",
+            "ResourceExhausted",
+            "RunwireError",
+            "TlsMismatch",
+            "Unauthenticated",
+            "Unavailable",
+        ),
+        "errors",
+    ),
+    **dict.fromkeys(("Result", "State", "StateType"), "states"),
+    **dict.fromkeys(("FlowRunLog", "FlowRunView", "FlowView", "TaskRunView"), "views"),
+    "watch_flow_run": "watching",
+}
+# Submodules reached as attributes after a plain `import runwire` (`runwire.errors.NotFound`).
+_SUBMODULES = frozenset(
+    ("async_client", "client", "connection", "errors", "filters", "states", "views", "watching")
 )
-from runwire.states import Result, State, StateType
-from runwire.views import FlowRunLog, FlowRunView, FlowView, TaskRunView
-from runwire.watching import watch_flow_run
+
+if not TYPE_CHECKING:  # for type checkers, the imports above say what the package holds
+
+    def __getattr__(name: str) -> Any:
+        if name in _SUBMODULES:
+            return importlib.import_module(f"runwire.{name}")
+        home = _HOMES.get(name)
+        if home is None:
+            raise AttributeError(f"module 'runwire' has no attribute {name!r}")
+        value = getattr(importlib.import_module(f"runwire.{home}"), name)
+        globals()[name] = value
+        return value
+
 
 __all__ = [
     "AlreadyExists",
@@ -48,6 +102,7 @@ __all__ = [
     "State",
     "StateType",
     "TaskRunView",
+    "TlsMismatch",
     "Unauthenticated",
     "Unavailable",
     "proposed_state",

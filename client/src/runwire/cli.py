@@ -1,23 +1,29 @@
 """The `runwire` command line.
 
 Exit codes: 0 success; 1 the server refused the request (not found, invalid, ...);
-2 bad usage; 3 the server could not be reached.
+2 bad usage or settings (a bad option, a server setting the server cannot start with, TLS
+settings that do not fit the server's); 3 the server could not be reached.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
+
+if TYPE_CHECKING:
+    from runwire.errors import TlsMismatch
 
 app = typer.Typer(
     help="Runwire: the state service for workflow orchestration.", no_args_is_help=True
@@ -90,7 +96,8 @@ def server_start(
         ),
     ] = None,
     log_level: Annotated[
-        str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR [env RUNWIRE_LOG_LEVEL]")
+        str | None,
+        typer.Option(help="DEBUG, INFO, WARNING, ERROR or CRITICAL [env RUNWIRE_LOG_LEVEL]"),
     ] = None,
     log_format: Annotated[
         str | None, typer.Option(help="console or json [env RUNWIRE_LOG_FORMAT]")
@@ -128,7 +135,6 @@ def server_start(
     """Start the gRPC server; stop it with Ctrl-C or SIGTERM."""
     try:
         from runwire_server.server import main
-        from runwire_server.settings import Settings
     except ImportError:
         typer.echo("The server is not installed: pip install runwire-server", err=True)
         raise typer.Exit(2) from None
@@ -144,12 +150,7 @@ def server_start(
         "allow_unauthenticated_remote": allow_unauthenticated_remote,
         "metrics_address": metrics_address,
     }
-    try:
-        settings = Settings.load(overrides)
-    except ValueError as exc:
-        typer.echo(f"invalid setting: {exc}", err=True)
-        raise typer.Exit(2) from None
-    main(settings)
+    main(overrides)  # a setting it cannot start with: one line on stderr, exit code 2
 
 
 DatabaseUrl = Annotated[
@@ -158,18 +159,33 @@ DatabaseUrl = Annotated[
 ]
 
 
-def _engine(database_url: str | None) -> Any:
+@contextmanager
+def _engine(database_url: str | None) -> Iterator[Any]:
+    """The database the commands work on; one that cannot be opened ends in one line, as for
+    `runwire server start`."""
     try:
         from sqlalchemy import create_engine
+        from sqlalchemy.exc import InterfaceError, OperationalError
 
-        from runwire_server.settings import Settings
+        from runwire_server.server import database_error
+        from runwire_server.settings import ConfigurationError, Settings
     except ImportError:
         typer.echo("The server is not installed: pip install runwire-server", err=True)
         raise typer.Exit(2) from None
-    url = Settings.load({"database_url": database_url}).database_url
     from runwire_server.storage.database import Database
 
-    return Database(url).engine if url.startswith("sqlite") else create_engine(url)
+    try:
+        url = Settings.load({"database_url": database_url}).database_url
+        engine = Database(url).engine if url.startswith("sqlite") else create_engine(url)
+        try:
+            yield engine
+        except (OperationalError, InterfaceError) as exc:  # could not connect
+            raise database_error(url, exc) from None
+        finally:
+            engine.dispose()
+    except ConfigurationError as exc:
+        typer.echo(f"runwire: {exc}", err=True)
+        raise typer.Exit(exc.exit_code) from None
 
 
 @database_app.command("upgrade")
@@ -180,9 +196,10 @@ def database_upgrade(
     """Apply schema migrations (the server also does this when it starts)."""
     from runwire_server import schema
 
-    engine = _engine(database_url)
-    schema.upgrade(engine, revision)
-    console.print(f"database at schema version {schema.current(engine)}", highlight=False)
+    with _engine(database_url) as engine:
+        schema.upgrade(engine, revision)
+        version = schema.current(engine)
+    console.print(f"database at schema version {version}", highlight=False)
 
 
 @database_app.command("downgrade")
@@ -193,9 +210,10 @@ def database_downgrade(
     """Undo schema migrations down to a version (data in dropped tables is lost)."""
     from runwire_server import schema
 
-    engine = _engine(database_url)
-    schema.downgrade(engine, revision)
-    console.print(f"database at schema version {schema.current(engine) or 'base'}", highlight=False)
+    with _engine(database_url) as engine:
+        schema.downgrade(engine, revision)
+        version = schema.current(engine)
+    console.print(f"database at schema version {version or 'base'}", highlight=False)
 
 
 @database_app.command("current")
@@ -203,10 +221,9 @@ def database_current(database_url: DatabaseUrl = None) -> None:
     """Print the database's schema version and the one this server needs."""
     from runwire_server import schema
 
-    engine = _engine(database_url)
-    console.print(
-        f"current {schema.current(engine) or 'none'}; head {schema.head()}", highlight=False
-    )
+    with _engine(database_url) as engine:
+        version = schema.current(engine)
+    console.print(f"current {version or 'none'}; head {schema.head()}", highlight=False)
 
 
 def _require_server() -> None:
@@ -346,10 +363,39 @@ def token_revoke(
         )
 
 
+def _tls_remedy(mismatch: TlsMismatch) -> str:
+    """What to change, in the command line's own options."""
+    from runwire._diagnose import NAME_MISMATCH
+    from runwire.errors import TlsMismatch
+
+    reason, details = mismatch.reason, mismatch.metadata
+    if reason == TlsMismatch.SERVER_REQUIRES_TLS:
+        remedy = "pass --ca-file <the CA of its certificate>, or --tls for the system's CAs"
+        if details.get("client_certificate") == "required":
+            remedy += ", with --cert-file and --key-file"
+        return remedy
+    if reason == TlsMismatch.SERVER_IS_PLAINTEXT:
+        return (
+            "drop --tls, --ca-file, --cert-file and --key-file (and the RUNWIRE_API_TLS and "
+            "RUNWIRE_API_*_FILE variables)"
+        )
+    if reason == TlsMismatch.SERVER_CERTIFICATE_UNTRUSTED:
+        if int(details.get("verify_code", 0)) in NAME_MISMATCH:
+            return "connect to an --address its certificate names"
+        return "pass --ca-file with the CA that signed it"
+    if reason == TlsMismatch.CLIENT_CERTIFICATE_REQUIRED:
+        return "pass --cert-file and --key-file"
+    return "pass a --cert-file signed by a CA the server trusts"
+
+
 @contextmanager
 def _client(address: str | None) -> Iterator[Any]:
+    # gRPC writes every failed TLS handshake to stderr at its default verbosity; the command
+    # explains such failures in a line of its own instead. gRPC reads GRPC_VERBOSITY once, when
+    # it is first imported (just below: nothing the command line imported before needs it).
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     from runwire.client import Client
-    from runwire.errors import RunwireError, Unavailable
+    from runwire.errors import RunwireError, TlsMismatch, Unavailable
 
     try:
         client = Client(address, timeout=15, retries=1, **_connection)
@@ -359,8 +405,18 @@ def _client(address: str | None) -> Iterator[Any]:
     try:
         client.wait_until_ready(timeout=3)
         yield client
+    except TlsMismatch as exc:
+        errors.print(
+            f"[red]TLS settings do not fit the server's[/]: {escape(exc.cause)}: "
+            f"{escape(_tls_remedy(exc))}",
+            soft_wrap=True,
+        )
+        raise typer.Exit(2) from None
     except Unavailable as exc:
-        errors.print(f"[red]cannot reach the Runwire server at {client.address}[/]: {exc.message}")
+        errors.print(
+            f"[red]cannot reach the Runwire server at {client.address}[/]: {escape(exc.message)}",
+            soft_wrap=True,
+        )
         raise typer.Exit(3) from None
     except RunwireError as exc:
         where = f" ({exc.field})" if exc.field else ""

@@ -13,8 +13,15 @@ import grpc
 from google.protobuf import field_mask_pb2, struct_pb2, timestamp_pb2
 from google.protobuf.message import Message
 
+from runwire import _diagnose
 from runwire.connection import ConnectionSettings
-from runwire.errors import OutOfRange, RunwireError, Unavailable, from_rpc_error
+from runwire.errors import (
+    DeadlineExceeded,
+    OutOfRange,
+    RunwireError,
+    Unavailable,
+    from_rpc_error,
+)
 from runwire.states import Result, State, StateType
 from runwire.v1 import (
     concurrency_limit_service_pb2,
@@ -177,8 +184,9 @@ class Client:
     `address`, `token` and the TLS files default to the RUNWIRE_API_* variables (see
     runwire.connection), then to 127.0.0.1:50051 in plain text. Every call has a deadline
     (`timeout` seconds unless the call says otherwise); calls that are safe to repeat are
-    retried with backoff while the server is UNAVAILABLE. Use it as a context manager, or call
-    `close()`.
+    retried with backoff while the server is UNAVAILABLE. TLS settings that do not fit the
+    server's raise `TlsMismatch` (at once while the client has not connected yet). Use it as a
+    context manager, or call `close()`.
     """
 
     def __init__(
@@ -210,6 +218,9 @@ class Client:
             [("grpc.keepalive_time_ms", 60_000), ("grpc.keepalive_timeout_ms", 20_000)]
         )
         self._metadata = self.connection.metadata
+        # Until the channel has connected once, a failure to connect is diagnosed before a call
+        # waits for the connection (see _diagnose); afterwards calls go straight out.
+        self._first = _diagnose.FirstConnection(self._channel, self.connection)
         self.flows = flow_service_pb2_grpc.FlowServiceStub(self._channel)
         self.flow_runs = flow_run_service_pb2_grpc.FlowRunServiceStub(self._channel)
         self.task_runs = task_run_service_pb2_grpc.TaskRunServiceStub(self._channel)
@@ -221,11 +232,33 @@ class Client:
         self._channel.close()
 
     def wait_until_ready(self, timeout: float = 5.0) -> None:
-        """Connect now; raise Unavailable if the server cannot be reached within `timeout`."""
-        try:
-            grpc.channel_ready_future(self._channel).result(timeout=timeout)
-        except grpc.FutureTimeoutError:
-            raise Unavailable(f"no connection to {self.address} within {timeout:g}s") from None
+        """Connect now; raise Unavailable if the server cannot be reached within `timeout`,
+        and TlsMismatch as soon as TLS settings are why it cannot."""
+        if self._first.connected:
+            try:
+                grpc.channel_ready_future(self._channel).result(timeout=timeout)
+            except grpc.FutureTimeoutError:
+                raise Unavailable(f"no connection to {self.address} within {timeout:g}s") from None
+        elif not self._first.wait(time.monotonic() + timeout, until_ready=True):
+            raise Unavailable(f"no connection to {self.address} within {timeout:g}s")
+
+    def _first_connection(self, deadline: float) -> None:
+        """Before the first connection: fail at once if TLS settings keep the client out, where
+        a call would wait its whole deadline."""
+        if not self._first.connected:
+            self._first.wait(deadline, until_ready=False)
+
+    def _explain(self, error: RunwireError) -> RunwireError:
+        """A call that found no connection: the TLS mismatch behind it, if there is one (the
+        server may have restarted with other TLS settings)."""
+        if isinstance(error, Unavailable | DeadlineExceeded) and not _diagnose.is_connected(
+            self._channel
+        ):
+            mismatch = _diagnose.diagnose(self.connection)
+            if mismatch is not None:
+                mismatch.__cause__ = error
+                return mismatch
+        return error
 
     def __enter__(self) -> Client:
         return self
@@ -246,19 +279,21 @@ class Client:
         """Call one unary RPC with a deadline, retrying UNAVAILABLE when it is safe to."""
         attempt = 0
         while True:
+            seconds = timeout or self.timeout
+            if not self._first.connected:
+                deadline = time.monotonic() + seconds
+                self._first.wait(deadline, until_ready=False)
+                seconds = max(deadline - time.monotonic(), 0.001)
             try:
                 # wait_for_ready: a call made while the channel reconnects waits (within its
                 # deadline) instead of failing at once; nothing is sent until it is connected.
                 return method(
-                    request,
-                    timeout=timeout or self.timeout,
-                    metadata=self._metadata,
-                    wait_for_ready=True,
+                    request, timeout=seconds, metadata=self._metadata, wait_for_ready=True
                 )
             except grpc.RpcError as exc:
                 error = from_rpc_error(exc)
             if not (isinstance(error, Unavailable) and idempotent and attempt < self.retries):
-                raise error
+                raise self._explain(error)
             # Full jitter: spread reconnecting clients out.
             time.sleep(random.uniform(0, min(8.0, 0.2 * 2**attempt)))
             attempt += 1
@@ -516,6 +551,7 @@ class Client:
         request = watch_pb2.WatchFlowRunsRequest(filter=criteria)
         if after_cursor is not None:
             request.after_cursor = after_cursor
+        self._first_connection(time.monotonic() + self.timeout)
         stream = self.flow_runs.WatchFlowRuns(request, metadata=self._metadata, wait_for_ready=True)
         try:
             for message in stream:
@@ -696,6 +732,7 @@ class Client:
             )
             if cursor is not None:
                 request.after_cursor = cursor
+            self._first_connection(time.monotonic() + self.timeout)
             stream = self.flow_runs.WatchFlowRun(
                 request, metadata=self._metadata, wait_for_ready=True
             )

@@ -63,6 +63,34 @@ class DeadlineExceeded(RunwireError):
     code = grpc.StatusCode.DEADLINE_EXCEEDED
 
 
+class TlsMismatch(RunwireError):
+    """The client's TLS settings do not fit the server's, so no connection can be made.
+
+    `reason` says how (one of the constants below), `cause` says it in words and `remedy` what
+    to change; `metadata` holds the address and, for an untrusted certificate, OpenSSL's
+    `verify_error` and `verify_code`. Not an `Unavailable`: that one promises that retrying
+    later may work, while here only changing the settings will, so code that retries on
+    `Unavailable` must not spin on it. gRPC reports these failures as UNAVAILABLE, hence `code`.
+    """
+
+    code = grpc.StatusCode.UNAVAILABLE
+    SERVER_REQUIRES_TLS: ClassVar[str] = "SERVER_REQUIRES_TLS"  # this client: plain text
+    SERVER_IS_PLAINTEXT: ClassVar[str] = "SERVER_IS_PLAINTEXT"  # this client: TLS
+    SERVER_CERTIFICATE_UNTRUSTED: ClassVar[str] = "SERVER_CERTIFICATE_UNTRUSTED"
+    CLIENT_CERTIFICATE_REQUIRED: ClassVar[str] = "CLIENT_CERTIFICATE_REQUIRED"
+    CLIENT_CERTIFICATE_REJECTED: ClassVar[str] = "CLIENT_CERTIFICATE_REJECTED"
+
+    def __init__(
+        self, cause: str, remedy: str, *, reason: str, address: str, **details: str
+    ) -> None:
+        super().__init__(
+            f"{cause}: {remedy}", reason=reason, metadata={"address": address, **details}
+        )
+        self.cause = cause
+        self.remedy = remedy
+        self.address = address
+
+
 class Unauthenticated(RunwireError):
     code = grpc.StatusCode.UNAUTHENTICATED
 

@@ -8,6 +8,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Engine, text
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -43,6 +44,14 @@ def downgrade(engine: Engine, revision: str) -> None:
 def current(engine: Engine) -> str | None:
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
+
+
+def known(revision: str) -> bool:
+    """Whether this server's migrations include `revision` (a newer server's may not)."""
+    try:
+        return ScriptDirectory.from_config(_config()).get_revision(revision) is not None
+    except CommandError:
+        return False
 
 
 def head() -> str:

@@ -8,8 +8,9 @@ import errno
 import ipaddress
 import signal
 import socket
+import ssl
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,8 @@ import structlog
 from filelock import FileLock
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from sqlalchemy import URL, make_url
+from sqlalchemy.exc import DBAPIError
 
 from runwire.v1 import (
     concurrency_limit_service_pb2,
@@ -46,7 +49,12 @@ from runwire_server.broadcast import Broadcaster
 from runwire_server.log_config import configure_logging
 from runwire_server.metrics import Metrics
 from runwire_server.services.retention import Retention
-from runwire_server.settings import Settings
+from runwire_server.settings import (
+    ConfigurationError,
+    Settings,
+    database_url_for_display,
+    setting,
+)
 from runwire_server.storage import sqlite_lock
 from runwire_server.storage.database import Database, SchemaMismatch
 from runwire_server.storage.paging import PageTokens
@@ -90,13 +98,16 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
         # Larger requests get RESOURCE_EXHAUSTED from gRPC before any of our code runs.
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
-        # Two servers must never share a port (see refuse_address_in_use).
+        # Two servers must never share a port (see _bind_problem).
         ("grpc.so_reuseport", 0),
     ]
 
 
-class ConfigurationError(ValueError):
-    """A setting the server cannot start with; the message says which and why."""
+class DatabaseUnreachable(ConfigurationError):
+    """No database server answered at the configured address: it may be down or still
+    starting (so trying again later may work), or the URL names the wrong host or port."""
+
+    exit_code = 3  # as the command line's "cannot reach the server"
 
 
 class InsecureAddress(ConfigurationError):
@@ -126,48 +137,120 @@ def check_exposure(settings: Settings, authenticator: Authenticator) -> None:
         )
 
 
-class AddressInUse(ConfigurationError):
-    """Another process listens on the address."""
+def _read(name: str, path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigurationError(f"{setting(name)}: cannot read {path}: {exc.strerror}") from None
 
 
-def refuse_address_in_use(address: str) -> None:
-    """AddressInUse if something already listens on `address`. gRPC would share the port
-    with it (SO_REUSEPORT) and the kernel would split clients between the two servers, whose
-    watchers would each miss the other's writes; the server also turns that option off, and
-    this check gives the one-line reason before gRPC logs its own."""
+def _check_tls_files(settings: Settings, certificate: bytes, key: bytes) -> None:
+    """gRPC takes any bytes and then only fails to bind the port ("Failed to bind"): check
+    that the files hold what they should, with Python's ssl, to say which one does not."""
+    if b"-----BEGIN CERTIFICATE-----" not in certificate:
+        raise ConfigurationError(
+            f"{setting('tls_cert_file')}: {settings.tls_cert_file} holds no PEM certificate"
+        )
+    if b"PRIVATE KEY-----" not in key:
+        raise ConfigurationError(
+            f"{setting('tls_key_file')}: {settings.tls_key_file} holds no PEM private key"
+        )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        # A password callback, so that an encrypted key fails instead of prompting on a terminal.
+        context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file, password=lambda: b"")
+    except ssl.SSLError as exc:
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            raise ConfigurationError(
+                f"{setting('tls_key_file')}: {settings.tls_key_file} is not the key of the "
+                f"certificate in {settings.tls_cert_file} ({setting('tls_cert_file')})"
+            ) from None
+        raise ConfigurationError(
+            f"{setting('tls_cert_file')} and {setting('tls_key_file')}: cannot use "
+            f"{settings.tls_cert_file} and {settings.tls_key_file} as a certificate and its "
+            f"unencrypted key ({exc.reason or exc})"
+        ) from None
+    if settings.mutual_tls:
+        try:
+            context.load_verify_locations(settings.tls_client_ca_file)
+        except ssl.SSLError:
+            raise ConfigurationError(
+                f"{setting('tls_client_ca_file')}: {settings.tls_client_ca_file} holds no PEM "
+                "certificate"
+            ) from None
+
+
+def server_credentials(settings: Settings) -> grpc.ServerCredentials:
+    certificate = _read("tls_cert_file", settings.tls_cert_file)
+    key = _read("tls_key_file", settings.tls_key_file)
+    client_ca = (
+        _read("tls_client_ca_file", settings.tls_client_ca_file) if settings.mutual_tls else None
+    )
+    _check_tls_files(settings, certificate, key)
+    return grpc.ssl_server_credentials(
+        [(key, certificate)], root_certificates=client_ca, require_client_auth=client_ca is not None
+    )
+
+
+def _bind_problem(address: str) -> str | None:
+    """Why the address cannot be listened on, or None if it can.
+
+    gRPC says only that it failed, after logging its own line on stderr; a socket of our own,
+    bound the way the server binds (SO_REUSEADDR, any one of the host's addresses being
+    enough), finds the system's reason first. The server does not share its port
+    (SO_REUSEPORT is off): two servers on one port would each get some of the clients, and
+    the watchers of each would miss the other's writes."""
     host, _, port = address.rpartition(":")
-    if not port.isdigit() or int(port) == 0:
-        return
     try:
         found = socket.getaddrinfo(
             host.strip("[]") or None, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )
-    except OSError:
-        return  # gRPC reports an address it cannot resolve
-    for family, kind, protocol, _, sockaddr in found:
+    except socket.gaierror as exc:
+        return f"cannot resolve {host!r} ({exc.strerror})"
+    problem = None
+    for family, kind, protocol, _, where in found:
         with socket.socket(family, kind, protocol) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
-                probe.bind(sockaddr)
+                probe.bind(where)
             except OSError as exc:
                 if exc.errno == errno.EADDRINUSE:
-                    raise AddressInUse(_in_use(address)) from None
+                    return f"{exc.strerror} (by another Runwire server?)"
+                problem = problem or str(exc.strerror)
+            else:
+                return None
+    return problem
 
 
-def _in_use(address: str) -> str:
-    return (
-        f"the listen address {address} is in use (another Runwire server?); stop it or give "
-        "this server another --listen-address (RUNWIRE_LISTEN_ADDRESS)"
-    )
+def _driver_message(error: DBAPIError) -> str:
+    """The driver's own words, on one line (libpq's messages span several)."""
+    lines = (" ".join(line.split()) for line in str(error.orig).splitlines())
+    return "; ".join(line for line in lines if line)
 
 
-def server_credentials(settings: Settings) -> grpc.ServerCredentials:
-    client_ca = Path(settings.tls_client_ca_file).read_bytes() if settings.mutual_tls else None
-    return grpc.ssl_server_credentials(
-        [(Path(settings.tls_key_file).read_bytes(), Path(settings.tls_cert_file).read_bytes())],
-        root_certificates=client_ca,
-        require_client_auth=client_ca is not None,
-    )
+def database_error(url: str, error: DBAPIError) -> ConfigurationError:
+    """The one-line error for a database that cannot be opened: DatabaseUnreachable when nothing
+    answered at its address (PostgreSQL), else ConfigurationError."""
+    where = f"{database_url_for_display(url)} ({setting('database_url')})"
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql" and not _answers(parsed):
+        return DatabaseUnreachable(
+            f"cannot reach the database at {where}: {_driver_message(error)}"
+        )
+    return ConfigurationError(f"cannot open the database at {where}: {_driver_message(error)}")
+
+
+def _answers(url: URL) -> bool:
+    """Whether anything accepts connections at the database URL's host and port: a database
+    server that answered and refused is a setting to fix, one that did not answer may be down.
+    Without a host (a Unix socket, or libpq's PGHOST) there is no telling: say it answered."""
+    if not url.host:
+        return True
+    try:
+        with socket.create_connection((url.host, url.port or 5432), timeout=2):
+            return True
+    except OSError:
+        return False
 
 
 @dataclass
@@ -237,26 +320,57 @@ class RunningServer:
 
 
 def _database(settings: Settings, broadcaster: Broadcaster) -> tuple[Database, PageTokens]:
-    db = Database(
-        settings.database_url, pool_size=settings.database_pool_size, publish=broadcaster.publish
-    )
-    if db.is_postgresql:
-        # Committed events and deletions reach watchers through the replica bridge, in
-        # sequence order, whichever replica wrote them.
-        db.set_publisher(lambda events: None)
-    db.prepare_schema(migrate=settings.migrate_on_start)
-    secret = settings.page_token_secret.encode() or db.page_token_secret()
+    where = f"{database_url_for_display(settings.database_url)} ({setting('database_url')})"
+    try:
+        db = Database(
+            settings.database_url,
+            pool_size=settings.database_pool_size,
+            publish=broadcaster.publish,
+        )
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"cannot open the database at {where}: its driver is not installed ({exc}); "
+            "for PostgreSQL: pip install 'runwire-server[postgresql]'"
+        ) from None
+    except OSError as exc:  # making the SQLite file's directory
+        raise ConfigurationError(
+            f"cannot open the database at {where}: cannot make the directory {exc.filename} "
+            f"({exc.strerror})"
+        ) from None
+    try:
+        if db.is_postgresql:
+            # Committed events and deletions reach watchers through the replica bridge, in
+            # sequence order, whichever replica wrote them.
+            db.set_publisher(lambda events: None)
+        db.prepare_schema(migrate=settings.migrate_on_start)
+        secret = settings.page_token_secret.encode() or db.page_token_secret()
+    except DBAPIError as exc:
+        db.close()
+        raise database_error(settings.database_url, exc) from None
+    except BaseException:
+        db.close()
+        raise
     return db, PageTokens(secret)
 
 
 async def start(settings: Settings) -> RunningServer:
     try:
         authenticator = Authenticator.from_settings(settings.tokens, settings.tokens_file)
-        credentials = server_credentials(settings) if settings.tls else None
-    except (OSError, ValueError) as exc:
-        raise ConfigurationError(str(exc)) from exc
+    except OSError as exc:
+        raise ConfigurationError(
+            f"{setting('tokens_file')}: cannot read {settings.tokens_file}: {exc.strerror}"
+        ) from None
+    except ValueError as exc:  # the message names the file and line, or RUNWIRE_TOKENS
+        raise ConfigurationError(str(exc)) from None
+    credentials = server_credentials(settings) if settings.tls else None
     check_exposure(settings, authenticator)
-    refuse_address_in_use(settings.listen_address)
+    listen = settings.listen_address
+    # Before the database is opened (and perhaps migrated) for a server that cannot listen.
+    problem = None if listen.startswith("unix:") else _bind_problem(listen)
+    if problem is not None:
+        raise ConfigurationError(
+            f"cannot listen on {listen} ({setting('listen_address')}): {problem}"
+        )
     try:
         database_lock = sqlite_lock.hold(settings.database_url)
     except sqlite_lock.DatabaseInUse as exc:
@@ -318,16 +432,33 @@ async def _start(
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
+    listen = settings.listen_address
     try:
-        if credentials is None:
-            port = server.add_insecure_port(settings.listen_address)
-        else:
-            port = server.add_secure_port(settings.listen_address, credentials)
-    except RuntimeError:  # taken since the check above
-        raise AddressInUse(_in_use(settings.listen_address)) from None
-    if port == 0:
-        raise OSError(f"could not listen on {settings.listen_address}")
-    metrics_port = metrics.serve(settings.metrics_address) if settings.metrics_address else None
+        try:
+            if credentials is None:
+                port = server.add_insecure_port(listen)
+            else:
+                port = server.add_secure_port(listen, credentials)
+        except RuntimeError:
+            port = 0  # gRPC raises where it used to return 0
+        if port == 0:  # taken since the check above, say; gRPC's own log line tells more
+            raise ConfigurationError(
+                f"cannot listen on {listen} ({setting('listen_address')}): gRPC could not bind it"
+            )
+        try:
+            metrics_port = (
+                metrics.serve(settings.metrics_address) if settings.metrics_address else None
+            )
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot serve metrics on {settings.metrics_address} "
+                f"({setting('metrics_address')}): {exc.strerror or exc}"
+            ) from None
+    except BaseException:
+        if bridge is not None:
+            await asyncio.to_thread(bridge.stop)
+        db.close()
+        raise
     await server.start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -397,9 +528,16 @@ async def serve(settings: Settings) -> None:
     log.info("server.stopped")
 
 
-def main(settings: Settings) -> None:
+def main(overrides: Mapping[str, Any] | None = None) -> None:
+    """`runwire server start`: load the settings (RUNWIRE_* variables, then `overrides`, the
+    command line's flags) and serve until stopped.
+
+    The one place a server that cannot start says why: one line on stderr, `runwire: ...`
+    naming the setting, and exit code 2 (3 when the database did not answer).
+    """
     try:
+        settings = Settings.load(overrides)
         asyncio.run(serve(settings))
     except (SchemaMismatch, ConfigurationError) as exc:
         print(f"runwire: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise SystemExit(getattr(exc, "exit_code", 2)) from None

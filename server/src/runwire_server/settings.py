@@ -10,6 +10,71 @@ from pathlib import Path
 from typing import Any
 
 import platformdirs
+from sqlalchemy import make_url
+from sqlalchemy.exc import ArgumentError
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# The settings `runwire server start` also takes as flags: messages name both spellings.
+FLAGS = frozenset(
+    (
+        "listen_address",
+        "database_url",
+        "log_level",
+        "log_format",
+        "tokens_file",
+        "tls_cert_file",
+        "tls_key_file",
+        "tls_client_ca_file",
+        "allow_unauthenticated_remote",
+        "metrics_address",
+    )
+)
+_DATABASE_URLS = "sqlite:///path/to/runwire.db or postgresql+psycopg://user@host:5432/runwire"
+# At least 1 (counts and sizes), or at least 0 (waits).
+_AT_LEAST_ONE = (
+    "max_page_size",
+    "max_cache_key_length",
+    "max_logs_per_request",
+    "max_log_message_bytes",
+    "watch_buffer_events",  # 0 would mean an unbounded buffer
+    "max_concurrent_calls",
+    "database_pool_size",
+    "max_message_bytes",
+    "max_filter_values",
+    "max_watch_streams_per_client",
+    "max_open_streams_per_peer",
+    "max_object_bytes",
+)
+_AT_LEAST_ZERO = (
+    "max_inline_result_bytes",
+    "shutdown_grace_seconds",
+    "deployment_slot_wait_seconds",
+    "tag_slot_wait_seconds",
+    "tokens_file_check_seconds",
+    "event_retention_seconds",  # 0: keep for ever
+    "run_retention_seconds",
+)
+
+
+class ConfigurationError(ValueError):
+    """A setting the server cannot start with; the message names it and what it accepts."""
+
+    exit_code = 2  # the command line's "bad usage or settings"
+
+
+def setting(name: str) -> str:
+    """How a person sets the field `name`: `--flag/RUNWIRE_NAME`, or `RUNWIRE_NAME` alone."""
+    variable = f"RUNWIRE_{name.upper()}"
+    return f"--{name.replace('_', '-')}/{variable}" if name in FLAGS else variable
+
+
+def database_url_for_display(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<a URL that does not parse>"
+
 
 # Room in a response for the server's own fields of an object and for what is not a listed item
 # (the page token, a cursor, each item's field tag and length).
@@ -87,37 +152,68 @@ class Settings:
         return settings
 
     def validate(self) -> None:
+        """Refuse values the server cannot start with, naming the setting and what it takes.
+
+        Only the values are checked here; whether the database opens or the addresses can be
+        bound is found out when the server starts (runwire_server.server)."""
+        if self.log_level.upper() not in LOG_LEVELS:
+            raise ConfigurationError(
+                f"{setting('log_level')} must be one of {', '.join(LOG_LEVELS)}, "
+                f"not {self.log_level!r}"
+            )
         if self.log_format not in ("console", "json"):
-            raise ValueError(f"log_format must be 'console' or 'json', not {self.log_format!r}")
-        if not 1 <= self.default_page_size <= self.max_page_size:
-            raise ValueError("default_page_size must be between 1 and max_page_size")
-        if bool(self.tls_cert_file) != bool(self.tls_key_file):
-            raise ValueError("tls_cert_file and tls_key_file go together: set both or neither")
-        if self.tls_client_ca_file and not self.tls_cert_file:
-            raise ValueError("tls_client_ca_file (mutual TLS) needs tls_cert_file and tls_key_file")
-        for name in ("event_retention_seconds", "run_retention_seconds"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be 0 (keep for ever) or more")
-        if self.retention_interval_seconds <= 0:
-            raise ValueError("retention_interval_seconds must be more than 0")
-        if self.tokens_file_check_seconds < 0:
-            raise ValueError("tokens_file_check_seconds must be 0 (off) or more")
-        for name in (
-            "max_message_bytes",
-            "max_filter_values",
-            "max_watch_streams_per_client",
-            "max_open_streams_per_peer",
-            "max_object_bytes",
-        ):
+            raise ConfigurationError(
+                f"{setting('log_format')} must be console or json, not {self.log_format!r}"
+            )
+        if not self.listen_address.startswith("unix:"):
+            _check_address("listen_address", self.listen_address)
+        if self.metrics_address:
+            _check_address("metrics_address", self.metrics_address)
+        _check_database_url(self.database_url)
+        for name in _AT_LEAST_ONE:
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
+                raise ConfigurationError(
+                    f"{setting(name)} must be at least 1, not {getattr(self, name)!r}"
+                )
+        for name in _AT_LEAST_ZERO:
+            if getattr(self, name) < 0:
+                raise ConfigurationError(
+                    f"{setting(name)} must be at least 0, not {getattr(self, name)!r}"
+                )
+        if not 1 <= self.default_page_size <= self.max_page_size:
+            raise ConfigurationError(
+                f"{setting('default_page_size')} must be between 1 and "
+                f"{setting('max_page_size')} ({self.max_page_size}), not {self.default_page_size}"
+            )
+        low, high = self.watch_min_heartbeat_seconds, self.watch_max_heartbeat_seconds
+        if not 0 < low <= self.watch_heartbeat_seconds <= high:
+            raise ConfigurationError(
+                f"{setting('watch_heartbeat_seconds')} ({self.watch_heartbeat_seconds}) must lie "
+                f"between {setting('watch_min_heartbeat_seconds')} ({low}, above 0) and "
+                f"{setting('watch_max_heartbeat_seconds')} ({high})"
+            )
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ConfigurationError(
+                f"{setting('tls_cert_file')} and {setting('tls_key_file')} go together: "
+                "set both or neither"
+            )
+        if self.tls_client_ca_file and not self.tls_cert_file:
+            raise ConfigurationError(
+                f"{setting('tls_client_ca_file')} (mutual TLS) needs {setting('tls_cert_file')} "
+                f"and {setting('tls_key_file')}"
+            )
+        if self.retention_interval_seconds <= 0:
+            raise ConfigurationError(
+                f"{setting('retention_interval_seconds')} must be more than 0, "
+                f"not {self.retention_interval_seconds!r}"
+            )
         # A run and its current state with an inline result must fit in one response.
         largest = 2 * self.max_object_bytes + self.max_inline_result_bytes + RESPONSE_RESERVE
         if largest > self.max_message_bytes:
-            raise ValueError(
-                "max_message_bytes must be at least 2 x max_object_bytes + "
-                f"max_inline_result_bytes + {RESPONSE_RESERVE} ({largest}), so that every "
-                "object fits in a response"
+            raise ConfigurationError(
+                f"{setting('max_message_bytes')} must be at least 2 x "
+                f"{setting('max_object_bytes')} + {setting('max_inline_result_bytes')} + "
+                f"{RESPONSE_RESERVE} ({largest}), so that every object fits in a response"
             )
 
     @property
@@ -135,16 +231,51 @@ class Settings:
         return bool(self.tls_client_ca_file)
 
 
-def _coerce(name: str, type_name: Any, raw: str) -> Any:
+def _check_address(name: str, address: str) -> None:
+    host, colon, port = address.rpartition(":")
+    bare_ipv6 = ":" in host and not (host.startswith("[") and host.endswith("]"))
+    if not colon or not port.isdigit() or int(port) > 65535 or bare_ipv6:
+        raise ConfigurationError(
+            f"{setting(name)} must be host:port (an IPv6 host in brackets) with a port from 0 "
+            f"to 65535, 0 for any free port; not {address!r}"
+        )
+
+
+def _check_database_url(url: str) -> None:
     try:
-        if type_name in (bool, "bool"):
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigurationError(
+            f"{setting('database_url')} must be a database URL such as {_DATABASE_URLS}, "
+            f"not {url!r}"
+        ) from None
+    backend = parsed.get_backend_name()
+    # The server speaks SQLite through the standard library and PostgreSQL through psycopg
+    # (whose LISTEN/NOTIFY the replicas use); naming the driver loads no driver.
+    fits = (backend == "sqlite" and parsed.get_driver_name() == "pysqlite") or (
+        backend == "postgresql" and parsed.get_driver_name() == "psycopg"
+    )
+    if not fits:
+        raise ConfigurationError(
+            f"{setting('database_url')} must be a SQLite or PostgreSQL URL ({_DATABASE_URLS}), "
+            f"not {database_url_for_display(url)!r}"
+        )
+
+
+_KINDS = {"bool": "true or false", "int": "a whole number", "float": "a number"}
+
+
+def _coerce(name: str, type_name: Any, raw: str) -> Any:
+    kind = getattr(type_name, "__name__", type_name)
+    try:
+        if kind == "bool":
             if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
                 raise ValueError(raw)
             return raw.lower() in ("1", "true", "yes")
-        if type_name in (int, "int"):
+        if kind == "int":
             return int(raw)
-        if type_name in (float, "float"):
+        if kind == "float":
             return float(raw)
-    except ValueError as exc:
-        raise ValueError(f"RUNWIRE_{name.upper()} must be a {type_name}, not {raw!r}") from exc
+    except ValueError:
+        raise ConfigurationError(f"{setting(name)} must be {_KINDS[kind]}, not {raw!r}") from None
     return raw

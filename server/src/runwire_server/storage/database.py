@@ -93,16 +93,21 @@ class Database:
         """Bring the schema to this server's version, or refuse to serve an older one."""
         from runwire_server import schema
 
+        current, head = schema.current(self.engine), schema.head()
+        if current is not None and not schema.known(current):
+            raise SchemaMismatch(
+                f"the database at {self.url.render_as_string(hide_password=True)} is at "
+                f"schema version {current}, which this server does not know (it needs {head}): "
+                "a newer Runwire made it; run that version or a later one"
+            )
         if migrate:
             schema.upgrade(self.engine)
-        else:
-            current, head = schema.current(self.engine), schema.head()
-            if current != head:
-                raise SchemaMismatch(
-                    f"the database at {self.url.render_as_string(hide_password=True)} is at "
-                    f"schema version {current or 'none'}, this server needs {head}: run "
-                    "`runwire database upgrade` (or start without RUNWIRE_MIGRATE_ON_START=false)"
-                )
+        elif current != head:
+            raise SchemaMismatch(
+                f"the database at {self.url.render_as_string(hide_password=True)} is at "
+                f"schema version {current or 'none'}, this server needs {head}: run "
+                "`runwire database upgrade` (or start without RUNWIRE_MIGRATE_ON_START=false)"
+            )
 
         def first_sequence(session: Session) -> None:
             if session.get(EventSequence, 1) is None:

@@ -32,14 +32,17 @@ def hold(database_url: str) -> FileLock | None:
     path = lock_path(database_url)
     if path is None:
         return None
-    path.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(path)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         lock.acquire(timeout=0)
-    except Timeout:
+    except Timeout:  # an OSError too: this handler first
         raise DatabaseInUse(
             f"the SQLite database {path.with_suffix('')} is in use by another Runwire server "
             f"(it holds {path.name}); stop that server, or give this one another "
             "--database-url (a second server would not see the first one's changes)"
         ) from None
+    except OSError:
+        # A directory that cannot be made or written: opening the database says why.
+        return None
     return lock
