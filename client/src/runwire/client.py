@@ -221,6 +221,7 @@ class Client:
         # Until the channel has connected once, a failure to connect is diagnosed before a call
         # waits for the connection (see _diagnose); afterwards calls go straight out.
         self._first = _diagnose.FirstConnection(self._channel, self.connection)
+        self._away_until = 0.0  # monotonic time the server asked calls to wait for
         self.flows = flow_service_pb2_grpc.FlowServiceStub(self._channel)
         self.flow_runs = flow_run_service_pb2_grpc.FlowRunServiceStub(self._channel)
         self.task_runs = task_run_service_pb2_grpc.TaskRunServiceStub(self._channel)
@@ -276,14 +277,22 @@ class Client:
         idempotent: bool = True,
         timeout: float | None = None,
     ) -> ResponseT:
-        """Call one unary RPC with a deadline, retrying UNAVAILABLE when it is safe to."""
+        """Call one unary RPC with a deadline, retrying UNAVAILABLE when it is safe to.
+
+        While the server has asked callers to stay away (a RetryInfo on UNAVAILABLE, which a
+        server that is shutting down sends), calls wait that long first, within their
+        deadline: a server that sees its port go quiet can stop without cutting off calls
+        that reach it at the last moment."""
         attempt = 0
         while True:
             seconds = timeout or self.timeout
+            deadline = time.monotonic() + seconds
+            away = self._away_until - time.monotonic()
+            if away > 0:
+                time.sleep(min(away, seconds))
             if not self._first.connected:
-                deadline = time.monotonic() + seconds
                 self._first.wait(deadline, until_ready=False)
-                seconds = max(deadline - time.monotonic(), 0.001)
+            seconds = max(deadline - time.monotonic(), 0.001)
             try:
                 # wait_for_ready: a call made while the channel reconnects waits (within its
                 # deadline) instead of failing at once; nothing is sent until it is connected.
@@ -292,9 +301,12 @@ class Client:
                 )
             except grpc.RpcError as exc:
                 error = from_rpc_error(exc)
+            if error.retry_delay:
+                self._away_until = time.monotonic() + error.retry_delay
             if not (isinstance(error, Unavailable) and idempotent and attempt < self.retries):
                 raise self._explain(error)
-            # Full jitter: spread reconnecting clients out.
+            # Full jitter: spread reconnecting clients out (the server's RetryInfo is waited
+            # for at the top of the loop).
             time.sleep(random.uniform(0, min(8.0, 0.2 * 2**attempt)))
             attempt += 1
 
@@ -747,6 +759,8 @@ class Client:
                     yield message
             except grpc.RpcError as exc:
                 error = from_rpc_error(exc)
+                if error.retry_delay:
+                    self._away_until = time.monotonic() + error.retry_delay
                 if isinstance(error, OutOfRange) and error.reason == "CURSOR_EXPIRED":
                     # Retention pruned events after the cursor: start over from the run's
                     # state as it is now, as a client that lists again would.
@@ -760,7 +774,8 @@ class Client:
             down_since = down_since or time.monotonic()
             if time.monotonic() - down_since > reconnect_for.total_seconds():
                 raise Unavailable(f"could not reconnect to {self.address} to keep watching")
-            time.sleep(random.uniform(0, min(5.0, 0.2 * 2**attempt)))
+            away = self._away_until - time.monotonic()
+            time.sleep(max(away, random.uniform(0, min(5.0, 0.2 * 2**attempt))))
             attempt += 1
 
 

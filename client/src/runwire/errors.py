@@ -13,7 +13,8 @@ class RunwireError(Exception):
     """A call to the Runwire server failed.
 
     `reason` and `metadata` come from the server's google.rpc.ErrorInfo; `field` names the
-    request field an INVALID_ARGUMENT is about.
+    request field an INVALID_ARGUMENT is about; `retry_delay` is the seconds a google.rpc.
+    RetryInfo asks the client to wait before calling again (a server shutting down sends one).
     """
 
     code: ClassVar[grpc.StatusCode] = grpc.StatusCode.UNKNOWN
@@ -25,12 +26,14 @@ class RunwireError(Exception):
         reason: str = "",
         metadata: dict[str, str] | None = None,
         field: str = "",
+        retry_delay: float | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.reason = reason
         self.metadata = metadata or {}
         self.field = field
+        self.retry_delay = retry_delay
 
 
 class InvalidArgument(RunwireError):
@@ -135,6 +138,7 @@ def from_rpc_error(error: grpc.RpcError) -> RunwireError:
     code: grpc.StatusCode = error.code()
     message: str = error.details() or code.name
     reason, metadata, field = "", {}, ""
+    retry_delay = None
     try:
         status = rpc_status.from_call(error)
     except ValueError:
@@ -143,9 +147,12 @@ def from_rpc_error(error: grpc.RpcError) -> RunwireError:
         for detail in status.details:
             info = error_details_pb2.ErrorInfo()
             bad = error_details_pb2.BadRequest()
+            retry = error_details_pb2.RetryInfo()
             if detail.Unpack(info):
                 reason, metadata = info.reason, dict(info.metadata)
             elif detail.Unpack(bad) and bad.field_violations:
                 field = bad.field_violations[0].field
+            elif detail.Unpack(retry):
+                retry_delay = retry.retry_delay.ToTimedelta().total_seconds()
     cls = _BY_CODE.get(code, RunwireError)
-    return cls(message, reason=reason, metadata=metadata, field=field)
+    return cls(message, reason=reason, metadata=metadata, field=field, retry_delay=retry_delay)
