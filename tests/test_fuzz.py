@@ -12,9 +12,11 @@ Each RPC gets 25 examples, or 500 with `pytest --long` (RUNWIRE_FUZZ_EXAMPLES ov
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
+import json
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -23,7 +25,6 @@ from google.protobuf import struct_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -44,6 +45,7 @@ from runwire.v1 import (
     task_run_service_pb2_grpc,
 )
 from runwire_server.server import SERVICES
+from tests.conftest import start_server_process
 from tests.integrity import integrity_problems
 from tests.wire import CORRUPT, nested_struct, struct_paths, wrap
 
@@ -333,32 +335,29 @@ def _filler(field: FieldDescriptor, size: int) -> Any:
 
 
 class HealthProbe:
-    """Checks health every 10 ms on a channel of its own, recording each answer's latency."""
+    """tests.health_probe in a process of its own, for as long as the `with` block lasts."""
 
     def __init__(self, port: int) -> None:
+        self._port = port
         self.latencies: list[float] = []
         self.failures = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(port,), daemon=True)
-
-    def _run(self, port: int) -> None:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            check = health_pb2_grpc.HealthStub(channel).Check
-            while not self._stop.wait(0.01):
-                started = time.perf_counter()
-                try:
-                    check(health_pb2.HealthCheckRequest(), timeout=5)
-                except grpc.RpcError:
-                    self.failures += 1
-                self.latencies.append(time.perf_counter() - started)
 
     def __enter__(self) -> HealthProbe:
-        self._thread.start()
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "tests.health_probe", str(self._port)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+        assert self._process.stdout is not None
+        assert self._process.stdout.readline().strip() == "ready"
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+        out, _ = self._process.communicate(timeout=60)
+        result = json.loads(out.splitlines()[-1])
+        self.latencies, self.failures = result["latencies"], result["failures"]
 
     def summary(self) -> str:
         ordered = sorted(self.latencies)
@@ -397,18 +396,23 @@ def send_raw(port: int, method: MethodDescriptor, payloads: list[tuple[str, byte
 
 
 @pytest.mark.timeout(1800)
-async def test_every_rpc_survives_hostile_payloads(server_factory, database_overrides):
-    async with server_factory(**database_overrides) as running:
-        total, problems = 0, []
-        with HealthProbe(running.port) as probe:
+def test_every_rpc_survives_hostile_payloads(tmp_path, database_overrides):
+    """Against a server process (so that the clients here share no interpreter with it), with
+    every payload built before the first is sent: the health checks' latencies are the
+    server's."""
+    payloads = {method: hostile_requests(method.input_type) for method in METHODS}
+    url = database_overrides.get("database_url") or f"sqlite:///{tmp_path / 'hostile.db'}"
+    server = start_server_process(url)
+    server.drain_output()
+    try:
+        problems: list[str] = []
+        with HealthProbe(server.port) as probe:
             for method in METHODS:
-                payloads = hostile_requests(method.input_type)
-                total += len(payloads)
-                problems += await asyncio.to_thread(send_raw, running.port, method, payloads)
-        print(
-            f"hostile payloads: {total} requests over {len(METHODS)} RPCs; health {probe.summary()}"
-        )
-        assert problems == []
-        assert probe.failures == 0
-        db_url = running.app.db.url.render_as_string(hide_password=False)
-        assert await asyncio.to_thread(integrity_problems, db_url) == []
+                problems += send_raw(server.port, method, payloads[method])
+    finally:
+        assert server.stop() == 0
+    total = sum(len(p) for p in payloads.values())
+    print(f"hostile payloads: {total} requests over {len(METHODS)} RPCs; health {probe.summary()}")
+    assert problems == []
+    assert probe.failures == 0
+    assert integrity_problems(url) == []

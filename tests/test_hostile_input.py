@@ -232,12 +232,13 @@ async def test_objects_larger_than_the_limit_are_refused_and_change_nothing(flow
 
 
 async def test_client_values_are_quoted_short(runs, flows):
-    details = await expect_error(
-        runs.GetFlowRun(flow_run_service_pb2.GetFlowRunRequest(flow_run_id="x" * 1_000_000)),
-        INVALID,
-        "flow_run_id",
-    )
-    assert len(details.message) < 200
+    for long_id, field in (("x" * 1_000_000, None), ("x" * 60_000, "flow_run_id")):
+        details = await expect_error(
+            runs.GetFlowRun(flow_run_service_pb2.GetFlowRunRequest(flow_run_id=long_id)),
+            INVALID,
+            field,
+        )
+        assert len(details.message) < 200
     details = await expect_error(
         runs.GetFlowRun(flow_run_service_pb2.GetFlowRunRequest(flow_run_id="not-a-uuid-" * 3)),
         INVALID,
@@ -568,3 +569,18 @@ async def test_an_answer_that_cannot_be_paged_is_refused_plainly(server_factory)
             task_run_service_pb2.GetTaskRunResultRequest(task_run_id=child)
         )
         assert len(answer.result.inline_value) == 59_000
+
+
+async def test_a_large_request_of_a_small_kind_is_refused_unread(runs):
+    # A GetFlowRunRequest holds one id: megabytes of it are refused before they are decoded.
+    details = await expect_error(
+        runs.GetFlowRun(flow_run_service_pb2.GetFlowRunRequest(flow_run_id="x" * 100_000)),
+        INVALID,
+    )
+    assert details.reason == "REQUEST_UNDECODABLE"
+    assert "a runwire.v1.GetFlowRunRequest is at most 65536" in details.message
+    details = await expect_error(
+        runs.ListFlowRuns(flow_run_service_pb2.ListFlowRunsRequest(page_token="t" * 5000)),
+        INVALID,
+        "page_token",
+    )

@@ -28,8 +28,14 @@ class Undecodable:
 
     type_name: str
     error: str
+    size: int = 0
 
     def refusal(self) -> UndecodableRequest:
+        if self.size:
+            return UndecodableRequest(
+                f"the request is {self.size} bytes; a {self.type_name} is at most "
+                f"{SMALL_REQUEST_BYTES}"
+            )
         if "MaxDepth" in self.error:
             why = f"its messages are nested more than {MAX_DEPTH} levels deep"
         else:
@@ -37,20 +43,43 @@ class Undecodable:
         return UndecodableRequest(f"the request is not a valid {self.type_name}: {why}")
 
 
+# A request of a type with no lists, maps, documents or bytes (an id, a name, a token) is far
+# smaller than this: a larger one is refused without decoding it. Decoding is the one piece of
+# a request's work that cannot be cut short, and it holds the event loop.
+SMALL_REQUEST_BYTES = 64 * 1024
+
+
 def tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
     """`deserialize`, answering an Undecodable instead of raising."""
     if deserialize is None:
         return None
-    type_name = getattr(getattr(deserialize, "__self__", None), "DESCRIPTOR", None)
-    name = type_name.full_name if type_name is not None else "request"
+    descriptor = getattr(getattr(deserialize, "__self__", None), "DESCRIPTOR", None)
+    name = descriptor.full_name if descriptor is not None else "request"
+    small = descriptor is not None and not _may_be_large(descriptor)
 
     def parse(data: bytes) -> Any:
+        if small and len(data) > SMALL_REQUEST_BYTES:
+            return Undecodable(name, "too large", len(data))
         try:
             return deserialize(data)
         except DecodeError as exc:
             return Undecodable(name, str(exc))
 
     return parse
+
+
+@functools.cache
+def _may_be_large(descriptor: Descriptor) -> bool:
+    """Whether a message of this type can hold lists, maps, documents or bytes."""
+    for field in descriptor.fields:
+        if field.is_repeated or field.type == FieldDescriptor.TYPE_BYTES:
+            return True
+        kind = field.message_type
+        if kind is not None and (
+            kind.full_name.startswith("google.protobuf.Struct") or _may_be_large(kind)
+        ):
+            return True
+    return False
 
 
 # The most messages that carry enum fields (a task run's inputs, filter entries) one request may

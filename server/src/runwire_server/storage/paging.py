@@ -8,6 +8,7 @@ are inserted meanwhile, and a token cannot be replayed against a different query
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -27,6 +28,8 @@ from runwire_server.errors import InvalidArgument
 RowT = TypeVar("RowT")
 
 _MAC_BYTES = 16
+# The tokens this server makes are a few hundred characters: a longer one is refused unread.
+MAX_TOKEN_LENGTH = 2048
 
 
 @dataclass(frozen=True)
@@ -82,7 +85,11 @@ class PageRequest:
     size: int
     offset: int
     token: str
-    fingerprint: str
+    request: Message  # what the fingerprint is taken of, only when a token is read or made
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        return fingerprint(self.request)
 
 
 class PageTokens:
@@ -136,11 +143,11 @@ def page_request(
         raise InvalidArgument("page_size", f"must be at most {max_size}")
     if offset < 0:
         raise InvalidArgument("offset", "must not be negative")
+    token = getattr(request, "page_token", "")
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise InvalidArgument("page_token", "is not a token this server issued for this query")
     return PageRequest(
-        size=page_size or default_size,
-        offset=offset,
-        token=getattr(request, "page_token", ""),
-        fingerprint=fingerprint(request),
+        size=page_size or default_size, offset=offset, token=token, request=request
     )
 
 
