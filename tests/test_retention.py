@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import grpc
@@ -30,6 +32,7 @@ from runwire.v1 import (
 )
 from runwire_server.server import RunningServer
 from runwire_server.storage import models as m
+from runwire_server.storage import retention
 from tests.helpers import expect_error, make_flow, make_run
 
 WINDOW = 1.0
@@ -106,9 +109,14 @@ async def test_events_of_old_finished_runs_are_pruned(server_factory, database_o
 
         await asyncio.sleep(WINDOW + 0.2)
         recent = await finished_run(channel, flow.id)  # finished inside the window: kept
+        late = log_pb2.Log(flow_run_id=old, level=20, message="after the end")
+        await log_service_pb2_grpc.LogServiceStub(channel).CreateLogs(
+            log_service_pb2.CreateLogsRequest(logs=[late])
+        )
         removed = await running.retention.prune()
         assert removed == {"events": 2 + 5, "run_deletions": 1}  # Pending, Running, 5 logs
-        assert events_of(running, old) == ["flow_run_state"]  # the final state stays
+        # The final state stays, and so does a line logged inside the window.
+        assert events_of(running, old) == ["flow_run_state", "log"]
         assert events_of(running, active).count("log") == 5
         assert events_of(running, recent).count("log") == 5
         assert count(running, m.RunDeletion) == 0
@@ -122,22 +130,34 @@ async def test_events_of_old_finished_runs_are_pruned(server_factory, database_o
                 filter=_logs_of(old),
             )
         )
-        assert len(listed.logs) == 5
+        assert len(listed.logs) == 6
 
         # Without a cursor, a watch of the old run starts from its final state and ends.
         seen = await read_all(runs.WatchFlowRun(watch_pb2.WatchFlowRunRequest(flow_run_id=old)))
         kinds = [s.WhichOneof("event") for s in seen]
-        assert kinds == ["flow_run_state", "caught_up", "end"]
-        assert seen[0].flow_run_state.state.type == state_pb2.STATE_TYPE_COMPLETED
+        assert kinds == ["log", "flow_run_state", "caught_up", "end"]  # the late line is kept
+        assert seen[1].flow_run_state.state.type == state_pb2.STATE_TYPE_COMPLETED
 
-        # A cursor older than what is kept may have missed events: refused, for either watch.
+        # A cursor older than what was pruned may have missed events: refused, for a watch of
+        # the pruned run and for a watch of every run.
         for stream in (
-            runs.WatchFlowRun(watch_pb2.WatchFlowRunRequest(flow_run_id=active, after_cursor=1)),
+            runs.WatchFlowRun(watch_pb2.WatchFlowRunRequest(flow_run_id=old, after_cursor=1)),
             runs.WatchFlowRuns(watch_pb2.WatchFlowRunsRequest(after_cursor=1)),
         ):
             details = await expect_error(stream.read(), grpc.StatusCode.OUT_OF_RANGE)
             assert details.reason == "CURSOR_EXPIRED"
             assert "list the runs again" in details.message
+        # A run that lost nothing replays everything after the same cursor.
+        replay = runs.WatchFlowRun(
+            watch_pb2.WatchFlowRunRequest(flow_run_id=active, after_cursor=1)
+        )
+        kinds = []
+        async for message in replay:
+            kinds.append(message.WhichOneof("event"))
+            if kinds[-1] == "caught_up":
+                replay.cancel()
+                break
+        assert kinds.count("log") == 5 and kinds.count("flow_run_state") == 2
         # A list's cursor is always recent enough.
         listed_runs = await runs.ListFlowRuns(pb.ListFlowRunsRequest())
         fresh = runs.WatchFlowRuns(
@@ -239,3 +259,44 @@ def test_retention_settings_are_checked() -> None:
     for bad in ({"event_retention_seconds": -1}, {"retention_interval_seconds": 0}):
         with pytest.raises(ValueError, match=f"RUNWIRE_{next(iter(bad)).upper()}"):
             Settings.load(bad, environ={})
+
+
+async def test_a_batch_removes_a_bounded_number_of_rows(server_factory, database_overrides):
+    """A run with many events is pruned over several batches, none removing more rows than its
+    bound, and the run's final state stays."""
+    async with (
+        server_factory(
+            **database_overrides, event_retention_seconds=WINDOW, retention_interval_seconds=3600
+        ) as running,
+        grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel,
+    ):
+        flow = await make_flow(flow_service_pb2_grpc.FlowServiceStub(channel))
+        big = await finished_run(channel, flow.id, finish=False)
+        logs = log_service_pb2_grpc.LogServiceStub(channel)
+        for batch in range(3):
+            await logs.CreateLogs(
+                log_service_pb2.CreateLogsRequest(
+                    logs=[
+                        log_pb2.Log(flow_run_id=big, level=20, message=f"{batch}-{i}")
+                        for i in range(100)
+                    ]
+                )
+            )
+        await flow_run_service_pb2_grpc.FlowRunServiceStub(channel).SetFlowRunState(
+            pb.SetFlowRunStateRequest(
+                flow_run_id=big, state=state_pb2.State(type=state_pb2.STATE_TYPE_COMPLETED)
+            )
+        )
+        await asyncio.sleep(WINDOW + 0.2)
+        cutoff = datetime.now(UTC) - timedelta(seconds=WINDOW)
+        step = partial(
+            retention.prune_events, finished_before=cutoff, cutoff=cutoff, runs=10, rows=100
+        )
+        batches = []
+        while True:
+            batch = await running.app.db.write(step)
+            batches.append(batch.rows)
+            if not batch.more:
+                break
+        assert max(batches) <= 100 and sum(batches) == 2 + 305  # Pending, Running, the logs
+        assert events_of(running, big) == ["flow_run_state"]

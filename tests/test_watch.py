@@ -429,3 +429,28 @@ async def test_more_than_a_thousand_watchers_at_once(flows, runs, server):
     finally:
         for channel in channels:
             await channel.close()
+
+
+async def test_a_slow_watcher_of_a_deleted_run_hears_of_the_delete(server_factory):
+    """The run-deleted end can be the very event a full buffer drops; the run's stored events
+    went with the run, so the watcher learns of the delete from its record. How many events
+    the buffer holds when the delete arrives depends on how many the stream took first, so
+    each count of unread events up to three buffers' worth is tried."""
+    async with (
+        server_factory(watch_buffer_events=5) as small,
+        grpc.aio.insecure_channel(f"127.0.0.1:{small.port}") as channel,
+    ):
+        from runwire.v1 import log_service_pb2_grpc
+
+        runs = flow_run_service_pb2_grpc.FlowRunServiceStub(channel)
+        logs = log_service_pb2_grpc.LogServiceStub(channel)
+        flow = await make_flow(flow_service_pb2_grpc.FlowServiceStub(channel))
+        for unread in range(1, 16):
+            run = await make_run(runs, flow.id)
+            stream = watch(runs, run.id)
+            await read_until(stream, lambda m: kind(m) == "caught_up")
+            # Large lines: they fill the stream's flow-control window, then the buffer.
+            await log(logs, run.id, *[f"{i % 10}" * 60_000 for i in range(unread)])
+            await runs.DeleteFlowRun(pb.DeleteFlowRunRequest(flow_run_id=run.id))
+            rest = [describe(m) for m in await asyncio.wait_for(read_all(stream), 15)]
+            assert rest[-1] == "end:REASON_RUN_DELETED", (unread, rest[-3:])

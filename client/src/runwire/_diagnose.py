@@ -133,9 +133,9 @@ def diagnose(connection: ConnectionSettings, timeout: float = PROBE_SECONDS) -> 
         if connection.uses_tls:
             return _as_tls_client(connection, *target, deadline)
         return _as_plaintext_client(connection.address, *target, deadline)
-    except OSError:
-        # Refused, unreachable, timed out, reset, or TLS files Python cannot read either: not a
-        # mismatch this can name, so the caller's own error stands.
+    except (OSError, ValueError):
+        # Refused, unreachable, timed out, reset, or TLS files Python cannot read or decode
+        # either: not a mismatch this can name, so the caller's own error stands.
         return None
 
 
@@ -245,7 +245,8 @@ def _context(connection: ConnectionSettings) -> ssl.SSLContext:
             cafile=os.environ.get("GRPC_DEFAULT_SSL_ROOTS_FILE_PATH") or None
         )
     if connection.cert_file:
-        context.load_cert_chain(connection.cert_file, connection.key_file)
+        # A password callback, so that an encrypted key fails here instead of prompting.
+        context.load_cert_chain(connection.cert_file, connection.key_file, password=lambda: b"")
     context.set_alpn_protocols(["h2"])
     return context
 

@@ -48,6 +48,7 @@ from runwire.v1 import (
 )
 
 ResponseT = TypeVar("ResponseT", bound=Message)
+SHUTTING_DOWN = "SERVER_SHUTTING_DOWN"  # the reason of a call refused before any work
 
 
 def _timestamp(value: datetime) -> timestamp_pb2.Timestamp:
@@ -288,8 +289,14 @@ class Client:
             seconds = timeout or self.timeout
             deadline = time.monotonic() + seconds
             away = self._away_until - time.monotonic()
+            if away >= seconds:
+                raise Unavailable(
+                    f"the server at {self.address} is shutting down and asked callers to wait "
+                    f"{away:.1f}s, longer than this call's deadline",
+                    reason=SHUTTING_DOWN,
+                )
             if away > 0:
-                time.sleep(min(away, seconds))
+                time.sleep(away)
             if not self._first.connected:
                 self._first.wait(deadline, until_ready=False)
             seconds = max(deadline - time.monotonic(), 0.001)
@@ -303,7 +310,10 @@ class Client:
                 error = from_rpc_error(exc)
             if error.retry_delay:
                 self._away_until = time.monotonic() + error.retry_delay
-            if not (isinstance(error, Unavailable) and idempotent and attempt < self.retries):
+            # A server that is shutting down refuses a call before doing anything: any call
+            # may be sent again then, even one that is not safe to repeat.
+            safe = idempotent or error.reason == SHUTTING_DOWN
+            if not (isinstance(error, Unavailable) and safe and attempt < self.retries):
                 raise self._explain(error)
             # Full jitter: spread reconnecting clients out (the server's RetryInfo is waited
             # for at the top of the loop).

@@ -197,9 +197,9 @@ def _bind_problem(address: str) -> str | None:
 
     gRPC says only that it failed, after logging its own line on stderr; a socket of our own,
     bound the way the server binds (SO_REUSEADDR, any one of the host's addresses being
-    enough), finds the system's reason first. The server does not share its port
-    (SO_REUSEPORT is off): two servers on one port would each get some of the clients, and
-    the watchers of each would miss the other's writes."""
+    enough unless another is in use), finds the system's reason first. The server does not
+    share its port (SO_REUSEPORT is off): two servers on one port would each get some of the
+    clients, and the watchers of each would miss the other's writes."""
     host, _, port = address.rpartition(":")
     try:
         found = socket.getaddrinfo(
@@ -207,19 +207,21 @@ def _bind_problem(address: str) -> str | None:
         )
     except socket.gaierror as exc:
         return f"cannot resolve {host!r} ({exc.strerror})"
-    problem = None
+    problem, bound = None, False
     for family, kind, protocol, _, where in found:
         with socket.socket(family, kind, protocol) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind(where)
             except OSError as exc:
+                # In use on any of the host's addresses: gRPC would take the others and share
+                # the name with the server already there.
                 if exc.errno == errno.EADDRINUSE:
                     return f"{exc.strerror} (by another Runwire server?)"
                 problem = problem or str(exc.strerror)
             else:
-                return None
-    return problem
+                bound = True
+    return None if bound else problem
 
 
 def _driver_message(error: DBAPIError) -> str:
@@ -366,7 +368,7 @@ async def start(settings: Settings) -> RunningServer:
     check_exposure(settings, authenticator)
     listen = settings.listen_address
     # Before the database is opened (and perhaps migrated) for a server that cannot listen.
-    problem = None if listen.startswith("unix:") else _bind_problem(listen)
+    problem = None if listen.startswith(("unix:", "unix-abstract:")) else _bind_problem(listen)
     if problem is not None:
         raise ConfigurationError(
             f"cannot listen on {listen} ({setting('listen_address')}): {problem}"
@@ -393,47 +395,55 @@ async def _start(
     broadcaster = Broadcaster(buffer=settings.watch_buffer_events)
     broadcaster.bind(asyncio.get_running_loop())
     db, tokens = _database(settings, broadcaster)
-    bridge = None
-    if db.is_postgresql:
-        from runwire_server.storage.replicas import EventBridge, wait_listening
-
-        bridge = EventBridge(db, broadcaster.publish)
-        bridge.start()
-        await asyncio.to_thread(wait_listening, bridge)
     metrics = Metrics()
-    db.observe_write_batches(metrics.write_batch)
-    app = AppContext(
-        db=db,
-        settings=settings,
-        tokens=tokens,
-        broadcaster=broadcaster,
-        metrics=metrics,
-    )
-    interceptor = ApiInterceptor(
-        authenticator,
-        metrics,
-        settings.max_filter_values,
-        streams=watch_quota(settings.max_watch_streams_per_client, metrics),
-        open_streams=open_stream_quota(settings.max_open_streams_per_peer),
-    )
-    server = grpc.aio.server(interceptors=[interceptor], options=server_options(settings))
-    flow_service_pb2_grpc.add_FlowServiceServicer_to_server(FlowServicer(app), server)
-    deployment_service_pb2_grpc.add_DeploymentServiceServicer_to_server(
-        DeploymentServicer(app), server
-    )
-    flow_run_service_pb2_grpc.add_FlowRunServiceServicer_to_server(FlowRunServicer(app), server)
-    task_run_service_pb2_grpc.add_TaskRunServiceServicer_to_server(TaskRunServicer(app), server)
-    concurrency_limit_service_pb2_grpc.add_ConcurrencyLimitServiceServicer_to_server(
-        ConcurrencyLimitServicer(app), server
-    )
-    log_service_pb2_grpc.add_LogServiceServicer_to_server(LogServicer(app), server)
-    health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
-    listen = settings.listen_address
-    try:
+    bridge = None
+    try:  # from here on, a server that cannot start closes what it opened
+        if db.is_postgresql:
+            from runwire_server.storage.replicas import EventBridge, wait_listening
+
+            bridge = EventBridge(db, broadcaster.publish)
+            bridge.start()
+            try:
+                await asyncio.to_thread(wait_listening, bridge)
+            except TimeoutError:
+                raise ConfigurationError(
+                    f"cannot LISTEN for changes on the database at "
+                    f"{database_url_for_display(settings.database_url)} "
+                    f"({setting('database_url')}): replicas need a direct connection (not a "
+                    "pooler in transaction mode)"
+                ) from None
+        db.observe_write_batches(metrics.write_batch)
+        app = AppContext(
+            db=db,
+            settings=settings,
+            tokens=tokens,
+            broadcaster=broadcaster,
+            metrics=metrics,
+        )
+        interceptor = ApiInterceptor(
+            authenticator,
+            metrics,
+            settings.max_filter_values,
+            streams=watch_quota(settings.max_watch_streams_per_client, metrics),
+            open_streams=open_stream_quota(settings.max_open_streams_per_peer),
+        )
+        server = grpc.aio.server(interceptors=[interceptor], options=server_options(settings))
+        flow_service_pb2_grpc.add_FlowServiceServicer_to_server(FlowServicer(app), server)
+        deployment_service_pb2_grpc.add_DeploymentServiceServicer_to_server(
+            DeploymentServicer(app), server
+        )
+        flow_run_service_pb2_grpc.add_FlowRunServiceServicer_to_server(FlowRunServicer(app), server)
+        task_run_service_pb2_grpc.add_TaskRunServiceServicer_to_server(TaskRunServicer(app), server)
+        concurrency_limit_service_pb2_grpc.add_ConcurrencyLimitServiceServicer_to_server(
+            ConcurrencyLimitServicer(app), server
+        )
+        log_service_pb2_grpc.add_LogServiceServicer_to_server(LogServicer(app), server)
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        listen = settings.listen_address
         try:
             if credentials is None:
                 port = server.add_insecure_port(listen)
@@ -454,12 +464,13 @@ async def _start(
                 f"cannot serve metrics on {settings.metrics_address} "
                 f"({setting('metrics_address')}): {exc.strerror or exc}"
             ) from None
+        await server.start()
     except BaseException:
         if bridge is not None:
             await asyncio.to_thread(bridge.stop)
+        metrics.close()
         db.close()
         raise
-    await server.start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     running = RunningServer(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -75,6 +76,8 @@ def database_url_for_display(url: str) -> str:
     except ArgumentError:
         return "<a URL that does not parse>"
 
+
+MAX_RETENTION_SECONDS = 100 * 365 * 86_400
 
 # Room in a response for the server's own fields of an object and for what is not a listed item
 # (the page token, a cursor, each item's field tag and length).
@@ -156,6 +159,16 @@ class Settings:
 
         Only the values are checked here; whether the database opens or the addresses can be
         bound is found out when the server starts (runwire_server.server)."""
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigurationError(f"{setting(field.name)} must be a number, not {value}")
+        for name in ("event_retention_seconds", "run_retention_seconds"):
+            if getattr(self, name) > MAX_RETENTION_SECONDS:
+                raise ConfigurationError(
+                    f"{setting(name)} must be at most {MAX_RETENTION_SECONDS:.0f} (100 years); "
+                    "0 keeps for ever"
+                )
         if self.log_level.upper() not in LOG_LEVELS:
             raise ConfigurationError(
                 f"{setting('log_level')} must be one of {', '.join(LOG_LEVELS)}, "
@@ -165,7 +178,7 @@ class Settings:
             raise ConfigurationError(
                 f"{setting('log_format')} must be console or json, not {self.log_format!r}"
             )
-        if not self.listen_address.startswith("unix:"):
+        if not self.listen_address.startswith(("unix:", "unix-abstract:")):
             _check_address("listen_address", self.listen_address)
         if self.metrics_address:
             _check_address("metrics_address", self.metrics_address)

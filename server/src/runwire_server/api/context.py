@@ -24,6 +24,32 @@ RowT = TypeVar("RowT")
 ItemT = TypeVar("ItemT", bound=Message)
 ResponseT = TypeVar("ResponseT", bound=Message)
 _ITEM_OVERHEAD = 6  # an item's field tag and length in the response
+# What the server maintains on an object, which RUNWIRE_MAX_OBJECT_BYTES does not count.
+_SERVER_FIELDS = frozenset(
+    {
+        "id",
+        "state",
+        "created",
+        "updated",
+        "run_count",
+        "flow_run_run_count",
+        "expected_start_time",
+        "next_scheduled_start_time",
+        "start_time",
+        "end_time",
+        "total_run_time",
+        "estimated_run_time",
+        "estimated_start_time_delta",
+    }
+)
+
+
+def _without(message: Message, names: list[str]) -> Message:
+    copy = type(message)()
+    copy.CopyFrom(message)
+    for name in names:
+        copy.ClearField(name)
+    return copy
 
 
 @dataclass
@@ -42,12 +68,13 @@ class AppContext:
         return outcome_to_proto(outcome)
 
     def check_object(self, message: Message, field: str) -> None:
-        """Refuse an object (a flow, deployment or run) larger than the server keeps, not
-        counting its state, which is checked as a proposal."""
-        size = message.ByteSize()
-        if "state" in message.DESCRIPTOR.fields_by_name and message.HasField("state"):
-            size -= message.state.ByteSize()  # type: ignore[attr-defined]
-        self._check_size(size, field)
+        """Refuse an object (a flow, deployment or run) larger than the server keeps. Only the
+        fields a client sets count, so an object is measured alike when it is created and
+        after an update; its state is checked as a proposal."""
+        present = [f.name for f, _ in message.ListFields() if f.name in _SERVER_FIELDS]
+        if present:
+            message = _without(message, present)
+        self._check_size(message.ByteSize(), field)
 
     def _check_size(self, size: int, field: str) -> None:
         limit = self.settings.max_object_bytes

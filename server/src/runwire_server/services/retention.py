@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
+from functools import partial
 
 import structlog
 from sqlalchemy import func, select
@@ -24,13 +25,16 @@ from runwire_server.storage.database import Database
 
 log = structlog.get_logger("runwire.retention")
 
-EVENT_RUNS_PER_BATCH = 100  # finished runs whose events one batch removes
-DELETIONS_PER_BATCH = 1000
-RUNS_PER_BATCH = 20  # deleting a run deletes its task runs, states and logs too
+EVENT_RUNS_PER_BATCH = 100  # finished runs whose events one batch looks at
+ROWS_PER_BATCH = 2000  # rows of any one table one batch removes, at most
+RUNS_PER_BATCH = 20  # runs one batch deletes (their own rows bounded as above)
 PAUSE_SECONDS = 0.02  # between batches: other writers go first
+# A run is taken once it finished this long before the cutoff (at most an hour; a tenth of the
+# window for short ones), so that the lines it logs just after finishing go with the rest.
+LATE_SECONDS = 3600
 _PRUNE_LOCK = 0x52554E50  # "RUNP"
 
-Step = Callable[[Session, datetime, int], retention.Batch]
+Step = Callable[[Session], retention.Batch]
 
 
 class Retention:
@@ -60,33 +64,49 @@ class Retention:
         if s.run_retention_seconds > 0:
             cutoff = now() - timedelta(seconds=s.run_retention_seconds)
             removed["flow_runs"] = await self._drain(
-                "flow_runs", retention.prune_runs, cutoff, RUNS_PER_BATCH
+                "flow_runs",
+                partial(
+                    retention.prune_runs,
+                    finished_before=cutoff,
+                    runs=RUNS_PER_BATCH,
+                    rows=ROWS_PER_BATCH,
+                ),
             )
         if s.event_retention_seconds > 0:
-            cutoff = now() - timedelta(seconds=s.event_retention_seconds)
+            window = s.event_retention_seconds
+            cutoff = now() - timedelta(seconds=window)
+            late = timedelta(seconds=min(LATE_SECONDS, window / 10))
             removed["events"] = await self._drain(
-                "events", retention.prune_events, cutoff, EVENT_RUNS_PER_BATCH
+                "events",
+                partial(
+                    retention.prune_events,
+                    finished_before=cutoff - late,
+                    cutoff=cutoff,
+                    runs=EVENT_RUNS_PER_BATCH,
+                    rows=ROWS_PER_BATCH,
+                ),
             )
             removed["run_deletions"] = await self._drain(
-                "run_deletions", retention.prune_deletions, cutoff, DELETIONS_PER_BATCH
+                "run_deletions",
+                partial(retention.prune_deletions, cutoff=cutoff, rows=ROWS_PER_BATCH),
             )
         if any(removed.values()):
             log.info("retention.pruned", **removed)
         return removed
 
-    async def _drain(self, kind: str, step: Step, cutoff: datetime, size: int) -> int:
+    async def _drain(self, kind: str, step: Step) -> int:
         total = 0
         while True:
-            batch = await self._db.write(lambda session: self._locked(session, step, cutoff, size))
+            batch = await self._db.write(lambda session: self._locked(session, step))
             total += batch.rows
             self._metrics.pruned.labels(kind).inc(batch.rows)
             if not batch.more:
                 return total
             await asyncio.sleep(PAUSE_SECONDS)
 
-    def _locked(self, session: Session, step: Step, cutoff: datetime, size: int) -> retention.Batch:
+    def _locked(self, session: Session, step: Step) -> retention.Batch:
         if self._db.is_postgresql:
             held = session.scalar(select(func.pg_try_advisory_xact_lock(_PRUNE_LOCK)))
             if not held:
                 return retention.Batch(0, False)  # another replica is pruning
-        return step(session, cutoff, size)
+        return step(session)

@@ -90,7 +90,11 @@ def _check_cursor(session: Session, flow_run_id: uuid.UUID | None, cursor: int) 
     newest = outbox.global_last_seq(session)
     if cursor > newest:
         raise CursorOutOfRange(cursor, newest)
-    oldest = retention.pruned_through(session)
+    # One run's watch is concerned with that run's events only; a watch of every run, with all.
+    if flow_run_id is not None:
+        oldest = retention.run_pruned_through(session, flow_run_id)
+    else:
+        oldest = retention.pruned_through(session)
     if cursor < oldest:
         raise CursorExpired(cursor, oldest)
 
@@ -123,6 +127,11 @@ class Watcher:
                 except Lagged:
                     async for message in self._replay():
                         yield message
+                    # The run-deleted end may have been among the events the buffer dropped:
+                    # it is not with the run's stored events, which went with the run.
+                    if not self._finished and await self._db.read(self._deleted):
+                        yield self._marker(end=End(reason=End.REASON_RUN_DELETED))
+                        return
                     continue
                 except Closed:
                     yield self._marker(end=End(reason=End.REASON_SERVER_SHUTDOWN))
@@ -169,6 +178,9 @@ class Watcher:
 
     def _chunk(self, session: Session, *, after: int) -> outbox.Chunk:
         return outbox.events_after(session, self._options.flow_run_id, after, REPLAY_CHUNK)
+
+    def _deleted(self, session: Session) -> bool:
+        return outbox.deleted_after(session, self._options.flow_run_id, self.cursor)
 
     async def _replay(self) -> AsyncIterator[W]:
         """Stored events after the cursor, oldest first, up to the run's end."""

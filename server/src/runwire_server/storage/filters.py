@@ -11,7 +11,7 @@ import functools
 from collections.abc import Iterable
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, and_, exists, false, func, or_, select, true
+from sqlalchemy import ColumnElement, and_, exists, false, func, literal, or_, select, true
 from sqlalchemy.orm import InstrumentedAttribute
 
 from runwire.v1 import filters_pb2 as f
@@ -61,12 +61,14 @@ def _starts_with(column: Any, prefixes: Iterable[str]) -> Clause:
     parses (1,000 levels), while lengths are at most MAX_VALUE_LENGTH."""
     by_length: dict[int, set[str]] = {}
     for prefix in prefixes:
-        by_length.setdefault(len(prefix), set()).add(prefix.lower())
+        by_length.setdefault(len(prefix), set()).add(prefix)
     clauses: list[Clause] = []
     for length, values in sorted(by_length.items()):
         if length == 0:
             return cast(Clause, column.is_not(None))  # every value starts with ""
-        clauses.append(func.lower(func.substr(column, 1, length)).in_(sorted(values)))
+        # Both sides folded by the database, as ILIKE folds them (Python folds differently).
+        folded = [func.lower(literal(value)) for value in sorted(values)]
+        clauses.append(func.lower(func.substr(column, 1, length)).in_(folded))
     return or_(*clauses) if clauses else false()
 
 

@@ -399,3 +399,14 @@ class RunDeletion(Base):
     flow_run_id: Mapped[uuid.UUID] = mapped_column(Id)
     created: Mapped[datetime]
     __table_args__ = (Index("ix_run_deletions_created", "created"),)
+
+
+class PrunedRun(Base):
+    """A flow run whose watch events retention pruned, and the newest sequence number pruned:
+    a watch of the run from a cursor below it may have missed events."""
+
+    __tablename__ = "pruned_runs"
+    flow_run_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("flow_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    through: Mapped[int] = mapped_column(BigInteger)

@@ -58,7 +58,7 @@ _NOTIFY = Direct(select(func.pg_notify(CHANNEL, bindparam("last", type_=String))
 
 
 def record(
-    session: Session, flow_run_id: uuid.UUID, message: watch_pb2.WatchFlowRunResponse | None
+    session: Session, flow_run_id: uuid.UUID, message: watch_pb2.WatchFlowRunResponse
 ) -> None:
     """Queue an event for the flow run; it is numbered and stored when the session commits."""
     session.info.setdefault(_PENDING, []).append((flow_run_id, message))
@@ -66,7 +66,8 @@ def record(
 
 def run_deleted(session: Session, flow_run_id: uuid.UUID) -> None:
     """Tell watchers of a deleted run, once the delete has committed. The run's events go with
-    it, so the end is stored apart (run_deletions), numbered like any event."""
+    it, so the end is stored apart (run_deletions), numbered like any event: it is queued with
+    no message."""
     session.info.setdefault(_PENDING, []).append((flow_run_id, None))
 
 
@@ -207,6 +208,19 @@ def _chunk(rows: Sequence[Any], limit: int) -> Chunk:
     )
 
 
+_DELETED_AFTER = Direct(
+    select(_DELETIONS.c.seq)
+    .where(_DELETIONS.c.flow_run_id == bindparam("run_id"), _DELETIONS.c.seq > bindparam("after"))
+    .limit(1)
+)
+
+
+def deleted_after(session: Session, flow_run_id: uuid.UUID, after: int) -> bool:
+    """Whether the run was deleted after the event numbered `after`."""
+    found = _DELETED_AFTER.first(session.connection(), {"run_id": flow_run_id, "after": after})
+    return found is not None
+
+
 def last_seq(session: Session, flow_run_id: uuid.UUID) -> int:
     value = _RUN_LAST_SEQ.scalar(session.connection(), {"run_id": flow_run_id})
     return int(value or 0)
@@ -249,10 +263,15 @@ def matching_runs(session: Session, run_ids: set[uuid.UUID], criteria: Any) -> s
 
 def events_since(session: Session, after: int, limit: int) -> list[Event]:
     """Every run's events and deletions after a global position, oldest first (for the
-    replica bridge)."""
+    replica bridge).
+
+    Both tables are read up to the committed counter, read first: numbers are given out in
+    commit order, so every event and deletion at or below it has committed, and each of the two
+    reads (separate snapshots under READ COMMITTED) sees all of them."""
+    upper = global_last_seq(session)
     rows = session.execute(
         select(m.RunEvent.seq, m.RunEvent.flow_run_id, m.RunEvent.payload)
-        .where(m.RunEvent.seq > after)
+        .where(m.RunEvent.seq > after, m.RunEvent.seq <= upper)
         .order_by(m.RunEvent.seq)
         .limit(limit)
     ).all()
@@ -261,11 +280,15 @@ def events_since(session: Session, after: int, limit: int) -> list[Event]:
         for seq, flow_run_id, payload in rows
     ]
     # Deletions are few: those in the same range of the sequence join the events in order.
-    upto = events[-1].seq if len(events) == limit else None
-    deleted = select(m.RunDeletion.seq, m.RunDeletion.flow_run_id).where(m.RunDeletion.seq > after)
-    if upto is not None:
-        deleted = deleted.where(m.RunDeletion.seq < upto)
-    for seq, flow_run_id in session.execute(deleted.order_by(m.RunDeletion.seq).limit(limit)):
+    if len(events) == limit:
+        upper = events[-1].seq
+    deleted = (
+        select(m.RunDeletion.seq, m.RunDeletion.flow_run_id)
+        .where(m.RunDeletion.seq > after, m.RunDeletion.seq <= upper)
+        .order_by(m.RunDeletion.seq)
+        .limit(limit)
+    )
+    for seq, flow_run_id in session.execute(deleted):
         message = _deleted_event()
         message.cursor = seq
         events.append(Event(seq, flow_run_id, message, message.SerializeToString()))

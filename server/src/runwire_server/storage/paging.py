@@ -146,9 +146,7 @@ def page_request(
     token = getattr(request, "page_token", "")
     if len(token) > MAX_TOKEN_LENGTH:
         raise InvalidArgument("page_token", "is not a token this server issued for this query")
-    return PageRequest(
-        size=page_size or default_size, offset=offset, token=token, request=request
-    )
+    return PageRequest(size=page_size or default_size, offset=offset, token=token, request=request)
 
 
 def fetch_page(

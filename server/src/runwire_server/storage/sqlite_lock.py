@@ -24,7 +24,8 @@ def lock_path(database_url: str) -> Path | None:
     url = make_url(database_url)
     if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
         return None
-    return Path(url.database).expanduser().resolve().with_name(Path(url.database).name + ".lock")
+    database = Path(url.database).expanduser().resolve()  # one file, whatever links name it
+    return database.with_name(database.name + ".lock")
 
 
 def hold(database_url: str) -> FileLock | None:
