@@ -193,6 +193,18 @@ async def seed(channel: grpc.aio.Channel) -> list[str]:
     return [flow.id, deployment.id, run.id, task.id, name, "k"]
 
 
+def call_once(call: Any, request: Any, streaming: bool, timeout: float) -> None:
+    """One call; a stream is read for up to three messages (within a second), then cancelled."""
+    if not streaming:
+        call(request, timeout=timeout)
+        return
+    stream = call(request, timeout=1.0)
+    for count, _ in enumerate(stream):
+        if count >= 3:
+            stream.cancel()
+            return
+
+
 def fuzz_method(port: int, method: MethodDescriptor, known_ids: list[str], examples: int) -> int:
     """Run the examples for one RPC over a synchronous channel; returns how many were sent."""
     request_class = GetMessageClass(method.input_type)
@@ -220,14 +232,7 @@ def fuzz_method(port: int, method: MethodDescriptor, known_ids: list[str], examp
             nonlocal sent
             sent += 1
             try:
-                if method.server_streaming:
-                    stream = call(request, timeout=1.0)
-                    for count, _ in enumerate(stream):
-                        if count >= 3:
-                            stream.cancel()
-                            break
-                else:
-                    call(request, timeout=10.0)
+                call_once(call, request, method.server_streaming, timeout=10.0)
             except grpc.RpcError as exc:
                 code = exc.code()  # type: ignore[attr-defined]
                 assert code not in FORBIDDEN, f"{path} answered {code}: {exc} for {request!r}"
@@ -380,14 +385,7 @@ def send_raw(port: int, method: MethodDescriptor, payloads: list[tuple[str, byte
         call = kind(path, request_serializer=lambda b: b, response_deserializer=lambda b: b)
         for what, payload in payloads:
             try:
-                if method.server_streaming:
-                    stream = call(payload, timeout=5)
-                    for count, _ in enumerate(stream):
-                        if count >= 3:
-                            stream.cancel()
-                            break
-                else:
-                    call(payload, timeout=30)
+                call_once(call, payload, method.server_streaming, timeout=30.0)
             except grpc.RpcError as exc:
                 code = exc.code()  # type: ignore[attr-defined]
                 if code in FORBIDDEN_WHILE_UP:

@@ -102,8 +102,15 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
                 response_serializer=_bytes_or(handler.response_serializer),
             )
         if handler.stream_stream is not None:  # reflection
+            stream_stream: Any = handler.stream_stream  # asyncio: takes an async iterator
             return grpc.stream_stream_rpc_method_handler(
-                self._wrap_bidi(handler.stream_stream, method),
+                # The request of the wrapped behaviour is the stream of requests: it passes
+                # admission as it is, and each request is checked as it is read.
+                self._wrap_stream(
+                    lambda requests, context: stream_stream(_decoded(requests), context),
+                    method,
+                    guarded,
+                ),
                 request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
@@ -189,23 +196,6 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
                             async for item in result:
                                 check_token()
                                 yield item
-            except BaseException as exc:
-                code = _code_after(exc, context)
-                await _fail(context, method, exc)
-                raise
-            finally:
-                self._metrics.call_finished(method, code, None)
-
-        return call
-
-    def _wrap_bidi(self, behaviour: Any, method: str) -> Any:
-        async def call(requests: AsyncIterator[Any], context: Context) -> AsyncIterator[Any]:
-            code = "OK"
-            try:
-                self._admit(method, False, None, context)
-                with self._stream_slot(False, context):
-                    async for item in behaviour(_decoded(requests), context):
-                        yield item
             except BaseException as exc:
                 code = _code_after(exc, context)
                 await _fail(context, method, exc)
