@@ -151,8 +151,9 @@ async def test_idempotent_create_under_concurrency(flows, runs):
 
 
 async def test_idempotent_create_across_processes(flows, runs, server, server_process):
-    # A second server process on the same SQLite file: the database's unique constraint, not
-    # one event loop, has to make the decision.
+    # On PostgreSQL, a second server process (a replica) on the same database: the database's
+    # unique constraint, not one event loop, has to make the decision. A SQLite file serves one
+    # server process at a time, whose writers race through its one event loop.
     from runwire.v1 import (
         flow_pb2,
         flow_run_service_pb2_grpc,
@@ -160,7 +161,9 @@ async def test_idempotent_create_across_processes(flows, runs, server, server_pr
         flow_service_pb2_grpc,
     )
 
-    port = server_process(server.app.db.url.render_as_string(hide_password=False))
+    port = server.port
+    if server.app.db.is_postgresql:
+        port = server_process(server.app.db.url.render_as_string(hide_password=False))
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
         flows2 = flow_service_pb2_grpc.FlowServiceStub(ch)
         runs2 = flow_run_service_pb2_grpc.FlowRunServiceStub(ch)

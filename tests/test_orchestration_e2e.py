@@ -202,8 +202,9 @@ async def test_twenty_clients_race_to_claim_one_run(flows, runs, server, server_
     run = await new_run(flows, runs, state=state(ST.STATE_TYPE_SCHEDULED))
     stubs = [runs]
     channel = None
-    if server.app.db.is_sqlite:
-        # Half the claims go through a second server process on the same database file.
+    if server.app.db.is_postgresql:
+        # Half the claims go through a second server process (a replica) on the same database;
+        # a SQLite file serves one server process at a time.
         port = server_process(server.app.db.url.render_as_string(hide_password=False))
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
         stubs.append(flow_run_service_pb2_grpc.FlowRunServiceStub(channel))

@@ -6,6 +6,7 @@ domain, metadata) and, where it fits, a BadRequest or ResourceInfo detail.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import cast
 
 import grpc
@@ -167,16 +168,20 @@ class CursorExpired(RunwireError):
 class ShuttingDown(RunwireError):
     """The server is stopping; reconnect (to it or a replica) and resume.
 
-    The status carries a RetryInfo: a client that waits that long before calling again lets
-    the server see its port go quiet and stop, instead of stopping while calls still arrive
-    (gRPC cancels those before any handler runs, and the client sees CANCELLED)."""
+    The status carries a RetryInfo for as long as the server may still be stopping: a client
+    that waits that long finds it gone, instead of reaching it while gRPC shuts down (gRPC
+    cancels such a call before any handler runs, and the client sees CANCELLED)."""
 
     code = grpc.StatusCode.UNAVAILABLE
     reason = "SERVER_SHUTTING_DOWN"
-    retry_delay_seconds = 1
+
+    def __init__(self, message: str, *, retry_delay: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_delay = retry_delay
 
     def details(self) -> list[any_pb2.Any]:
-        delay = duration_pb2.Duration(seconds=self.retry_delay_seconds)
+        delay = duration_pb2.Duration()
+        delay.FromTimedelta(timedelta(seconds=round(self.retry_delay, 3)))
         return [*super().details(), _pack(error_details_pb2.RetryInfo(retry_delay=delay))]
 
 

@@ -46,6 +46,7 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
         self._streams = streams  # Runwire's own streams, per token or peer
         self._open_streams = open_streams  # health and reflection streams, per peer
         self.draining = False
+        self.drain_ends = 0.0  # monotonic time the drain gives up waiting for quiet
         self.in_flight = 0  # unary calls being served
         self.last_arrival = 0.0
         self._handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
@@ -56,10 +57,12 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
 
         gRPC's own shutdown cancels every call it has received but not yet handed to the
         application, and clients see CANCELLED, which they must not retry. Stopping only once
-        the server is idle means each call is either answered or refused before it starts.
+        the server is idle means each call is either answered or refused before it starts; the
+        refusals' RetryInfo keeps their clients away until the server has surely stopped, so
+        that none comes back in the instant gRPC shuts down.
         """
         self.draining = True
-        deadline = time.monotonic() + max_seconds
+        deadline = self.drain_ends = time.monotonic() + max_seconds
         while time.monotonic() < deadline:
             idle = time.monotonic() - self.last_arrival >= quiet_seconds
             if idle and self.in_flight == 0:
@@ -126,8 +129,11 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
         identity = None
         if guarded:
             if self.draining:
+                # Stay away until the server has surely stopped: its drain's latest end, and
+                # a second for gRPC's own shutdown (see drain).
                 raise ShuttingDown(
-                    "server shutting down; retry on another replica or after restart"
+                    "server shutting down; retry on another replica or after restart",
+                    retry_delay=max(0.0, self.drain_ends - time.monotonic()) + 1.0,
                 )
             if self._auth.enabled:
                 identity = self._auth.check(method, context.invocation_metadata())
