@@ -229,7 +229,6 @@ async def test_mixed_load_then_sigterm(
     assert set(watch_ends) <= {"UNAVAILABLE"}, watch_ends
     runs, _, _ = stored_ids(url)
     assert tally.acknowledged_runs <= runs
-    # A call refused while the server stopped (UNAVAILABLE), or cut off by gRPC before any of
-    # the server's code ran (CANCELLED), wrote nothing.
-    assert tally.unanswered_creates, "SIGTERM came while creates were being made"
+    # A create refused while the server stopped wrote nothing. (Whether a client's call at that
+    # moment is a create is chance; test_server_process's SIGTERM test makes only creates.)
     assert not tally.unanswered_creates & stored_keys(url)
