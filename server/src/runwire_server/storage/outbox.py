@@ -71,9 +71,9 @@ def run_deleted(session: Session, flow_run_id: uuid.UUID) -> None:
     session.info.setdefault(_PENDING, []).append((flow_run_id, None))
 
 
-def _deleted_event() -> watch_pb2.WatchFlowRunResponse:
+def _deleted_event(seq: int) -> watch_pb2.WatchFlowRunResponse:
     return watch_pb2.WatchFlowRunResponse(
-        end=watch_pb2.StreamEnd(reason=watch_pb2.StreamEnd.REASON_RUN_DELETED)
+        cursor=seq, end=watch_pb2.StreamEnd(reason=watch_pb2.StreamEnd.REASON_RUN_DELETED)
     )
 
 
@@ -93,14 +93,13 @@ def install(session_factory: Any, publish: Publisher) -> None:
         at = now()
         rows, deletions, events = [], [], []
         for seq, (flow_run_id, message) in enumerate(pending, start=first):
-            deleted = message is None
-            if message is None:
-                message = _deleted_event()
-            message.cursor = seq
-            payload = message.SerializeToString()
-            if deleted:
+            if message is None:  # run_deleted
+                message = _deleted_event(seq)
                 deletions.append({"seq": seq, "flow_run_id": flow_run_id, "created": at})
+                payload = message.SerializeToString()
             else:
+                message.cursor = seq
+                payload = message.SerializeToString()
                 kind = message.WhichOneof("event")
                 rows.append(
                     {
@@ -289,8 +288,7 @@ def events_since(session: Session, after: int, limit: int) -> list[Event]:
         .limit(limit)
     )
     for seq, flow_run_id in session.execute(deleted):
-        message = _deleted_event()
-        message.cursor = seq
+        message = _deleted_event(seq)
         events.append(Event(seq, flow_run_id, message, message.SerializeToString()))
     events.sort(key=lambda event: event.seq)
     return events[:limit]
