@@ -264,6 +264,40 @@ def test_watch_flow_run_survives_a_server_restart(tmp_path: Path) -> None:
     assert seen[-1] == "Entered state <Completed>: "
 
 
+def test_watch_flow_runs_resumes_after_a_server_restart(tmp_path: Path) -> None:
+    """Every state change of the watched runs arrives once, in order, across a restart."""
+    from runwire.filters import flow_runs
+
+    url = f"sqlite:///{tmp_path / 'runwire.db'}"
+    address = f"127.0.0.1:{free_port()}"
+    proc = start_server_process(url, address=address)
+    seen: list[tuple[int, StateType]] = []
+    try:
+        with Client(address, timeout=10, retries=20) as client:
+            run = new_run(client)
+
+            def watch() -> None:
+                criteria = flow_runs(ids=[run.flow_run_id])
+                for cursor, _, state in client.watch_flow_runs(criteria, after_cursor=0):
+                    seen.append((cursor, state.type))
+                    if state.is_completed():
+                        return
+
+            watcher = threading.Thread(target=watch)
+            watcher.start()
+            move(client, run.flow_run_id, StateType.RUNNING)
+            time.sleep(0.5)
+            assert proc.stop() == 0  # the server goes away while the run is running...
+            proc = start_server_process(url, address=address)  # ...and comes back
+            move(client, run.flow_run_id, StateType.COMPLETED)
+            watcher.join(timeout=60)
+            assert not watcher.is_alive()
+    finally:
+        proc.stop()
+    assert [kind for _, kind in seen] == [run.state.type, StateType.RUNNING, StateType.COMPLETED]
+    assert [cursor for cursor, _ in seen] == sorted({cursor for cursor, _ in seen})
+
+
 async def test_async_client(server):
     async with runwire.AsyncClient(f"127.0.0.1:{server.port}", timeout=10) as client:
         flow = await client.create_flow(f"async-{time.monotonic_ns()}")

@@ -47,7 +47,7 @@ from runwire.v1 import (
 from runwire_server.server import SERVICES
 from tests.conftest import start_server_process
 from tests.integrity import integrity_problems
-from tests.wire import CORRUPT, nested_struct, struct_paths, wrap
+from tests.wire import CORRUPT, field_bytes, nested_struct, struct_paths, wrap
 
 FORBIDDEN = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 METHODS = [method for service in SERVICES for method in service.methods]
@@ -272,16 +272,29 @@ async def test_every_rpc_survives_generated_requests(server_factory, database_ov
 FORBIDDEN_WHILE_UP = FORBIDDEN | {grpc.StatusCode.UNAVAILABLE}
 BIG = 4_000_000  # characters or bytes: a request just under the 4 MiB message limit
 MANY = 100_000  # entries in one list or map
+# As many as fit under 4 MiB: distinct map keys (upb's maps slow down as they grow), and empty
+# messages in a list (two bytes each, the densest a request can be).
+DENSE_KEYS = 350_000
+DENSE_MESSAGES = 2_000_000
+
+
+def dense_map(number: int, value: bytes = b"") -> bytes:
+    """A map field of DENSE_KEYS distinct string keys, each with `value` (a field's bytes)."""
+    return b"".join(
+        field_bytes(number, field_bytes(1, f"{i:x}".encode()) + value) for i in range(DENSE_KEYS)
+    )
 
 
 def hostile_requests(descriptor: Descriptor) -> list[tuple[str, bytes]]:
-    """(what, request bytes) for one request type: corrupt bytes, Structs nested 10,000 deep,
-    a list or map of 100,000 entries and a 4 MB string or bytes value in each field they fit,
-    down to three levels of singular messages."""
+    """(what, request bytes) for one request type: corrupt bytes, Structs nested 10,000 deep or
+    holding as many keys as fit, a list or map of 100,000 entries (and as many as fit) and a
+    4 MB string or bytes value in each field they fit, down to three levels of singular
+    messages."""
     out = [(f"corrupt {i}", payload) for i, payload in enumerate(CORRUPT)]
     for path in struct_paths(descriptor):
         where = ".".join(f.name for f in path)
         out.append((f"{where} nested 10000", wrap(path, nested_struct(10_000))))
+        out.append((f"{where} {DENSE_KEYS} keys", wrap(path, dense_map(1))))
     for path in _field_paths(descriptor):
         field = path[-1]
         message = GetMessageClass(descriptor)()
@@ -299,11 +312,14 @@ def hostile_requests(descriptor: Descriptor) -> list[tuple[str, bytes]]:
                 else:
                     entries[key] = _filler(value_field, 1)
             out.append((f"{where} x{MANY}", message.SerializeToString()))
+            out.append((f"{where} {DENSE_KEYS} keys", wrap(path[:-1], dense_map(field.number))))
         elif field.is_repeated:
             values = getattr(target, field.name)
             if field.message_type is not None:
                 for _ in range(MANY):
                     values.add()
+                dense = field_bytes(field.number, b"") * DENSE_MESSAGES
+                out.append((f"{where} x{DENSE_MESSAGES}", wrap(path[:-1], dense)))
             else:
                 values.extend([_filler(field, 1)] * MANY)
             out.append((f"{where} x{MANY}", message.SerializeToString()))

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import uuid
 from typing import Any
 
 import grpc
+import psutil
 import pytest
 from google.protobuf import field_mask_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -594,3 +597,93 @@ async def test_a_large_request_of_a_small_kind_is_refused_unread(runs):
         INVALID,
         "page_token",
     )
+
+
+# --- requests that would take long to decode ---------------------------------------------------
+
+
+def many_labels(count: int) -> dict[str, str]:
+    return {f"{i:x}": "" for i in range(count)}
+
+
+@pytest.mark.parametrize("workers", [1, 0])
+async def test_requests_with_more_entries_than_the_server_decodes_are_refused(
+    server_factory, workers
+):
+    """A map's entries cost upb more the more there are: 350,000 labels (under 4 MiB) held the
+    event loop for half a second. Requests with more than 50,000 entries in all are refused,
+    checked in a worker process (or, with no workers, on the event loop)."""
+    async with (
+        server_factory(decode_workers=workers) as server,
+        grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
+    ):
+        flows = flow_service_pb2_grpc.FlowServiceStub(channel)
+        runs = flow_run_service_pb2_grpc.FlowRunServiceStub(channel)
+        flow = await make_flow(flows)
+        name = unique("crowded")
+        details = await expect_error(
+            flows.CreateFlow(
+                flow_service_pb2.CreateFlowRequest(
+                    flow=flow_pb2.Flow(name=name, labels=many_labels(350_000))
+                )
+            ),
+            INVALID,
+            "flow.labels",
+        )
+        assert "more than 50000 list and map entries in all" in details.message
+        await expect_error(
+            flows.GetFlowByName(flow_service_pb2.GetFlowByNameRequest(name=name)),
+            grpc.StatusCode.NOT_FOUND,
+        )
+        # Entries are counted at every depth: 60,000 keys in 600 documents of a run's parameters.
+        nested = flow_run_pb2.FlowRun(flow_id=flow.id)
+        nested.parameters.update({f"d{j}": {f"k{i}": i for i in range(100)} for j in range(600)})
+        details = await expect_error(
+            runs.CreateFlowRun(flow_run_service_pb2.CreateFlowRunRequest(flow_run=nested)),
+            INVALID,
+        )
+        assert details.fields[0].startswith("flow_run.parameters.fields['d")
+        # 2,000,000 empty logs: 4 MB of list elements, the densest a request can be.
+        number = log_service_pb2.CreateLogsRequest.DESCRIPTOR.fields_by_name["logs"].number
+        empty_logs = field_bytes(number, b"") * 2_000_000
+        details = await expect_error(
+            raw(channel, "/runwire.v1.LogService/CreateLogs")(empty_logs), INVALID, "logs"
+        )
+        # Within the limit, a large document is decoded, kept and read back whole.
+        within = flow_run_pb2.FlowRun(flow_id=flow.id)
+        within.parameters.update({f"d{j}": {f"k{i}": i for i in range(100)} for j in range(400)})
+        created = (
+            await runs.CreateFlowRun(flow_run_service_pb2.CreateFlowRunRequest(flow_run=within))
+        ).flow_run
+        got = (
+            await runs.GetFlowRun(flow_run_service_pb2.GetFlowRunRequest(flow_run_id=created.id))
+        ).flow_run
+        assert got.parameters == within.parameters
+
+
+async def test_a_lost_decoding_worker_is_replaced(server_factory):
+    """The worker that checks large requests is a process the server starts; killed (by an
+    operator, by the kernel short of memory), it is started again and no request fails."""
+    async with (
+        server_factory() as server,
+        grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
+    ):
+        flows = flow_service_pb2_grpc.FlowServiceStub(channel)
+        runs = flow_run_service_pb2_grpc.FlowRunServiceStub(channel)
+        flow = await make_flow(flows)
+        large = flow_run_pb2.FlowRun(flow_id=flow.id)
+        large.parameters.update({"blob": "x" * 200_000})
+        request = flow_run_service_pb2.CreateFlowRunRequest(flow_run=large)
+        await runs.CreateFlowRun(request)
+        workers = server.decoder.processes()
+        assert workers, "a large request is checked in a worker process"
+        for pid in workers:
+            os.kill(pid, signal.SIGKILL)
+        created = (await runs.CreateFlowRun(request)).flow_run
+        assert created.parameters["blob"] == "x" * 200_000
+        replaced = server.decoder.processes()
+        assert replaced and not set(replaced) & set(workers)
+        processes = [psutil.Process(pid) for pid in replaced]
+    # The server's workers end with the server.
+    _, alive = psutil.wait_procs(processes, timeout=10)
+    assert alive == []

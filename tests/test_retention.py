@@ -194,6 +194,30 @@ async def test_the_client_library_starts_over_when_its_cursor_expired(server_fac
         assert [s.flow_run_state.state.type for s in states] == [state_pb2.STATE_TYPE_COMPLETED]
 
 
+async def test_the_client_library_says_when_a_watch_of_many_runs_missed_changes(
+    server_factory,
+):
+    """A watch of many runs cannot start over by itself without missing changes: the client
+    raises CURSOR_EXPIRED, and its caller lists again."""
+    async with (
+        server_factory(event_retention_seconds=WINDOW, retention_interval_seconds=3600) as running,
+        grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel,
+    ):
+        flow = await make_flow(flow_service_pb2_grpc.FlowServiceStub(channel))
+        await finished_run(channel, flow.id)
+        await asyncio.sleep(WINDOW + 0.2)
+        await running.retention.prune()
+
+        def watch() -> None:
+            with runwire.Client(f"127.0.0.1:{running.port}") as client:
+                for _ in client.watch_flow_runs(after_cursor=1):
+                    pass
+
+        with pytest.raises(runwire.OutOfRange) as caught:
+            await asyncio.to_thread(watch)
+        assert caught.value.reason == "CURSOR_EXPIRED"
+
+
 async def test_finished_runs_are_deleted_when_asked(server_factory, database_overrides):
     async with (
         server_factory(

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import grpc
+import psutil
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
@@ -178,3 +180,23 @@ async def test_servers_in_one_process_take_turns_on_a_file(tmp_path: Path) -> No
             await start(settings)
     async with serving(settings):
         pass
+
+
+@pytest.mark.parametrize("ending", ["SIGTERM", "SIGKILL"])
+def test_the_processes_a_server_starts_end_with_it(tmp_path: Path, ending: str) -> None:
+    """The server starts a worker that checks large requests (and Python's resource tracker
+    beside it); however the server ends, they end too."""
+    proc = start_server_process(f"sqlite:///{tmp_path / 'runwire.db'}")
+    proc.drain_output()
+    server = psutil.Process(proc.process.pid)
+    deadline = time.monotonic() + 30
+    while not (children := server.children(recursive=True)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert children, "the server starts its decoding worker when it starts"
+    if ending == "SIGTERM":
+        assert proc.stop() == 0
+    else:
+        proc.process.kill()
+        proc.process.wait(timeout=30)
+    _, alive = psutil.wait_procs(children, timeout=15)
+    assert alive == []

@@ -567,23 +567,28 @@ class Client:
         criteria: filters_pb2.FlowRunCriteria | None = None,
         *,
         after_cursor: int | None = None,
+        reconnect_for: timedelta = timedelta(minutes=5),
     ) -> Iterator[tuple[int, str, State]]:
         """`(cursor, flow_run_id, state)` for every state change of a matching run, from now
-        (or after `after_cursor`, such as a list's watch cursor) on, until the caller stops."""
-        request = watch_pb2.WatchFlowRunsRequest(filter=criteria)
-        if after_cursor is not None:
-            request.after_cursor = after_cursor
-        self._first_connection(time.monotonic() + self.timeout)
-        stream = self.flow_runs.WatchFlowRuns(request, metadata=self._metadata, wait_for_ready=True)
-        try:
-            for message in stream:
-                if message.WhichOneof("event") == "flow_run_state":
-                    change = message.flow_run_state
-                    yield message.cursor, change.flow_run_id, State.from_proto(change.state)
-        except grpc.RpcError as exc:
-            raise from_rpc_error(exc) from None
-        finally:
-            stream.cancel()  # the caller stopped early: end the call now, not at collection
+        (or after `after_cursor`, such as a list's watch cursor) on, until the caller stops.
+        A dropped connection or a restarted server is resumed after the last change seen.
+
+        Raises OutOfRange (reason CURSOR_EXPIRED) when the cursor is older than the server
+        keeps events for: changes were missed, so list the runs again and watch from the
+        list's watch_cursor."""
+
+        def open_stream(cursor: int | None) -> Any:
+            request = watch_pb2.WatchFlowRunsRequest(filter=criteria)
+            if cursor is not None:
+                request.after_cursor = cursor
+            return self.flow_runs.WatchFlowRuns(
+                request, metadata=self._metadata, wait_for_ready=True
+            )
+
+        for message in self._resumed(open_stream, after_cursor, reconnect_for, restart=False):
+            if message.WhichOneof("event") == "flow_run_state":
+                change = message.flow_run_state
+                yield message.cursor, change.flow_run_id, State.from_proto(change.state)
 
     def count_flow_runs(self, criteria: filters_pb2.FlowRunCriteria | None = None) -> int:
         response = self.call(
@@ -742,10 +747,8 @@ class Client:
 
         Markers (caught_up, heartbeats) are passed through; the final StreamEnd is not.
         """
-        cursor = after_cursor
-        down_since: float | None = None
-        attempt = 0
-        while True:
+
+        def open_stream(cursor: int | None) -> Any:
             request = watch_pb2.WatchFlowRunRequest(
                 flow_run_id=flow_run_id,
                 stream_states=stream_states,
@@ -754,10 +757,29 @@ class Client:
             )
             if cursor is not None:
                 request.after_cursor = cursor
-            self._first_connection(time.monotonic() + self.timeout)
-            stream = self.flow_runs.WatchFlowRun(
+            return self.flow_runs.WatchFlowRun(
                 request, metadata=self._metadata, wait_for_ready=True
             )
+
+        yield from self._resumed(open_stream, after_cursor, reconnect_for, restart=True)
+
+    def _resumed(
+        self,
+        open_stream: Callable[[int | None], Any],
+        cursor: int | None,
+        reconnect_for: timedelta,
+        *,
+        restart: bool,
+    ) -> Iterator[Any]:
+        """A watch stream's messages, opened again after the last cursor seen when the
+        connection drops or the server stops, until the stream ends for good. `restart`: a
+        cursor that expired (retention) starts the watch over from now, as for one run, whose
+        watch begins with its current state; otherwise the expiry is raised."""
+        down_since: float | None = None
+        attempt = 0
+        while True:
+            self._first_connection(time.monotonic() + self.timeout)
+            stream = open_stream(cursor)
             try:
                 for message in stream:
                     down_since, attempt = None, 0
@@ -771,9 +793,8 @@ class Client:
                 error = from_rpc_error(exc)
                 if error.retry_delay:
                     self._away_until = time.monotonic() + error.retry_delay
-                if isinstance(error, OutOfRange) and error.reason == "CURSOR_EXPIRED":
-                    # Retention pruned events after the cursor: start over from the run's
-                    # state as it is now, as a client that lists again would.
+                expired = isinstance(error, OutOfRange) and error.reason == "CURSOR_EXPIRED"
+                if expired and restart:
                     cursor = None
                     continue
                 if not isinstance(error, Unavailable):

@@ -43,6 +43,7 @@ from runwire_server.api.flow_runs import FlowRunServicer
 from runwire_server.api.flows import DeploymentServicer, FlowServicer
 from runwire_server.api.interceptors import ApiInterceptor
 from runwire_server.api.limits import open_stream_quota, watch_quota
+from runwire_server.api.request_decoder import RequestDecoder
 from runwire_server.api.task_runs import ConcurrencyLimitServicer, LogServicer, TaskRunServicer
 from runwire_server.auth import Authenticator
 from runwire_server.broadcast import Broadcaster
@@ -265,6 +266,7 @@ class RunningServer:
     metrics_port: int | None = None
     authenticator: Authenticator | None = None
     interceptor: ApiInterceptor | None = None
+    decoder: RequestDecoder | None = None
     tokens_watch: asyncio.Task[None] | None = None
     database_lock: FileLock | None = None  # SQLite: see storage.sqlite_lock
     retention: Retention | None = None
@@ -313,6 +315,8 @@ class RunningServer:
         if self.interceptor is not None:
             await self.interceptor.drain(max_seconds=min(grace, 5.0))
         await self.server.stop(grace)
+        if self.decoder is not None:
+            self.decoder.close()
         if self.bridge is not None:
             await asyncio.to_thread(self.bridge.stop)
         self.app.metrics.close()
@@ -396,6 +400,7 @@ async def _start(
     broadcaster.bind(asyncio.get_running_loop())
     db, tokens = _database(settings, broadcaster)
     metrics = Metrics()
+    decoder = RequestDecoder(settings.decode_workers, settings.max_filter_values)
     bridge = None
     try:  # from here on, a server that cannot start closes what it opened
         if db.is_postgresql:
@@ -423,9 +428,9 @@ async def _start(
         interceptor = ApiInterceptor(
             authenticator,
             metrics,
-            settings.max_filter_values,
             streams=watch_quota(settings.max_watch_streams_per_client, metrics),
             open_streams=open_stream_quota(settings.max_open_streams_per_peer),
+            decoder=decoder,
         )
         server = grpc.aio.server(interceptors=[interceptor], options=server_options(settings))
         flow_service_pb2_grpc.add_FlowServiceServicer_to_server(FlowServicer(app), server)
@@ -468,6 +473,7 @@ async def _start(
     except BaseException:
         if bridge is not None:
             await asyncio.to_thread(bridge.stop)
+        decoder.close()
         metrics.close()
         db.close()
         raise
@@ -482,6 +488,7 @@ async def _start(
         metrics_port=metrics_port,
         authenticator=authenticator,
         interceptor=interceptor,
+        decoder=decoder,
     )
     if settings.tokens_file and settings.tokens_file_check_seconds > 0:
         running.tokens_watch = asyncio.create_task(
@@ -511,6 +518,8 @@ async def serve(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     running = await start(settings)
+    if running.decoder is not None:
+        running.decoder.warm()
     loop.add_signal_handler(signal.SIGHUP, running.reload_tokens)
     host = settings.listen_address.rsplit(":", 1)[0]
     authenticated = running.authenticator is not None and running.authenticator.enabled

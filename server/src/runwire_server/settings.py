@@ -51,6 +51,7 @@ _AT_LEAST_ZERO = (
     "shutdown_grace_seconds",
     "deployment_slot_wait_seconds",
     "tag_slot_wait_seconds",
+    "decode_workers",  # 0: large requests are checked on the event loop
     "tokens_file_check_seconds",
     "event_retention_seconds",  # 0: keep for ever
     "run_retention_seconds",
@@ -130,6 +131,8 @@ class Settings:
     # One flow, deployment, run or state (without its inline result), as the client sends it:
     # so that any object, with its state and result, fits in one response.
     max_object_bytes: int = 1024 * 1024
+    # Processes that check large requests before the server decodes them (api.request_decoder).
+    decode_workers: int = 1
     metrics_address: str = ""  # host:port for Prometheus /metrics; empty: off
     # Retention (0: keep for ever). Watch events of runs finished longer ago are pruned (a
     # cursor older than what is kept gets OUT_OF_RANGE); finished runs themselves, optionally.

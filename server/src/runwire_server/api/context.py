@@ -71,10 +71,13 @@ class AppContext:
         """Refuse an object (a flow, deployment or run) larger than the server keeps. Only the
         fields a client sets count, so an object is measured alike when it is created and
         after an update; its state is checked as a proposal."""
+        size = message.ByteSize()
+        if size <= self.settings.max_object_bytes:
+            return  # the client's fields are fewer still
         present = [f.name for f, _ in message.ListFields() if f.name in _SERVER_FIELDS]
         if present:
-            message = _without(message, present)
-        self._check_size(message.ByteSize(), field)
+            size = _without(message, present).ByteSize()
+        self._check_size(size, field)
 
     def _check_size(self, size: int, field: str) -> None:
         limit = self.settings.max_object_bytes

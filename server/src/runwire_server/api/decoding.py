@@ -1,15 +1,17 @@
 """What gRPC decodes from the wire, checked before any handler runs: bytes that are not a
-message of the method's request type, and enum numbers that no version of the contract defines.
+message of the method's request type, requests with more entries than the server decodes, and
+enum numbers that no version of the contract defines.
 
 gRPC answers a request its deserializer cannot parse with UNKNOWN and logs nothing; the server
 decodes through `tolerant` instead, which hands the handler an `Undecodable` that the interceptor
-refuses with INVALID_ARGUMENT.
+refuses with INVALID_ARGUMENT, or a `Pending` request that is checked before it is decoded (see
+api.decoder_pool).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,24 +50,102 @@ class Undecodable:
 # a request's work that cannot be cut short, and it holds the event loop.
 SMALL_REQUEST_BYTES = 64 * 1024
 
+# The most list elements and map entries one request may hold, at any depth. Decoding takes
+# time in proportion to them, and a map's entries more than that (upb's maps slow down as they
+# grow: protocolbuffers/upb#1335): a 4 MiB request of map entries held the event loop for most
+# of a second. Within this many, any request decodes in a few milliseconds. Every entry takes
+# a byte of the request at least, so a request of at most this many bytes is within it.
+MAX_REQUEST_ENTRIES = 50_000
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A request that may hold more entries than the server decodes on its event loop: it is
+    checked first (api.decoder_pool), then decoded."""
+
+    kind: type[Message]
+    data: bytes
+
+
+def decode(kind: type[Message], data: bytes) -> Message | Undecodable:
+    try:
+        return kind.FromString(data)
+    except DecodeError as exc:
+        return Undecodable(kind.DESCRIPTOR.full_name, str(exc))
+
 
 def tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
-    """`deserialize`, answering an Undecodable instead of raising."""
+    """`deserialize`, answering an Undecodable instead of raising, and a Pending request instead
+    of decoding one that might hold too many entries."""
     if deserialize is None:
         return None
-    descriptor = getattr(getattr(deserialize, "__self__", None), "DESCRIPTOR", None)
-    name = descriptor.full_name if descriptor is not None else "request"
-    small = descriptor is not None and not _may_be_large(descriptor)
+    kind = getattr(deserialize, "__self__", None)
+    if not (isinstance(kind, type) and issubclass(kind, Message)):
+        return deserialize
+    name = kind.DESCRIPTOR.full_name
+    may_be_large = _may_be_large(kind.DESCRIPTOR)
 
     def parse(data: bytes) -> Any:
-        if small and len(data) > SMALL_REQUEST_BYTES:
-            return Undecodable(name, "too large", len(data))
-        try:
-            return deserialize(data)
-        except DecodeError as exc:
-            return Undecodable(name, str(exc))
+        if len(data) <= MAX_REQUEST_ENTRIES:
+            return decode(kind, data)
+        if not may_be_large:
+            if len(data) > SMALL_REQUEST_BYTES:
+                return Undecodable(name, "too large", len(data))
+            return decode(kind, data)
+        return Pending(kind, data)
 
     return parse
+
+
+def check_entries(message: Message) -> None:
+    """Refuse a request holding more than MAX_REQUEST_ENTRIES list elements and map entries,
+    naming the field where the count passed the limit."""
+    try:
+        _count_entries(message, [MAX_REQUEST_ENTRIES])
+    except _Crowded as crowded:
+        raise InvalidArgument(
+            ".".join(crowded.path),
+            f"the request holds more than {MAX_REQUEST_ENTRIES} list and map entries in all",
+        ) from None
+
+
+class _Crowded(Exception):
+    """The entry budget ran out; `path` is filled in on the way out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.path: list[str] = []
+
+
+def _count_entries(message: Message, budget: list[int]) -> None:
+    for field, value in message.ListFields():
+        if field.is_repeated:
+            budget[0] -= len(value)
+            if budget[0] < 0:
+                crowded = _Crowded()
+                crowded.path.append(field.name)
+                raise crowded
+        for where, item in _messages_in(field, value):
+            try:
+                _count_entries(item, budget)
+            except _Crowded as crowded:
+                crowded.path.insert(0, f"{field.name}{where}")
+                raise
+
+
+def _messages_in(field: FieldDescriptor, value: Any) -> Iterator[tuple[str, Message]]:
+    """The messages a field holds, each with what names it in the field (a key, an index)."""
+    if field.message_type is None:
+        return
+    if _is_map(field):
+        if _map_value(field).message_type is not None:
+            for key, item in value.items():
+                yield f"[{quote(str(key))}]", item
+    elif field.is_repeated:
+        for index, item in enumerate(value):
+            yield f"[{index}]", item
+    else:
+        yield "", value
 
 
 @functools.cache
@@ -100,14 +180,6 @@ def check_enums(message: Message) -> None:
         ) from None
     if not valid:
         _name_the_field(message, "")
-
-
-class _Crowded(Exception):
-    """The entry budget ran out; `path` is filled in on the way out."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.path: list[str] = []
 
 
 def _valid(message: Message, budget: list[int]) -> bool:

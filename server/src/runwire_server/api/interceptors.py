@@ -13,12 +13,12 @@ from typing import Any
 
 import grpc
 import structlog
-from google.protobuf.message import Message
 from grpc.aio import AbortError
 
 from runwire_server import auth
-from runwire_server.api.decoding import Undecodable, check_enums, tolerant
-from runwire_server.api.limits import StreamQuota, check_filter_lists, client_key, peer_key
+from runwire_server.api.decoding import Undecodable, tolerant
+from runwire_server.api.limits import StreamQuota, client_key, peer_key
+from runwire_server.api.request_decoder import RequestDecoder
 from runwire_server.errors import DeadlineExceeded, RunwireError, ShuttingDown, internal_status
 from runwire_server.metrics import Metrics
 from runwire_server.storage.database import call_deadline
@@ -35,14 +35,14 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
         self,
         authenticator: auth.Authenticator,
         metrics: Metrics,
-        max_filter_values: int,
         *,
         streams: StreamQuota,
         open_streams: StreamQuota,
+        decoder: RequestDecoder,
     ) -> None:
         self._auth = authenticator
+        self._decoder = decoder
         self._metrics = metrics
-        self._max_filter_values = max_filter_values
         self._streams = streams  # Runwire's own streams, per token or peer
         self._open_streams = open_streams  # health and reflection streams, per peer
         self.draining = False
@@ -119,10 +119,8 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
             )
         return handler  # no client-streaming methods are served
 
-    def _admit(
-        self, method: str, guarded: bool, request: Any, context: Context
-    ) -> auth.Identity | None:
-        """Refuse the call before any work if the caller or the request is not allowed.
+    def _admit(self, method: str, guarded: bool, context: Context) -> auth.Identity | None:
+        """Refuse the call before any work if the caller is not allowed.
         `guarded`: the method is Runwire's own (health and reflection are open to all).
         Returns the caller's identity when the server has tokens."""
         self.last_arrival = time.monotonic()
@@ -143,11 +141,6 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
             if remaining <= 0:
                 raise DeadlineExceeded("the deadline passed before the call started")
             call_deadline.set(time.monotonic() + remaining)
-        if isinstance(request, Undecodable):
-            raise request.refusal()
-        if isinstance(request, Message):
-            check_filter_lists(request, self._max_filter_values)
-            check_enums(request)
         return identity
 
     def _stream_slot(self, guarded: bool, context: Context) -> AbstractContextManager[None]:
@@ -163,7 +156,8 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
             code = "OK"
             self.in_flight += 1
             try:
-                self._admit(method, guarded, request, context)
+                self._admit(method, guarded, context)
+                request = await self._decoder.checked(request)
                 response = behaviour(request, context)
                 if inspect.isawaitable(response):
                     response = await response
@@ -184,7 +178,8 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
         async def call(request: Any, context: Context) -> AsyncIterator[Any]:
             code = "OK"
             try:
-                identity = self._admit(method, guarded, request, context)
+                identity = self._admit(method, guarded, context)
+                request = await self._decoder.checked(request)
                 with self._stream_slot(guarded, context):
                     result = behaviour(request, context)
                     if not hasattr(result, "__aiter__"):

@@ -17,6 +17,7 @@ from runwire.v1 import filters_pb2
 from runwire_server import auth
 from runwire_server.errors import InvalidArgument, ResourceExhausted
 from runwire_server.metrics import Metrics
+from runwire_server.validation import MAX_NAME
 
 FILTERS_FILE = filters_pb2.DESCRIPTOR.name
 
@@ -24,12 +25,15 @@ FILTERS_FILE = filters_pb2.DESCRIPTOR.name
 # All the lists of one request's filters together may hold this many times the per-list limit:
 # each entry is a query parameter, and SQLite takes at most 32,766 in one statement.
 TOTAL_FILTER_VALUES_FACTOR = 10
+# No stored name, tag or key is longer, so a longer filter value could never match; refusing it
+# also keeps every pattern far inside what the databases accept (SQLite: 50,000 bytes a LIKE).
+MAX_FILTER_TEXT = MAX_NAME
 
 
-def check_filter_lists(request: Message, limit: int) -> None:
-    """Refuse any list inside a filter longer than `limit`, and filters whose lists hold more
-    than TOTAL_FILTER_VALUES_FACTOR times that in all: a filter with a million ids would become
-    a million-parameter query."""
+def check_filters(request: Message, limit: int) -> None:
+    """Refuse any list inside a filter longer than `limit`, filters whose lists hold more than
+    TOTAL_FILTER_VALUES_FACTOR times that in all (a filter with a million ids would become a
+    million-parameter query), and text values no stored value could match."""
     total = 0
     for field in _filter_fields(request.DESCRIPTOR):
         if request.HasField(field.name):
@@ -47,14 +51,24 @@ def _filter_fields(descriptor: Descriptor) -> tuple[FieldDescriptor, ...]:
     return tuple(
         f
         for f in descriptor.fields
-        if f.message_type is not None
-        and f.message_type.file.name == FILTERS_FILE
-        and not f.is_repeated
+        if f.message_type is not None and not f.is_repeated and _holds_filters(f.message_type)
+    )
+
+
+@functools.cache
+def _holds_filters(descriptor: Descriptor) -> bool:
+    """A filter, or criteria made of filters (a task run's criteria, say)."""
+    if descriptor.file.name == FILTERS_FILE:
+        return True
+    return not descriptor.full_name.startswith("google.") and any(
+        f.message_type is not None and f.message_type.file.name == FILTERS_FILE
+        for f in descriptor.fields
     )
 
 
 def _check(value: Message, limit: int, path: str) -> int:
-    """The number of list entries under `value`, refusing any one list longer than `limit`."""
+    """The number of list entries under `value`, refusing any one list longer than `limit`
+    and any text the filter could not hold."""
     total = 0
     for child, child_value in value.ListFields():
         child_path = f"{path}.{child.name}"
@@ -64,9 +78,24 @@ def _check(value: Message, limit: int, path: str) -> int:
                     child_path, f"has {len(child_value)} entries; at most {limit} are allowed"
                 )
             total += len(child_value)
-        elif child.message_type is not None:
+        if child.type == FieldDescriptor.TYPE_STRING:
+            # A list's values are named by the list (`tags.any_of`, not `tags.any_of.values`).
+            where = path if child.is_repeated else child_path
+            for text in child_value if child.is_repeated else [child_value]:
+                _check_text(text, where)
+        elif child.message_type is not None and not child.is_repeated:
             total += _check(child_value, limit, child_path)
     return total
+
+
+def _check_text(value: str, path: str) -> None:
+    # PostgreSQL refuses NUL in text; refuse it here, on every database.
+    if "\x00" in value:
+        raise InvalidArgument(path, "must not contain NUL characters")
+    if len(value) > MAX_FILTER_TEXT:
+        raise InvalidArgument(
+            path, f"holds a value of {len(value)} characters; at most {MAX_FILTER_TEXT}"
+        )
 
 
 def client_key(context: grpc.aio.ServicerContext[Any, Any]) -> str:

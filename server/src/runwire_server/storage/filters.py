@@ -19,7 +19,6 @@ from runwire_server.convert import state_type_from_proto, to_datetime
 from runwire_server.errors import InvalidArgument
 from runwire_server.ids import require_id
 from runwire_server.storage import models as m
-from runwire_server.validation import MAX_NAME
 
 Clause = ColumnElement[bool]
 
@@ -33,32 +32,14 @@ def combine(operator: int, clauses: Iterable[Clause | None]) -> Clause | None:
     return or_(*present) if operator == f.FILTER_OPERATOR_OR else and_(*present)
 
 
-# No stored name, tag or key is longer, so a longer value could never match; refusing it also
-# keeps every pattern far inside what the databases accept (SQLite: 50,000 bytes a LIKE).
-MAX_VALUE_LENGTH = MAX_NAME
-
-
 def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def _check_text(path: str, **lists: Iterable[str]) -> None:
-    for name, values in lists.items():
-        for value in values:
-            # PostgreSQL refuses NUL in text; refuse it here, on every database.
-            if "\x00" in value:
-                raise InvalidArgument(f"{path}.{name}", "must not contain NUL characters")
-            if len(value) > MAX_VALUE_LENGTH:
-                raise InvalidArgument(
-                    f"{path}.{name}",
-                    f"holds a value of {len(value)} characters; at most {MAX_VALUE_LENGTH}",
-                )
 
 
 def _starts_with(column: Any, prefixes: Iterable[str]) -> Clause:
     """Case-insensitive prefix match against any of `prefixes`, as one IN list per prefix
     length: a thousand prefixes as a thousand LIKEs joined by OR nest deeper than SQLite
-    parses (1,000 levels), while lengths are at most MAX_VALUE_LENGTH."""
+    parses (1,000 levels), while the edge keeps lengths within 255 (api.limits)."""
     by_length: dict[int, set[str]] = {}
     for prefix in prefixes:
         by_length.setdefault(len(prefix), set()).add(prefix)
@@ -73,13 +54,6 @@ def _starts_with(column: Any, prefixes: Iterable[str]) -> Clause:
 
 
 def string_clause(flt: f.StringFilter, column: Any, path: str) -> Clause | None:
-    _check_text(
-        path,
-        any_of=flt.any_of.values,
-        not_any_of=flt.not_any_of.values,
-        starts_with=flt.starts_with.values,
-        like=[flt.like],
-    )
     clauses: list[Clause | None] = []
     if flt.HasField("any_of"):
         clauses.append(column.in_(list(flt.any_of.values)) if flt.any_of.values else false())
@@ -128,8 +102,6 @@ def time_clause(
 
 
 def tags_clause(flt: f.TagsFilter, tag_model: Any, owner_id: Any, path: str) -> Clause | None:
-    _check_text(path, all_of=flt.all_of.values, any_of=flt.any_of.values)
-
     def has(*criteria: Clause) -> Clause:
         return exists(select(1).where(tag_model.owner_id == owner_id, *criteria))
 
