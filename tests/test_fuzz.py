@@ -295,6 +295,12 @@ def hostile_requests(descriptor: Descriptor) -> list[tuple[str, bytes]]:
         where = ".".join(f.name for f in path)
         out.append((f"{where} nested 10000", wrap(path, nested_struct(10_000))))
         out.append((f"{where} {DENSE_KEYS} keys", wrap(path, dense_map(1))))
+        # The same key twice: the first value (a Struct of DENSE_KEYS keys) is decoded, then
+        # replaced by the second, so what a decoded request holds understates its cost.
+        first = field_bytes(1, b"a") + field_bytes(2, field_bytes(5, dense_map(1)))
+        second = field_bytes(1, b"a") + field_bytes(2, b"\x08\x00")  # null
+        replaced = field_bytes(1, first) + field_bytes(1, second)
+        out.append((f"{where} {DENSE_KEYS} keys replaced", wrap(path, replaced)))
     for path in _field_paths(descriptor):
         field = path[-1]
         message = GetMessageClass(descriptor)()

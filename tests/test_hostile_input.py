@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 import signal
+import sys
 import uuid
 from typing import Any
 
@@ -38,9 +39,10 @@ from runwire.v1 import (
     task_run_service_pb2_grpc,
     watch_pb2,
 )
+from runwire_server.api import request_decoder
 from runwire_server.storage import outbox
 from tests.conftest import start_server_process
-from tests.helpers import expect_error, make_flow, make_run, unique
+from tests.helpers import details_of, expect_error, make_flow, make_run, unique
 from tests.wire import CORRUPT, field_bytes, nested_struct
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -606,6 +608,12 @@ def many_labels(count: int) -> dict[str, str]:
     return {f"{i:x}": "" for i in range(count)}
 
 
+def dense_struct_value(keys: int = 340_000) -> bytes:
+    """A google.protobuf.Value holding a Struct of `keys` keys, each with an empty value."""
+    entries = b"".join(field_bytes(1, field_bytes(1, f"{i:x}".encode())) for i in range(keys))
+    return field_bytes(5, entries)  # struct_value
+
+
 @pytest.mark.parametrize("workers", [1, 0])
 async def test_requests_with_more_entries_than_the_server_decodes_are_refused(
     server_factory, workers
@@ -630,7 +638,7 @@ async def test_requests_with_more_entries_than_the_server_decodes_are_refused(
             INVALID,
             "flow.labels",
         )
-        assert "more than 50000 list and map entries in all" in details.message
+        assert "more than 50000 map entries in all" in details.message
         await expect_error(
             flows.GetFlowByName(flow_service_pb2.GetFlowByNameRequest(name=name)),
             grpc.StatusCode.NOT_FOUND,
@@ -649,6 +657,23 @@ async def test_requests_with_more_entries_than_the_server_decodes_are_refused(
         details = await expect_error(
             raw(channel, "/runwire.v1.LogService/CreateLogs")(empty_logs), INVALID, "logs"
         )
+        assert "more than 250000 list elements in all" in details.message
+        # List elements are cheap to decode: a list of 60,000 numbers is kept.
+        numbers = flow_run_pb2.FlowRun(flow_id=flow.id)
+        numbers.parameters.update({"data": list(range(60_000))})
+        created = (
+            await runs.CreateFlowRun(flow_run_service_pb2.CreateFlowRunRequest(flow_run=numbers))
+        ).flow_run
+        assert len(created.parameters["data"]) == 60_000
+        # A key sent twice is decoded twice and kept once: what the server decodes is what the
+        # worker counted (the first value of 340,000 keys is gone), not what was sent.
+        replaced = field_bytes(1, field_bytes(1, b"a") + field_bytes(2, dense_struct_value()))
+        replaced += field_bytes(1, field_bytes(1, b"a") + field_bytes(2, b"\x08\x00"))
+        flow_id = flow_run_pb2.FlowRun.DESCRIPTOR.fields_by_name["flow_id"].number
+        run = field_bytes(PARAMETERS, replaced) + field_bytes(flow_id, flow.id.encode())
+        answer = await raw(channel, "/runwire.v1.FlowRunService/CreateFlowRun")(field_bytes(1, run))
+        created = flow_run_service_pb2.CreateFlowRunResponse.FromString(answer).flow_run
+        assert dict(created.parameters) == {"a": None}
         # Within the limit, a large document is decoded, kept and read back whole.
         within = flow_run_pb2.FlowRun(flow_id=flow.id)
         within.parameters.update({f"d{j}": {f"k{i}": i for i in range(100)} for j in range(400)})
@@ -687,3 +712,133 @@ async def test_a_lost_decoding_worker_is_replaced(server_factory):
     # The server's workers end with the server.
     _, alive = psutil.wait_procs(processes, timeout=10)
     assert alive == []
+
+
+def labels_request(count: int = 350_000) -> flow_service_pb2.CreateFlowRequest:
+    return flow_service_pb2.CreateFlowRequest(
+        flow=flow_pb2.Flow(name=unique("crowded"), labels=many_labels(count))
+    )
+
+
+async def test_large_requests_cancelled_while_checked_leave_others_their_answers(
+    server_factory,
+):
+    """A call abandoned while its request is being checked leaves the exchange to finish; the
+    next large request gets its own answer."""
+    async with (
+        server_factory() as server,
+        grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
+    ):
+        flows = flow_service_pb2_grpc.FlowServiceStub(channel)
+        runs = flow_run_service_pb2_grpc.FlowRunServiceStub(channel)
+        flow = await make_flow(flows)
+        hostile = labels_request()
+        for _ in range(5):
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await flows.CreateFlow(hostile, timeout=0.05)
+            assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        large = flow_run_pb2.FlowRun(flow_id=flow.id, name=unique("large"))
+        large.parameters.update({"blob": "y" * 100_000})
+        created = (
+            await runs.CreateFlowRun(flow_run_service_pb2.CreateFlowRunRequest(flow_run=large))
+        ).flow_run
+        assert created.name == large.name and created.parameters["blob"] == "y" * 100_000
+
+
+async def test_a_client_may_have_only_so_many_large_requests_waiting(server_factory, monkeypatch):
+    """Large requests wait for a worker holding their bytes: one client may have 16 waiting,
+    and is refused more (retryable: RESOURCE_EXHAUSTED) rather than fill the server's memory.
+    The worker here never answers, so that all of them wait."""
+    monkeypatch.setattr(
+        request_decoder, "worker_command", lambda: [sys.executable, "-c", STUCK_WORKER]
+    )
+    async with (
+        server_factory() as server,
+        grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
+    ):
+        create = raw(channel, "/runwire.v1.FlowService/CreateFlow")
+        request = labels_request(10_000).SerializeToString()
+        outcomes = await asyncio.gather(
+            *(create(request, timeout=3) for _ in range(20)), return_exceptions=True
+        )
+        codes = [o.code() for o in outcomes if isinstance(o, grpc.aio.AioRpcError)]
+        assert codes.count(grpc.StatusCode.DEADLINE_EXCEEDED) == 16, codes
+        assert codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED) == 4, codes
+        busy = next(o for o in outcomes if o.code() == grpc.StatusCode.RESOURCE_EXHAUSTED)
+        assert details_of(busy).reason == "DECODER_BUSY"
+
+
+async def test_a_decoding_worker_that_cannot_start_makes_large_requests_unavailable(
+    server_factory, monkeypatch
+):
+    """A server fault, not the client's: UNAVAILABLE, which clients retry."""
+    monkeypatch.setattr(
+        request_decoder, "worker_command", lambda: [sys.executable, "-c", "raise SystemExit(3)"]
+    )
+    async with (
+        server_factory() as server,
+        grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
+    ):
+        flows = flow_service_pb2_grpc.FlowServiceStub(channel)
+        for _ in range(2):  # the second is answered at once, without starting another
+            details = await expect_error(
+                flows.CreateFlow(labels_request()), grpc.StatusCode.UNAVAILABLE
+            )
+            assert details.reason == "DECODER_UNAVAILABLE"
+        # Small requests are not checked by the worker, and are served.
+        await make_flow(flows)
+
+
+STUCK_WORKER = """
+import json, struct, sys, time
+import runwire_server
+hello = json.dumps({"module": runwire_server.__file__}).encode()
+sys.stdout.buffer.write(struct.pack(">I", len(hello)) + hello)
+sys.stdout.buffer.flush()
+time.sleep(3600)
+"""
+
+
+async def test_a_stuck_decoding_worker_is_replaced(server_factory, monkeypatch):
+    monkeypatch.setattr(request_decoder, "ANSWER_SECONDS", 1.0)
+    monkeypatch.setattr(
+        request_decoder, "worker_command", lambda: [sys.executable, "-c", STUCK_WORKER]
+    )
+    async with (
+        server_factory() as server,
+        grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
+    ):
+        flows = flow_service_pb2_grpc.FlowServiceStub(channel)
+        details = await expect_error(flows.CreateFlow(labels_request(60_000)), INVALID)
+        assert details.reason == "REQUEST_UNDECODABLE"
+        assert "more than 1 s, twice" in details.message
+        processes = [psutil.Process(pid) for pid in server.decoder.processes()]
+    _, alive = psutil.wait_procs(processes, timeout=10)
+    assert alive == []
+
+
+async def test_task_run_criteria_have_the_limits_of_every_filter(task_runs):
+    many = filters_pb2.StringList(values=[str(uuid.uuid4()) for _ in range(1001)])
+    await expect_error(
+        task_runs.ListTaskRuns(
+            task_run_service_pb2.ListTaskRunsRequest(
+                filter=task_run_service_pb2.TaskRunCriteria(
+                    flow_runs=filters_pb2.FlowRunFilter(id=filters_pb2.StringFilter(any_of=many))
+                )
+            )
+        ),
+        INVALID,
+        "filter.flow_runs.id.any_of.values",
+    )
+    details = await expect_error(
+        task_runs.CountTaskRuns(
+            task_run_service_pb2.CountTaskRunsRequest(
+                filter=task_run_service_pb2.TaskRunCriteria(
+                    flows=filters_pb2.FlowFilter(name=filters_pb2.StringFilter(like="x" * 256))
+                )
+            )
+        ),
+        INVALID,
+        "filter.flows.name.like",
+    )
+    assert "at most 255" in details.message

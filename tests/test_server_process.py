@@ -184,8 +184,8 @@ async def test_servers_in_one_process_take_turns_on_a_file(tmp_path: Path) -> No
 
 @pytest.mark.parametrize("ending", ["SIGTERM", "SIGKILL"])
 def test_the_processes_a_server_starts_end_with_it(tmp_path: Path, ending: str) -> None:
-    """The server starts a worker that checks large requests (and Python's resource tracker
-    beside it); however the server ends, they end too."""
+    """The server starts a worker that checks large requests; however the server ends, the
+    worker ends too."""
     proc = start_server_process(f"sqlite:///{tmp_path / 'runwire.db'}")
     proc.drain_output()
     server = psutil.Process(proc.process.pid)

@@ -136,6 +136,12 @@ class Unavailable(RunwireError):
     reason = "DATABASE_UNAVAILABLE"
 
 
+class DecoderUnavailable(Unavailable):
+    """The process that checks large requests could not be started; the client may retry."""
+
+    reason = "DECODER_UNAVAILABLE"
+
+
 class CursorOutOfRange(RunwireError):
     """A watch cursor this server never gave out (from another database, or a wiped one)."""
 

@@ -3,11 +3,14 @@ the two exchange over its standard input and output.
 
     python -m runwire_server.api.decode_worker
 
-A frame is a 4-byte big-endian length and that many bytes. The server sends two frames, a JSON
-header (the request's message class and the limits to check it against) and the request's
-bytes; the worker answers with one JSON frame: `{}` when the request passes, or its refusal.
-The worker ends when its standard input closes, which it does when the server ends, however it
-ends.
+A frame is a 4-byte big-endian length and that many bytes. Once started, the worker sends one
+JSON frame naming the code it runs (`{"module": <runwire_server's path>}`). Then, for each
+request, the server sends a JSON header (the request's message class and the limits to check it
+against) and the request's bytes; the worker answers with a JSON frame, `{"passed": true}`
+followed by the request encoded anew, or the refusal. The server decodes only the bytes encoded
+anew: a map key or a oneof sent twice is decoded twice but kept once, so the original bytes can
+cost more to decode than what was counted. The worker ends when its standard input closes,
+which it does when the server ends, however it ends.
 """
 
 from __future__ import annotations
@@ -20,24 +23,24 @@ from typing import IO, Any
 
 from google.protobuf.message import Message
 
+import runwire_server
 from runwire_server.api.decoding import Undecodable, check_entries, check_enums, decode
 from runwire_server.api.limits import check_filters
 from runwire_server.errors import InvalidArgument, UndecodableRequest
 
-_LENGTH = struct.Struct(">I")
+LENGTH = struct.Struct(">I")
 
 
-def write_frame(stream: IO[bytes], payload: bytes) -> None:
-    stream.write(_LENGTH.pack(len(payload)))
-    stream.write(payload)
+def frame(payload: bytes) -> bytes:
+    return LENGTH.pack(len(payload)) + payload
 
 
 def read_frame(stream: IO[bytes]) -> bytes | None:
     """The next frame, or None at the end of the stream."""
-    head = stream.read(_LENGTH.size)
-    if len(head) < _LENGTH.size:
+    head = stream.read(LENGTH.size)
+    if len(head) < LENGTH.size:
         return None
-    (length,) = _LENGTH.unpack(head)
+    (length,) = LENGTH.unpack(head)
     payload = stream.read(length)
     return payload if len(payload) == length else None
 
@@ -58,51 +61,42 @@ def decode_and_check(kind: type[Message], data: bytes, max_filter_values: int) -
     return message
 
 
-def refusal_to_json(error: InvalidArgument | UndecodableRequest | None) -> dict[str, Any]:
-    if error is None:
-        return {}
-    if isinstance(error, InvalidArgument):
-        return {"field": error.field, "description": error.description}
-    return {"undecodable": error.message}
-
-
-def refusal_from_json(answer: dict[str, Any]) -> InvalidArgument | UndecodableRequest | None:
+def refusal_from_json(answer: dict[str, Any]) -> InvalidArgument | UndecodableRequest:
     if "field" in answer:
         return InvalidArgument(answer["field"], answer["description"])
     if "undecodable" in answer:
         return UndecodableRequest(answer["undecodable"])
-    if answer:
-        raise RuntimeError(f"the decoding worker failed: {answer.get('error')}")
-    return None
+    raise RuntimeError(f"the decoding worker failed: {answer.get('error')}")
 
 
-def _message_class(module: str, name: str) -> type[Message]:
-    kind = getattr(importlib.import_module(module), name)
+def _answer(header: dict[str, Any], data: bytes) -> tuple[dict[str, Any], bytes | None]:
+    kind = getattr(importlib.import_module(header["module"]), header["name"])
     if not (isinstance(kind, type) and issubclass(kind, Message)):
-        raise TypeError(f"{module}.{name} is not a message class")
-    return kind
-
-
-def _answer(header: dict[str, Any], data: bytes) -> dict[str, Any]:
-    kind = _message_class(header["module"], header["name"])
+        raise TypeError(f"{header['module']}.{header['name']} is not a message class")
     try:
-        decode_and_check(kind, data, header["max_filter_values"])
-    except (InvalidArgument, UndecodableRequest) as exc:
-        return refusal_to_json(exc)
-    return {}
+        message = decode_and_check(kind, data, header["max_filter_values"])
+    except InvalidArgument as exc:
+        return {"field": exc.field, "description": exc.description}, None
+    except UndecodableRequest as exc:
+        return {"undecodable": exc.message}, None
+    return {"passed": True}, message.SerializeToString()
 
 
 def main() -> None:
     requests, answers = sys.stdin.buffer, sys.stdout.buffer
+    answers.write(frame(json.dumps({"module": runwire_server.__file__}).encode()))
+    answers.flush()
     while (header := read_frame(requests)) is not None:
         data = read_frame(requests)
         if data is None:
             return
         try:
-            answer = _answer(json.loads(header), data)
+            answer, encoded = _answer(json.loads(header), data)
         except Exception as exc:  # a fault of the worker, reported as one, not a refusal
-            answer = {"error": repr(exc)[:1000]}
-        write_frame(answers, json.dumps(answer).encode())
+            answer, encoded = {"error": repr(exc)[:1000]}, None
+        answers.write(frame(json.dumps(answer).encode()))
+        if encoded is not None:
+            answers.write(frame(encoded))
         answers.flush()
 
 

@@ -5,7 +5,7 @@ enum numbers that no version of the contract defines.
 gRPC answers a request its deserializer cannot parse with UNKNOWN and logs nothing; the server
 decodes through `tolerant` instead, which hands the handler an `Undecodable` that the interceptor
 refuses with INVALID_ARGUMENT, or a `Pending` request that is checked before it is decoded (see
-api.decoder_pool).
+api.request_decoder).
 """
 
 from __future__ import annotations
@@ -50,18 +50,21 @@ class Undecodable:
 # a request's work that cannot be cut short, and it holds the event loop.
 SMALL_REQUEST_BYTES = 64 * 1024
 
-# The most list elements and map entries one request may hold, at any depth. Decoding takes
-# time in proportion to them, and a map's entries more than that (upb's maps slow down as they
-# grow: protocolbuffers/upb#1335): a 4 MiB request of map entries held the event loop for most
-# of a second. Within this many, any request decodes in a few milliseconds. Every entry takes
-# a byte of the request at least, so a request of at most this many bytes is within it.
-MAX_REQUEST_ENTRIES = 50_000
+# The most map entries and list elements one request may hold, in all and at any depth.
+# Decoding takes time in proportion to them, and to a map's entries more than that (upb's maps
+# slow down as they grow: protocolbuffers/upb#1335): a 4 MiB request of map entries held the
+# event loop for most of a second, and one of two million empty list elements for a seventh of
+# one. Within these, any request decodes in milliseconds. Every entry and element takes a byte
+# of the request at least, so a request of at most PENDING_BYTES is within both.
+MAX_MAP_ENTRIES = 50_000
+MAX_LIST_ELEMENTS = 250_000
+PENDING_BYTES = MAX_MAP_ENTRIES
 
 
 @dataclass(frozen=True)
 class Pending:
     """A request that may hold more entries than the server decodes on its event loop: it is
-    checked first (api.decoder_pool), then decoded."""
+    checked first (api.request_decoder), then decoded."""
 
     kind: type[Message]
     data: bytes
@@ -86,7 +89,7 @@ def tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], An
     may_be_large = _may_be_large(kind.DESCRIPTOR)
 
     def parse(data: bytes) -> Any:
-        if len(data) <= MAX_REQUEST_ENTRIES:
+        if len(data) <= PENDING_BYTES:
             return decode(kind, data)
         if not may_be_large:
             if len(data) > SMALL_REQUEST_BYTES:
@@ -98,31 +101,41 @@ def tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], An
 
 
 def check_entries(message: Message) -> None:
-    """Refuse a request holding more than MAX_REQUEST_ENTRIES list elements and map entries,
-    naming the field where the count passed the limit."""
+    """Refuse a request holding more than MAX_MAP_ENTRIES map entries or MAX_LIST_ELEMENTS list
+    elements, naming the field where the count passed the limit."""
+    budget = {_MAP: MAX_MAP_ENTRIES, _LIST: MAX_LIST_ELEMENTS}
     try:
-        _count_entries(message, [MAX_REQUEST_ENTRIES])
+        _count_entries(message, budget)
     except _Crowded as crowded:
+        kind, limit = (
+            ("map entries", MAX_MAP_ENTRIES)
+            if crowded.map
+            else ("list elements", MAX_LIST_ELEMENTS)
+        )
         raise InvalidArgument(
-            ".".join(crowded.path),
-            f"the request holds more than {MAX_REQUEST_ENTRIES} list and map entries in all",
+            ".".join(crowded.path), f"the request holds more than {limit} {kind} in all"
         ) from None
 
 
-class _Crowded(Exception):
-    """The entry budget ran out; `path` is filled in on the way out."""
+_MAP, _LIST = "map", "list"
 
-    def __init__(self) -> None:
+
+class _Crowded(Exception):
+    """A budget ran out; `path` is filled in on the way out."""
+
+    def __init__(self, map: bool = False) -> None:
         super().__init__()
+        self.map = map
         self.path: list[str] = []
 
 
-def _count_entries(message: Message, budget: list[int]) -> None:
+def _count_entries(message: Message, budget: dict[str, int]) -> None:
     for field, value in message.ListFields():
         if field.is_repeated:
-            budget[0] -= len(value)
-            if budget[0] < 0:
-                crowded = _Crowded()
+            kind = _MAP if _is_map(field) else _LIST
+            budget[kind] -= len(value)
+            if budget[kind] < 0:
+                crowded = _Crowded(map=kind == _MAP)
                 crowded.path.append(field.name)
                 raise crowded
         for where, item in _messages_in(field, value):

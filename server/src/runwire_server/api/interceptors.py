@@ -16,7 +16,7 @@ import structlog
 from grpc.aio import AbortError
 
 from runwire_server import auth
-from runwire_server.api.decoding import Undecodable, tolerant
+from runwire_server.api.decoding import Pending, Undecodable, tolerant
 from runwire_server.api.limits import StreamQuota, client_key, peer_key
 from runwire_server.api.request_decoder import RequestDecoder
 from runwire_server.errors import DeadlineExceeded, RunwireError, ShuttingDown, internal_status
@@ -143,6 +143,11 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
             call_deadline.set(time.monotonic() + remaining)
         return identity
 
+    async def _checked(self, request: Any, context: Context) -> Any:
+        # A large request counts against its client while it waits for a decoding worker.
+        client = client_key(context) if isinstance(request, Pending) else ""
+        return await self._decoder.checked(request, client)
+
     def _stream_slot(self, guarded: bool, context: Context) -> AbstractContextManager[None]:
         """A place among the caller's open streams: Runwire's own count per token (or peer
         without tokens), the open services' per peer, since they need no token."""
@@ -157,7 +162,7 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
             self.in_flight += 1
             try:
                 self._admit(method, guarded, context)
-                request = await self._decoder.checked(request)
+                request = await self._checked(request, context)
                 response = behaviour(request, context)
                 if inspect.isawaitable(response):
                     response = await response
@@ -179,7 +184,7 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
             code = "OK"
             try:
                 identity = self._admit(method, guarded, context)
-                request = await self._decoder.checked(request)
+                request = await self._checked(request, context)
                 with self._stream_slot(guarded, context):
                     result = behaviour(request, context)
                     if not hasattr(result, "__aiter__"):
