@@ -7,7 +7,7 @@ VM's noise does not move.
 Timings on this VM vary by 2x from one hour to the next, and two quick runs minutes apart differ
 by 15%; a change worth a few percent cannot be seen in them. valgrind's callgrind counts the
 instructions a process executes, the same for the same code and inputs whatever else the machine
-is doing. This runs the service layer in-process (no gRPC: that part is the same for every
+is doing. This runs the services in-process (no gRPC: that part is the same for every
 design) on a temporary SQLite file: lifecycles (create, RUNNING, COMPLETED) in transactions of
 8 as group commit makes them, and reads by id as GetFlowRun makes them, each converted to its
 response message. Each is counted at two sizes and the difference divided, so start-up and
@@ -25,20 +25,18 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import Callable
-
-from sqlalchemy.orm import Session
 
 BATCH = 8  # writes per transaction, about what group commit gathers at concurrency 16
 
 
 def inner(workload: str, ops: int) -> None:
     """Run `ops` operations of one workload in this process (under valgrind)."""
-    from runwire_server import convert
+    from runwire_server import clock, convert
     from runwire_server.ids import new_id
     from runwire_server.orchestration.context import Settings
     from runwire_server.orchestration.states import State, StateType
-    from runwire_server.services import flow_runs
+    from runwire_server.pages import PageTokens
+    from runwire_server.services.flow_runs import FlowRunService, FlowRunValues
     from runwire_server.services.states import Proposal, pending
     from runwire_server.storage import models as m
     from runwire_server.storage.database import Database
@@ -47,35 +45,29 @@ def inner(workload: str, ops: int) -> None:
         db = Database(f"sqlite:///{tmp}/instructions.db")
         db.prepare_schema()
         flow_id = new_id()
-        at = convert.now()
+        at = clock.now()
         db.run_sync(lambda s: s.add(m.Flow(id=flow_id, name="bench", created=at, updated=at)))
-        settings = Settings()
+        runs = FlowRunService(db, PageTokens(b"bench"), Settings())
 
         def to(state_type: StateType, name: str) -> Proposal:
             return lambda when: State(type=state_type, name=name, timestamp=when)
 
         proposals = (to(StateType.RUNNING, "Running"), to(StateType.COMPLETED, "Completed"))
 
+        async def create() -> uuid.UUID:
+            run, _ = await runs.create(FlowRunValues(flow_id=flow_id), pending)
+            convert.flow_run_to_proto(run, clock.now())
+            return run.id  # type: ignore[no-any-return]
+
+        async def change(run_id: uuid.UUID, proposal: Proposal) -> None:
+            convert.outcome_to_proto(await runs.set_state(run_id, proposal, force=False))
+
         async def lifecycles(n: int) -> list[uuid.UUID]:
             """n lifecycles, written as n concurrent calls would be: group commit puts the n
             creates in one transaction, then the n RUNNING changes, then the n COMPLETED."""
-
-            def create(session: Session) -> uuid.UUID:
-                values = flow_runs.FlowRunValues(flow_id=flow_id)
-                run, _ = flow_runs.create_flow_run(session, values, pending, settings)
-                convert.flow_run_to_proto(run, convert.now())
-                return run.id  # type: ignore[no-any-return]
-
-            def changer(run_id: uuid.UUID, proposal: Proposal) -> Callable[[Session], None]:
-                return lambda session: convert.outcome_to_proto(
-                    flow_runs.set_flow_run_state(
-                        session, run_id, proposal, force=False, settings=settings
-                    )
-                )
-
-            ids = await asyncio.gather(*(db.write(create) for _ in range(n)))
+            ids = await asyncio.gather(*(create() for _ in range(n)))
             for proposal in proposals:
-                await asyncio.gather(*(db.write(changer(run_id, proposal)) for run_id in ids))
+                await asyncio.gather(*(change(run_id, proposal) for run_id in ids))
             return ids
 
         async def run() -> None:
@@ -85,12 +77,7 @@ def inner(workload: str, ops: int) -> None:
                 return
             ids = await lifecycles(BATCH)
             for i in range(ops):
-                run_id = ids[i % len(ids)]
-                await db.read_one(
-                    lambda conn, run_id=run_id: convert.flow_run_to_proto(
-                        flow_runs.read_flow_run(conn, run_id), convert.now()
-                    )
-                )
+                convert.flow_run_to_proto(await runs.get(ids[i % len(ids)]), clock.now())
 
         asyncio.run(run())
         db.close()

@@ -22,6 +22,7 @@ from runwire.v1 import (
     state_pb2,
     task_run_pb2,
 )
+from runwire_server.clock import EPOCH
 from runwire_server.errors import InvalidArgument
 from runwire_server.orchestration import bookkeeping
 from runwire_server.orchestration.context import Status
@@ -29,37 +30,21 @@ from runwire_server.orchestration.states import State, StateType
 from runwire_server.storage import models as m
 from runwire_server.storage.run_rows import Record
 from runwire_server.validation import no_nul
+from runwire_server.wire_scalars import (
+    TYPE_TO_PROTO,
+    state_type_from_proto,
+    to_datetime,
+    to_timedelta,
+)
 
 _TIME_DETAILS = ("scheduled_time", "cache_expiration", "pause_timeout")
-
-
-def now() -> datetime:
-    # Standard-library datetimes: every transition takes several, and pendulum's cost several
-    # times as much to make, compare, subtract and store.
-    return datetime.now(UTC)
 
 
 # --- scalars -----------------------------------------------------------------------------------
 
 
-def to_datetime(ts: Timestamp, field: str) -> datetime:
-    try:
-        return ts.ToDatetime(tzinfo=UTC)
-    except ValueError as exc:
-        raise InvalidArgument(field, str(exc)) from None
-
-
-def to_timedelta(value: Duration, field: str) -> timedelta:
-    """A Duration within what it may hold (about ±10,000 years) and what Python can use."""
-    try:
-        return value.ToTimedelta()
-    except (ValueError, OverflowError) as exc:
-        raise InvalidArgument(field, f"is out of range: {exc}") from None
-
-
-# Timestamp.FromDatetime and Duration.FromTimedelta are pure Python and were a tenth of a list's
-# time; whole-number arithmetic on the timedelta gives the same normalized messages.
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Timestamp.FromDatetime and Duration.FromTimedelta are pure Python; whole-number arithmetic on
+# the timedelta gives the same normalized messages for less.
 
 
 def timestamp(value: datetime | None) -> Timestamp | None:
@@ -106,16 +91,6 @@ def optional_text(value: str) -> str | None:
 
 
 # --- states ------------------------------------------------------------------------------------
-
-_TYPE_TO_PROTO = {t: state_pb2.StateType.Value(f"STATE_TYPE_{t.value}") for t in StateType}
-_TYPE_FROM_PROTO = {v: k for k, v in _TYPE_TO_PROTO.items()}
-
-
-def state_type_from_proto(value: int, field: str) -> StateType:
-    try:
-        return _TYPE_FROM_PROTO[value]  # type: ignore[index]
-    except KeyError:
-        raise InvalidArgument(field, "must be a StateType other than UNSPECIFIED") from None
 
 
 def details_from_proto(details: state_pb2.StateDetails, path: str) -> dict[str, Any]:
@@ -242,7 +217,7 @@ def state_from_row(row: m.FlowRunState | m.TaskRunState | Record) -> State:
 def state_to_proto(state: State) -> state_pb2.State:
     return state_pb2.State(
         id=format_id(state.id),
-        type=_TYPE_TO_PROTO[state.type],
+        type=TYPE_TO_PROTO[state.type],
         name=state.name,
         timestamp=timestamp(state.timestamp),
         message=state.message,

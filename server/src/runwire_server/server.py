@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
-import ipaddress
 import signal
-import socket
-import ssl
 import sys
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -21,7 +16,6 @@ import structlog
 from filelock import FileLock
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from sqlalchemy import URL, make_url
 from sqlalchemy.exc import DBAPIError
 
 from runwire.v1 import (
@@ -49,6 +43,9 @@ from runwire_server.auth import Authenticator
 from runwire_server.broadcast import Broadcaster
 from runwire_server.log_config import configure_logging
 from runwire_server.metrics import Metrics
+from runwire_server.orchestration.context import Settings as OrchestrationSettings
+from runwire_server.pages import PageTokens
+from runwire_server.services import Services
 from runwire_server.services.retention import Retention
 from runwire_server.settings import (
     ConfigurationError,
@@ -56,9 +53,22 @@ from runwire_server.settings import (
     database_url_for_display,
     setting,
 )
+
+# InsecureAddress and database_error are also what callers of the server catch and report.
+from runwire_server.startup_checks import (
+    InsecureAddress as InsecureAddress,
+)
+from runwire_server.startup_checks import (
+    bind_problem,
+    check_exposure,
+    is_loopback,
+    server_credentials,
+)
+from runwire_server.startup_checks import (
+    database_error as database_error,
+)
 from runwire_server.storage import sqlite_lock
 from runwire_server.storage.database import Database, SchemaMismatch
-from runwire_server.storage.paging import PageTokens
 
 log = structlog.get_logger("runwire.server")
 
@@ -104,163 +114,31 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
     ]
 
 
-class DatabaseUnreachable(ConfigurationError):
-    """No database server answered at the configured address: it may be down or still
-    starting (so trying again later may work), or the URL names the wrong host or port."""
+@dataclass(frozen=True)
+class App:
+    """What one server is made of, for the edges it serves and for its own start and stop."""
 
-    exit_code = 3  # as the command line's "cannot reach the server"
-
-
-class InsecureAddress(ConfigurationError):
-    """Refusing to serve a non-loopback address to anyone who connects."""
-
-
-def is_loopback(address: str) -> bool:
-    host = address.rsplit(":", 1)[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    db: Database
+    settings: Settings
+    tokens: PageTokens
+    broadcaster: Broadcaster
+    metrics: Metrics
+    services: Services
 
 
-def check_exposure(settings: Settings, authenticator: Authenticator) -> None:
-    """Without tokens or client certificates, anyone who reaches the port can write: allow
-    that on loopback only, unless the operator says otherwise explicitly."""
-    if authenticator.enabled or settings.mutual_tls or is_loopback(settings.listen_address):
-        return
-    if not settings.allow_unauthenticated_remote:
-        raise InsecureAddress(
-            f"refusing to listen on {settings.listen_address} with no authentication: configure "
-            "tokens (RUNWIRE_TOKENS_FILE or RUNWIRE_TOKENS) or mutual TLS, listen on 127.0.0.1, "
-            "or pass --allow-unauthenticated-remote (RUNWIRE_ALLOW_UNAUTHENTICATED_REMOTE=true)"
-        )
-
-
-def _read(name: str, path: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise ConfigurationError(f"{setting(name)}: cannot read {path}: {exc.strerror}") from None
-
-
-def _check_tls_files(settings: Settings, certificate: bytes, key: bytes) -> None:
-    """gRPC takes any bytes and then only fails to bind the port ("Failed to bind"): check
-    that the files hold what they should, with Python's ssl, to say which one does not."""
-    if b"-----BEGIN CERTIFICATE-----" not in certificate:
-        raise ConfigurationError(
-            f"{setting('tls_cert_file')}: {settings.tls_cert_file} holds no PEM certificate"
-        )
-    if b"PRIVATE KEY-----" not in key:
-        raise ConfigurationError(
-            f"{setting('tls_key_file')}: {settings.tls_key_file} holds no PEM private key"
-        )
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    try:
-        # A password callback, so that an encrypted key fails instead of prompting on a terminal.
-        context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file, password=lambda: b"")
-    except ssl.SSLError as exc:
-        if exc.reason == "KEY_VALUES_MISMATCH":
-            raise ConfigurationError(
-                f"{setting('tls_key_file')}: {settings.tls_key_file} is not the key of the "
-                f"certificate in {settings.tls_cert_file} ({setting('tls_cert_file')})"
-            ) from None
-        raise ConfigurationError(
-            f"{setting('tls_cert_file')} and {setting('tls_key_file')}: cannot use "
-            f"{settings.tls_cert_file} and {settings.tls_key_file} as a certificate and its "
-            f"unencrypted key ({exc.reason or exc})"
-        ) from None
-    if settings.mutual_tls:
-        try:
-            context.load_verify_locations(settings.tls_client_ca_file)
-        except ssl.SSLError:
-            raise ConfigurationError(
-                f"{setting('tls_client_ca_file')}: {settings.tls_client_ca_file} holds no PEM "
-                "certificate"
-            ) from None
-
-
-def server_credentials(settings: Settings) -> grpc.ServerCredentials:
-    certificate = _read("tls_cert_file", settings.tls_cert_file)
-    key = _read("tls_key_file", settings.tls_key_file)
-    client_ca = (
-        _read("tls_client_ca_file", settings.tls_client_ca_file) if settings.mutual_tls else None
+def orchestration_settings(settings: Settings) -> OrchestrationSettings:
+    return OrchestrationSettings(
+        deployment_slot_wait_seconds=settings.deployment_slot_wait_seconds,
+        tag_slot_wait_seconds=settings.tag_slot_wait_seconds,
+        max_cache_key_length=settings.max_cache_key_length,
     )
-    _check_tls_files(settings, certificate, key)
-    return grpc.ssl_server_credentials(
-        [(key, certificate)], root_certificates=client_ca, require_client_auth=client_ca is not None
-    )
-
-
-def _bind_problem(address: str) -> str | None:
-    """Why the address cannot be listened on, or None if it can.
-
-    gRPC says only that it failed, after logging its own line on stderr; a socket of our own,
-    bound the way the server binds (SO_REUSEADDR, any one of the host's addresses being
-    enough unless another is in use), finds the system's reason first. The server does not
-    share its port (SO_REUSEPORT is off): two servers on one port would each get some of the
-    clients, and the watchers of each would miss the other's writes."""
-    host, _, port = address.rpartition(":")
-    try:
-        found = socket.getaddrinfo(
-            host.strip("[]") or None, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )
-    except socket.gaierror as exc:
-        return f"cannot resolve {host!r} ({exc.strerror})"
-    problem, bound = None, False
-    for family, kind, protocol, _, where in found:
-        with socket.socket(family, kind, protocol) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind(where)
-            except OSError as exc:
-                # In use on any of the host's addresses: gRPC would take the others and share
-                # the name with the server already there.
-                if exc.errno == errno.EADDRINUSE:
-                    return f"{exc.strerror} (by another Runwire server?)"
-                problem = problem or str(exc.strerror)
-            else:
-                bound = True
-    return None if bound else problem
-
-
-def _driver_message(error: DBAPIError) -> str:
-    """The driver's own words, on one line (libpq's messages span several)."""
-    lines = (" ".join(line.split()) for line in str(error.orig).splitlines())
-    return "; ".join(line for line in lines if line)
-
-
-def database_error(url: str, error: DBAPIError) -> ConfigurationError:
-    """The one-line error for a database that cannot be opened: DatabaseUnreachable when nothing
-    answered at its address (PostgreSQL), else ConfigurationError."""
-    where = f"{database_url_for_display(url)} ({setting('database_url')})"
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "postgresql" and not _answers(parsed):
-        return DatabaseUnreachable(
-            f"cannot reach the database at {where}: {_driver_message(error)}"
-        )
-    return ConfigurationError(f"cannot open the database at {where}: {_driver_message(error)}")
-
-
-def _answers(url: URL) -> bool:
-    """Whether anything accepts connections at the database URL's host and port: a database
-    server that answered and refused is a setting to fix, one that did not answer may be down.
-    Without a host (a Unix socket, or libpq's PGHOST) there is no telling: say it answered."""
-    if not url.host:
-        return True
-    try:
-        with socket.create_connection((url.host, url.port or 5432), timeout=2):
-            return True
-    except OSError:
-        return False
 
 
 @dataclass
 class RunningServer:
     server: grpc.aio.Server
     port: int
-    app: AppContext
+    app: App
     health: health.aio.HealthServicer
     bridge: Any = None
     metrics_port: int | None = None
@@ -372,7 +250,7 @@ async def start(settings: Settings) -> RunningServer:
     check_exposure(settings, authenticator)
     listen = settings.listen_address
     # Before the database is opened (and perhaps migrated) for a server that cannot listen.
-    problem = None if listen.startswith(("unix:", "unix-abstract:")) else _bind_problem(listen)
+    problem = None if listen.startswith(("unix:", "unix-abstract:")) else bind_problem(listen)
     if problem is not None:
         raise ConfigurationError(
             f"cannot listen on {listen} ({setting('listen_address')}): {problem}"
@@ -418,13 +296,16 @@ async def _start(
                     "pooler in transaction mode)"
                 ) from None
         db.observe_write_batches(metrics.write_batch)
-        app = AppContext(
+        services = Services.over(db, tokens, broadcaster, orchestration_settings(settings))
+        app = App(
             db=db,
             settings=settings,
             tokens=tokens,
             broadcaster=broadcaster,
             metrics=metrics,
+            services=services,
         )
+        edge = AppContext(services=services, settings=settings, metrics=metrics)
         interceptor = ApiInterceptor(
             authenticator,
             metrics,
@@ -433,16 +314,20 @@ async def _start(
             decoder=decoder,
         )
         server = grpc.aio.server(interceptors=[interceptor], options=server_options(settings))
-        flow_service_pb2_grpc.add_FlowServiceServicer_to_server(FlowServicer(app), server)
+        flow_service_pb2_grpc.add_FlowServiceServicer_to_server(FlowServicer(edge), server)
         deployment_service_pb2_grpc.add_DeploymentServiceServicer_to_server(
-            DeploymentServicer(app), server
+            DeploymentServicer(edge), server
         )
-        flow_run_service_pb2_grpc.add_FlowRunServiceServicer_to_server(FlowRunServicer(app), server)
-        task_run_service_pb2_grpc.add_TaskRunServiceServicer_to_server(TaskRunServicer(app), server)
+        flow_run_service_pb2_grpc.add_FlowRunServiceServicer_to_server(
+            FlowRunServicer(edge), server
+        )
+        task_run_service_pb2_grpc.add_TaskRunServiceServicer_to_server(
+            TaskRunServicer(edge), server
+        )
         concurrency_limit_service_pb2_grpc.add_ConcurrencyLimitServiceServicer_to_server(
-            ConcurrencyLimitServicer(app), server
+            ConcurrencyLimitServicer(edge), server
         )
-        log_service_pb2_grpc.add_LogServiceServicer_to_server(LogServicer(app), server)
+        log_service_pb2_grpc.add_LogServiceServicer_to_server(LogServicer(edge), server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection(

@@ -1,8 +1,10 @@
-"""What every servicer needs: the database, the settings and the page-token signer."""
+"""What every servicer needs: the services, the settings and the metrics; and the edge's own
+checks of what a request carries (object sizes, proposed states) and of what a response may
+hold (pages that end early, answers too large to send)."""
 
 from __future__ import annotations
 
-import functools
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -10,15 +12,13 @@ from typing import TypeVar
 from google.protobuf.message import Message
 
 from runwire.v1 import orchestration_pb2, state_pb2
-from runwire_server.broadcast import Broadcaster
 from runwire_server.convert import outcome_to_proto, parse_proposed_state, stamp
 from runwire_server.errors import FailedPrecondition, InvalidArgument
 from runwire_server.metrics import Metrics
-from runwire_server.orchestration.context import Settings as OrchestrationSettings
+from runwire_server.pages import Page, PageRequest, page_request
+from runwire_server.services import Services
 from runwire_server.services.states import Outcome, Proposal
 from runwire_server.settings import Settings
-from runwire_server.storage.database import Database
-from runwire_server.storage.paging import Page, PageRequest, PageTokens, page_request
 
 RowT = TypeVar("RowT")
 ItemT = TypeVar("ItemT", bound=Message)
@@ -54,10 +54,8 @@ def _without(message: Message, names: list[str]) -> Message:
 
 @dataclass
 class AppContext:
-    db: Database
+    services: Services
     settings: Settings
-    tokens: PageTokens
-    broadcaster: Broadcaster
     metrics: Metrics
 
     def orchestrated(
@@ -94,15 +92,6 @@ class AppContext:
             message, field, max_inline_result=self.settings.max_inline_result_bytes
         )
         return lambda at: stamp(state, at)
-
-    @functools.cached_property
-    def orchestration(self) -> OrchestrationSettings:
-        s = self.settings
-        return OrchestrationSettings(
-            deployment_slot_wait_seconds=s.deployment_slot_wait_seconds,
-            tag_slot_wait_seconds=s.tag_slot_wait_seconds,
-            max_cache_key_length=s.max_cache_key_length,
-        )
 
     def paged(
         self,
@@ -141,9 +130,20 @@ class AppContext:
 
     def page(self, request: Message, *, offset: int = 0) -> PageRequest:
         return page_request(
-            request,
             page_size=getattr(request, "page_size", 0),
             offset=offset,
+            token=getattr(request, "page_token", ""),
+            fingerprint=lambda: fingerprint(request),
             default_size=self.settings.default_page_size,
             max_size=self.settings.max_page_size,
         )
+
+
+def fingerprint(request: Message) -> str:
+    """A digest of every request field that must stay the same from page to page."""
+    copy = type(request)()
+    copy.CopyFrom(request)
+    for name in ("page_token", "page_size"):
+        if name in copy.DESCRIPTOR.fields_by_name:
+            copy.ClearField(name)
+    return hashlib.sha256(copy.SerializeToString(deterministic=True)).hexdigest()[:32]

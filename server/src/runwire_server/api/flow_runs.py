@@ -6,19 +6,16 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
-from sqlalchemy.orm import Session
 
 from runwire.v1 import flow_run_pb2, history_pb2, state_pb2, watch_pb2
 from runwire.v1 import flow_run_service_pb2 as pb
 from runwire.v1 import flow_run_service_pb2_grpc as pb_grpc
-from runwire_server import convert, validation
+from runwire_server import clock, convert, validation, wire_scalars
 from runwire_server.api.context import AppContext
 from runwire_server.errors import InvalidArgument, ShuttingDown, quote
 from runwire_server.ids import parse_id, require_id
-from runwire_server.services import flow_runs, history, task_runs, watch
-from runwire_server.services.states import list_states, pending
-from runwire_server.storage import filters, outbox
-from runwire_server.storage.models import FlowRun
+from runwire_server.services import flow_runs, watch
+from runwire_server.services.states import pending
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -28,7 +25,7 @@ class FlowRunServicer(pb_grpc.FlowRunServiceServicer):
         self._app = app
 
     def _to_proto(self, run: Any) -> flow_run_pb2.FlowRun:
-        return convert.flow_run_to_proto(run, convert.now())
+        return convert.flow_run_to_proto(run, clock.now())
 
     async def CreateFlowRun(
         self, request: pb.CreateFlowRunRequest, context: Context
@@ -39,49 +36,35 @@ class FlowRunServicer(pb_grpc.FlowRunServiceServicer):
         initial = (
             self._app.proposal(msg.state, "flow_run.state") if msg.HasField("state") else pending
         )
-
-        def work(session: Session) -> pb.CreateFlowRunResponse:
-            run, created = flow_runs.create_flow_run(
-                session, values, initial, self._app.orchestration
-            )
-            return pb.CreateFlowRunResponse(flow_run=self._to_proto(run), created=created)
-
-        return await self._app.db.write(work)
+        run, created = await self._app.services.flow_runs.create(values, initial)
+        return pb.CreateFlowRunResponse(flow_run=self._to_proto(run), created=created)
 
     async def GetFlowRun(
         self, request: pb.GetFlowRunRequest, context: Context
     ) -> pb.GetFlowRunResponse:
         run_id = require_id(request.flow_run_id, "flow_run_id")
-        return await self._app.db.read_one(
-            lambda conn: pb.GetFlowRunResponse(
-                flow_run=self._to_proto(flow_runs.read_flow_run(conn, run_id))
-            )
-        )
+        run = await self._app.services.flow_runs.get(run_id)
+        return pb.GetFlowRunResponse(flow_run=self._to_proto(run))
 
     async def ListFlowRuns(
         self, request: pb.ListFlowRunsRequest, context: Context
     ) -> pb.ListFlowRunsResponse:
         page = self._app.page(request, offset=request.offset)
-        clause = filters.flow_run_criteria(request.filter)  # refused before any SQL runs
-
-        def work(session: Session) -> pb.ListFlowRunsResponse:
-            # Read before the page, so every change after it is either in the page or later.
-            cursor = outbox.global_last_seq(session)
-            found = flow_runs.list_flow_runs(session, clause, request.sort, page, self._app.tokens)
-            return self._app.paged(
-                found,
-                self._to_proto,
-                lambda items, token: pb.ListFlowRunsResponse(
-                    flow_runs=items, next_page_token=token, watch_cursor=cursor
-                ),
-            )
-
-        return await self._app.db.read(work)
+        found, cursor = await self._app.services.flow_runs.list_page(
+            request.filter, request.sort, page
+        )
+        return self._app.paged(
+            found,
+            self._to_proto,
+            lambda items, token: pb.ListFlowRunsResponse(
+                flow_runs=items, next_page_token=token, watch_cursor=cursor
+            ),
+        )
 
     async def CountFlowRuns(
         self, request: pb.CountFlowRunsRequest, context: Context
     ) -> pb.CountFlowRunsResponse:
-        count = await self._app.db.read(lambda s: flow_runs.count_flow_runs(s, request.filter))
+        count = await self._app.services.flow_runs.count(request.filter)
         return pb.CountFlowRunsResponse(count=count)
 
     async def UpdateFlowRun(
@@ -89,19 +72,19 @@ class FlowRunServicer(pb_grpc.FlowRunServiceServicer):
     ) -> pb.UpdateFlowRunResponse:
         run_id = require_id(request.flow_run.id, "flow_run.id")
         changes = flow_run_changes(request)
-
-        def work(session: Session) -> pb.UpdateFlowRunResponse:
-            updated = self._to_proto(flow_runs.update_flow_run(session, run_id, changes))
-            self._app.check_object(updated, "flow_run")  # refused: the update rolls back
-            return pb.UpdateFlowRunResponse(flow_run=updated)
-
-        return await self._app.db.write(work)
+        # Refused after the change, the update rolls back.
+        run = await self._app.services.flow_runs.update(
+            run_id,
+            changes,
+            check=lambda run: self._app.check_object(self._to_proto(run), "flow_run"),
+        )
+        return pb.UpdateFlowRunResponse(flow_run=self._to_proto(run))
 
     async def DeleteFlowRun(
         self, request: pb.DeleteFlowRunRequest, context: Context
     ) -> pb.DeleteFlowRunResponse:
         run_id = require_id(request.flow_run_id, "flow_run_id")
-        await self._app.db.write(lambda s: flow_runs.delete_flow_run(s, run_id))
+        await self._app.services.flow_runs.delete(run_id)
         return pb.DeleteFlowRunResponse()
 
     async def SetFlowRunState(
@@ -111,11 +94,8 @@ class FlowRunServicer(pb_grpc.FlowRunServiceServicer):
         if not request.HasField("state"):
             raise InvalidArgument("state", "is required")
         proposal = self._app.proposal(request.state, "state")
-
-        outcome = await self._app.db.write(
-            lambda s: flow_runs.set_flow_run_state(
-                s, run_id, proposal, force=request.force, settings=self._app.orchestration
-            )
+        outcome = await self._app.services.flow_runs.set_state(
+            run_id, proposal, force=request.force
         )
         return pb.SetFlowRunStateResponse(result=self._app.orchestrated("flow_run", outcome))
 
@@ -123,9 +103,7 @@ class FlowRunServicer(pb_grpc.FlowRunServiceServicer):
         self, request: pb.ResumeFlowRunRequest, context: Context
     ) -> pb.ResumeFlowRunResponse:
         run_id = require_id(request.flow_run_id, "flow_run_id")
-        outcome = await self._app.db.write(
-            lambda s: flow_runs.resume_flow_run(s, run_id, self._app.orchestration)
-        )
+        outcome = await self._app.services.flow_runs.resume(run_id)
         return pb.ResumeFlowRunResponse(result=self._app.orchestrated("flow_run", outcome))
 
     async def ListFlowRunStates(
@@ -133,17 +111,11 @@ class FlowRunServicer(pb_grpc.FlowRunServiceServicer):
     ) -> pb.ListFlowRunStatesResponse:
         run_id = require_id(request.flow_run_id, "flow_run_id")
         page = self._app.page(request)
-
-        def work(session: Session) -> pb.ListFlowRunStatesResponse:
-            return self._app.paged(
-                list_states(session, FlowRun, run_id, page, self._app.tokens),
-                convert.state_row_to_message,
-                lambda items, token: pb.ListFlowRunStatesResponse(
-                    states=items, next_page_token=token
-                ),
-            )
-
-        return await self._app.db.read(work)
+        return self._app.paged(
+            await self._app.services.flow_runs.states(run_id, page),
+            convert.state_row_to_message,
+            lambda items, token: pb.ListFlowRunStatesResponse(states=items, next_page_token=token),
+        )
 
     async def GetFlowRunHistory(
         self, request: pb.GetFlowRunHistoryRequest, context: Context
@@ -151,14 +123,10 @@ class FlowRunServicer(pb_grpc.FlowRunServiceServicer):
         for name in ("history_start", "history_end", "history_interval"):
             if not request.HasField(name):
                 raise InvalidArgument(name, "is required")
-        start = convert.to_datetime(request.history_start, "history_start")
-        end = convert.to_datetime(request.history_end, "history_end")
-        step = convert.to_timedelta(request.history_interval, "history_interval")
-        history.intervals(start, end, step)  # validate before touching the database
-
-        buckets = await self._app.db.read(
-            lambda s: history.flow_run_history(s, start, end, step, request.filter)
-        )
+        start = wire_scalars.to_datetime(request.history_start, "history_start")
+        end = wire_scalars.to_datetime(request.history_end, "history_end")
+        step = wire_scalars.to_timedelta(request.history_interval, "history_interval")
+        buckets = await self._app.services.history.flow_runs(start, end, step, request.filter)
         return pb.GetFlowRunHistoryResponse(
             intervals=[
                 history_pb2.HistoryInterval(
@@ -185,35 +153,27 @@ class FlowRunServicer(pb_grpc.FlowRunServiceServicer):
         self, request: pb.GetFlowRunGraphRequest, context: Context
     ) -> pb.GetFlowRunGraphResponse:
         run_id = require_id(request.flow_run_id, "flow_run_id")
-
-        def work(session: Session) -> pb.GetFlowRunGraphResponse:
-            at = convert.now()
-            graph = pb.GetFlowRunGraphResponse(
-                nodes=[
-                    convert.graph_node_to_proto(r, at)
-                    for r in task_runs.flow_run_graph(session, run_id)
-                ]
-            )
-            return self._app.whole(
-                graph, "the graph", "list its task runs page by page with ListTaskRuns"
-            )
-
-        return await self._app.db.read(work)
+        runs = await self._app.services.task_runs.graph(run_id)
+        at = clock.now()
+        graph = pb.GetFlowRunGraphResponse(nodes=[convert.graph_node_to_proto(r, at) for r in runs])
+        return self._app.whole(
+            graph, "the graph", "list its task runs page by page with ListTaskRuns"
+        )
 
     async def WatchFlowRun(  # type: ignore[override]  # may yield pre-serialized events
         self, request: watch_pb2.WatchFlowRunRequest, context: Context
     ) -> AsyncIterator[watch_pb2.WatchFlowRunResponse | bytes]:
         options = watch.options_from(request, self._app.settings)
-        watcher = watch.Watcher(self._app.db, self._app.broadcaster, options)
-        async for message in self._follow(watcher.stream(), context):
+        stream = self._app.services.watch.flow_run(options)
+        async for message in self._follow(stream, context):
             yield message
 
     async def WatchFlowRuns(
         self, request: watch_pb2.WatchFlowRunsRequest, context: Context
     ) -> AsyncIterator[watch_pb2.WatchFlowRunsResponse]:
         options = watch.runs_options_from(request, self._app.settings)
-        watcher = watch.RunsWatcher(self._app.db, self._app.broadcaster, options)
-        async for message in self._follow(watcher.stream(), context):
+        stream = self._app.services.watch.flow_runs(options)
+        async for message in self._follow(stream, context):
             yield message
 
     async def _follow(self, stream: AsyncIterator[Any], context: Context) -> AsyncIterator[Any]:

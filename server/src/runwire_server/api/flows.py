@@ -37,57 +37,43 @@ class FlowServicer(pb_grpc.FlowServiceServicer):
             tags=validation.tags(msg.tags, "flow.tags"),
             labels=validation.labels(msg.labels, "flow.labels"),
         )
-
-        def work(session: Any) -> pb.CreateFlowResponse:
-            flow, created = flows.create_flow(session, new)
-            return pb.CreateFlowResponse(flow=convert.flow_to_proto(flow), created=created)
-
-        return await self._app.db.write(work)
+        flow, created = await self._app.services.flows.create(new)
+        return pb.CreateFlowResponse(flow=convert.flow_to_proto(flow), created=created)
 
     async def GetFlow(self, request: pb.GetFlowRequest, context: Context) -> pb.GetFlowResponse:
         flow_id = require_id(request.flow_id, "flow_id")
-        return await self._app.db.read(
-            lambda s: pb.GetFlowResponse(flow=convert.flow_to_proto(flows.get_flow(s, flow_id)))
-        )
+        flow = await self._app.services.flows.get(flow_id)
+        return pb.GetFlowResponse(flow=convert.flow_to_proto(flow))
 
     async def GetFlowByName(
         self, request: pb.GetFlowByNameRequest, context: Context
     ) -> pb.GetFlowByNameResponse:
         name = validation.text(request.name, "name", required=True) or ""
-        return await self._app.db.read(
-            lambda s: pb.GetFlowByNameResponse(
-                flow=convert.flow_to_proto(flows.get_flow_by_name(s, name))
-            )
-        )
+        flow = await self._app.services.flows.get_by_name(name)
+        return pb.GetFlowByNameResponse(flow=convert.flow_to_proto(flow))
 
     async def ListFlows(
         self, request: pb.ListFlowsRequest, context: Context
     ) -> pb.ListFlowsResponse:
         page = self._app.page(request, offset=request.offset)
-
-        def work(session: Any) -> pb.ListFlowsResponse:
-            found = flows.list_flows(
-                session,
-                flows=request.flows,
-                flow_runs=request.flow_runs,
-                deployments=request.deployments,
-                sort=request.sort,
-                page=page,
-                tokens=self._app.tokens,
-            )
-            return self._app.paged(
-                found,
-                convert.flow_to_proto,
-                lambda items, token: pb.ListFlowsResponse(flows=items, next_page_token=token),
-            )
-
-        return await self._app.db.read(work)
+        found = await self._app.services.flows.list_page(
+            flows=request.flows,
+            flow_runs=request.flow_runs,
+            deployments=request.deployments,
+            sort=request.sort,
+            page=page,
+        )
+        return self._app.paged(
+            found,
+            convert.flow_to_proto,
+            lambda items, token: pb.ListFlowsResponse(flows=items, next_page_token=token),
+        )
 
     async def DeleteFlow(
         self, request: pb.DeleteFlowRequest, context: Context
     ) -> pb.DeleteFlowResponse:
         flow_id = require_id(request.flow_id, "flow_id")
-        await self._app.db.write(lambda s: flows.delete_flow(s, flow_id))
+        await self._app.services.flows.delete(flow_id)
         return pb.DeleteFlowResponse()
 
 
@@ -110,51 +96,36 @@ class DeploymentServicer(dgrpc.DeploymentServiceServicer):
             concurrency_limit=_concurrency_limit(msg),
             collision_strategy=_collision_strategy(msg.collision_strategy),
         )
-        return await self._app.db.write(
-            lambda s: dpb.CreateDeploymentResponse(
-                deployment=convert.deployment_to_proto(deployments.create_deployment(s, new))
-            )
-        )
+        deployment = await self._app.services.deployments.create(new)
+        return dpb.CreateDeploymentResponse(deployment=convert.deployment_to_proto(deployment))
 
     async def GetDeployment(
         self, request: dpb.GetDeploymentRequest, context: Context
     ) -> dpb.GetDeploymentResponse:
         deployment_id = require_id(request.deployment_id, "deployment_id")
-        return await self._app.db.read(
-            lambda s: dpb.GetDeploymentResponse(
-                deployment=convert.deployment_to_proto(deployments.get_deployment(s, deployment_id))
-            )
-        )
+        deployment = await self._app.services.deployments.get(deployment_id)
+        return dpb.GetDeploymentResponse(deployment=convert.deployment_to_proto(deployment))
 
     async def ListDeployments(
         self, request: dpb.ListDeploymentsRequest, context: Context
     ) -> dpb.ListDeploymentsResponse:
         page = self._app.page(request, offset=request.offset)
-
-        def work(session: Any) -> dpb.ListDeploymentsResponse:
-            found = deployments.list_deployments(
-                session,
-                deployments=request.deployments,
-                flows=request.flows,
-                sort=request.sort,
-                page=page,
-                tokens=self._app.tokens,
-            )
-            return self._app.paged(
-                found,
-                convert.deployment_to_proto,
-                lambda items, token: dpb.ListDeploymentsResponse(
-                    deployments=items, next_page_token=token
-                ),
-            )
-
-        return await self._app.db.read(work)
+        found = await self._app.services.deployments.list_page(
+            deployments=request.deployments, flows=request.flows, sort=request.sort, page=page
+        )
+        return self._app.paged(
+            found,
+            convert.deployment_to_proto,
+            lambda items, token: dpb.ListDeploymentsResponse(
+                deployments=items, next_page_token=token
+            ),
+        )
 
     async def DeleteDeployment(
         self, request: dpb.DeleteDeploymentRequest, context: Context
     ) -> dpb.DeleteDeploymentResponse:
         deployment_id = require_id(request.deployment_id, "deployment_id")
-        await self._app.db.write(lambda s: deployments.delete_deployment(s, deployment_id))
+        await self._app.services.deployments.delete(deployment_id)
         return dpb.DeleteDeploymentResponse()
 
 

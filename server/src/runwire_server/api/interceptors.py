@@ -19,9 +19,9 @@ from runwire_server import auth
 from runwire_server.api.decoding import Pending, Undecodable, tolerant
 from runwire_server.api.limits import StreamQuota, client_key, peer_key
 from runwire_server.api.request_decoder import RequestDecoder
+from runwire_server.deadlines import call_deadline
 from runwire_server.errors import DeadlineExceeded, RunwireError, ShuttingDown, internal_status
 from runwire_server.metrics import Metrics
-from runwire_server.storage.database import call_deadline
 
 log = structlog.get_logger("runwire.rpc")
 Context = grpc.aio.ServicerContext[Any, Any]

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
-from sqlalchemy.orm import Session
 
 from runwire.v1 import concurrency_limit_service_pb2 as cpb
 from runwire.v1 import concurrency_limit_service_pb2_grpc as cgrpc
@@ -17,13 +16,13 @@ from runwire.v1 import (
     task_run_service_pb2_grpc,
 )
 from runwire.v1 import task_run_service_pb2 as pb
-from runwire_server import convert, validation
+from runwire_server import clock, convert, validation, wire_scalars
 from runwire_server.api.context import AppContext
 from runwire_server.errors import InvalidArgument, quote
 from runwire_server.ids import parse_id, require_id
-from runwire_server.services import concurrency_limits, logs, task_runs
-from runwire_server.services.states import list_states, pending
-from runwire_server.storage.models import TaskRun
+from runwire_server.services import logs, task_runs
+from runwire_server.services.concurrency_limits import LimitWithSlots
+from runwire_server.services.states import pending
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -43,28 +42,17 @@ class TaskRunServicer(task_run_service_pb2_grpc.TaskRunServiceServicer):
         initial = (
             self._app.proposal(msg.state, "task_run.state") if msg.HasField("state") else pending
         )
-
-        def work(session: Session) -> pb.CreateTaskRunResponse:
-            run, created = task_runs.create_task_run(
-                session, values, initial, self._app.orchestration
-            )
-            return pb.CreateTaskRunResponse(
-                task_run=convert.task_run_to_proto(run, convert.now()), created=created
-            )
-
-        return await self._app.db.write(work)
+        run, created = await self._app.services.task_runs.create(values, initial)
+        return pb.CreateTaskRunResponse(
+            task_run=convert.task_run_to_proto(run, clock.now()), created=created
+        )
 
     async def GetTaskRun(
         self, request: pb.GetTaskRunRequest, context: Context
     ) -> pb.GetTaskRunResponse:
         run_id = require_id(request.task_run_id, "task_run_id")
-        return await self._app.db.read_one(
-            lambda conn: pb.GetTaskRunResponse(
-                task_run=convert.task_run_to_proto(
-                    task_runs.read_task_run(conn, run_id), convert.now()
-                )
-            )
-        )
+        run = await self._app.services.task_runs.get(run_id)
+        return pb.GetTaskRunResponse(task_run=convert.task_run_to_proto(run, clock.now()))
 
     async def SetTaskRunState(
         self, request: pb.SetTaskRunStateRequest, context: Context
@@ -73,10 +61,8 @@ class TaskRunServicer(task_run_service_pb2_grpc.TaskRunServiceServicer):
         if not request.HasField("state"):
             raise InvalidArgument("state", "is required")
         proposed = self._app.proposal(request.state, "state")
-        outcome = await self._app.db.write(
-            lambda s: task_runs.set_task_run_state(
-                s, run_id, proposed, force=request.force, settings=self._app.orchestration
-            )
+        outcome = await self._app.services.task_runs.set_state(
+            run_id, proposed, force=request.force
         )
         return pb.SetTaskRunStateResponse(result=self._app.orchestrated("task_run", outcome))
 
@@ -88,52 +74,39 @@ class TaskRunServicer(task_run_service_pb2_grpc.TaskRunServiceServicer):
         map_index = request.map_index if request.HasField("map_index") else -1
         if map_index < -1:
             raise InvalidArgument("map_index", "must be -1 (not mapped) or an index >= 0")
-        return await self._app.db.read(
-            lambda s: pb.GetTaskRunBySlugResponse(
-                task_run=convert.task_run_to_proto(
-                    task_runs.get_task_run_by_slug(s, flow_run_id, slug, map_index), convert.now()
-                )
-            )
-        )
+        run = await self._app.services.task_runs.get_by_slug(flow_run_id, slug, map_index)
+        return pb.GetTaskRunBySlugResponse(task_run=convert.task_run_to_proto(run, clock.now()))
 
     async def ListTaskRuns(
         self, request: pb.ListTaskRunsRequest, context: Context
     ) -> pb.ListTaskRunsResponse:
         page = self._app.page(request, offset=request.offset)
-
-        def work(session: Session) -> pb.ListTaskRunsResponse:
-            found = task_runs.list_task_runs(
-                session, request.filter, request.sort, page, self._app.tokens
-            )
-            at = convert.now()
-            return self._app.paged(
-                found,
-                lambda run: convert.task_run_to_proto(run, at),
-                lambda items, token: pb.ListTaskRunsResponse(
-                    task_runs=items, next_page_token=token
-                ),
-            )
-
-        return await self._app.db.read(work)
+        found = await self._app.services.task_runs.list_page(request.filter, request.sort, page)
+        at = clock.now()
+        return self._app.paged(
+            found,
+            lambda run: convert.task_run_to_proto(run, at),
+            lambda items, token: pb.ListTaskRunsResponse(task_runs=items, next_page_token=token),
+        )
 
     async def CountTaskRuns(
         self, request: pb.CountTaskRunsRequest, context: Context
     ) -> pb.CountTaskRunsResponse:
-        count = await self._app.db.read(lambda s: task_runs.count_task_runs(s, request.filter))
+        count = await self._app.services.task_runs.count(request.filter)
         return pb.CountTaskRunsResponse(count=count)
 
     async def DeleteTaskRun(
         self, request: pb.DeleteTaskRunRequest, context: Context
     ) -> pb.DeleteTaskRunResponse:
         run_id = require_id(request.task_run_id, "task_run_id")
-        await self._app.db.write(lambda s: task_runs.delete_task_run(s, run_id))
+        await self._app.services.task_runs.delete(run_id)
         return pb.DeleteTaskRunResponse()
 
     async def GetTaskRunResult(
         self, request: pb.GetTaskRunResultRequest, context: Context
     ) -> pb.GetTaskRunResultResponse:
         run_id = require_id(request.task_run_id, "task_run_id")
-        own, children = await self._app.db.read(lambda s: task_runs.task_run_result(s, run_id))
+        own, children = await self._app.services.task_runs.result(run_id)
         results = pb.GetTaskRunResultResponse(
             result=convert.result_to_proto(own),
             child_results=[convert.result_reference(c) for c in children],
@@ -149,17 +122,11 @@ class TaskRunServicer(task_run_service_pb2_grpc.TaskRunServiceServicer):
     ) -> pb.ListTaskRunStatesResponse:
         run_id = require_id(request.task_run_id, "task_run_id")
         page = self._app.page(request)
-
-        def work(session: Session) -> pb.ListTaskRunStatesResponse:
-            return self._app.paged(
-                list_states(session, TaskRun, run_id, page, self._app.tokens),
-                convert.state_row_to_message,
-                lambda items, token: pb.ListTaskRunStatesResponse(
-                    states=items, next_page_token=token
-                ),
-            )
-
-        return await self._app.db.read(work)
+        return self._app.paged(
+            await self._app.services.task_runs.states(run_id, page),
+            convert.state_row_to_message,
+            lambda items, token: pb.ListTaskRunStatesResponse(states=items, next_page_token=token),
+        )
 
 
 def task_run_values(msg: task_run_pb2.TaskRun) -> task_runs.TaskRunValues:
@@ -185,7 +152,7 @@ def task_run_values(msg: task_run_pb2.TaskRun) -> task_runs.TaskRunValues:
         tags=validation.tags(msg.tags, "task_run.tags"),
         cache_key=validation.text(msg.cache_key, "task_run.cache_key", max_length=10_000),
         cache_expiration=(
-            convert.to_datetime(msg.cache_expiration, "task_run.cache_expiration")
+            wire_scalars.to_datetime(msg.cache_expiration, "task_run.cache_expiration")
             if msg.HasField("cache_expiration")
             else None
         ),
@@ -207,53 +174,37 @@ class ConcurrencyLimitServicer(cgrpc.ConcurrencyLimitServiceServicer):
         tag = validation.text(request.tag, "tag", required=True) or ""
         if request.concurrency_limit < 0:
             raise InvalidArgument("concurrency_limit", "must not be negative")
-
-        def work(session: Session) -> cpb.CreateConcurrencyLimitResponse:
-            row, created = concurrency_limits.upsert_limit(session, tag, request.concurrency_limit)
-            active = concurrency_limits.active_slots(session, tag)
-            return cpb.CreateConcurrencyLimitResponse(
-                concurrency_limit=convert.concurrency_limit_to_proto(row, active), created=created
-            )
-
-        return await self._app.db.write(work)
+        found, created = await self._app.services.concurrency_limits.upsert(
+            tag, request.concurrency_limit
+        )
+        return cpb.CreateConcurrencyLimitResponse(
+            concurrency_limit=_limit_to_proto(found), created=created
+        )
 
     async def GetConcurrencyLimit(
         self, request: cpb.GetConcurrencyLimitRequest, context: Context
     ) -> cpb.GetConcurrencyLimitResponse:
         tag = validation.text(request.tag, "tag", required=True) or ""
-
-        def work(session: Session) -> cpb.GetConcurrencyLimitResponse:
-            row = concurrency_limits.get_limit(session, tag)
-            active = concurrency_limits.active_slots(session, tag)
-            return cpb.GetConcurrencyLimitResponse(
-                concurrency_limit=convert.concurrency_limit_to_proto(row, active)
-            )
-
-        return await self._app.db.read(work)
+        found = await self._app.services.concurrency_limits.get(tag)
+        return cpb.GetConcurrencyLimitResponse(concurrency_limit=_limit_to_proto(found))
 
     async def ListConcurrencyLimits(
         self, request: cpb.ListConcurrencyLimitsRequest, context: Context
     ) -> cpb.ListConcurrencyLimitsResponse:
         page = self._app.page(request)
-
-        def work(session: Session) -> cpb.ListConcurrencyLimitsResponse:
-            return self._app.paged(
-                concurrency_limits.list_limits(session, page, self._app.tokens),
-                lambda row: convert.concurrency_limit_to_proto(
-                    row, concurrency_limits.active_slots(session, row.tag)
-                ),
-                lambda items, token: cpb.ListConcurrencyLimitsResponse(
-                    concurrency_limits=items, next_page_token=token
-                ),
-            )
-
-        return await self._app.db.read(work)
+        return self._app.paged(
+            await self._app.services.concurrency_limits.list_page(page),
+            _limit_to_proto,
+            lambda items, token: cpb.ListConcurrencyLimitsResponse(
+                concurrency_limits=items, next_page_token=token
+            ),
+        )
 
     async def DeleteConcurrencyLimit(
         self, request: cpb.DeleteConcurrencyLimitRequest, context: Context
     ) -> cpb.DeleteConcurrencyLimitResponse:
         tag = validation.text(request.tag, "tag", required=True) or ""
-        await self._app.db.write(lambda s: concurrency_limits.delete_limit(s, tag))
+        await self._app.services.concurrency_limits.delete(tag)
         return cpb.DeleteConcurrencyLimitResponse()
 
 
@@ -275,24 +226,24 @@ class LogServicer(log_service_pb2_grpc.LogServiceServicer):
             log_values(log, f"logs[{i}]", settings.max_log_message_bytes)
             for i, log in enumerate(request.logs)
         ]
-        created = await self._app.db.write(lambda s: logs.create_logs(s, batch))
+        created = await self._app.services.logs.create(batch)
         return log_service_pb2.CreateLogsResponse(created_count=created)
 
     async def ListLogs(
         self, request: log_service_pb2.ListLogsRequest, context: Context
     ) -> log_service_pb2.ListLogsResponse:
         page = self._app.page(request, offset=request.offset)
+        return self._app.paged(
+            await self._app.services.logs.list_page(request.filter, request.sort, page),
+            convert.log_to_proto,
+            lambda items, token: log_service_pb2.ListLogsResponse(
+                logs=items, next_page_token=token
+            ),
+        )
 
-        def work(session: Session) -> log_service_pb2.ListLogsResponse:
-            return self._app.paged(
-                logs.list_logs(session, request.filter, request.sort, page, self._app.tokens),
-                convert.log_to_proto,
-                lambda items, token: log_service_pb2.ListLogsResponse(
-                    logs=items, next_page_token=token
-                ),
-            )
 
-        return await self._app.db.read(work)
+def _limit_to_proto(found: LimitWithSlots) -> Any:
+    return convert.concurrency_limit_to_proto(found.limit, found.active_slots)
 
 
 def log_values(msg: log_pb2.Log, field: str, max_message_bytes: int) -> logs.NewLog:
@@ -309,8 +260,8 @@ def log_values(msg: log_pb2.Log, field: str, max_message_bytes: int) -> logs.New
         level=msg.level,
         message=msg.message,
         timestamp=(
-            convert.to_datetime(msg.timestamp, f"{field}.timestamp")
+            wire_scalars.to_datetime(msg.timestamp, f"{field}.timestamp")
             if msg.HasField("timestamp")
-            else convert.now()
+            else clock.now()
         ),
     )

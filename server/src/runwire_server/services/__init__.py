@@ -1,1 +1,49 @@
-"""Run services: units of work over a Session that apply orchestration and call storage."""
+"""The services: one per resource, each owning its units of work; the edges call them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from runwire_server.broadcast import Broadcaster
+from runwire_server.orchestration.context import Settings as OrchestrationSettings
+from runwire_server.pages import PageTokens
+from runwire_server.services.concurrency_limits import ConcurrencyLimitService
+from runwire_server.services.deployments import DeploymentService
+from runwire_server.services.flow_runs import FlowRunService
+from runwire_server.services.flows import FlowService
+from runwire_server.services.history import HistoryService
+from runwire_server.services.logs import LogService
+from runwire_server.services.task_runs import TaskRunService
+from runwire_server.services.watch import WatchService
+from runwire_server.storage.database import Database
+
+
+@dataclass(frozen=True)
+class Services:
+    flows: FlowService
+    deployments: DeploymentService
+    flow_runs: FlowRunService
+    task_runs: TaskRunService
+    logs: LogService
+    concurrency_limits: ConcurrencyLimitService
+    history: HistoryService
+    watch: WatchService
+
+    @classmethod
+    def over(
+        cls,
+        db: Database,
+        tokens: PageTokens,
+        broadcaster: Broadcaster,
+        orchestration: OrchestrationSettings,
+    ) -> Services:
+        return cls(
+            flows=FlowService(db, tokens),
+            deployments=DeploymentService(db, tokens),
+            flow_runs=FlowRunService(db, tokens, orchestration),
+            task_runs=TaskRunService(db, tokens, orchestration),
+            logs=LogService(db, tokens),
+            concurrency_limits=ConcurrencyLimitService(db, tokens),
+            history=HistoryService(db),
+            watch=WatchService(db, broadcaster),
+        )

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from runwire_server.convert import now
+from runwire_server.clock import now
 from runwire_server.errors import NotFound
+from runwire_server.pages import Page, PageRequest, PageTokens
 from runwire_server.services.common import insert_or_get
 from runwire_server.storage import models as m
-from runwire_server.storage.paging import Page, PageRequest, PageTokens, SortKey, fetch_page
+from runwire_server.storage.database import Database
+from runwire_server.storage.paging import SortKey, fetch_page
 
 L = m.ConcurrencyLimit
 
@@ -54,3 +58,43 @@ def list_limits(
 
 def delete_limit(session: Session, tag: str) -> None:
     session.delete(get_limit(session, tag))
+
+
+@dataclass(frozen=True)
+class LimitWithSlots:
+    """A limit and the task runs holding its slots."""
+
+    limit: m.ConcurrencyLimit
+    active_slots: list[str]
+
+
+class ConcurrencyLimitService:
+    """Tag concurrency limits, each call in a transaction of its own."""
+
+    def __init__(self, db: Database, tokens: PageTokens) -> None:
+        self._db = db
+        self._tokens = tokens
+
+    async def upsert(self, tag: str, limit: int) -> tuple[LimitWithSlots, bool]:
+        """The tag's limit, made or changed to `limit`; and whether it was made."""
+
+        def work(session: Session) -> tuple[LimitWithSlots, bool]:
+            row, created = upsert_limit(session, tag, limit)
+            return LimitWithSlots(row, active_slots(session, tag)), created
+
+        return await self._db.write(work)
+
+    async def get(self, tag: str) -> LimitWithSlots:
+        return await self._db.read(
+            lambda s: LimitWithSlots(get_limit(s, tag), active_slots(s, tag))
+        )
+
+    async def list_page(self, page: PageRequest) -> Page[LimitWithSlots]:
+        return await self._db.read(
+            lambda s: list_limits(s, page, self._tokens).map(
+                lambda row: LimitWithSlots(row, active_slots(s, row.tag))
+            )
+        )
+
+    async def delete(self, tag: str) -> None:
+        await self._db.write(lambda s: delete_limit(s, tag))

@@ -9,9 +9,10 @@ from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from runwire.v1 import filters_pb2 as f
-from runwire_server.convert import now
+from runwire_server.clock import now
 from runwire_server.errors import AlreadyExists
 from runwire_server.orchestration.context import CollisionStrategy
+from runwire_server.pages import Page, PageRequest, PageTokens
 from runwire_server.services.common import (
     ensure_work_queue,
     get_or_404,
@@ -21,14 +22,8 @@ from runwire_server.services.common import (
 )
 from runwire_server.storage import filters
 from runwire_server.storage import models as m
-from runwire_server.storage.paging import (
-    Page,
-    PageRequest,
-    PageTokens,
-    SortKey,
-    choose_sort,
-    fetch_page,
-)
+from runwire_server.storage.database import Database
+from runwire_server.storage.paging import SortKey, choose_sort, fetch_page
 
 
 @dataclass(frozen=True)
@@ -111,3 +106,29 @@ def list_deployments(
 
 def delete_deployment(session: Session, deployment_id: uuid.UUID) -> None:
     session.delete(get_deployment(session, deployment_id))
+
+
+class DeploymentService:
+    """Deployments, each call in a transaction of its own."""
+
+    def __init__(self, db: Database, tokens: PageTokens) -> None:
+        self._db = db
+        self._tokens = tokens
+
+    async def create(self, new: NewDeployment) -> m.Deployment:
+        return await self._db.write(lambda s: create_deployment(s, new))
+
+    async def get(self, deployment_id: uuid.UUID) -> m.Deployment:
+        return await self._db.read(lambda s: get_deployment(s, deployment_id))
+
+    async def list_page(
+        self, *, deployments: f.DeploymentFilter, flows: f.FlowFilter, sort: int, page: PageRequest
+    ) -> Page[m.Deployment]:
+        return await self._db.read(
+            lambda s: list_deployments(
+                s, deployments=deployments, flows=flows, sort=sort, page=page, tokens=self._tokens
+            )
+        )
+
+    async def delete(self, deployment_id: uuid.UUID) -> None:
+        await self._db.write(lambda s: delete_deployment(s, deployment_id))

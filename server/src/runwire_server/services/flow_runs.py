@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -12,12 +13,13 @@ from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session
 
 from runwire.v1 import filters_pb2 as f
-from runwire_server.convert import now
+from runwire_server.clock import now
 from runwire_server.errors import InvalidArgument
 from runwire_server.orchestration.context import Settings as OrchestrationSettings
 from runwire_server.orchestration.context import Status
 from runwire_server.orchestration.flow_rules import CORE_FLOW_POLICY, MINIMAL_FLOW_POLICY
 from runwire_server.orchestration.states import State, StateType
+from runwire_server.pages import Page, PageRequest, PageTokens
 from runwire_server.services.common import (
     ensure_work_queue,
     get_or_404,
@@ -27,21 +29,16 @@ from runwire_server.services.common import (
 from runwire_server.services.states import (
     Outcome,
     Proposal,
+    RunService,
     create_run,
     current_state,
+    list_states,
     lock_run,
     orchestrate_run,
 )
 from runwire_server.storage import filters, outbox, run_rows
 from runwire_server.storage import models as m
-from runwire_server.storage.paging import (
-    Page,
-    PageRequest,
-    PageTokens,
-    SortKey,
-    choose_sort,
-    fetch_page,
-)
+from runwire_server.storage.paging import SortKey, choose_sort, fetch_page
 from runwire_server.storage.run_rows import Record, read_run
 
 R = m.FlowRun
@@ -271,3 +268,64 @@ def update_flow_run(session: Session, flow_run_id: uuid.UUID, changes: dict[str,
 def delete_flow_run(session: Session, flow_run_id: uuid.UUID) -> None:
     session.delete(get_flow_run(session, flow_run_id))
     outbox.run_deleted(session, flow_run_id)
+
+
+class FlowRunService(RunService):
+    """Flow runs, each call in a transaction of its own (a read by id in one statement)."""
+
+    async def create(self, values: FlowRunValues, initial: Proposal) -> tuple[Record, bool]:
+        """The run, made in its initial state unless its idempotency key names one already;
+        and whether it was made."""
+        return await self._db.write(
+            lambda s: create_flow_run(s, values, initial, self._orchestration)
+        )
+
+    async def get(self, flow_run_id: uuid.UUID) -> Record:
+        return await self._db.read_one(lambda conn: read_flow_run(conn, flow_run_id))
+
+    async def list_page(
+        self, criteria: f.FlowRunCriteria, sort: int, page: PageRequest
+    ) -> tuple[Page[Record], int]:
+        """One page of matching runs, and the watch cursor read before it: every change after
+        the cursor is either in the page or later."""
+        clause = filters.flow_run_criteria(criteria)  # refused before any SQL runs
+
+        def work(session: Session) -> tuple[Page[Record], int]:
+            cursor = outbox.global_last_seq(session)
+            return list_flow_runs(session, clause, sort, page, self._tokens), cursor
+
+        return await self._db.read(work)
+
+    async def count(self, criteria: f.FlowRunCriteria) -> int:
+        return await self._db.read(lambda s: count_flow_runs(s, criteria))
+
+    async def update(
+        self, flow_run_id: uuid.UUID, changes: dict[str, Any], check: Callable[[m.FlowRun], None]
+    ) -> m.FlowRun:
+        """The run with `changes` made, unless `check` (run on the changed run, before the
+        transaction commits) refuses it: then nothing changes."""
+
+        def work(session: Session) -> m.FlowRun:
+            run = update_flow_run(session, flow_run_id, changes)
+            check(run)
+            return run
+
+        return await self._db.write(work)
+
+    async def delete(self, flow_run_id: uuid.UUID) -> None:
+        await self._db.write(lambda s: delete_flow_run(s, flow_run_id))
+
+    async def set_state(
+        self, flow_run_id: uuid.UUID, proposal: Proposal, *, force: bool
+    ) -> Outcome:
+        return await self._db.write(
+            lambda s: set_flow_run_state(
+                s, flow_run_id, proposal, force=force, settings=self._orchestration
+            )
+        )
+
+    async def resume(self, flow_run_id: uuid.UUID) -> Outcome:
+        return await self._db.write(lambda s: resume_flow_run(s, flow_run_id, self._orchestration))
+
+    async def states(self, flow_run_id: uuid.UUID, page: PageRequest) -> Page[Any]:
+        return await self._db.read(lambda s: list_states(s, R, flow_run_id, page, self._tokens))

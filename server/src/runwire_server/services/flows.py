@@ -10,19 +10,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from runwire.v1 import filters_pb2 as f
-from runwire_server.convert import now
+from runwire_server.clock import now
 from runwire_server.errors import NotFound
+from runwire_server.pages import Page, PageRequest, PageTokens
 from runwire_server.services.common import get_or_404, insert_or_get, set_tags
 from runwire_server.storage import filters, outbox
 from runwire_server.storage import models as m
-from runwire_server.storage.paging import (
-    Page,
-    PageRequest,
-    PageTokens,
-    SortKey,
-    choose_sort,
-    fetch_page,
-)
+from runwire_server.storage.database import Database
+from runwire_server.storage.paging import SortKey, choose_sort, fetch_page
 
 
 @dataclass(frozen=True)
@@ -105,3 +100,45 @@ def delete_flow(session: Session, flow_id: uuid.UUID) -> None:
     for run_id in session.scalars(select(m.FlowRun.id).where(m.FlowRun.flow_id == flow_id)):
         outbox.run_deleted(session, run_id)
     session.delete(flow)
+
+
+class FlowService:
+    """Flows, each call in a transaction of its own."""
+
+    def __init__(self, db: Database, tokens: PageTokens) -> None:
+        self._db = db
+        self._tokens = tokens
+
+    async def create(self, new: NewFlow) -> tuple[m.Flow, bool]:
+        """The flow of that name, made unless it exists; and whether it was made."""
+        return await self._db.write(lambda s: create_flow(s, new))
+
+    async def get(self, flow_id: uuid.UUID) -> m.Flow:
+        return await self._db.read(lambda s: get_flow(s, flow_id))
+
+    async def get_by_name(self, name: str) -> m.Flow:
+        return await self._db.read(lambda s: get_flow_by_name(s, name))
+
+    async def list_page(
+        self,
+        *,
+        flows: f.FlowFilter,
+        flow_runs: f.FlowRunFilter,
+        deployments: f.DeploymentFilter,
+        sort: int,
+        page: PageRequest,
+    ) -> Page[m.Flow]:
+        return await self._db.read(
+            lambda s: list_flows(
+                s,
+                flows=flows,
+                flow_runs=flow_runs,
+                deployments=deployments,
+                sort=sort,
+                page=page,
+                tokens=self._tokens,
+            )
+        )
+
+    async def delete(self, flow_id: uuid.UUID) -> None:
+        await self._db.write(lambda s: delete_flow(s, flow_id))

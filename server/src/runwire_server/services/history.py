@@ -25,11 +25,12 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from runwire.v1 import filters_pb2 as f
-from runwire_server.convert import EPOCH, now
+from runwire_server.clock import EPOCH, now
 from runwire_server.errors import InvalidArgument
 from runwire_server.orchestration.states import TERMINAL_TYPES, StateType
 from runwire_server.storage import filters
 from runwire_server.storage import models as m
+from runwire_server.storage.database import Database
 
 MAX_INTERVALS = 500
 
@@ -355,3 +356,16 @@ def _epoch_us(value: datetime) -> int:
 def _micros(delta: timedelta) -> int:
     # Integer arithmetic: floats would misplace runs that sit exactly on an interval boundary.
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+class HistoryService:
+    """Flow run history: counts of runs per interval and state."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def flow_runs(
+        self, start: datetime, end: datetime, step: timedelta, criteria: f.FlowRunCriteria
+    ) -> list[Interval]:
+        intervals(start, end, step)  # refused before the database is asked
+        return await self._db.read(lambda s: flow_run_history(s, start, end, step, criteria))

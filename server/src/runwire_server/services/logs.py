@@ -15,16 +15,11 @@ from runwire.v1 import log_pb2, watch_pb2
 from runwire_server.convert import format_id, timestamp
 from runwire_server.errors import InvalidArgument, NotFound
 from runwire_server.ids import new_id
+from runwire_server.pages import Page, PageRequest, PageTokens
 from runwire_server.storage import filters, outbox
 from runwire_server.storage import models as m
-from runwire_server.storage.paging import (
-    Page,
-    PageRequest,
-    PageTokens,
-    SortKey,
-    choose_sort,
-    fetch_page,
-)
+from runwire_server.storage.database import Database
+from runwire_server.storage.paging import SortKey, choose_sort, fetch_page
 
 L = m.Log
 
@@ -109,3 +104,18 @@ def list_logs(
     clause = filters.log_clause(flt, "filter")
     statement = select(L) if clause is None else select(L).where(clause)
     return fetch_page(session, statement, choose_sort(_SORTS, sort), page, tokens)
+
+
+class LogService:
+    """Logs, each call in a transaction of its own."""
+
+    def __init__(self, db: Database, tokens: PageTokens) -> None:
+        self._db = db
+        self._tokens = tokens
+
+    async def create(self, logs: Sequence[NewLog]) -> int:
+        """Store the batch whole (or nothing of it); the number stored."""
+        return await self._db.write(lambda s: create_logs(s, logs))
+
+    async def list_page(self, flt: f.LogFilter, sort: int, page: PageRequest) -> Page[m.Log]:
+        return await self._db.read(lambda s: list_logs(s, flt, sort, page, self._tokens))

@@ -17,7 +17,7 @@ import structlog
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from runwire_server.convert import now
+from runwire_server.clock import now
 from runwire_server.metrics import Metrics
 from runwire_server.settings import Settings
 from runwire_server.storage import retention

@@ -14,17 +14,23 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from runwire.v1 import watch_pb2
-from runwire_server.convert import details_to_json, now, state_from_row, state_to_proto
+from runwire_server.clock import now
+from runwire_server.convert import details_to_json, state_from_row, state_to_proto
+from runwire_server.errors import NotFound
 from runwire_server.ids import new_id
 from runwire_server.orchestration.context import RunFacts, Settings, Status, Transition
 from runwire_server.orchestration.engine import Policy, orchestrate
 from runwire_server.orchestration.states import State, StateType
+from runwire_server.orchestration.task_rules import MINIMAL_TASK_POLICY
+from runwire_server.pages import Page, PageRequest, PageTokens
 from runwire_server.services.common import insert_run_once, require_exists
 from runwire_server.services.store import SqlStore
 from runwire_server.storage import models as m
 from runwire_server.storage import outbox
-from runwire_server.storage.paging import Page, PageRequest, PageTokens, SortKey, fetch_page
+from runwire_server.storage.database import Database
+from runwire_server.storage.paging import SortKey, fetch_page
 from runwire_server.storage.run_rows import (
+    TASK,
     Record,
     RunTables,
     insert_state,
@@ -168,7 +174,7 @@ def orchestrate_run(
         initial,
         proposal(at),
         now=at,
-        store=SqlStore(session),
+        store=SqlStore(session, mirror_subflow_state),
         write=write,
         settings=settings,
         passthrough=(SQLAlchemyError,),
@@ -219,3 +225,37 @@ def list_states(
     sort = SortKey(state_model.id, False, state_model.timestamp, lambda r: r.timestamp)
     statement = select(state_model).where(owner == run_id)
     return fetch_page(session, statement, sort, page, tokens)
+
+
+def mirror_subflow_state(
+    session: Session, task_run_id: uuid.UUID, child_flow_run_id: uuid.UUID, state: State
+) -> None:
+    """Force a copy of a subflow's state onto the task run that stands for it in its parent."""
+    try:
+        run = lock_run(session, TASK, task_run_id)
+    except NotFound:
+        return
+    details = {k: v for k, v in state.details.items() if k not in ("flow_run_id", "task_run_id")}
+    details["child_flow_run_id"] = str(child_flow_run_id)
+    copy = state.replace(id=None, details=details)
+    orchestrate_run(
+        session,
+        TASK,
+        run,
+        lambda at: copy.replace(timestamp=at),
+        MINIMAL_TASK_POLICY,
+        _DEFAULTS,
+    )
+
+
+_DEFAULTS = Settings()
+
+
+class RunService:
+    """What a service of runs holds: the database, the page-token signer and the settings its
+    policies read."""
+
+    def __init__(self, db: Database, tokens: PageTokens, orchestration: Settings) -> None:
+        self._db = db
+        self._tokens = tokens
+        self._orchestration = orchestration

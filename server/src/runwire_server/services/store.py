@@ -4,6 +4,7 @@ and concurrency limits, inside the transaction that writes the state."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy import bindparam, delete, func, or_, select
@@ -24,9 +25,15 @@ _SLOTS = m.table_of(m.ConcurrencySlot)
 _RELEASE_TAG_SLOTS = delete(_SLOTS).where(_SLOTS.c.task_run_id == bindparam("run_id"))
 
 
+# Force a copy of a subflow's state onto the task run that stands for it in its parent
+# (services.states.mirror_subflow_state).
+Mirror = Callable[[Session, uuid.UUID, uuid.UUID, State], None]
+
+
 class SqlStore:
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, mirror: Mirror) -> None:
         self._session = session
+        self._mirror = mirror
 
     def deployment(self, deployment_id: uuid.UUID) -> DeploymentFacts | None:
         # Locked so that two runs of one deployment cannot both take its last slot.
@@ -132,6 +139,4 @@ class SqlStore:
     def mirror_to_parent_task(
         self, task_run_id: uuid.UUID, child_flow_run_id: uuid.UUID, state: State
     ) -> None:
-        from runwire_server.services import task_runs  # task runs orchestrate through here too
-
-        task_runs.mirror_subflow_state(self._session, task_run_id, child_flow_run_id, state)
+        self._mirror(self._session, task_run_id, child_flow_run_id, state)

@@ -13,26 +13,22 @@ from sqlalchemy.orm import Session
 from runwire.v1 import filters_pb2 as tf
 from runwire_server.errors import FailedPrecondition, NotFound
 from runwire_server.orchestration.context import Settings as OrchestrationSettings
-from runwire_server.orchestration.states import TERMINAL_TYPES, State
+from runwire_server.orchestration.states import TERMINAL_TYPES
 from runwire_server.orchestration.task_rules import CORE_TASK_POLICY, MINIMAL_TASK_POLICY
+from runwire_server.pages import Page, PageRequest, PageTokens
 from runwire_server.services.common import get_or_404, require_exists
 from runwire_server.services.states import (
     Outcome,
     Proposal,
+    RunService,
     create_run,
+    list_states,
     lock_run,
     orchestrate_run,
 )
 from runwire_server.storage import filters, run_rows
 from runwire_server.storage import models as m
-from runwire_server.storage.paging import (
-    Page,
-    PageRequest,
-    PageTokens,
-    SortKey,
-    choose_sort,
-    fetch_page,
-)
+from runwire_server.storage.paging import SortKey, choose_sort, fetch_page
 from runwire_server.storage.run_rows import Record, read_run
 
 T = m.TaskRun
@@ -110,30 +106,6 @@ def set_task_run_state(
     run = lock_run(session, run_rows.TASK, task_run_id)
     policy = MINIMAL_TASK_POLICY if force else CORE_TASK_POLICY
     return Outcome.of(orchestrate_run(session, run_rows.TASK, run, proposal, policy, settings))
-
-
-def mirror_subflow_state(
-    session: Session, task_run_id: uuid.UUID, child_flow_run_id: uuid.UUID, state: State
-) -> None:
-    """Force a copy of a subflow's state onto the task run that stands for it in its parent."""
-    try:
-        run = lock_run(session, run_rows.TASK, task_run_id)
-    except NotFound:
-        return
-    details = {k: v for k, v in state.details.items() if k not in ("flow_run_id", "task_run_id")}
-    details["child_flow_run_id"] = str(child_flow_run_id)
-    copy = state.replace(id=None, details=details)
-    orchestrate_run(
-        session,
-        run_rows.TASK,
-        run,
-        lambda at: copy.replace(timestamp=at),
-        MINIMAL_TASK_POLICY,
-        _DEFAULTS,
-    )
-
-
-_DEFAULTS = OrchestrationSettings()
 
 
 def get_task_run_by_slug(
@@ -255,3 +227,51 @@ def flow_run_graph(session: Session, flow_run_id: uuid.UUID) -> Sequence[m.TaskR
     return session.scalars(
         select(T).where(T.flow_run_id == flow_run_id).order_by(T.expected_start_time, T.id)
     ).all()
+
+
+class TaskRunService(RunService):
+    """Task runs, each call in a transaction of its own (a read by id in one statement)."""
+
+    async def create(self, values: TaskRunValues, initial: Proposal) -> tuple[Record, bool]:
+        """The task run, made in its initial state unless its flow run already has one of the
+        same key; and whether it was made."""
+        return await self._db.write(
+            lambda s: create_task_run(s, values, initial, self._orchestration)
+        )
+
+    async def get(self, task_run_id: uuid.UUID) -> Record:
+        return await self._db.read_one(lambda conn: read_task_run(conn, task_run_id))
+
+    async def get_by_slug(self, flow_run_id: uuid.UUID, slug: str, map_index: int) -> m.TaskRun:
+        return await self._db.read(lambda s: get_task_run_by_slug(s, flow_run_id, slug, map_index))
+
+    async def set_state(
+        self, task_run_id: uuid.UUID, proposal: Proposal, *, force: bool
+    ) -> Outcome:
+        return await self._db.write(
+            lambda s: set_task_run_state(
+                s, task_run_id, proposal, force=force, settings=self._orchestration
+            )
+        )
+
+    async def list_page(self, criteria: Any, sort: int, page: PageRequest) -> Page[Record]:
+        return await self._db.read(lambda s: list_task_runs(s, criteria, sort, page, self._tokens))
+
+    async def count(self, criteria: Any) -> int:
+        return await self._db.read(lambda s: count_task_runs(s, criteria))
+
+    async def delete(self, task_run_id: uuid.UUID) -> None:
+        await self._db.write(lambda s: delete_task_run(s, task_run_id))
+
+    async def result(
+        self, task_run_id: uuid.UUID
+    ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        """A finished run's result, or a mapped parent's children's results, in map order."""
+        return await self._db.read(lambda s: task_run_result(s, task_run_id))
+
+    async def states(self, task_run_id: uuid.UUID, page: PageRequest) -> Page[Any]:
+        return await self._db.read(lambda s: list_states(s, T, task_run_id, page, self._tokens))
+
+    async def graph(self, flow_run_id: uuid.UUID) -> Sequence[m.TaskRun]:
+        """The flow run's task runs, in the order they were expected to start."""
+        return await self._db.read(lambda s: flow_run_graph(s, flow_run_id))

@@ -20,13 +20,8 @@ from sqlalchemy.orm import Session
 
 from runwire.v1 import watch_pb2
 from runwire_server.broadcast import Broadcaster, Closed, Lagged
-from runwire_server.convert import (
-    duration,
-    now,
-    state_type_from_proto,
-    to_datetime,
-    to_timedelta,
-)
+from runwire_server.clock import now
+from runwire_server.convert import duration
 from runwire_server.errors import CursorExpired, CursorOutOfRange, InvalidArgument
 from runwire_server.ids import require_id
 from runwire_server.orchestration.states import TERMINAL_TYPES
@@ -35,6 +30,7 @@ from runwire_server.settings import Settings
 from runwire_server.storage import filters, outbox, retention
 from runwire_server.storage import models as m
 from runwire_server.storage.database import Database
+from runwire_server.wire_scalars import state_type_from_proto, to_datetime, to_timedelta
 
 W = watch_pb2.WatchFlowRunResponse
 End = watch_pb2.StreamEnd
@@ -322,3 +318,21 @@ def _heartbeat_seconds(request: Any, settings: Settings) -> float:
         if not low <= heartbeat <= high:
             raise InvalidArgument("heartbeat_interval", f"must be between {low} and {high} seconds")
     return heartbeat
+
+
+class WatchService:
+    """Watch streams: one run's events, and the state changes of matching runs."""
+
+    def __init__(self, db: Database, broadcaster: Broadcaster) -> None:
+        self._db = db
+        self._broadcaster = broadcaster
+
+    def flow_run(self, options: WatchOptions) -> AsyncIterator[W | bytes]:
+        """The run's events after the cursor (or from its current state), then live ones,
+        until it finishes; raises Shutdown when the server stops."""
+        return Watcher(self._db, self._broadcaster, options).stream()
+
+    def flow_runs(self, options: RunsWatchOptions) -> AsyncIterator[R]:
+        """State changes of matching runs after the cursor (or from now), until closed;
+        raises Shutdown when the server stops."""
+        return RunsWatcher(self._db, self._broadcaster, options).stream()

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, func, make_url,
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from runwire_server.deadlines import call_deadline
 from runwire_server.errors import DeadlineExceeded, InvalidArgument, Unavailable
 from runwire_server.storage import outbox
 from runwire_server.storage.group_commit import GroupCommit
@@ -27,12 +28,6 @@ T = TypeVar("T")
 # Set while a unit of work that writes is starting, so SQLite takes its write lock up front
 # (BEGIN IMMEDIATE) instead of failing to upgrade a read lock half-way through.
 _WRITE_INTENT: contextvars.ContextVar[bool] = contextvars.ContextVar("write_intent", default=False)
-# When the current call's deadline passes (time.monotonic() seconds; set by the API layer): a
-# unit of work that has not begun is refused, a statement still running is interrupted, and a
-# wait for a lock gives up, so a call the client has abandoned stops costing the database.
-call_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
-    "call_deadline", default=None
-)
 _BUSY_TIMEOUT_MS = 30_000
 _PG_QUERY_CANCELED = "57014"
 

@@ -15,10 +15,10 @@ from sqlalchemy import ColumnElement, and_, exists, false, func, literal, or_, s
 from sqlalchemy.orm import InstrumentedAttribute
 
 from runwire.v1 import filters_pb2 as f
-from runwire_server.convert import state_type_from_proto, to_datetime
 from runwire_server.errors import InvalidArgument
 from runwire_server.ids import require_id
 from runwire_server.storage import models as m
+from runwire_server.wire_scalars import state_type_from_proto, to_datetime
 
 Clause = ColumnElement[bool]
 

@@ -19,7 +19,7 @@ from sqlalchemy import Integer, Select, String, bindparam, event, func, insert, 
 from sqlalchemy.orm import Session
 
 from runwire.v1 import watch_pb2
-from runwire_server.convert import now
+from runwire_server.clock import now
 from runwire_server.storage import models as m
 from runwire_server.storage.direct import Direct
 
