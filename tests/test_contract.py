@@ -1,5 +1,5 @@
-"""The contract's evolution rules, enforced by `buf breaking` (which CI runs against the last
-landed main): renumbering or retyping a field fails; adding a field passes."""
+"""The contract's evolution rules, enforced by `buf breaking` (which CI runs against the
+last released contract): renumbering or retyping a field fails; adding a field passes."""
 
 from __future__ import annotations
 

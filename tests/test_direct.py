@@ -174,3 +174,29 @@ def test_nones_are_stored_as_sqlalchemy_stores_them(engine: Engine) -> None:
             )
         }
     assert stored[direct_id] == stored[plain_id]
+
+
+def test_the_sqlalchemy_internals_it_reads_are_there() -> None:
+    """storage.direct reads a few of SQLAlchemy's internals: a release that changes one must
+    fail here, by name, before it fails anywhere else."""
+    import importlib
+
+    from runwire_server.storage.direct import INTERNALS
+
+    engine = create_engine("sqlite://")
+    compiled = select(things.c.id).where(things.c.id == bindparam("id")).compile(engine)
+    instances = {
+        "sqlalchemy.sql.compiler.SQLCompiler": compiled,
+        "sqlalchemy.types.TypeEngine": things.c.id.type,
+    }
+    missing = []
+    for where, name in INTERNALS:
+        module, _, kind = where.rpartition(".")
+        owner = instances.get(where, getattr(importlib.import_module(module), kind))
+        if not hasattr(owner, name):
+            missing.append(f"{where}.{name}")
+    assert missing == [], f"SQLAlchemy no longer has {missing}: storage.direct needs a change"
+    # The shapes read from them.
+    entry = compiled._result_columns[0]  # type: ignore[attr-defined]
+    assert isinstance(entry.keyname, str) and entry.type is not None
+    assert isinstance(compiled._bind_processors, dict)  # type: ignore[attr-defined]

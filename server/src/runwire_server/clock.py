@@ -8,6 +8,6 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def now() -> datetime:
-    # Standard-library datetimes: every transition takes several, and pendulum's cost several
-    # times as much to make, compare, subtract and store.
+    # Standard-library datetimes: every transition takes several, and pendulum's are slower
+    # to make, compare, subtract and store (pendulum serves where people read times).
     return datetime.now(UTC)

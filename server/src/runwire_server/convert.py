@@ -85,11 +85,6 @@ def dict_to_struct(value: dict[str, Any] | None) -> struct_pb2.Struct | None:
     return out
 
 
-def optional_text(value: str) -> str | None:
-    """Empty proto strings are stored as NULL so that is_null filters mean 'not given'."""
-    return value or None
-
-
 # --- states ------------------------------------------------------------------------------------
 
 
@@ -158,13 +153,6 @@ def result_reference(result: dict[str, Any]) -> state_pb2.ResultReference:
     elif "location_uri" in result:
         out.location_uri = result["location_uri"]
     return out
-
-
-def proposed_state(
-    message: state_pb2.State, field: str, at: datetime, *, max_inline_result: int
-) -> State:
-    """A client's proposed state, validated, stamped `at`; the server sets id and timestamp."""
-    return stamp(parse_proposed_state(message, field, max_inline_result=max_inline_result), at)
 
 
 def stamp(state: State, at: datetime) -> State:

@@ -11,7 +11,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-# Unary calls here take 0.3-30 ms; watch streams are not timed (they last as long as a run).
+# Buckets from under a millisecond (a read by id) to seconds (a lock wait); watch streams are
+# not timed (they last as long as a run).
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
 
 

@@ -27,14 +27,12 @@ from runwire_server.orchestration.context import (
     Status,
     Transition,
 )
-from runwire_server.orchestration.states import State, StateType
+from runwire_server.orchestration.states import TERMINAL_TYPES, State, StateType
 
 log = structlog.get_logger("runwire.orchestration")
 
 ALL_TYPES: frozenset[StateType | None] = frozenset({*StateType, None})
-TERMINAL: frozenset[StateType | None] = frozenset(
-    {StateType.COMPLETED, StateType.FAILED, StateType.CANCELLED, StateType.CRASHED}
-)
+TERMINAL: frozenset[StateType | None] = frozenset(TERMINAL_TYPES)
 
 
 class RuleError(Exception):

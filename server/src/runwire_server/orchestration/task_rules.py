@@ -19,9 +19,6 @@ S = StateType
 SLOT_HOLDING_TASK_TYPES = frozenset({S.RUNNING, S.CANCELLING})
 
 
-_OWNER_KEYS = ("flow_run_id", "task_run_id")
-
-
 class CacheRetrieval(Rule):
     TO = frozenset({S.RUNNING})
 

@@ -275,8 +275,8 @@ def _past_deadline() -> int:
 
 
 # Most JSON columns of a run hold an empty object or list or null (labels, context, a state's
-# result): a read by id decodes eight of them, and the json module's general path took a tenth
-# of its time.
+# result), and a read by id decodes eight of them: these few values skip the json module's
+# general path.
 
 
 def _json_dumps(value: Any) -> str:

@@ -1,13 +1,17 @@
 """Fixed-shape statements run straight on the database driver's cursor.
 
 SQLAlchemy's execution layer (an execution context per statement, parameter and result set-up,
-event dispatch) costs several times what SQLite itself takes for the short statements of a
-state change or a read by id; on the hot path it was the largest single share of the server's
-time (BENCHMARKS.md). A Direct statement is still written in SQLAlchemy Core and compiled by
-SQLAlchemy, once per dialect, and its values still pass through SQLAlchemy's own bind and
-result processors for their types, so SQLite and PostgreSQL are served by the same code; only
-the per-execution machinery is skipped. Errors are handed to SQLAlchemy's own error handling,
-so callers see the same exceptions (and a lost connection is invalidated the same way).
+event dispatch) costs more than SQLite itself takes for the short statements of a state change
+or a read by id (BENCHMARKS.md). A Direct statement is still written in SQLAlchemy Core and
+compiled by SQLAlchemy, once per dialect, and its values still pass through SQLAlchemy's own
+bind and result processors for their types, so SQLite and PostgreSQL are served by the same
+code; only the per-execution machinery is skipped. Errors are handed to SQLAlchemy's own error
+handling, so callers see the same exceptions (and a lost connection is invalidated the same
+way).
+
+It reads four of SQLAlchemy's internals (INTERNALS below), which a release may change without
+notice: the server depends on the SQLAlchemy minor series it was tested with, and
+tests/test_direct.py fails by name when one of them is gone.
 
 Only statements whose shape never changes qualify: no expanding IN lists, no defaults filled in
 at execution. Compiling refuses the rest. When anything listens to the engine's statement
@@ -25,6 +29,14 @@ from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.sql.base import Executable
 
 Reader = Callable[[Any], Any]
+
+# (where, attribute): what this module reads of SQLAlchemy beyond its public API.
+INTERNALS = (
+    ("sqlalchemy.sql.compiler.SQLCompiler", "_bind_processors"),
+    ("sqlalchemy.sql.compiler.SQLCompiler", "_result_columns"),
+    ("sqlalchemy.types.TypeEngine", "_cached_result_processor"),
+    ("sqlalchemy.engine.Connection", "_handle_dbapi_exception"),
+)
 
 
 class _Compiled:

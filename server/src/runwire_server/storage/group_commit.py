@@ -37,9 +37,8 @@ RunOne = Callable[[Work], Any]
 
 MAX_BATCH = 64  # bounds how long one transaction holds SQLite's write lock
 # How long a batch stays open while writes arrive together. Concurrent calls reach the
-# handlers over several turns of the event loop; on this machine (see BENCHMARKS.md) 2 ms
-# roughly doubled the writes per transaction and the throughput at concurrency 16 compared
-# with flushing on the next turn, and 1 or 4 ms did less well.
+# handlers over several turns of the event loop, so flushing on the next turn commits few
+# writes at a time; BENCHMARKS.md has how the window was chosen.
 GATHER_WINDOW = 0.002
 
 

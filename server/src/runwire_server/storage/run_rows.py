@@ -2,7 +2,7 @@
 orchestration needs, insert a run or a state, and write a run's changed columns back.
 
 Every state change and every create passes through here. The ORM's unit of work, identity map
-and relationship loading cost several times the SQL itself on these short transactions (see
+and relationship loading cost more than the SQL itself on these short transactions (see
 BENCHMARKS.md), so these functions read and write plain rows on the transaction's connection.
 Statements whose shape does not change are built once and run on the driver's cursor
 (storage.direct); lists, whose statements vary with their filters, go through SQLAlchemy.
@@ -166,7 +166,7 @@ def load_records(session: Session, t: RunTables, statement: Select[Any]) -> list
 
 class _Layout:
     """Where a select_runs row keeps the run's columns and its state's (prefixed), worked out
-    once per statement shape: splitting each row by name was a tenth of a list's time."""
+    once per statement shape rather than by name for every row of a list."""
 
     def __init__(self, keys: tuple[str, ...]) -> None:
         self.tags_at = keys.index(_TAGS_KEY) if _TAGS_KEY in keys else None

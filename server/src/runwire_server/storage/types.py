@@ -38,9 +38,10 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         return None if value is None else _as_utc(value)
 
-    # On SQLite a value passes through two processors each way (this type's and SQLite's
-    # DATETIME text format), a tenth of a read by id. One function each way does the same: the
-    # text is SQLAlchemy's own format, which isoformat writes and fromisoformat reads.
+    # On SQLite a value would pass through two processors each way (this type's and SQLite's
+    # DATETIME text format), on every datetime column of every row read. One function each way
+    # does the same: the text is SQLAlchemy's own format, which isoformat writes and
+    # fromisoformat reads.
 
     def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
         if dialect.name != "sqlite":
