@@ -1,0 +1,163 @@
+"""States, their details and results, between protobuf messages, domain values and rows."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+from typing import Any
+
+from runwire.v1 import (
+    state_pb2,
+)
+from runwire_server.convert.scalars import (
+    format_id,
+    timestamp,
+)
+from runwire_server.errors import InvalidArgument
+from runwire_server.orchestration.states import State, StateType
+from runwire_server.storage import models as m
+from runwire_server.storage.run_rows import Record
+from runwire_server.validation import no_nul
+from runwire_server.wire_scalars import (
+    TYPE_TO_PROTO,
+    state_type_from_proto,
+    to_datetime,
+)
+
+_TIME_DETAILS = ("scheduled_time", "cache_expiration", "pause_timeout")
+
+
+def details_from_proto(details: state_pb2.StateDetails, path: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for field, value in details.ListFields():
+        if field.name in _TIME_DETAILS:
+            out[field.name] = to_datetime(value, f"{path}.{field.name}")
+        else:
+            out[field.name] = value
+    return out
+
+
+def details_to_proto(details: dict[str, Any]) -> state_pb2.StateDetails:
+    out = state_pb2.StateDetails()
+    for name, value in details.items():
+        if value is None or name not in out.DESCRIPTOR.fields_by_name:
+            continue
+        if name in _TIME_DETAILS:
+            getattr(out, name).CopyFrom(timestamp(value))
+        else:
+            setattr(out, name, value)
+    return out
+
+
+def details_to_json(details: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in details.items()}
+
+
+def details_from_json(details: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: (datetime.fromisoformat(v) if k in _TIME_DETAILS and isinstance(v, str) else v)
+        for k, v in details.items()
+    }
+
+
+def result_from_proto(
+    result: state_pb2.ResultReference, field: str, max_inline: int
+) -> dict[str, Any]:
+    which = result.WhichOneof("storage")
+    if which is None:
+        raise InvalidArgument(field, "needs inline_value or location_uri")
+    if which == "inline_value":
+        if len(result.inline_value) > max_inline:
+            raise InvalidArgument(
+                f"{field}.inline_value",
+                f"is {len(result.inline_value)} bytes; at most {max_inline} are kept inline",
+            )
+        return {
+            "serializer": result.serializer,
+            "inline_value": base64.b64encode(result.inline_value).decode(),
+        }
+    if not result.location_uri.strip():
+        raise InvalidArgument(f"{field}.location_uri", "must not be blank")
+    return {"serializer": result.serializer, "location_uri": result.location_uri}
+
+
+def result_to_proto(result: dict[str, Any] | None) -> state_pb2.ResultReference | None:
+    return result_reference(result) if result else None
+
+
+def result_reference(result: dict[str, Any]) -> state_pb2.ResultReference:
+    out = state_pb2.ResultReference(serializer=result.get("serializer", ""))
+    if "inline_value" in result:
+        out.inline_value = base64.b64decode(result["inline_value"])
+    elif "location_uri" in result:
+        out.location_uri = result["location_uri"]
+    return out
+
+
+def stamp(state: State, at: datetime) -> State:
+    """The state as written at `at`: a SCHEDULED state without a time is scheduled for then."""
+    if state.type is StateType.SCHEDULED and "scheduled_time" not in state.details:
+        return state.replace(timestamp=at, details={**state.details, "scheduled_time": at})
+    return state.replace(timestamp=at)
+
+
+def parse_proposed_state(message: state_pb2.State, field: str, *, max_inline_result: int) -> State:
+    """Validate and convert a proposed state once; `stamp` gives it its time later."""
+    if not message.ByteSize() and field:
+        raise InvalidArgument(field, "is required")
+    state_type = state_type_from_proto(message.type, f"{field}.type")
+    for name in ("name", "message"):
+        no_nul(getattr(message, name), f"{field}.{name}")
+    for detail, value in message.state_details.ListFields():
+        if isinstance(value, str):
+            no_nul(value, f"{field}.state_details.{detail.name}")
+    details = details_from_proto(message.state_details, f"{field}.state_details")
+    for owned in ("flow_run_id", "task_run_id"):
+        details.pop(owned, None)  # the server fills these in
+    result = (
+        result_from_proto(message.result, f"{field}.result", max_inline_result)
+        if message.HasField("result")
+        else None
+    )
+    return State(
+        type=state_type,
+        name=message.name or state_type.default_name,
+        timestamp=datetime.min.replace(tzinfo=UTC),  # set by stamp()
+        message=message.message,
+        details=details,
+        result=result,
+    )
+
+
+def state_from_row(row: m.FlowRunState | m.TaskRunState | Record) -> State:
+    return State(
+        id=row.id,
+        type=StateType(row.type),
+        name=row.name,
+        timestamp=row.timestamp,
+        message=row.message or "",
+        details=details_from_json(row.state_details),
+        result=row.result,
+    )
+
+
+def state_to_proto(state: State) -> state_pb2.State:
+    return state_pb2.State(
+        id=format_id(state.id),
+        type=TYPE_TO_PROTO[state.type],
+        name=state.name,
+        timestamp=timestamp(state.timestamp),
+        message=state.message,
+        state_details=details_to_proto(state.details),
+        result=result_to_proto(state.result),
+    )
+
+
+def state_row_to_proto(
+    row: m.FlowRunState | m.TaskRunState | Record | None,
+) -> state_pb2.State | None:
+    return None if row is None else state_row_to_message(row)
+
+
+def state_row_to_message(row: m.FlowRunState | m.TaskRunState | Record) -> state_pb2.State:
+    return state_to_proto(state_from_row(row))
