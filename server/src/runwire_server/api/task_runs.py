@@ -21,7 +21,6 @@ from runwire_server.api.context import AppContext
 from runwire_server.errors import InvalidArgument, quote
 from runwire_server.ids import parse_id, require_id
 from runwire_server.services import logs, task_runs
-from runwire_server.services.concurrency_limits import LimitWithSlots
 from runwire_server.services.states import pending
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -178,7 +177,7 @@ class ConcurrencyLimitServicer(cgrpc.ConcurrencyLimitServiceServicer):
             tag, request.concurrency_limit
         )
         return cpb.CreateConcurrencyLimitResponse(
-            concurrency_limit=_limit_to_proto(found), created=created
+            concurrency_limit=convert.concurrency_limit_to_proto(found), created=created
         )
 
     async def GetConcurrencyLimit(
@@ -186,7 +185,9 @@ class ConcurrencyLimitServicer(cgrpc.ConcurrencyLimitServiceServicer):
     ) -> cpb.GetConcurrencyLimitResponse:
         tag = validation.text(request.tag, "tag", required=True) or ""
         found = await self._app.services.concurrency_limits.get(tag)
-        return cpb.GetConcurrencyLimitResponse(concurrency_limit=_limit_to_proto(found))
+        return cpb.GetConcurrencyLimitResponse(
+            concurrency_limit=convert.concurrency_limit_to_proto(found)
+        )
 
     async def ListConcurrencyLimits(
         self, request: cpb.ListConcurrencyLimitsRequest, context: Context
@@ -194,7 +195,7 @@ class ConcurrencyLimitServicer(cgrpc.ConcurrencyLimitServiceServicer):
         page = self._app.page(request)
         return self._app.paged(
             await self._app.services.concurrency_limits.list_page(page),
-            _limit_to_proto,
+            convert.concurrency_limit_to_proto,
             lambda items, token: cpb.ListConcurrencyLimitsResponse(
                 concurrency_limits=items, next_page_token=token
             ),
@@ -240,10 +241,6 @@ class LogServicer(log_service_pb2_grpc.LogServiceServicer):
                 logs=items, next_page_token=token
             ),
         )
-
-
-def _limit_to_proto(found: LimitWithSlots) -> Any:
-    return convert.concurrency_limit_to_proto(found.limit, found.active_slots)
 
 
 def log_values(msg: log_pb2.Log, field: str, max_message_bytes: int) -> logs.NewLog:

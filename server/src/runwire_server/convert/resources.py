@@ -17,6 +17,7 @@ from runwire.v1 import (
     orchestration_pb2,
     task_run_pb2,
 )
+from runwire_server import records
 from runwire_server.convert.scalars import (
     dict_to_struct,
     duration,
@@ -37,7 +38,7 @@ from runwire_server.wire_scalars import (
 )
 
 
-def flow_to_proto(row: m.Flow) -> flow_pb2.Flow:
+def flow_to_proto(row: records.Flow) -> flow_pb2.Flow:
     return flow_pb2.Flow(
         id=str(row.id),
         name=row.name,
@@ -50,7 +51,7 @@ def flow_to_proto(row: m.Flow) -> flow_pb2.Flow:
     )
 
 
-def deployment_to_proto(row: m.Deployment) -> deployment_pb2.Deployment:
+def deployment_to_proto(row: records.Deployment) -> deployment_pb2.Deployment:
     return deployment_pb2.Deployment(
         id=str(row.id),
         name=row.name,
@@ -203,19 +204,19 @@ def task_run_to_proto(row: m.TaskRun | Record, at: datetime) -> task_run_pb2.Tas
 
 
 def concurrency_limit_to_proto(
-    row: m.ConcurrencyLimit, active: list[str]
+    row: records.ConcurrencyLimit,
 ) -> concurrency_limit_pb2.ConcurrencyLimit:
     return concurrency_limit_pb2.ConcurrencyLimit(
         id=str(row.id),
         tag=row.tag,
         concurrency_limit=row.concurrency_limit,
-        active_slots=active,
+        active_slots=row.active_slots,
         created=timestamp(row.created),
         updated=timestamp(row.updated),
     )
 
 
-def log_to_proto(row: m.Log) -> log_pb2.Log:
+def log_to_proto(row: records.Log) -> log_pb2.Log:
     return log_pb2.Log(
         id=str(row.id),
         flow_run_id=str(row.flow_run_id),

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from runwire_server import records
 from runwire_server.clock import now
 from runwire_server.errors import NotFound
 from runwire_server.pages import Page, PageRequest, PageTokens
@@ -60,12 +59,15 @@ def delete_limit(session: Session, tag: str) -> None:
     session.delete(get_limit(session, tag))
 
 
-@dataclass(frozen=True)
-class LimitWithSlots:
-    """A limit and the task runs holding its slots."""
-
-    limit: m.ConcurrencyLimit
-    active_slots: list[str]
+def record(session: Session, row: m.ConcurrencyLimit) -> records.ConcurrencyLimit:
+    return records.ConcurrencyLimit(
+        id=row.id,
+        tag=row.tag,
+        concurrency_limit=row.concurrency_limit,
+        active_slots=active_slots(session, row.tag),
+        created=row.created,
+        updated=row.updated,
+    )
 
 
 class ConcurrencyLimitService:
@@ -75,25 +77,21 @@ class ConcurrencyLimitService:
         self._db = db
         self._tokens = tokens
 
-    async def upsert(self, tag: str, limit: int) -> tuple[LimitWithSlots, bool]:
+    async def upsert(self, tag: str, limit: int) -> tuple[records.ConcurrencyLimit, bool]:
         """The tag's limit, made or changed to `limit`; and whether it was made."""
 
-        def work(session: Session) -> tuple[LimitWithSlots, bool]:
+        def work(session: Session) -> tuple[records.ConcurrencyLimit, bool]:
             row, created = upsert_limit(session, tag, limit)
-            return LimitWithSlots(row, active_slots(session, tag)), created
+            return record(session, row), created
 
         return await self._db.write(work)
 
-    async def get(self, tag: str) -> LimitWithSlots:
-        return await self._db.read(
-            lambda s: LimitWithSlots(get_limit(s, tag), active_slots(s, tag))
-        )
+    async def get(self, tag: str) -> records.ConcurrencyLimit:
+        return await self._db.read(lambda s: record(s, get_limit(s, tag)))
 
-    async def list_page(self, page: PageRequest) -> Page[LimitWithSlots]:
+    async def list_page(self, page: PageRequest) -> Page[records.ConcurrencyLimit]:
         return await self._db.read(
-            lambda s: list_limits(s, page, self._tokens).map(
-                lambda row: LimitWithSlots(row, active_slots(s, row.tag))
-            )
+            lambda s: list_limits(s, page, self._tokens).map(lambda row: record(s, row))
         )
 
     async def delete(self, tag: str) -> None:

@@ -9,6 +9,7 @@ from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from runwire.v1 import filters_pb2 as f
+from runwire_server import records
 from runwire_server.clock import now
 from runwire_server.errors import AlreadyExists
 from runwire_server.orchestration.context import CollisionStrategy
@@ -108,6 +109,22 @@ def delete_deployment(session: Session, deployment_id: uuid.UUID) -> None:
     session.delete(get_deployment(session, deployment_id))
 
 
+def record(row: m.Deployment) -> records.Deployment:
+    return records.Deployment(
+        id=row.id,
+        name=row.name,
+        flow_id=row.flow_id,
+        tags=row.tags,
+        work_pool_name=row.work_pool_name,
+        work_queue_name=row.work_queue_name,
+        paused=row.paused,
+        concurrency_limit=row.concurrency_limit,
+        collision_strategy=row.collision_strategy,
+        created=row.created,
+        updated=row.updated,
+    )
+
+
 class DeploymentService:
     """Deployments, each call in a transaction of its own."""
 
@@ -115,19 +132,19 @@ class DeploymentService:
         self._db = db
         self._tokens = tokens
 
-    async def create(self, new: NewDeployment) -> m.Deployment:
-        return await self._db.write(lambda s: create_deployment(s, new))
+    async def create(self, new: NewDeployment) -> records.Deployment:
+        return await self._db.write(lambda s: record(create_deployment(s, new)))
 
-    async def get(self, deployment_id: uuid.UUID) -> m.Deployment:
-        return await self._db.read(lambda s: get_deployment(s, deployment_id))
+    async def get(self, deployment_id: uuid.UUID) -> records.Deployment:
+        return await self._db.read(lambda s: record(get_deployment(s, deployment_id)))
 
     async def list_page(
         self, *, deployments: f.DeploymentFilter, flows: f.FlowFilter, sort: int, page: PageRequest
-    ) -> Page[m.Deployment]:
+    ) -> Page[records.Deployment]:
         return await self._db.read(
             lambda s: list_deployments(
                 s, deployments=deployments, flows=flows, sort=sort, page=page, tokens=self._tokens
-            )
+            ).map(record)
         )
 
     async def delete(self, deployment_id: uuid.UUID) -> None:

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from runwire.v1 import filters_pb2 as f
+from runwire_server import records
 from runwire_server.clock import now
 from runwire_server.errors import NotFound
 from runwire_server.pages import Page, PageRequest, PageTokens
@@ -102,6 +103,19 @@ def delete_flow(session: Session, flow_id: uuid.UUID) -> None:
     session.delete(flow)
 
 
+def record(row: m.Flow) -> records.Flow:
+    return records.Flow(
+        id=row.id,
+        name=row.name,
+        project_name=row.project_name,
+        storage_type=row.storage_type,
+        tags=row.tags,
+        labels=row.labels,
+        created=row.created,
+        updated=row.updated,
+    )
+
+
 class FlowService:
     """Flows, each call in a transaction of its own."""
 
@@ -109,15 +123,20 @@ class FlowService:
         self._db = db
         self._tokens = tokens
 
-    async def create(self, new: NewFlow) -> tuple[m.Flow, bool]:
+    async def create(self, new: NewFlow) -> tuple[records.Flow, bool]:
         """The flow of that name, made unless it exists; and whether it was made."""
-        return await self._db.write(lambda s: create_flow(s, new))
 
-    async def get(self, flow_id: uuid.UUID) -> m.Flow:
-        return await self._db.read(lambda s: get_flow(s, flow_id))
+        def work(session: Session) -> tuple[records.Flow, bool]:
+            flow, created = create_flow(session, new)
+            return record(flow), created
 
-    async def get_by_name(self, name: str) -> m.Flow:
-        return await self._db.read(lambda s: get_flow_by_name(s, name))
+        return await self._db.write(work)
+
+    async def get(self, flow_id: uuid.UUID) -> records.Flow:
+        return await self._db.read(lambda s: record(get_flow(s, flow_id)))
+
+    async def get_by_name(self, name: str) -> records.Flow:
+        return await self._db.read(lambda s: record(get_flow_by_name(s, name)))
 
     async def list_page(
         self,
@@ -127,7 +146,7 @@ class FlowService:
         deployments: f.DeploymentFilter,
         sort: int,
         page: PageRequest,
-    ) -> Page[m.Flow]:
+    ) -> Page[records.Flow]:
         return await self._db.read(
             lambda s: list_flows(
                 s,
@@ -137,7 +156,7 @@ class FlowService:
                 sort=sort,
                 page=page,
                 tokens=self._tokens,
-            )
+            ).map(record)
         )
 
     async def delete(self, flow_id: uuid.UUID) -> None:

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from runwire.v1 import filters_pb2 as f
 from runwire.v1 import log_pb2, watch_pb2
+from runwire_server import records
 from runwire_server.convert import format_id, timestamp
 from runwire_server.errors import InvalidArgument, NotFound
 from runwire_server.ids import new_id
@@ -106,6 +107,18 @@ def list_logs(
     return fetch_page(session, statement, choose_sort(_SORTS, sort), page, tokens)
 
 
+def record(row: m.Log) -> records.Log:
+    return records.Log(
+        id=row.id,
+        flow_run_id=row.flow_run_id,
+        task_run_id=row.task_run_id,
+        name=row.name,
+        level=row.level,
+        message=row.message,
+        timestamp=row.timestamp,
+    )
+
+
 class LogService:
     """Logs, each call in a transaction of its own."""
 
@@ -117,5 +130,7 @@ class LogService:
         """Store the batch whole (or nothing of it); the number stored."""
         return await self._db.write(lambda s: create_logs(s, logs))
 
-    async def list_page(self, flt: f.LogFilter, sort: int, page: PageRequest) -> Page[m.Log]:
-        return await self._db.read(lambda s: list_logs(s, flt, sort, page, self._tokens))
+    async def list_page(self, flt: f.LogFilter, sort: int, page: PageRequest) -> Page[records.Log]:
+        return await self._db.read(
+            lambda s: list_logs(s, flt, sort, page, self._tokens).map(record)
+        )
