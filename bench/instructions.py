@@ -32,6 +32,8 @@ BATCH = 8  # writes per transaction, about what group commit gathers at concurre
 def inner(workload: str, ops: int) -> None:
     """Run `ops` operations of one workload in this process (under valgrind)."""
     from runwire_server import clock, convert
+    from runwire_server.convert.events import EventCodec
+    from runwire_server.events.outbox import Outbox
     from runwire_server.ids import new_id
     from runwire_server.orchestration.context import Settings
     from runwire_server.orchestration.states import State, StateType
@@ -43,6 +45,7 @@ def inner(workload: str, ops: int) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         db = Database(f"sqlite:///{tmp}/instructions.db")
+        db.add_commit_hooks(Outbox(EventCodec(), lambda events: None))  # as the server does
         db.prepare_schema()
         flow_id = new_id()
         at = clock.now()

@@ -40,7 +40,7 @@ from runwire.v1 import (
     watch_pb2,
 )
 from runwire_server.api import request_decoder
-from runwire_server.storage import outbox
+from runwire_server.events import outbox
 from tests.conftest import start_server_process
 from tests.helpers import details_of, expect_error, make_flow, make_run, unique
 from tests.wire import CORRUPT, field_bytes, nested_struct
@@ -515,8 +515,8 @@ async def test_a_replay_of_large_events_reads_them_a_budget_at_a_time(server, fl
         return outbox.events_after(session, uuid.UUID(run.id), 0, 500)
 
     chunk = await server.app.db.read(first_chunk)
-    assert 1 <= len(chunk.messages) < 14 and chunk.more
-    assert sum(m.ByteSize() for m in chunk.messages[:-1]) < outbox.REPLAY_BYTES
+    assert 1 <= len(chunk.events) < 14 and chunk.more
+    assert sum(len(e.payload) for e in chunk.events[:-1]) < outbox.REPLAY_BYTES
     stream = runs.WatchFlowRun(watch_pb2.WatchFlowRunRequest(flow_run_id=run.id, after_cursor=0))
     names = [m.flow_run_state.state.name async for m in stream if m.HasField("flow_run_state")]
     assert names == ["Pending", *[f"P{i}" for i in range(12)], "Completed"]

@@ -40,7 +40,10 @@ from runwire_server.api.limits import open_stream_quota, watch_quota
 from runwire_server.api.request_decoder import RequestDecoder
 from runwire_server.api.task_runs import ConcurrencyLimitServicer, LogServicer, TaskRunServicer
 from runwire_server.auth import Authenticator
-from runwire_server.broadcast import Broadcaster
+from runwire_server.convert.events import EventCodec
+from runwire_server.events.broadcast import Broadcaster
+from runwire_server.events.outbox import Outbox
+from runwire_server.events.values import Event
 from runwire_server.log_config import configure_logging
 from runwire_server.metrics import Metrics
 from runwire_server.orchestration.context import Settings as OrchestrationSettings
@@ -203,14 +206,12 @@ class RunningServer:
             self.database_lock.release()
 
 
-def _database(settings: Settings, broadcaster: Broadcaster) -> tuple[Database, PageTokens]:
+def _database(
+    settings: Settings, broadcaster: Broadcaster, codec: EventCodec
+) -> tuple[Database, PageTokens]:
     where = f"{database_url_for_display(settings.database_url)} ({setting('database_url')})"
     try:
-        db = Database(
-            settings.database_url,
-            pool_size=settings.database_pool_size,
-            publish=broadcaster.publish,
-        )
+        db = Database(settings.database_url, pool_size=settings.database_pool_size)
     except ImportError as exc:
         raise ConfigurationError(
             f"cannot open the database at {where}: its driver is not installed ({exc}); "
@@ -222,10 +223,10 @@ def _database(settings: Settings, broadcaster: Broadcaster) -> tuple[Database, P
             f"({exc.strerror})"
         ) from None
     try:
-        if db.is_postgresql:
-            # Committed events and deletions reach watchers through the replica bridge, in
-            # sequence order, whichever replica wrote them.
-            db.set_publisher(lambda events: None)
+        # On PostgreSQL committed events and deletions reach watchers through the replica
+        # bridge, in sequence order, whichever replica wrote them.
+        publish = _nobody if db.is_postgresql else broadcaster.publish
+        db.add_commit_hooks(Outbox(codec, publish))
         db.prepare_schema(migrate=settings.migrate_on_start)
         secret = settings.page_token_secret.encode() or db.page_token_secret()
     except DBAPIError as exc:
@@ -235,6 +236,10 @@ def _database(settings: Settings, broadcaster: Broadcaster) -> tuple[Database, P
         db.close()
         raise
     return db, PageTokens(secret)
+
+
+def _nobody(events: list[Event]) -> None:
+    pass
 
 
 async def start(settings: Settings) -> RunningServer:
@@ -276,13 +281,14 @@ async def _start(
 ) -> RunningServer:
     broadcaster = Broadcaster(buffer=settings.watch_buffer_events)
     broadcaster.bind(asyncio.get_running_loop())
-    db, tokens = _database(settings, broadcaster)
+    codec = EventCodec()
+    db, tokens = _database(settings, broadcaster, codec)
     metrics = Metrics()
     decoder = RequestDecoder(settings.decode_workers, settings.max_filter_values)
     bridge = None
     try:  # from here on, a server that cannot start closes what it opened
         if db.is_postgresql:
-            from runwire_server.storage.replicas import EventBridge, wait_listening
+            from runwire_server.events.replicas import EventBridge, wait_listening
 
             bridge = EventBridge(db, broadcaster.publish)
             bridge.start()
@@ -296,7 +302,7 @@ async def _start(
                     "pooler in transaction mode)"
                 ) from None
         db.observe_write_batches(metrics.write_batch)
-        services = Services.over(db, tokens, broadcaster, orchestration_settings(settings))
+        services = Services.over(db, tokens, broadcaster, codec, orchestration_settings(settings))
         app = App(
             db=db,
             settings=settings,

@@ -12,9 +12,12 @@ from runwire.v1 import flow_run_service_pb2 as pb
 from runwire.v1 import flow_run_service_pb2_grpc as pb_grpc
 from runwire_server import clock, convert, validation, wire_scalars
 from runwire_server.api.context import AppContext
+from runwire_server.api.watch_requests import runs_watch_options, watch_options
+from runwire_server.convert.events import runs_watch_message, watch_message
 from runwire_server.errors import InvalidArgument, ShuttingDown, quote
+from runwire_server.events.watch import Shutdown
 from runwire_server.ids import parse_id, require_id
-from runwire_server.services import flow_runs, watch
+from runwire_server.services import flow_runs
 from runwire_server.services.states import pending
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -163,25 +166,25 @@ class FlowRunServicer(pb_grpc.FlowRunServiceServicer):
     async def WatchFlowRun(  # type: ignore[override]  # may yield pre-serialized events
         self, request: watch_pb2.WatchFlowRunRequest, context: Context
     ) -> AsyncIterator[watch_pb2.WatchFlowRunResponse | bytes]:
-        options = watch.options_from(request, self._app.settings)
+        options = watch_options(request, self._app.settings)
         stream = self._app.services.watch.flow_run(options)
-        async for message in self._follow(stream, context):
-            yield message
+        async for item in self._follow(stream, context):
+            yield watch_message(item)
 
     async def WatchFlowRuns(
         self, request: watch_pb2.WatchFlowRunsRequest, context: Context
     ) -> AsyncIterator[watch_pb2.WatchFlowRunsResponse]:
-        options = watch.runs_options_from(request, self._app.settings)
+        options = runs_watch_options(request, self._app.settings)
         stream = self._app.services.watch.flow_runs(options)
-        async for message in self._follow(stream, context):
-            yield message
+        async for item in self._follow(stream, context):
+            yield runs_watch_message(item)
 
     async def _follow(self, stream: AsyncIterator[Any], context: Context) -> AsyncIterator[Any]:
         """A watch stream, ending typed when the server stops."""
         try:
             async for message in stream:
                 yield message
-        except watch.Shutdown:
+        except Shutdown:
             raise ShuttingDown("server shutting down; reconnect with the last cursor") from None
 
 

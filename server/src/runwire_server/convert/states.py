@@ -16,7 +16,7 @@ from runwire_server.convert.scalars import (
 from runwire_server.errors import InvalidArgument
 from runwire_server.orchestration.states import State, StateType
 from runwire_server.storage import models as m
-from runwire_server.storage.run_rows import Record
+from runwire_server.storage.run_rows import TIME_DETAILS, Record, state_from_row
 from runwire_server.validation import no_nul
 from runwire_server.wire_scalars import (
     TYPE_TO_PROTO,
@@ -24,13 +24,11 @@ from runwire_server.wire_scalars import (
     to_datetime,
 )
 
-_TIME_DETAILS = ("scheduled_time", "cache_expiration", "pause_timeout")
-
 
 def details_from_proto(details: state_pb2.StateDetails, path: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for field, value in details.ListFields():
-        if field.name in _TIME_DETAILS:
+        if field.name in TIME_DETAILS:
             out[field.name] = to_datetime(value, f"{path}.{field.name}")
         else:
             out[field.name] = value
@@ -42,22 +40,11 @@ def details_to_proto(details: dict[str, Any]) -> state_pb2.StateDetails:
     for name, value in details.items():
         if value is None or name not in out.DESCRIPTOR.fields_by_name:
             continue
-        if name in _TIME_DETAILS:
+        if name in TIME_DETAILS:
             getattr(out, name).CopyFrom(timestamp(value))
         else:
             setattr(out, name, value)
     return out
-
-
-def details_to_json(details: dict[str, Any]) -> dict[str, Any]:
-    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in details.items()}
-
-
-def details_from_json(details: dict[str, Any]) -> dict[str, Any]:
-    return {
-        k: (datetime.fromisoformat(v) if k in _TIME_DETAILS and isinstance(v, str) else v)
-        for k, v in details.items()
-    }
 
 
 def result_from_proto(
@@ -126,18 +113,6 @@ def parse_proposed_state(message: state_pb2.State, field: str, *, max_inline_res
         message=message.message,
         details=details,
         result=result,
-    )
-
-
-def state_from_row(row: m.FlowRunState | m.TaskRunState | Record) -> State:
-    return State(
-        id=row.id,
-        type=StateType(row.type),
-        name=row.name,
-        timestamp=row.timestamp,
-        message=row.message or "",
-        details=details_from_json(row.state_details),
-        result=row.result,
     )
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from runwire_server.broadcast import Broadcaster
+from runwire_server.events.broadcast import Broadcaster
+from runwire_server.events.values import Codec
+from runwire_server.events.watch import WatchService
 from runwire_server.orchestration.context import Settings as OrchestrationSettings
 from runwire_server.pages import PageTokens
 from runwire_server.services.concurrency_limits import ConcurrencyLimitService
@@ -14,7 +16,6 @@ from runwire_server.services.flows import FlowService
 from runwire_server.services.history import HistoryService
 from runwire_server.services.logs import LogService
 from runwire_server.services.task_runs import TaskRunService
-from runwire_server.services.watch import WatchService
 from runwire_server.storage.database import Database
 
 
@@ -35,6 +36,7 @@ class Services:
         db: Database,
         tokens: PageTokens,
         broadcaster: Broadcaster,
+        codec: Codec,
         orchestration: OrchestrationSettings,
     ) -> Services:
         return cls(
@@ -45,5 +47,5 @@ class Services:
             logs=LogService(db, tokens),
             concurrency_limits=ConcurrencyLimitService(db, tokens),
             history=HistoryService(db),
-            watch=WatchService(db, broadcaster),
+            watch=WatchService(db, broadcaster, codec),
         )

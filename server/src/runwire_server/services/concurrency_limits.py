@@ -9,10 +9,10 @@ from runwire_server import records
 from runwire_server.clock import now
 from runwire_server.errors import NotFound
 from runwire_server.pages import Page, PageRequest, PageTokens
-from runwire_server.services.common import insert_or_get
 from runwire_server.storage import models as m
 from runwire_server.storage.database import Database
 from runwire_server.storage.paging import SortKey, fetch_page
+from runwire_server.storage.rows import insert_or_get
 
 L = m.ConcurrencyLimit
 

@@ -14,17 +14,17 @@ from runwire_server.clock import now
 from runwire_server.errors import AlreadyExists
 from runwire_server.orchestration.context import CollisionStrategy
 from runwire_server.pages import Page, PageRequest, PageTokens
-from runwire_server.services.common import (
+from runwire_server.storage import filters
+from runwire_server.storage import models as m
+from runwire_server.storage.database import Database
+from runwire_server.storage.paging import SortKey, choose_sort, fetch_page
+from runwire_server.storage.rows import (
     ensure_work_queue,
     get_or_404,
     insert_or_get,
     require_exists,
     set_tags,
 )
-from runwire_server.storage import filters
-from runwire_server.storage import models as m
-from runwire_server.storage.database import Database
-from runwire_server.storage.paging import SortKey, choose_sort, fetch_page
 
 
 @dataclass(frozen=True)

@@ -15,17 +15,13 @@ from sqlalchemy.orm import Session
 from runwire.v1 import filters_pb2 as f
 from runwire_server.clock import now
 from runwire_server.errors import InvalidArgument
+from runwire_server.events import outbox
+from runwire_server.events.values import RunDeleted
 from runwire_server.orchestration.context import Settings as OrchestrationSettings
 from runwire_server.orchestration.context import Status
 from runwire_server.orchestration.flow_rules import CORE_FLOW_POLICY, MINIMAL_FLOW_POLICY
 from runwire_server.orchestration.states import State, StateType
 from runwire_server.pages import Page, PageRequest, PageTokens
-from runwire_server.services.common import (
-    ensure_work_queue,
-    get_or_404,
-    require_exists,
-    set_tags,
-)
 from runwire_server.services.states import (
     Outcome,
     Proposal,
@@ -36,9 +32,15 @@ from runwire_server.services.states import (
     lock_run,
     orchestrate_run,
 )
-from runwire_server.storage import filters, outbox, run_rows
+from runwire_server.storage import filters, run_rows
 from runwire_server.storage import models as m
 from runwire_server.storage.paging import SortKey, choose_sort, fetch_page
+from runwire_server.storage.rows import (
+    ensure_work_queue,
+    get_or_404,
+    require_exists,
+    set_tags,
+)
 from runwire_server.storage.run_rows import Record, read_run
 
 R = m.FlowRun
@@ -267,7 +269,7 @@ def update_flow_run(session: Session, flow_run_id: uuid.UUID, changes: dict[str,
 
 def delete_flow_run(session: Session, flow_run_id: uuid.UUID) -> None:
     session.delete(get_flow_run(session, flow_run_id))
-    outbox.run_deleted(session, flow_run_id)
+    outbox.record(session, RunDeleted(flow_run_id))
 
 
 class FlowRunService(RunService):

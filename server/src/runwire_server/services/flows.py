@@ -13,12 +13,14 @@ from runwire.v1 import filters_pb2 as f
 from runwire_server import records
 from runwire_server.clock import now
 from runwire_server.errors import NotFound
+from runwire_server.events import outbox
+from runwire_server.events.values import RunDeleted
 from runwire_server.pages import Page, PageRequest, PageTokens
-from runwire_server.services.common import get_or_404, insert_or_get, set_tags
-from runwire_server.storage import filters, outbox
+from runwire_server.storage import filters
 from runwire_server.storage import models as m
 from runwire_server.storage.database import Database
 from runwire_server.storage.paging import SortKey, choose_sort, fetch_page
+from runwire_server.storage.rows import get_or_404, insert_or_get, set_tags
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,7 @@ def list_flows(
 def delete_flow(session: Session, flow_id: uuid.UUID) -> None:
     flow = get_flow(session, flow_id)
     for run_id in session.scalars(select(m.FlowRun.id).where(m.FlowRun.flow_id == flow_id)):
-        outbox.run_deleted(session, run_id)
+        outbox.record(session, RunDeleted(run_id))
     session.delete(flow)
 
 

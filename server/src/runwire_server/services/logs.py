@@ -11,13 +11,13 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from runwire.v1 import filters_pb2 as f
-from runwire.v1 import log_pb2, watch_pb2
 from runwire_server import records
-from runwire_server.convert import format_id, timestamp
 from runwire_server.errors import InvalidArgument, NotFound
+from runwire_server.events import outbox
+from runwire_server.events.values import LogWritten
 from runwire_server.ids import new_id
 from runwire_server.pages import Page, PageRequest, PageTokens
-from runwire_server.storage import filters, outbox
+from runwire_server.storage import filters
 from runwire_server.storage import models as m
 from runwire_server.storage.database import Database
 from runwire_server.storage.paging import SortKey, choose_sort, fetch_page
@@ -75,18 +75,16 @@ def create_logs(session: Session, logs: Sequence[NewLog]) -> int:
             ],
         )
     for log_id, log in zip(ids, logs, strict=True):
-        event = watch_pb2.WatchFlowRunResponse(
-            log=log_pb2.Log(
-                id=str(log_id),
-                flow_run_id=str(log.flow_run_id),
-                task_run_id=format_id(log.task_run_id),
-                name=log.name,
-                level=log.level,
-                message=log.message,
-                timestamp=timestamp(log.timestamp),
-            )
+        written = records.Log(
+            log_id,
+            log.flow_run_id,
+            log.task_run_id,
+            log.name,
+            log.level,
+            log.message,
+            log.timestamp,
         )
-        outbox.record(session, log.flow_run_id, event)
+        outbox.record(session, LogWritten(written))
     return len(logs)
 
 

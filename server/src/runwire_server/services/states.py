@@ -13,29 +13,30 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from runwire.v1 import watch_pb2
 from runwire_server.clock import now
-from runwire_server.convert import details_to_json, state_from_row, state_to_proto
 from runwire_server.errors import NotFound
+from runwire_server.events import outbox
+from runwire_server.events.values import FlowRunStateChanged, TaskRunStateChanged
 from runwire_server.ids import new_id
 from runwire_server.orchestration.context import RunFacts, Settings, Status, Transition
 from runwire_server.orchestration.engine import Policy, orchestrate
 from runwire_server.orchestration.states import State, StateType
 from runwire_server.orchestration.task_rules import MINIMAL_TASK_POLICY
 from runwire_server.pages import Page, PageRequest, PageTokens
-from runwire_server.services.common import insert_run_once, require_exists
 from runwire_server.services.store import SqlStore
 from runwire_server.storage import models as m
-from runwire_server.storage import outbox
 from runwire_server.storage.database import Database
 from runwire_server.storage.paging import SortKey, fetch_page
+from runwire_server.storage.rows import insert_run_once, require_exists
 from runwire_server.storage.run_rows import (
     TASK,
     Record,
     RunTables,
+    details_to_json,
     insert_state,
     new_record,
     read_run,
+    state_from_row,
     update_run,
 )
 
@@ -195,19 +196,10 @@ def orchestrate_run(
 
 
 def _record_state_event(session: Session, run: Record, is_flow: bool, state: State) -> None:
-    message = state_to_proto(state)
     if is_flow:
-        event = watch_pb2.WatchFlowRunResponse(
-            flow_run_state=watch_pb2.FlowRunStateChanged(flow_run_id=str(run.id), state=message)
-        )
-        outbox.record(session, run.id, event)
+        outbox.record(session, FlowRunStateChanged(run.id, state))
     else:
-        event = watch_pb2.WatchFlowRunResponse(
-            task_run_state=watch_pb2.TaskRunStateChanged(
-                task_run_id=str(run.id), task_key=run.task_key, state=message
-            )
-        )
-        outbox.record(session, run.flow_run_id, event)
+        outbox.record(session, TaskRunStateChanged(run.flow_run_id, run.id, run.task_key, state))
 
 
 def list_states(

@@ -10,7 +10,6 @@ from datetime import datetime
 from sqlalchemy import bindparam, delete, func, or_, select
 from sqlalchemy.orm import Session
 
-from runwire_server.convert import state_from_row
 from runwire_server.errors import NotFound
 from runwire_server.orchestration.context import (
     CollisionStrategy,
@@ -20,6 +19,7 @@ from runwire_server.orchestration.context import (
 from runwire_server.orchestration.states import State
 from runwire_server.storage import models as m
 from runwire_server.storage import run_rows
+from runwire_server.storage.run_rows import state_from_row
 
 _SLOTS = m.table_of(m.ConcurrencySlot)
 _RELEASE_TAG_SLOTS = delete(_SLOTS).where(_SLOTS.c.task_run_id == bindparam("run_id"))

@@ -16,7 +16,6 @@ from runwire_server.orchestration.context import Settings as OrchestrationSettin
 from runwire_server.orchestration.states import TERMINAL_TYPES
 from runwire_server.orchestration.task_rules import CORE_TASK_POLICY, MINIMAL_TASK_POLICY
 from runwire_server.pages import Page, PageRequest, PageTokens
-from runwire_server.services.common import get_or_404, require_exists
 from runwire_server.services.states import (
     Outcome,
     Proposal,
@@ -29,6 +28,7 @@ from runwire_server.services.states import (
 from runwire_server.storage import filters, run_rows
 from runwire_server.storage import models as m
 from runwire_server.storage.paging import SortKey, choose_sort, fetch_page
+from runwire_server.storage.rows import get_or_404, require_exists
 from runwire_server.storage.run_rows import Record, read_run
 
 T = m.TaskRun

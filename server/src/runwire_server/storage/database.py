@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, func, make_url, select
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
@@ -19,7 +19,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from runwire_server.deadlines import call_deadline
 from runwire_server.errors import DeadlineExceeded, InvalidArgument, Unavailable
-from runwire_server.storage import outbox
 from runwire_server.storage.group_commit import GroupCommit
 from runwire_server.storage.models import EventSequence, Meta
 
@@ -57,6 +56,12 @@ class SchemaMismatch(RuntimeError):
     """The database was made by another version of Runwire."""
 
 
+class CommitHooks(Protocol):
+    def before_commit(self, session: Session) -> None: ...
+    def after_commit(self, session: Session) -> None: ...
+    def after_rollback(self, session: Session) -> None: ...
+
+
 class Database:
     """Runs units of work (plain functions of a Session) in their own transaction.
 
@@ -66,9 +71,7 @@ class Database:
     pool so that network round trips do not block the loop.
     """
 
-    def __init__(
-        self, url: str, *, pool_size: int = 8, publish: outbox.Publisher | None = None
-    ) -> None:
+    def __init__(self, url: str, *, pool_size: int = 8) -> None:
         parsed = make_url(url)
         self.url = parsed
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
@@ -79,7 +82,6 @@ class Database:
         )
         self.is_postgresql = parsed.get_backend_name() == "postgresql"
         self._sessions = sessionmaker(self.engine, class_=_Session, expire_on_commit=False)
-        outbox.install(self._sessions, publish or (lambda events: None))
         self._executor = None if self.is_sqlite else ThreadPoolExecutor(pool_size, "runwire-db")
         self._group = GroupCommit(self._run_batch, self.run_sync)
         self._reader: Connection | None = None  # SQLite: see read_one
@@ -115,9 +117,11 @@ class Database:
         """Report each group-commit batch: its size and whether it committed as one."""
         self._group.observe = observe
 
-    def set_publisher(self, publish: outbox.Publisher) -> None:
-        """Replace what receives committed events (see storage.outbox)."""
-        outbox.set_publisher(self._sessions, publish)
+    def add_commit_hooks(self, hooks: CommitHooks) -> None:
+        """Call `hooks` around the commit of every transaction (the events outbox: it stores a
+        transaction's events as it commits and publishes them once it has)."""
+        for moment in ("before_commit", "after_commit", "after_rollback"):
+            event.listen(self._sessions, moment, getattr(hooks, moment))
 
     def close(self) -> None:
         if self._reader is not None:

@@ -367,7 +367,7 @@ class TaskRunStateCache(Base):
 
 
 class EventSequence(Base):
-    """One row: the last event sequence number given out (see storage.outbox)."""
+    """One row: the last event sequence number given out (see events.outbox)."""
 
     __tablename__ = "event_sequence"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -13,7 +13,7 @@ that meets the bound leaves its runs for the next one.
 
 What was removed is recorded for watches: per run, the newest sequence number removed
 (pruned_runs), and for the whole server the newest of all (HORIZON, for WatchFlowRuns). A watch
-cursor below either may have missed events and is refused (services.watch).
+cursor below either may have missed events and is refused (events.watch).
 """
 
 from __future__ import annotations

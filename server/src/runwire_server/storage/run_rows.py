@@ -14,6 +14,7 @@ import functools
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Select, Table, bindparam, insert, select, update
@@ -22,6 +23,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import FunctionElement
 
 from runwire_server.errors import NotFound
+from runwire_server.orchestration.states import State, StateType
 from runwire_server.storage import models as m
 from runwire_server.storage.direct import Direct
 from runwire_server.storage.types import JsonDocument
@@ -256,4 +258,31 @@ def _update_statement(t: RunTables, columns: tuple[str, ...]) -> Direct:
         update(t.runs)
         .where(t.runs.c.id == bindparam("_run_id"))
         .values({name: bindparam(name) for name in columns})
+    )
+
+
+# The state details that are times: stored as ISO text in the JSON document.
+TIME_DETAILS = ("scheduled_time", "cache_expiration", "pause_timeout")
+
+
+def details_to_json(details: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in details.items()}
+
+
+def details_from_json(details: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: (datetime.fromisoformat(v) if k in TIME_DETAILS and isinstance(v, str) else v)
+        for k, v in details.items()
+    }
+
+
+def state_from_row(row: m.FlowRunState | m.TaskRunState | Record) -> State:
+    return State(
+        id=row.id,
+        type=StateType(row.type),
+        name=row.name,
+        timestamp=row.timestamp,
+        message=row.message or "",
+        details=details_from_json(row.state_details),
+        result=row.result,
     )

@@ -3,7 +3,7 @@ runs, and a second server on the same file refuses to start.
 
 Watchers hear of changes from their own server's broadcaster; a second server writing to the
 same file would change runs behind the first one's watchers. (PostgreSQL replicas share changes
-through LISTEN/NOTIFY instead; see storage.replicas.) The operating system drops the lock when
+through LISTEN/NOTIFY instead; see events.replicas.) The operating system drops the lock when
 the process ends, however it ends, so a crash never leaves a stale lock behind.
 """
 

@@ -11,7 +11,7 @@ import threading
 import uuid
 from collections import deque
 
-from runwire_server.storage.outbox import Event
+from runwire_server.events.values import Event
 
 
 class Lagged(Exception):

@@ -1,4 +1,4 @@
-"""Helpers the services share: loading by id, get-or-create under races, tag replacement."""
+"""Row helpers the services share: loading by id, get-or-create under races, tag replacement."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Events across replicas on PostgreSQL: LISTEN/NOTIFY wakes every server, storage is the truth.
 
-Each committing transaction notifies the channel (storage.outbox); every replica, this one
+Each committing transaction notifies the channel (events.outbox); every replica, this one
 included, listens on a connection of its own and, when woken, reads the events after the last
 one it handed out, in sequence order, and gives them to its broadcaster. Notifications are only
 lost while the listening connection is down, and the bridge catches up from storage each time
@@ -17,7 +17,8 @@ import psycopg
 import structlog
 from sqlalchemy import make_url
 
-from runwire_server.storage import outbox
+from runwire_server.events import outbox
+from runwire_server.events.values import Event
 from runwire_server.storage.database import Database
 
 log = structlog.get_logger("runwire.replicas")
@@ -28,7 +29,7 @@ CHUNK = 1000
 class EventBridge:
     """Delivers every committed event, from any replica, to this server's watchers in order."""
 
-    def __init__(self, db: Database, publish: Callable[[list[outbox.Event]], None]) -> None:
+    def __init__(self, db: Database, publish: Callable[[list[Event]], None]) -> None:
         self._db = db
         self._publish = publish
         self._stop = threading.Event()

@@ -15,31 +15,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Integer, Select, String, bindparam, event, func, insert, select, update
+from sqlalchemy import Integer, Select, String, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from runwire.v1 import watch_pb2
 from runwire_server.clock import now
+from runwire_server.events.values import Codec, Event, RunDeleted, RunEvent
 from runwire_server.storage import models as m
 from runwire_server.storage.direct import Direct
-
-
-@dataclass(frozen=True)
-class Event:
-    """One committed event of a flow run."""
-
-    seq: int
-    flow_run_id: uuid.UUID
-    message: watch_pb2.WatchFlowRunResponse  # with `cursor` set to `seq`
-    payload: bytes = b""  # `message` serialized once, sent as is to every watcher
-
 
 Publisher = Callable[[list[Event]], None]
 
 CHANNEL = "runwire_events"
 _PENDING = "runwire_outbox"
 _COMMITTED = "runwire_committed"
-_PUBLISHER = "runwire_publisher"
 
 
 # Core statements on the tables: this runs in every event-writing transaction.
@@ -57,33 +45,22 @@ _INSERT_DELETION = Direct(insert(_DELETIONS))
 _NOTIFY = Direct(select(func.pg_notify(CHANNEL, bindparam("last", type_=String))))
 
 
-def record(
-    session: Session, flow_run_id: uuid.UUID, message: watch_pb2.WatchFlowRunResponse
-) -> None:
-    """Queue an event for the flow run; it is numbered and stored when the session commits."""
-    session.info.setdefault(_PENDING, []).append((flow_run_id, message))
+def record(session: Session, value: RunEvent) -> None:
+    """Queue an event; it is numbered and stored when the session commits. A run's deletion
+    (RunDeleted) is stored apart, in run_deletions, since the run's events go with the run."""
+    session.info.setdefault(_PENDING, []).append(value)
 
 
-def run_deleted(session: Session, flow_run_id: uuid.UUID) -> None:
-    """Tell watchers of a deleted run, once the delete has committed. The run's events go with
-    it, so the end is stored apart (run_deletions), numbered like any event: it is queued with
-    no message."""
-    session.info.setdefault(_PENDING, []).append((flow_run_id, None))
+class Outbox:
+    """Numbers, encodes and stores the events of each committing transaction, and publishes
+    them once it has committed: the commit hooks of the database (Database.add_commit_hooks)."""
 
+    def __init__(self, codec: Codec, publish: Publisher) -> None:
+        self._codec = codec
+        self.publish = publish
 
-def _deleted_event(seq: int) -> watch_pb2.WatchFlowRunResponse:
-    return watch_pb2.WatchFlowRunResponse(
-        cursor=seq, end=watch_pb2.StreamEnd(reason=watch_pb2.StreamEnd.REASON_RUN_DELETED)
-    )
-
-
-def install(session_factory: Any, publish: Publisher) -> None:
-    """Number and store pending events before each commit; publish them after it."""
-    session_factory.kw.setdefault("info", {})[_PUBLISHER] = publish
-
-    @event.listens_for(session_factory, "before_commit")
-    def _store(session: Session) -> None:
-        pending = session.info.pop(_PENDING, None)
+    def before_commit(self, session: Session) -> None:
+        pending: list[RunEvent] | None = session.info.pop(_PENDING, None)
         if not pending:
             return
         session.flush()
@@ -92,25 +69,22 @@ def install(session_factory: Any, publish: Publisher) -> None:
         first = last - len(pending) + 1
         at = now()
         rows, deletions, events = [], [], []
-        for seq, (flow_run_id, message) in enumerate(pending, start=first):
-            if message is None:  # run_deleted
-                message = _deleted_event(seq)
-                deletions.append({"seq": seq, "flow_run_id": flow_run_id, "created": at})
-                payload = message.SerializeToString()
+        for seq, value in enumerate(pending, start=first):
+            payload = self._codec.encode(seq, value)
+            run_id = value.flow_run_id
+            if isinstance(value, RunDeleted):
+                deletions.append({"seq": seq, "flow_run_id": run_id, "created": at})
             else:
-                message.cursor = seq
-                payload = message.SerializeToString()
-                kind = message.WhichOneof("event")
                 rows.append(
                     {
                         "seq": seq,
-                        "flow_run_id": flow_run_id,
-                        "kind": kind,
+                        "flow_run_id": run_id,
+                        "kind": value.kind,
                         "payload": payload,
                         "created": at,
                     }
                 )
-            events.append(Event(seq, flow_run_id, message, payload))
+            events.append(Event(seq, run_id, value.kind, payload, value))
         if rows:
             _INSERT.execute_many(conn, rows)
         if deletions:
@@ -120,20 +94,14 @@ def install(session_factory: Any, publish: Publisher) -> None:
             # Delivered to every replica's listener when (and only if) this commits.
             _NOTIFY.execute(conn, {"last": str(last)})
 
-    @event.listens_for(session_factory, "after_commit")
-    def _publish(session: Session) -> None:
+    def after_commit(self, session: Session) -> None:
         committed = session.info.pop(_COMMITTED, None)
         if committed:
-            session.info[_PUBLISHER](committed)
+            self.publish(committed)
 
-    @event.listens_for(session_factory, "after_rollback")
-    def _discard(session: Session) -> None:
+    def after_rollback(self, session: Session) -> None:
         session.info.pop(_PENDING, None)
         session.info.pop(_COMMITTED, None)
-
-
-def set_publisher(session_factory: Any, publish: Publisher) -> None:
-    session_factory.kw["info"][_PUBLISHER] = publish
 
 
 # A replay reads at most REPLAY_BYTES of payloads at a time (and always at least one event): a
@@ -159,7 +127,9 @@ def _within_budget(statement: Select[Any]) -> Select[Any]:
     found = func.count().over().label("found")  # events in the chunk before the budget
     running = select(sizes.c.seq, before, found).subquery("running")
     return (
-        select(_EVENTS.c.payload, running.c.found)
+        select(
+            _EVENTS.c.seq, _EVENTS.c.flow_run_id, _EVENTS.c.kind, _EVENTS.c.payload, running.c.found
+        )
         .join(running, running.c.seq == _EVENTS.c.seq)
         .where(running.c.before < bindparam("budget", type_=Integer))
         .order_by(_EVENTS.c.seq)
@@ -175,7 +145,7 @@ _RUN_LAST_SEQ = Direct(
     select(func.max(_EVENTS.c.seq)).where(_EVENTS.c.flow_run_id == bindparam("run_id"))
 )
 _LAST_OF_KIND = Direct(
-    select(_EVENTS.c.payload)
+    select(_EVENTS.c.seq, _EVENTS.c.flow_run_id, _EVENTS.c.kind, _EVENTS.c.payload)
     .where(_EVENTS.c.flow_run_id == bindparam("run_id"), _EVENTS.c.kind == bindparam("kind"))
     .order_by(_EVENTS.c.seq.desc())
     .limit(1)
@@ -186,7 +156,7 @@ _LAST_OF_KIND = Direct(
 class Chunk:
     """Stored events in sequence order, and whether more may follow them."""
 
-    messages: list[watch_pb2.WatchFlowRunResponse]
+    events: list[Event]  # as stored: their values are not decoded
     more: bool
 
 
@@ -200,9 +170,9 @@ def events_after(session: Session, flow_run_id: uuid.UUID, after: int, limit: in
 
 
 def _chunk(rows: Sequence[Any], limit: int) -> Chunk:
-    found = rows[0][1] if rows else 0
+    found = rows[0][4] if rows else 0
     return Chunk(
-        [watch_pb2.WatchFlowRunResponse.FromString(payload) for payload, _ in rows],
+        [Event(seq, run_id, kind, payload) for seq, run_id, kind, payload, _ in rows],
         more=found == limit or len(rows) < found,
     )
 
@@ -225,12 +195,10 @@ def last_seq(session: Session, flow_run_id: uuid.UUID) -> int:
     return int(value or 0)
 
 
-def last_event_of(
-    session: Session, flow_run_id: uuid.UUID, kind: str
-) -> watch_pb2.WatchFlowRunResponse | None:
+def last_event_of(session: Session, flow_run_id: uuid.UUID, kind: str) -> Event | None:
     """The newest stored event of one kind (such as "flow_run_state") of a run."""
-    payload = _LAST_OF_KIND.scalar(session.connection(), {"run_id": flow_run_id, "kind": kind})
-    return None if payload is None else watch_pb2.WatchFlowRunResponse.FromString(payload)
+    row = _LAST_OF_KIND.first(session.connection(), {"run_id": flow_run_id, "kind": kind})
+    return None if row is None else Event(*row)
 
 
 def global_last_seq(session: Session) -> int:
@@ -269,15 +237,12 @@ def events_since(session: Session, after: int, limit: int) -> list[Event]:
     reads (separate snapshots under READ COMMITTED) sees all of them."""
     upper = global_last_seq(session)
     rows = session.execute(
-        select(m.RunEvent.seq, m.RunEvent.flow_run_id, m.RunEvent.payload)
+        select(m.RunEvent.seq, m.RunEvent.flow_run_id, m.RunEvent.kind, m.RunEvent.payload)
         .where(m.RunEvent.seq > after, m.RunEvent.seq <= upper)
         .order_by(m.RunEvent.seq)
         .limit(limit)
     ).all()
-    events = [
-        Event(seq, flow_run_id, watch_pb2.WatchFlowRunResponse.FromString(payload), payload)
-        for seq, flow_run_id, payload in rows
-    ]
+    events = [Event(seq, run_id, kind, payload) for seq, run_id, kind, payload in rows]
     # Deletions are few: those in the same range of the sequence join the events in order.
     if len(events) == limit:
         upper = events[-1].seq
@@ -288,7 +253,6 @@ def events_since(session: Session, after: int, limit: int) -> list[Event]:
         .limit(limit)
     )
     for seq, flow_run_id in session.execute(deleted):
-        message = _deleted_event(seq)
-        events.append(Event(seq, flow_run_id, message, message.SerializeToString()))
+        events.append(Event(seq, flow_run_id, RunDeleted.kind, b"", RunDeleted(flow_run_id)))
     events.sort(key=lambda event: event.seq)
     return events[:limit]
