@@ -16,7 +16,6 @@ import structlog
 from filelock import FileLock
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from sqlalchemy.exc import DBAPIError
 
 from runwire.v1 import (
     concurrency_limit_service_pb2,
@@ -39,15 +38,12 @@ from runwire_server.api.interceptors import ApiInterceptor
 from runwire_server.api.limits import open_stream_quota, watch_quota
 from runwire_server.api.request_decoder import RequestDecoder
 from runwire_server.api.task_runs import ConcurrencyLimitServicer, LogServicer, TaskRunServicer
+from runwire_server.app import App, open_database, orchestration_settings
 from runwire_server.auth import Authenticator
 from runwire_server.convert.events import EventCodec
 from runwire_server.events.broadcast import Broadcaster
-from runwire_server.events.outbox import Outbox
-from runwire_server.events.values import Event
 from runwire_server.log_config import configure_logging
 from runwire_server.metrics import Metrics
-from runwire_server.orchestration.context import Settings as OrchestrationSettings
-from runwire_server.pages import PageTokens
 from runwire_server.services import Services
 from runwire_server.services.retention import Retention
 from runwire_server.settings import (
@@ -71,7 +67,7 @@ from runwire_server.startup_checks import (
     database_error as database_error,
 )
 from runwire_server.storage import sqlite_lock
-from runwire_server.storage.database import Database, SchemaMismatch
+from runwire_server.storage.database import SchemaMismatch
 
 log = structlog.get_logger("runwire.server")
 
@@ -115,26 +111,6 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
         # Two servers must never share a port (see _bind_problem).
         ("grpc.so_reuseport", 0),
     ]
-
-
-@dataclass(frozen=True)
-class App:
-    """What one server is made of, for the edges it serves and for its own start and stop."""
-
-    db: Database
-    settings: Settings
-    tokens: PageTokens
-    broadcaster: Broadcaster
-    metrics: Metrics
-    services: Services
-
-
-def orchestration_settings(settings: Settings) -> OrchestrationSettings:
-    return OrchestrationSettings(
-        deployment_slot_wait_seconds=settings.deployment_slot_wait_seconds,
-        tag_slot_wait_seconds=settings.tag_slot_wait_seconds,
-        max_cache_key_length=settings.max_cache_key_length,
-    )
 
 
 @dataclass
@@ -206,42 +182,6 @@ class RunningServer:
             self.database_lock.release()
 
 
-def _database(
-    settings: Settings, broadcaster: Broadcaster, codec: EventCodec
-) -> tuple[Database, PageTokens]:
-    where = f"{database_url_for_display(settings.database_url)} ({setting('database_url')})"
-    try:
-        db = Database(settings.database_url, pool_size=settings.database_pool_size)
-    except ImportError as exc:
-        raise ConfigurationError(
-            f"cannot open the database at {where}: its driver is not installed ({exc}); "
-            "for PostgreSQL: pip install 'runwire-server[postgresql]'"
-        ) from None
-    except OSError as exc:  # making the SQLite file's directory
-        raise ConfigurationError(
-            f"cannot open the database at {where}: cannot make the directory {exc.filename} "
-            f"({exc.strerror})"
-        ) from None
-    try:
-        # On PostgreSQL committed events and deletions reach watchers through the replica
-        # bridge, in sequence order, whichever replica wrote them.
-        publish = _nobody if db.is_postgresql else broadcaster.publish
-        db.add_commit_hooks(Outbox(codec, publish))
-        db.prepare_schema(migrate=settings.migrate_on_start)
-        secret = settings.page_token_secret.encode() or db.page_token_secret()
-    except DBAPIError as exc:
-        db.close()
-        raise database_error(settings.database_url, exc) from None
-    except BaseException:
-        db.close()
-        raise
-    return db, PageTokens(secret)
-
-
-def _nobody(events: list[Event]) -> None:
-    pass
-
-
 async def start(settings: Settings) -> RunningServer:
     try:
         authenticator = Authenticator.from_settings(settings.tokens, settings.tokens_file)
@@ -282,7 +222,7 @@ async def _start(
     broadcaster = Broadcaster(buffer=settings.watch_buffer_events)
     broadcaster.bind(asyncio.get_running_loop())
     codec = EventCodec()
-    db, tokens = _database(settings, broadcaster, codec)
+    db, tokens = open_database(settings, broadcaster, codec)
     metrics = Metrics()
     decoder = RequestDecoder(settings.decode_workers, settings.max_filter_values)
     bridge = None

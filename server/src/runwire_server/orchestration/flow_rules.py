@@ -3,79 +3,33 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
-from typing import Any
 
 from runwire_server.orchestration.bookkeeping import FLOW_TRANSFORMS
-from runwire_server.orchestration.context import CollisionStrategy
+from runwire_server.orchestration.deployment_slots import (
+    ReleaseFlowConcurrencySlots as ReleaseFlowConcurrencySlots,
+)
+from runwire_server.orchestration.deployment_slots import (
+    SecureFlowConcurrencySlots as SecureFlowConcurrencySlots,
+)
+from runwire_server.orchestration.deployment_slots import (
+    ValidateDeploymentConcurrencyAtRunning as ValidateDeploymentConcurrencyAtRunning,
+)
 from runwire_server.orchestration.engine import (
     ALL_TYPES,
     TERMINAL,
     Policy,
     Rule,
     Scope,
-    UniversalRule,
 )
-from runwire_server.orchestration.states import State, StateType
+from runwire_server.orchestration.rule_helpers import (
+    copy_scheduled_time,
+    has_persisted_result,
+    make_state,
+    retry_after,
+)
+from runwire_server.orchestration.states import StateType
 
 S = StateType
-
-# The state types in which a flow run holds its deployment's concurrency slot.
-SLOT_HOLDING_FLOW_TYPES = frozenset({S.PENDING, S.RUNNING, S.CANCELLING})
-
-
-def make_state(
-    scope: Scope,
-    type_: StateType,
-    name: str | None = None,
-    *,
-    message: str = "",
-    result: dict[str, Any] | None = None,
-    details: dict[str, Any] | None = None,
-) -> State:
-    """A server-chosen replacement state, stamped with the transition's time."""
-    details = dict(details or {})
-    if type_ is S.SCHEDULED and "scheduled_time" not in details:
-        details["scheduled_time"] = scope.transition.now
-    return State(
-        type=type_,
-        name=name or type_.default_name,
-        timestamp=scope.transition.now,
-        message=message,
-        details=details,
-        result=result,
-    )
-
-
-def copy_scheduled_time(scope: Scope) -> None:
-    """Carry the initial state's scheduled time into a proposal that has none."""
-    t = scope.transition
-    if t.initial is None or t.proposed is None:
-        return
-    if "scheduled_time" in t.initial.details and "scheduled_time" not in t.proposed.details:
-        scheduled = t.initial.details["scheduled_time"]
-        t.proposed = t.proposed.replace(details={**t.proposed.details, "scheduled_time": scheduled})
-
-
-def retry_after(scope: Scope, delay_seconds: float) -> None:
-    """Refuse a failure and schedule the next attempt, keeping the failure's message and result."""
-    t = scope.transition
-    assert t.proposed is not None
-    scope.reject(
-        make_state(
-            scope,
-            S.SCHEDULED,
-            "AwaitingRetry",
-            message=t.proposed.message,
-            result=t.proposed.result,
-            details={"scheduled_time": t.now + timedelta(seconds=delay_seconds)},
-        ),
-        "Retrying",
-    )
-
-
-def has_persisted_result(state: State | None) -> bool:
-    return state is not None and bool(state.result)
 
 
 class PreventDuplicateTransitions(Rule):
@@ -190,76 +144,6 @@ class PreventPendingTransitions(Rule):
             f"This run is in a {t.initial.type.value} state "
             "and cannot transition to a PENDING state."
         )
-
-
-class SecureFlowConcurrencySlots(Rule):
-    """A deployment's concurrency limit: claiming a run takes one of its slots."""
-
-    FROM = ALL_TYPES - SLOT_HOLDING_FLOW_TYPES
-    TO = frozenset({S.PENDING})
-
-    def before(self, scope: Scope) -> None:
-        t = scope.transition
-        if t.run.deployment_id is None:
-            return
-        deployment = t.store.deployment(t.run.deployment_id)
-        if deployment is None:
-            scope.abort("Deployment not found.")
-            return
-        if deployment.concurrency_limit is None:
-            return
-        if deployment.concurrency_limit == 0:
-            scope.abort(
-                "The deployment concurrency limit is 0. The flow will deadlock if submitted."
-            )
-            return
-        if t.store.acquire_deployment_slot(deployment, t.run.id):
-            scope.notes["slot"] = deployment.id
-            return
-        if deployment.collision_strategy is CollisionStrategy.CANCEL_NEW:
-            scope.reject(
-                make_state(scope, S.CANCELLED, message="Deployment concurrency limit reached."),
-                "Deployment concurrency limit reached.",
-            )
-            return
-        wait = t.settings.deployment_slot_wait_seconds
-        scope.reject(
-            make_state(
-                scope,
-                S.SCHEDULED,
-                "AwaitingConcurrencySlot",
-                details={"scheduled_time": t.now + timedelta(seconds=wait)},
-            ),
-            "Deployment concurrency limit reached.",
-        )
-
-    def cleanup(self, scope: Scope) -> None:
-        slot = scope.notes.get("slot")
-        if isinstance(slot, uuid.UUID):
-            scope.transition.store.release_deployment_slot(slot, scope.transition.run.id)
-
-
-class ValidateDeploymentConcurrencyAtRunning(Rule):
-    """A run that starts must still hold its deployment slot (or get one back)."""
-
-    FROM = frozenset({S.PENDING})
-    TO = frozenset({S.RUNNING})
-
-    def before(self, scope: Scope) -> None:
-        t = scope.transition
-        if t.run.deployment_id is None:
-            return
-        deployment = t.store.deployment(t.run.deployment_id)
-        if deployment is None or deployment.concurrency_limit is None:
-            return
-        if t.store.holds_deployment_slot(deployment.id, t.run.id):
-            return
-        if deployment.concurrency_limit > 0 and t.store.acquire_deployment_slot(
-            deployment, t.run.id
-        ):
-            return
-        lost = "Deployment concurrency slot lost during provisioning - no slots available."
-        scope.reject(make_state(scope, S.CANCELLED, message=lost), lost)
 
 
 class EnsureOnlyScheduledFlowsMarkedLate(Rule):
@@ -399,20 +283,6 @@ class RetryFailedFlows(Rule):
             "retry_type": "in_process",
         }
         retry_after(scope, delay)
-
-
-class ReleaseFlowConcurrencySlots(UniversalRule):
-    """A run whose written state leaves PENDING, RUNNING or CANCELLING for another type frees
-    its deployment slot: a failure rewritten to AwaitingRetry (SCHEDULED) frees it too."""
-
-    def after(self, scope: Scope) -> None:
-        t = scope.transition
-        if t.run.deployment_id is None or t.validated is None:
-            return
-        if t.initial_type in SLOT_HOLDING_FLOW_TYPES and t.validated.type not in (
-            SLOT_HOLDING_FLOW_TYPES
-        ):
-            t.store.release_deployment_slot(t.run.deployment_id, t.run.id)
 
 
 CORE_FLOW_POLICY = Policy(

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 from runwire_server.orchestration.bookkeeping import TASK_TRANSFORMS
 from runwire_server.orchestration.engine import TERMINAL, Policy, Rule, Scope, UniversalRule
-from runwire_server.orchestration.flow_rules import (
-    CopyScheduledTime,
-    WaitForScheduledTime,
-    has_persisted_result,
-    make_state,
-    retry_after,
-)
+from runwire_server.orchestration.flow_rules import CopyScheduledTime, WaitForScheduledTime
+from runwire_server.orchestration.rule_helpers import has_persisted_result, make_state, retry_after
 from runwire_server.orchestration.states import StateType
 
 S = StateType
