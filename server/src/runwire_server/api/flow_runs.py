@@ -116,7 +116,7 @@ class FlowRunServicer(pb_grpc.FlowRunServiceServicer):
         page = self._app.page(request)
         return self._app.paged(
             await self._app.services.flow_runs.states(run_id, page),
-            convert.state_row_to_message,
+            convert.state_to_proto,
             lambda items, token: pb.ListFlowRunStatesResponse(states=items, next_page_token=token),
         )
 

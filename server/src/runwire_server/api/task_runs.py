@@ -123,7 +123,7 @@ class TaskRunServicer(task_run_service_pb2_grpc.TaskRunServiceServicer):
         page = self._app.page(request)
         return self._app.paged(
             await self._app.services.task_runs.states(run_id, page),
-            convert.state_row_to_message,
+            convert.state_to_proto,
             lambda items, token: pb.ListTaskRunStatesResponse(states=items, next_page_token=token),
         )
 

@@ -329,5 +329,6 @@ class FlowRunService(RunService):
     async def resume(self, flow_run_id: uuid.UUID) -> Outcome:
         return await self._db.write(lambda s: resume_flow_run(s, flow_run_id, self._orchestration))
 
-    async def states(self, flow_run_id: uuid.UUID, page: PageRequest) -> Page[Any]:
+    async def states(self, flow_run_id: uuid.UUID, page: PageRequest) -> Page[State]:
+        """The run's states, oldest first."""
         return await self._db.read(lambda s: list_states(s, R, flow_run_id, page, self._tokens))

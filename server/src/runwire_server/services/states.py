@@ -208,7 +208,7 @@ def list_states(
     run_id: uuid.UUID,
     page: PageRequest,
     tokens: PageTokens,
-) -> Page[Any]:
+) -> Page[State]:
     """A run's states, oldest first, one page at a time."""
     kind = "flow run" if run_model is m.FlowRun else "task run"
     require_exists(session, run_model, run_id, kind)
@@ -216,7 +216,7 @@ def list_states(
     owner = state_model.flow_run_id if run_model is m.FlowRun else state_model.task_run_id
     sort = SortKey(state_model.id, False, state_model.timestamp, lambda r: r.timestamp)
     statement = select(state_model).where(owner == run_id)
-    return fetch_page(session, statement, sort, page, tokens)
+    return fetch_page(session, statement, sort, page, tokens).map(state_from_row)
 
 
 def mirror_subflow_state(

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from runwire.v1 import filters_pb2 as tf
 from runwire_server.errors import FailedPrecondition, NotFound
 from runwire_server.orchestration.context import Settings as OrchestrationSettings
-from runwire_server.orchestration.states import TERMINAL_TYPES
+from runwire_server.orchestration.states import TERMINAL_TYPES, State
 from runwire_server.orchestration.task_rules import CORE_TASK_POLICY, MINIMAL_TASK_POLICY
 from runwire_server.pages import Page, PageRequest, PageTokens
 from runwire_server.services.states import (
@@ -269,7 +269,8 @@ class TaskRunService(RunService):
         """A finished run's result, or a mapped parent's children's results, in map order."""
         return await self._db.read(lambda s: task_run_result(s, task_run_id))
 
-    async def states(self, task_run_id: uuid.UUID, page: PageRequest) -> Page[Any]:
+    async def states(self, task_run_id: uuid.UUID, page: PageRequest) -> Page[State]:
+        """The run's states, oldest first."""
         return await self._db.read(lambda s: list_states(s, T, task_run_id, page, self._tokens))
 
     async def graph(self, flow_run_id: uuid.UUID) -> Sequence[m.TaskRun]:
