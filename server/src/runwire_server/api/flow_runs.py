@@ -17,6 +17,7 @@ from runwire_server.convert.events import runs_watch_message, watch_message
 from runwire_server.errors import InvalidArgument, ShuttingDown, quote
 from runwire_server.events.watch import Shutdown
 from runwire_server.ids import parse_id, require_id
+from runwire_server.run_records import FlowRunRecord
 from runwire_server.services import flow_runs
 from runwire_server.services.states import pending
 
@@ -27,7 +28,7 @@ class FlowRunServicer(pb_grpc.FlowRunServiceServicer):
     def __init__(self, app: AppContext) -> None:
         self._app = app
 
-    def _to_proto(self, run: Any) -> flow_run_pb2.FlowRun:
+    def _to_proto(self, run: FlowRunRecord) -> flow_run_pb2.FlowRun:
         return convert.flow_run_to_proto(run, clock.now())
 
     async def CreateFlowRun(

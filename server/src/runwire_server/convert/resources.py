@@ -31,8 +31,7 @@ from runwire_server.convert.states import (
 from runwire_server.errors import InvalidArgument
 from runwire_server.orchestration import bookkeeping
 from runwire_server.orchestration.context import Status
-from runwire_server.storage import models as m
-from runwire_server.storage.run_rows import Record
+from runwire_server.run_records import FlowRunRecord, RunRecord, TaskRunRecord
 from runwire_server.wire_scalars import (
     to_timedelta,
 )
@@ -94,7 +93,7 @@ def flow_run_policy_to_proto(policy: dict[str, Any]) -> flow_run_pb2.FlowRunPoli
     return out
 
 
-def run_timing(row: m.FlowRun | m.TaskRun | Record, at: datetime) -> dict[str, Any]:
+def run_timing(row: RunRecord, at: datetime) -> dict[str, Any]:
     """The counters and times flow runs and task runs share, as message fields."""
     return {
         "run_count": row.run_count,
@@ -108,7 +107,7 @@ def run_timing(row: m.FlowRun | m.TaskRun | Record, at: datetime) -> dict[str, A
     }
 
 
-def flow_run_to_proto(row: m.FlowRun | Record, at: datetime) -> flow_run_pb2.FlowRun:
+def flow_run_to_proto(row: FlowRunRecord, at: datetime) -> flow_run_pb2.FlowRun:
     created_by = None
     if row.created_by_id or row.created_by_type or row.created_by_display_value:
         created_by = flow_run_pb2.CreatedBy(
@@ -171,7 +170,7 @@ def task_run_policy_from_proto(policy: task_run_pb2.TaskRunPolicy, field: str) -
     return {"retries": policy.retries, "retry_delays": delays}
 
 
-def task_run_to_proto(row: m.TaskRun | Record, at: datetime) -> task_run_pb2.TaskRun:
+def task_run_to_proto(row: TaskRunRecord, at: datetime) -> task_run_pb2.TaskRun:
     policy = row.empirical_policy
     inputs = {
         name: task_run_pb2.TaskInputList(
@@ -228,7 +227,7 @@ def log_to_proto(row: records.Log) -> log_pb2.Log:
     )
 
 
-def graph_node_to_proto(row: m.TaskRun, at: datetime) -> graph_pb2.GraphNode:
+def graph_node_to_proto(row: TaskRunRecord, at: datetime) -> graph_pb2.GraphNode:
     upstream: list[str] = []
     for inputs in row.task_inputs.values():
         for source in inputs:

@@ -15,8 +15,7 @@ from runwire_server.convert.scalars import (
 )
 from runwire_server.errors import InvalidArgument
 from runwire_server.orchestration.states import State, StateType
-from runwire_server.storage import models as m
-from runwire_server.storage.run_rows import TIME_DETAILS, Record, state_from_row
+from runwire_server.run_records import TIME_DETAILS, StateRecord, state_from_row
 from runwire_server.validation import no_nul
 from runwire_server.wire_scalars import (
     TYPE_TO_PROTO,
@@ -129,10 +128,10 @@ def state_to_proto(state: State) -> state_pb2.State:
 
 
 def state_row_to_proto(
-    row: m.FlowRunState | m.TaskRunState | Record | None,
+    row: StateRecord | None,
 ) -> state_pb2.State | None:
     return None if row is None else state_row_to_message(row)
 
 
-def state_row_to_message(row: m.FlowRunState | m.TaskRunState | Record) -> state_pb2.State:
+def state_row_to_message(row: StateRecord) -> state_pb2.State:
     return state_to_proto(state_from_row(row))

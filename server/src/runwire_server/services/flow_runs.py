@@ -22,6 +22,7 @@ from runwire_server.orchestration.context import Status
 from runwire_server.orchestration.flow_rules import CORE_FLOW_POLICY, MINIMAL_FLOW_POLICY
 from runwire_server.orchestration.states import State, StateType
 from runwire_server.pages import Page, PageRequest, PageTokens
+from runwire_server.run_records import FlowRunRecord
 from runwire_server.services.states import (
     Outcome,
     Proposal,
@@ -41,7 +42,7 @@ from runwire_server.storage.rows import (
     require_exists,
     set_tags,
 )
-from runwire_server.storage.run_rows import Record, read_run
+from runwire_server.storage.run_rows import read_run
 
 R = m.FlowRun
 
@@ -79,7 +80,7 @@ def create_flow_run(
     values: FlowRunValues,
     initial: Proposal,
     settings: OrchestrationSettings,
-) -> tuple[Record, bool]:
+) -> tuple[FlowRunRecord, bool]:
     """Create a run in its initial state, or return the run with the same idempotency key."""
     require_exists(session, m.Flow, values.flow_id, "flow")
     if values.deployment_id is not None:
@@ -128,7 +129,7 @@ def get_flow_run(session: Session, flow_run_id: uuid.UUID) -> m.FlowRun:
     return get_or_404(session, R, flow_run_id, "flow run")
 
 
-def read_flow_run(conn: Connection, flow_run_id: uuid.UUID) -> Record:
+def read_flow_run(conn: Connection, flow_run_id: uuid.UUID) -> FlowRunRecord:
     """The run with its tags and state, in one statement (see Database.read_one)."""
     return read_run(conn, run_rows.FLOW, flow_run_id)
 
@@ -206,7 +207,7 @@ def _matching(clause: filters.Clause | None) -> Any:
     return statement if clause is None else statement.where(clause)
 
 
-def _load(session: Session, statement: Any) -> list[Record]:
+def _load(session: Session, statement: Any) -> list[FlowRunRecord]:
     return run_rows.load_records(session, run_rows.FLOW, statement)
 
 
@@ -216,7 +217,7 @@ def list_flow_runs(
     sort: int,
     page: PageRequest,
     tokens: PageTokens,
-) -> Page[Record]:
+) -> Page[FlowRunRecord]:
     """Runs matching `clause` (compiled from the criteria by filters.flow_run_criteria)."""
     sort_key = choose_sort(_SORTS, sort)
     return fetch_page(session, _matching(clause), sort_key, page, tokens, _load)
@@ -275,24 +276,24 @@ def delete_flow_run(session: Session, flow_run_id: uuid.UUID) -> None:
 class FlowRunService(RunService):
     """Flow runs, each call in a transaction of its own (a read by id in one statement)."""
 
-    async def create(self, values: FlowRunValues, initial: Proposal) -> tuple[Record, bool]:
+    async def create(self, values: FlowRunValues, initial: Proposal) -> tuple[FlowRunRecord, bool]:
         """The run, made in its initial state unless its idempotency key names one already;
         and whether it was made."""
         return await self._db.write(
             lambda s: create_flow_run(s, values, initial, self._orchestration)
         )
 
-    async def get(self, flow_run_id: uuid.UUID) -> Record:
+    async def get(self, flow_run_id: uuid.UUID) -> FlowRunRecord:
         return await self._db.read_one(lambda conn: read_flow_run(conn, flow_run_id))
 
     async def list_page(
         self, criteria: f.FlowRunCriteria, sort: int, page: PageRequest
-    ) -> tuple[Page[Record], int]:
+    ) -> tuple[Page[FlowRunRecord], int]:
         """One page of matching runs, and the watch cursor read before it: every change after
         the cursor is either in the page or later."""
         clause = filters.flow_run_criteria(criteria)  # refused before any SQL runs
 
-        def work(session: Session) -> tuple[Page[Record], int]:
+        def work(session: Session) -> tuple[Page[FlowRunRecord], int]:
             cursor = outbox.global_last_seq(session)
             return list_flow_runs(session, clause, sort, page, self._tokens), cursor
 
@@ -302,13 +303,18 @@ class FlowRunService(RunService):
         return await self._db.read(lambda s: count_flow_runs(s, criteria))
 
     async def update(
-        self, flow_run_id: uuid.UUID, changes: dict[str, Any], check: Callable[[m.FlowRun], None]
-    ) -> m.FlowRun:
+        self,
+        flow_run_id: uuid.UUID,
+        changes: dict[str, Any],
+        check: Callable[[FlowRunRecord], None],
+    ) -> FlowRunRecord:
         """The run with `changes` made, unless `check` (run on the changed run, before the
         transaction commits) refuses it: then nothing changes."""
 
-        def work(session: Session) -> m.FlowRun:
-            run = update_flow_run(session, flow_run_id, changes)
+        def work(session: Session) -> FlowRunRecord:
+            update_flow_run(session, flow_run_id, changes)
+            session.flush()
+            run = read_flow_run(session.connection(), flow_run_id)
             check(run)
             return run
 

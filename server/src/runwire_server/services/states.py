@@ -23,6 +23,13 @@ from runwire_server.orchestration.engine import Policy, orchestrate
 from runwire_server.orchestration.states import State, StateType
 from runwire_server.orchestration.task_rules import MINIMAL_TASK_POLICY
 from runwire_server.pages import Page, PageRequest, PageTokens
+from runwire_server.run_records import (
+    RunRecord,
+    StateRecord,
+    TaskRunRecord,
+    details_to_json,
+    state_from_row,
+)
 from runwire_server.services.store import SqlStore
 from runwire_server.storage import models as m
 from runwire_server.storage.database import Database
@@ -30,13 +37,11 @@ from runwire_server.storage.paging import SortKey, fetch_page
 from runwire_server.storage.rows import insert_run_once, require_exists
 from runwire_server.storage.run_rows import (
     TASK,
-    Record,
+    RunT,
     RunTables,
-    details_to_json,
     insert_state,
     new_record,
     read_run,
-    state_from_row,
     update_run,
 )
 
@@ -79,7 +84,7 @@ def pending(at: datetime) -> State:
     return State(type=StateType.PENDING, name="Pending", timestamp=at)
 
 
-def current_state(run: Record) -> State | None:
+def current_state(run: RunRecord) -> State | None:
     return None if run.state is None else state_from_row(run.state)
 
 
@@ -91,7 +96,7 @@ def transition_time(initial: State | None) -> datetime:
     return at
 
 
-def lock_run(session: Session, tables: RunTables, run_id: uuid.UUID) -> Record:
+def lock_run(session: Session, tables: RunTables[RunT], run_id: uuid.UUID) -> RunT:
     """The run, locked for a state change, as it is once the lock is held. Only task runs'
     tags matter to orchestration (tag concurrency limits), so a flow run's are not read."""
     return read_run(session.connection(), tables, run_id, lock=True, tags=not tables.is_flow)
@@ -99,14 +104,14 @@ def lock_run(session: Session, tables: RunTables, run_id: uuid.UUID) -> Record:
 
 def create_run(
     session: Session,
-    tables: RunTables,
+    tables: RunTables[RunT],
     row: dict[str, Any],
     tags: list[str],
     find: Callable[[], uuid.UUID | None],
     initial: Proposal,
     policy: Policy,
     settings: Settings,
-) -> tuple[Record, bool]:
+) -> tuple[RunT, bool]:
     """Insert a run and give it its initial state, or return the run its unique key names
     (`find`) and False. `row` holds the client's values; the id, counters and times every new
     run starts with are set here. A new run's record comes from the values written, not a read
@@ -124,8 +129,8 @@ def create_run(
 
 def orchestrate_run(
     session: Session,
-    tables: RunTables,
-    run: Record,
+    tables: RunTables[RunT],
+    run: RunT,
     proposal: Proposal,
     policy: Policy,
     settings: Settings,
@@ -149,13 +154,13 @@ def orchestrate_run(
 
     def write(state: State) -> State:
         details: dict[str, Any] = {**state.details}
-        if is_flow:
+        if isinstance(run, TaskRunRecord):
+            details["flow_run_id"] = str(run.flow_run_id)
+            details["task_run_id"] = str(run.id)
+        else:
             details["flow_run_id"] = str(run.id)
             if run.parent_task_run_id is not None:
                 details["task_run_id"] = str(run.parent_task_run_id)
-        else:
-            details["flow_run_id"] = str(run.flow_run_id)
-            details["task_run_id"] = str(run.id)
         row = {
             "id": new_id(),
             "type": state.type.value,
@@ -166,7 +171,7 @@ def orchestrate_run(
             "result": state.result,
         }
         insert_state(conn, tables, run.id, row)
-        run.state = Record(row)
+        run.state = StateRecord(row)
         return state_from_row(run.state)
 
     transition = orchestrate(
@@ -190,16 +195,16 @@ def orchestrate_run(
     if transition.written and transition.validated is not None:
         changes["state_id"] = run.state_id = transition.validated.id
         changes["updated"] = run.updated = at
-        _record_state_event(session, run, is_flow, transition.validated)
+        _record_state_event(session, run, transition.validated)
     update_run(conn, tables, run.id, changes)
     return transition
 
 
-def _record_state_event(session: Session, run: Record, is_flow: bool, state: State) -> None:
-    if is_flow:
-        outbox.record(session, FlowRunStateChanged(run.id, state))
-    else:
+def _record_state_event(session: Session, run: RunRecord, state: State) -> None:
+    if isinstance(run, TaskRunRecord):
         outbox.record(session, TaskRunStateChanged(run.flow_run_id, run.id, run.task_key, state))
+    else:
+        outbox.record(session, FlowRunStateChanged(run.id, state))
 
 
 def list_states(

@@ -17,9 +17,9 @@ from runwire_server.orchestration.context import (
     FlowRunFacts,
 )
 from runwire_server.orchestration.states import State
+from runwire_server.run_records import state_from_row
 from runwire_server.storage import models as m
 from runwire_server.storage import run_rows
-from runwire_server.storage.run_rows import state_from_row
 
 _SLOTS = m.table_of(m.ConcurrencySlot)
 _RELEASE_TAG_SLOTS = delete(_SLOTS).where(_SLOTS.c.task_run_id == bindparam("run_id"))

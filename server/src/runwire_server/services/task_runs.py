@@ -16,6 +16,7 @@ from runwire_server.orchestration.context import Settings as OrchestrationSettin
 from runwire_server.orchestration.states import TERMINAL_TYPES, State
 from runwire_server.orchestration.task_rules import CORE_TASK_POLICY, MINIMAL_TASK_POLICY
 from runwire_server.pages import Page, PageRequest, PageTokens
+from runwire_server.run_records import TaskRunRecord
 from runwire_server.services.states import (
     Outcome,
     Proposal,
@@ -29,7 +30,7 @@ from runwire_server.storage import filters, run_rows
 from runwire_server.storage import models as m
 from runwire_server.storage.paging import SortKey, choose_sort, fetch_page
 from runwire_server.storage.rows import get_or_404, require_exists
-from runwire_server.storage.run_rows import Record, read_run
+from runwire_server.storage.run_rows import read_run
 
 T = m.TaskRun
 
@@ -61,7 +62,7 @@ _BY_KEY = select(_TASKS.c.id).where(
 
 def create_task_run(
     session: Session, values: TaskRunValues, initial: Proposal, settings: OrchestrationSettings
-) -> tuple[Record, bool]:
+) -> tuple[TaskRunRecord, bool]:
     require_exists(session, m.FlowRun, values.flow_run_id, "flow run")
 
     def find() -> uuid.UUID | None:
@@ -90,7 +91,7 @@ def get_task_run(session: Session, task_run_id: uuid.UUID) -> m.TaskRun:
     return get_or_404(session, T, task_run_id, "task run")
 
 
-def read_task_run(conn: Connection, task_run_id: uuid.UUID) -> Record:
+def read_task_run(conn: Connection, task_run_id: uuid.UUID) -> TaskRunRecord:
     """The run with its tags and state, in one statement (see Database.read_one)."""
     return read_run(conn, run_rows.TASK, task_run_id)
 
@@ -110,13 +111,12 @@ def set_task_run_state(
 
 def get_task_run_by_slug(
     session: Session, flow_run_id: uuid.UUID, task_slug: str, map_index: int
-) -> m.TaskRun:
+) -> TaskRunRecord:
     require_exists(session, m.FlowRun, flow_run_id, "flow run")
-    rows = session.scalars(
-        select(T)
-        .where(T.flow_run_id == flow_run_id, T.task_key == task_slug, T.map_index == map_index)
-        .limit(2)
-    ).all()
+    statement = run_rows.select_runs(run_rows.TASK).where(
+        T.flow_run_id == flow_run_id, T.task_key == task_slug, T.map_index == map_index
+    )
+    rows = _load(session, statement.limit(2))
     if not rows:
         raise NotFound("task run", f"{task_slug}[{map_index}] in flow run {flow_run_id}")
     if len(rows) > 1:
@@ -154,13 +154,13 @@ def _matching(criteria: Any) -> Any:
     return statement if clause is None else statement.where(clause)
 
 
-def _load(session: Session, statement: Any) -> list[Record]:
+def _load(session: Session, statement: Any) -> list[TaskRunRecord]:
     return run_rows.load_records(session, run_rows.TASK, statement)
 
 
 def list_task_runs(
     session: Session, criteria: Any, sort: int, page: PageRequest, tokens: PageTokens
-) -> Page[Record]:
+) -> Page[TaskRunRecord]:
     sort_key = choose_sort(_SORTS, sort)
     return fetch_page(session, _matching(criteria), sort_key, page, tokens, _load)
 
@@ -222,27 +222,26 @@ def _finished_result(run: m.TaskRun, what: str) -> dict[str, Any]:
 _FINISHED = frozenset(t.value for t in TERMINAL_TYPES)
 
 
-def flow_run_graph(session: Session, flow_run_id: uuid.UUID) -> Sequence[m.TaskRun]:
+def flow_run_graph(session: Session, flow_run_id: uuid.UUID) -> list[TaskRunRecord]:
     require_exists(session, m.FlowRun, flow_run_id, "flow run")
-    return session.scalars(
-        select(T).where(T.flow_run_id == flow_run_id).order_by(T.expected_start_time, T.id)
-    ).all()
+    statement = run_rows.select_runs(run_rows.TASK).where(T.flow_run_id == flow_run_id)
+    return _load(session, statement.order_by(T.expected_start_time, T.id))
 
 
 class TaskRunService(RunService):
     """Task runs, each call in a transaction of its own (a read by id in one statement)."""
 
-    async def create(self, values: TaskRunValues, initial: Proposal) -> tuple[Record, bool]:
+    async def create(self, values: TaskRunValues, initial: Proposal) -> tuple[TaskRunRecord, bool]:
         """The task run, made in its initial state unless its flow run already has one of the
         same key; and whether it was made."""
         return await self._db.write(
             lambda s: create_task_run(s, values, initial, self._orchestration)
         )
 
-    async def get(self, task_run_id: uuid.UUID) -> Record:
+    async def get(self, task_run_id: uuid.UUID) -> TaskRunRecord:
         return await self._db.read_one(lambda conn: read_task_run(conn, task_run_id))
 
-    async def get_by_slug(self, flow_run_id: uuid.UUID, slug: str, map_index: int) -> m.TaskRun:
+    async def get_by_slug(self, flow_run_id: uuid.UUID, slug: str, map_index: int) -> TaskRunRecord:
         return await self._db.read(lambda s: get_task_run_by_slug(s, flow_run_id, slug, map_index))
 
     async def set_state(
@@ -254,7 +253,7 @@ class TaskRunService(RunService):
             )
         )
 
-    async def list_page(self, criteria: Any, sort: int, page: PageRequest) -> Page[Record]:
+    async def list_page(self, criteria: Any, sort: int, page: PageRequest) -> Page[TaskRunRecord]:
         return await self._db.read(lambda s: list_task_runs(s, criteria, sort, page, self._tokens))
 
     async def count(self, criteria: Any) -> int:
@@ -273,6 +272,6 @@ class TaskRunService(RunService):
         """The run's states, oldest first."""
         return await self._db.read(lambda s: list_states(s, T, task_run_id, page, self._tokens))
 
-    async def graph(self, flow_run_id: uuid.UUID) -> Sequence[m.TaskRun]:
+    async def graph(self, flow_run_id: uuid.UUID) -> list[TaskRunRecord]:
         """The flow run's task runs, in the order they were expected to start."""
         return await self._db.read(lambda s: flow_run_graph(s, flow_run_id))

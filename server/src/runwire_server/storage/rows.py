@@ -60,7 +60,7 @@ def insert_or_get(
 
 def insert_run_once(
     session: Session,
-    tables: run_rows.RunTables,
+    tables: run_rows.RunTables[Any],
     row: dict[str, Any],
     tags: list[str],
     find: Callable[[], uuid.UUID | None],

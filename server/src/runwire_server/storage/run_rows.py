@@ -14,8 +14,7 @@ import functools
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, Select, Table, bindparam, insert, select, update
 from sqlalchemy.ext.compiler import compiles
@@ -23,33 +22,23 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import FunctionElement
 
 from runwire_server.errors import NotFound
-from runwire_server.orchestration.states import State, StateType
+from runwire_server.run_records import (
+    FlowRunRecord,
+    StateRecord,
+    TaskRunRecord,
+)
 from runwire_server.storage import models as m
 from runwire_server.storage.direct import Direct
 from runwire_server.storage.types import JsonDocument
 
-
-class Record:
-    """A row read with Core, under its model's attribute names, so the converters that take an
-    ORM object take a record too. Runs also carry `tags` (sorted) and `state` (a Record of the
-    current state row, or None)."""
-
-    def __init__(self, values: Mapping[str, Any]) -> None:
-        self.__dict__.update(values)
-
-    # Typed as open records: any attribute may be read or set (reads of a name the row lacks
-    # still raise AttributeError).
-    def __getattr__(self, name: str) -> Any:
-        raise AttributeError(name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        self.__dict__[name] = value
+RunT = TypeVar("RunT", FlowRunRecord, TaskRunRecord)
 
 
 @dataclass(frozen=True)
-class RunTables:
+class RunTables(Generic[RunT]):
     """The tables of one kind of run, and the statements built once over them."""
 
+    record: type[RunT]
     label: str  # "flow run" or "task run", for NotFound
     runs: Table
     states: Table
@@ -63,6 +52,7 @@ class RunTables:
 
 
 FLOW = RunTables(
+    FlowRunRecord,
     "flow run",
     m.table_of(m.FlowRun),
     m.table_of(m.FlowRunState),
@@ -71,6 +61,7 @@ FLOW = RunTables(
     "flow_run_id",
 )
 TASK = RunTables(
+    TaskRunRecord,
     "task run",
     m.table_of(m.TaskRun),
     m.table_of(m.TaskRunState),
@@ -83,7 +74,7 @@ _STATE_COLUMNS = ("id", "type", "name", "timestamp", "message", "state_details",
 _STATE_PREFIX = "state__"
 
 
-def select_runs(t: RunTables) -> Select[Any]:
+def select_runs(t: RunTables[Any]) -> Select[Any]:
     """Runs joined to their current state; add a WHERE and read with load_records."""
     state_columns = [t.states.c[name].label(_STATE_PREFIX + name) for name in _STATE_COLUMNS]
     return select(t.runs, *state_columns).outerjoin(t.states, t.states.c.id == t.runs.c.state_id)
@@ -109,7 +100,7 @@ def _tag_list_postgresql(element: _TagList, compiler: Any, **kw: Any) -> str:
 _TAGS_KEY = "tags"
 
 
-def _one_run(t: RunTables, tags: bool) -> Direct:
+def _one_run(t: RunTables[Any], tags: bool) -> Direct:
     statement = select_runs(t).where(t.runs.c.id == bindparam("run_id"))
     if tags:
         owner = t.tags.c[t.tag_owner]
@@ -130,8 +121,13 @@ _LOCK = {
 
 
 def read_run(
-    conn: Connection, t: RunTables, run_id: uuid.UUID, *, lock: bool = False, tags: bool = True
-) -> Record:
+    conn: Connection,
+    t: RunTables[RunT],
+    run_id: uuid.UUID,
+    *,
+    lock: bool = False,
+    tags: bool = True,
+) -> RunT:
     """The run with its tags (unless `tags` is False: then they are left empty) and current
     state; NotFound if there is none.
 
@@ -147,10 +143,10 @@ def read_run(
     row = one.first(conn, params)
     if row is None:
         raise NotFound(t.label, str(run_id))
-    return _layout(one.keys(conn)).record(row, None)
+    return _layout(one.keys(conn)).record(t.record, row, None)
 
 
-def load_records(session: Session, t: RunTables, statement: Select[Any]) -> list[Record]:
+def load_records(session: Session, t: RunTables[RunT], statement: Select[Any]) -> list[RunT]:
     """Run a select_runs statement; read the tags of all its runs in one more statement."""
     conn = session.connection()
     result = conn.execute(statement)
@@ -163,7 +159,7 @@ def load_records(session: Session, t: RunTables, statement: Select[Any]) -> list
             select(owner, t.tags.c.tag).where(owner.in_(list(tags))).order_by(owner, t.tags.c.tag)
         ):
             tags[run_id].append(tag)
-    return [layout.record(row, tags[row[layout.id_at]]) for row in rows]
+    return [layout.record(t.record, row, tags[row[layout.id_at]]) for row in rows]
 
 
 class _Layout:
@@ -184,7 +180,7 @@ class _Layout:
         self.id_at = keys.index("id")
         self.state_id_at = keys.index(_STATE_PREFIX + "id")
 
-    def record(self, row: Any, tags: list[str] | None) -> Record:
+    def record(self, kind: type[RunT], row: Any, tags: list[str] | None) -> RunT:
         """The row's record; its tags are `tags`, or else the row's own tag list (sorted), or
         else none."""
         values = dict(zip(self.run_keys, [row[i] for i in self.run_at], strict=True))
@@ -194,9 +190,11 @@ class _Layout:
         values["state"] = (
             None
             if row[self.state_id_at] is None
-            else Record(dict(zip(self.state_keys, [row[i] for i in self.state_at], strict=True)))
+            else StateRecord(
+                dict(zip(self.state_keys, [row[i] for i in self.state_at], strict=True))
+            )
         )
-        return Record(values)
+        return kind(values)
 
 
 @functools.cache
@@ -205,7 +203,7 @@ def _layout(keys: tuple[str, ...]) -> _Layout:
 
 
 def insert_run(
-    conn: Connection, t: RunTables, values: Mapping[str, Any], tags: Sequence[str]
+    conn: Connection, t: RunTables[Any], values: Mapping[str, Any], tags: Sequence[str]
 ) -> None:
     """Insert a run and its tags. `values` gives every column that has a default (see
     new_record); the others are NULL."""
@@ -223,28 +221,28 @@ def insert_statement(table: Table, columns: tuple[str, ...]) -> Direct:
 
 
 @functools.cache
-def _defaulted(t: RunTables) -> tuple[str, ...]:
+def _defaulted(t: RunTables[Any]) -> tuple[str, ...]:
     return tuple(c.name for c in t.runs.columns if c.default is not None)
 
 
-def new_record(t: RunTables, values: Mapping[str, Any], tags: Sequence[str]) -> Record:
+def new_record(t: RunTables[RunT], values: Mapping[str, Any], tags: Sequence[str]) -> RunT:
     """The record of a run just inserted from `values`, as reading it back would give it."""
     row = {column.name: values.get(column.name) for column in t.runs.columns}
     defaulted = [name for name in _defaulted(t) if name not in values]
     if defaulted:  # the database would hold the default, not the None this record says
         raise ValueError(f"new {t.label} values lack columns with defaults: {defaulted}")
-    return Record({**row, "tags": sorted(tags), "state": None})
+    return t.record({**row, "tags": sorted(tags), "state": None})
 
 
 def insert_state(
-    conn: Connection, t: RunTables, run_id: uuid.UUID, values: Mapping[str, Any]
+    conn: Connection, t: RunTables[Any], run_id: uuid.UUID, values: Mapping[str, Any]
 ) -> None:
     row = {**values, t.state_owner: run_id}
     insert_statement(t.states, tuple(row)).execute(conn, row)
 
 
 def update_run(
-    conn: Connection, t: RunTables, run_id: uuid.UUID, changes: Mapping[str, Any]
+    conn: Connection, t: RunTables[Any], run_id: uuid.UUID, changes: Mapping[str, Any]
 ) -> None:
     if changes:
         statement = _update_statement(t, tuple(changes))
@@ -252,37 +250,10 @@ def update_run(
 
 
 @functools.cache
-def _update_statement(t: RunTables, columns: tuple[str, ...]) -> Direct:
+def _update_statement(t: RunTables[Any], columns: tuple[str, ...]) -> Direct:
     # One statement per set of columns: transitions change few distinct sets of columns.
     return Direct(
         update(t.runs)
         .where(t.runs.c.id == bindparam("_run_id"))
         .values({name: bindparam(name) for name in columns})
-    )
-
-
-# The state details that are times: stored as ISO text in the JSON document.
-TIME_DETAILS = ("scheduled_time", "cache_expiration", "pause_timeout")
-
-
-def details_to_json(details: dict[str, Any]) -> dict[str, Any]:
-    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in details.items()}
-
-
-def details_from_json(details: dict[str, Any]) -> dict[str, Any]:
-    return {
-        k: (datetime.fromisoformat(v) if k in TIME_DETAILS and isinstance(v, str) else v)
-        for k, v in details.items()
-    }
-
-
-def state_from_row(row: m.FlowRunState | m.TaskRunState | Record) -> State:
-    return State(
-        id=row.id,
-        type=StateType(row.type),
-        name=row.name,
-        timestamp=row.timestamp,
-        message=row.message or "",
-        details=details_from_json(row.state_details),
-        result=row.result,
     )
