@@ -77,6 +77,13 @@ class ConnectionSettings:
         )
 
     def channel(self, options: Sequence[tuple[str, Any]]) -> grpc.Channel:
+        """A blocking channel to the server, for `Client`."""
         if self.uses_tls:
             return grpc.secure_channel(self.address, self.credentials(), options)
         return grpc.insecure_channel(self.address, options)
+
+    def aio_channel(self, options: Sequence[tuple[str, Any]]) -> grpc.aio.Channel:
+        """An asyncio channel to the server, for `AsyncClient`."""
+        if self.uses_tls:
+            return grpc.aio.secure_channel(self.address, self.credentials(), options)
+        return grpc.aio.insecure_channel(self.address, options)
