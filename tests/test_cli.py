@@ -115,3 +115,14 @@ def test_server_commands_without_the_server_say_how_to_install_it(args):
     )
     assert result.returncode == 2
     assert result.stderr.splitlines() == ["The server is not installed: pip install runwire-server"]
+
+
+def test_since_takes_a_time_or_how_long_ago(address, runs):
+    recent = json.loads(cli(address, "flow-run", "ls", "--since", "2 hours ago", "--json").stdout)
+    assert runs["done"] in [r["id"] for r in recent]
+    future = cli(address, "flow-run", "ls", "--since", "2999-01-01", "--json")
+    assert json.loads(future.stdout) == []
+    bad = cli(address, "flow-run", "ls", "--since", "soonish")
+    assert bad.returncode == 2 and "is not a time" in bad.stderr
+    inspected = cli(address, "flow-run", "inspect", runs["done"])
+    assert inspected.returncode == 0 and "duration" in inspected.stdout

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -179,6 +180,36 @@ def _time(value: datetime | None) -> str:
     return "" if value is None else value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
+_AGO = re.compile(r"(\d+)\s*(second|minute|hour|day|week|month|year)s?\s+ago", re.IGNORECASE)
+
+
+def _moment(text: str) -> datetime:
+    """A time the user typed: an ISO 8601 time or date (UTC unless it names an offset), or
+    how long ago, such as "2 hours ago"."""
+    import pendulum
+
+    ago = _AGO.fullmatch(text.strip())
+    if ago:
+        amount, unit = int(ago[1]), ago[2].lower()
+        return pendulum.now("UTC").subtract(**{f"{unit}s": amount})
+    try:
+        parsed = pendulum.parse(text.strip())
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, datetime):
+        raise ValueError(f"{text!r} is not a time: give 2026-11-01T08:00 or '2 hours ago'")
+    return parsed
+
+
+def _duration(start: datetime | None, end: datetime | None) -> str:
+    """How long a run ran, in words."""
+    import pendulum
+
+    if start is None or end is None:
+        return ""
+    return pendulum.instance(end).diff(pendulum.instance(start)).in_words()
+
+
 def _emit(as_json: bool, rows: list[dict[str, Any]], table: Callable[[], Table]) -> None:
     if as_json:
         sys.stdout.write(json.dumps(rows, default=str, indent=2) + "\n")
@@ -208,7 +239,10 @@ def flow_run_ls(
     flow: Annotated[str | None, typer.Option(help="flow name")] = None,
     tag: Annotated[list[str] | None, typer.Option(help="tag the run must have; repeatable")] = None,
     since: Annotated[
-        datetime | None, typer.Option(help="only runs starting (or expected) at or after this")
+        str | None,
+        typer.Option(
+            help="only runs starting (or expected) at or after this: a time, or '2 hours ago'"
+        ),
     ] = None,
     limit: Annotated[int, typer.Option(help="at most this many runs")] = 20,
     address: Address = None,
@@ -218,7 +252,8 @@ def flow_run_ls(
     from runwire.filters import flow_runs
 
     try:
-        criteria = flow_runs(states=state, flow_name=flow, tags_all=tag, started_after=since)
+        after = None if since is None else _moment(since)
+        criteria = flow_runs(states=state, flow_name=flow, tags_all=tag, started_after=after)
     except ValueError as exc:
         errors.print(f"[red]invalid option[/]: {exc}")
         raise typer.Exit(2) from None
@@ -266,6 +301,8 @@ def flow_run_inspect(flow_run_id: str, address: Address = None, as_json: AsJson 
             "parameters",
         ):
             out.add_row(key, str(row[key]))
+        if row["end_time"] is not None:
+            out.add_row("duration", _duration(row["start_time"], row["end_time"]))
         for state in row["states"]:
             out.add_row(_time(state["timestamp"]), f"{state['name']} {state['message']}".strip())
         return out
