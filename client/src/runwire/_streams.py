@@ -50,7 +50,7 @@ class Resume(Generic[T]):
             self.cursor = None
             return True
         if not isinstance(error, Unavailable):
-            raise error
+            raise error from None  # the gRPC error it maps says nothing more
         return False
 
     def delay(self, away: float) -> float:
