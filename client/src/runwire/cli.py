@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+from runwire._cli_times import duration as _duration
+from runwire._cli_times import moment as _moment
+from runwire._cli_times import wall_time as _time
 
 if TYPE_CHECKING:
     from runwire.errors import TlsMismatch
@@ -75,7 +78,6 @@ _add_installed_commands()
 
 console = Console()
 errors = Console(stderr=True)
-T = TypeVar("T")
 
 Address = Annotated[
     str | None,
@@ -174,40 +176,6 @@ def _client(address: str | None) -> Iterator[Any]:
         raise typer.Exit(1) from None
     finally:
         client.close()
-
-
-def _time(value: datetime | None) -> str:
-    return "" if value is None else value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
-
-
-_AGO = re.compile(r"(\d+)\s*(second|minute|hour|day|week|month|year)s?\s+ago", re.IGNORECASE)
-
-
-def _moment(text: str) -> datetime:
-    """A time the user typed: an ISO 8601 time or date (UTC unless it names an offset), or
-    how long ago, such as "2 hours ago"."""
-    import pendulum
-
-    ago = _AGO.fullmatch(text.strip())
-    if ago:
-        amount, unit = int(ago[1]), ago[2].lower()
-        return pendulum.now("UTC").subtract(**{f"{unit}s": amount})
-    try:
-        parsed = pendulum.parse(text.strip())
-    except ValueError:
-        parsed = None
-    if not isinstance(parsed, datetime):
-        raise ValueError(f"{text!r} is not a time: give 2026-11-01T08:00 or '2 hours ago'")
-    return parsed
-
-
-def _duration(start: datetime | None, end: datetime | None) -> str:
-    """How long a run ran, in words."""
-    import pendulum
-
-    if start is None or end is None:
-        return ""
-    return pendulum.instance(end).diff(pendulum.instance(start)).in_words()
 
 
 def _emit(as_json: bool, rows: list[dict[str, Any]], table: Callable[[], Table]) -> None:
