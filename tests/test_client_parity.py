@@ -87,3 +87,25 @@ def test_every_public_method_has_a_docstring() -> None:
     for cls in (Client, AsyncClient):
         for name, method in _public(cls).items():
             assert inspect.getdoc(method), f"{cls.__name__}.{name}"
+
+
+def test_every_public_name_and_its_public_methods_have_docstrings() -> None:
+    import runwire
+
+    missing = []
+    for name in runwire.__all__:
+        value = getattr(runwire, name)
+        if not inspect.getdoc(value):
+            missing.append(name)
+        if not inspect.isclass(value):
+            continue
+        for attribute, member in vars(value).items():
+            if attribute.startswith("_"):
+                continue
+            if isinstance(member, classmethod | staticmethod):
+                member = member.__func__
+            elif isinstance(member, property):
+                member = member.fget
+            if callable(member) and not (member.__doc__ or "").strip():
+                missing.append(f"{name}.{attribute}")
+    assert missing == []
