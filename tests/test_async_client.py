@@ -164,3 +164,22 @@ async def test_views_never_open_a_client_of_their_own(server) -> None:
             FlowRunView.from_flow_run_id(run.flow_run_id)
 
     await asyncio.to_thread(body)
+
+
+async def test_raw_calls_and_pages_of_both_clients(client: AsyncClient, server) -> None:
+    from runwire.v1 import flow_service_pb2
+
+    names = {unique("raw-a"), unique("raw-b")}
+    for name in names:
+        request = flow_service_pb2.CreateFlowRequest(flow={"name": name})
+        assert (await client.call(client.flows.CreateFlow, request)).flow.name == name
+    one_per_page = flow_service_pb2.ListFlowsRequest(page_size=1)
+    listed = [f.name async for f in client.pages(client.flows.ListFlows, one_per_page, "flows")]
+    assert names <= set(listed) and len(listed) == len(set(listed))
+    assert one_per_page.page_token == ""  # the caller's request is left as it was
+
+    def blocking() -> list[str]:
+        with Client(f"127.0.0.1:{server.port}", timeout=10) as sync:
+            return [f.name for f in sync.pages(sync.flows.ListFlows, one_per_page, "flows")]
+
+    assert await asyncio.to_thread(blocking) == listed

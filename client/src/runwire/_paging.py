@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
+
+from google.protobuf.message import Message
 
 from runwire._plans import Owner, Paged
 
@@ -10,27 +13,41 @@ T = TypeVar("T")
 
 
 class PageWalk(Generic[T]):
-    """Where a walk through a `Paged` plan's pages is; both clients drive it.
+    """Where a walk through a paged list is; both clients drive it.
 
     `request()` is the next page's request (None once done), `take(page)` the values of a
-    page that arrived. The plan's request is copied, so that running a plan leaves it as it
-    was.
+    page that arrived: `convert` of each item of the page's `items` field, `limit` of them
+    at most. The request is copied, so that the caller's stays as it was.
     """
 
-    def __init__(self, plan: Paged[T], owner: Owner) -> None:
-        self._plan = plan
+    def __init__(
+        self,
+        request: Message,
+        items: str,
+        convert: Callable[[Any, Owner], T],
+        owner: Owner,
+        limit: int | None = None,
+    ) -> None:
+        self._items = items
+        self._convert = convert
         self._owner = owner
-        self._request = type(plan.request)()
-        self._request.CopyFrom(plan.request)
+        self._limit = limit
+        self._request = type(request)()
+        self._request.CopyFrom(request)
         self._seen = 0
-        self._done = plan.limit is not None and plan.limit <= 0
+        self._done = limit is not None and limit <= 0
+
+    @classmethod
+    def of(cls, plan: Paged[T], owner: Owner) -> PageWalk[T]:
+        """The walk through a `Paged` plan's pages."""
+        return cls(plan.request, plan.items, plan.convert, owner, plan.limit)
 
     def request(self) -> Any:
         return None if self._done else self._request
 
     def take(self, page: Any) -> list[T]:
-        items = list(getattr(page, self._plan.items))
-        limit = self._plan.limit
+        items = list(getattr(page, self._items))
+        limit = self._limit
         if limit is not None and self._seen + len(items) >= limit:
             items = items[: limit - self._seen]
             self._done = True
@@ -40,4 +57,4 @@ class PageWalk(Generic[T]):
             self._done = True
         else:
             self._request.page_token = token  # type: ignore[attr-defined]
-        return [self._plan.convert(item, self._owner) for item in items]
+        return [self._convert(item, self._owner) for item in items]

@@ -111,7 +111,7 @@ class AsyncClient:
     ) -> AsyncIterator[Any]:
         """Every item (the response's `items` field) of a paged list RPC of the stubs,
         fetching the next page only when it is needed."""
-        walk: PageWalk[Any] = PageWalk(Paged(Rpc("", ""), request, items, _raw), None)
+        walk: PageWalk[Any] = PageWalk(request, items, _raw, None)
         while (page_request := walk.request()) is not None:
             for item in walk.take(await self.call(method, page_request)):
                 yield item
@@ -151,7 +151,7 @@ class AsyncClient:
         return self._guarded(plan)
 
     async def _paged(self, plan: Paged[T]) -> AsyncIterator[T]:
-        walk = PageWalk(plan, None)
+        walk = PageWalk.of(plan, None)
         method = self._stub(plan.rpc)
         while (request := walk.request()) is not None:
             for item in walk.take(await self._transport.call(method, request)):

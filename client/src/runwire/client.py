@@ -118,7 +118,7 @@ class Client:
     def pages(self, method: Callable[..., Any], request: Message, items: str) -> Iterator[Any]:
         """Every item (the response's `items` field) of a paged list RPC of the stubs,
         fetching the next page only when it is needed."""
-        walk: PageWalk[Any] = PageWalk(Paged(Rpc("", ""), request, items, _raw), None)
+        walk: PageWalk[Any] = PageWalk(request, items, _raw, None)
         while (page_request := walk.request()) is not None:
             yield from walk.take(self.call(method, page_request))
 
@@ -154,7 +154,7 @@ class Client:
         return self._guarded(plan)
 
     def _paged(self, plan: Paged[T]) -> Iterator[T]:
-        walk = PageWalk(plan, self)
+        walk = PageWalk.of(plan, self)
         method = self._stub(plan.rpc)
         while (request := walk.request()) is not None:
             yield from walk.take(self._transport.call(method, request))
