@@ -12,18 +12,25 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import grpc
 import pytest
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
 
 from runwire import AsyncClient, Client, DeadlineExceeded, Unavailable
 from runwire.v1 import (
     flow_pb2,
+    flow_run_pb2,
+    flow_run_service_pb2,
     flow_run_service_pb2_grpc,
     flow_service_pb2,
     flow_service_pb2_grpc,
     log_pb2,
+    state_pb2,
     watch_pb2,
 )
 
@@ -33,6 +40,7 @@ SLOW = 3.0  # seconds the slow answer takes
 DEADLINE = 0.5
 CUT_AFTER = 3  # messages a watch stream carries before it is cut
 LAST_CURSOR = 7
+AWAY = 0.3  # seconds a shutting-down server asks callers to wait
 
 
 class Flows(flow_service_pb2_grpc.FlowServiceServicer):
@@ -60,11 +68,18 @@ class FlowRuns(flow_run_service_pb2_grpc.FlowRunServiceServicer):
 
     def reset(self) -> None:
         self.opened_after: list[int | None] = []
-        self.creates = 0
+        self.creates: list[float] = []  # when each create arrived
+        self.shutting_down_first = False
 
     def CreateFlowRun(self, request: Any, context: grpc.ServicerContext) -> Any:
-        self.creates += 1
-        context.abort(grpc.StatusCode.UNAVAILABLE, "gone")
+        self.creates.append(time.monotonic())
+        if not self.shutting_down_first:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "gone")
+        if len(self.creates) == 1:
+            context.abort_with_status(rpc_status.to_status(_shutting_down()))
+        pending = state_pb2.State(type=state_pb2.STATE_TYPE_PENDING, name="Pending")
+        run = flow_run_pb2.FlowRun(id="run", flow_id=request.flow_run.flow_id, state=pending)
+        return flow_run_service_pb2.CreateFlowRunResponse(flow_run=run)
 
     def WatchFlowRun(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         after = request.after_cursor if request.HasField("after_cursor") else None
@@ -79,6 +94,19 @@ class FlowRuns(flow_run_service_pb2_grpc.FlowRunServiceServicer):
         yield watch_pb2.WatchFlowRunResponse(
             end=watch_pb2.StreamEnd(reason=watch_pb2.StreamEnd.REASON_RUN_FINISHED)
         )
+
+
+def _shutting_down() -> status_pb2.Status:
+    """What a server that is stopping answers a call it has not begun: come back later."""
+    info = error_details_pb2.ErrorInfo(reason="SERVER_SHUTTING_DOWN", domain="runwire.dev")
+    retry = error_details_pb2.RetryInfo()
+    retry.retry_delay.FromTimedelta(timedelta(seconds=AWAY))
+    details = [any_pb2.Any(), any_pb2.Any()]
+    details[0].Pack(info)
+    details[1].Pack(retry)
+    return status_pb2.Status(
+        code=code_pb2.UNAVAILABLE, message="the server is shutting down", details=details
+    )
 
 
 class Fakes:
@@ -151,7 +179,28 @@ async def test_a_call_unsafe_to_repeat_is_not_retried(grpc_addr: str, fakes: Fak
     async with AsyncClient(grpc_addr, timeout=5, retries=4) as aclient:
         with pytest.raises(Unavailable):
             await aclient.create_flow_run("flow")
-    assert fakes.flow_runs.creates == 2
+    assert len(fakes.flow_runs.creates) == 2
+
+
+def test_a_call_refused_by_a_server_shutting_down_is_sent_again_later(
+    grpc_addr: str, fakes: Fakes
+) -> None:
+    """Even a call unsafe to repeat: the server refused it before doing anything."""
+    fakes.flow_runs.shutting_down_first = True
+    with Client(grpc_addr, timeout=5) as client:
+        assert client.create_flow_run("flow").flow_run_id == "run"
+    first, second = fakes.flow_runs.creates
+    assert second - first >= AWAY * 0.9
+
+
+async def test_a_call_refused_by_a_server_shutting_down_is_sent_again_later_async(
+    grpc_addr: str, fakes: Fakes
+) -> None:
+    fakes.flow_runs.shutting_down_first = True
+    async with AsyncClient(grpc_addr, timeout=5) as client:
+        assert (await client.create_flow_run("flow")).flow_run_id == "run"
+    first, second = fakes.flow_runs.creates
+    assert second - first >= AWAY * 0.9
 
 
 def test_an_answer_after_the_deadline_raises_promptly(grpc_addr: str, fakes: Fakes) -> None:
@@ -198,5 +247,14 @@ def test_a_watch_without_a_cursor_resumes_after_the_last_message(
 ) -> None:
     with Client(grpc_addr, timeout=5) as client:
         lines = [m.log.message for m in client.watch("run")]
+    assert lines == EXPECTED
+    assert fakes.flow_runs.opened_after == [None, CUT_AFTER]
+
+
+async def test_a_watch_without_a_cursor_resumes_after_the_last_message_async(
+    grpc_addr: str, fakes: Fakes
+) -> None:
+    async with AsyncClient(grpc_addr, timeout=5) as client:
+        lines = [m.log.message async for m in client.watch("run")]
     assert lines == EXPECTED
     assert fakes.flow_runs.opened_after == [None, CUT_AFTER]
