@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
+import pendulum
 from google.protobuf import json_format
 
 from runwire.v1 import state_pb2
@@ -81,11 +82,11 @@ class Result:
 
 @dataclass(frozen=True)
 class State:
-    """One state of a run: its type, name, time, message and details."""
+    """One state of a run: its type, name, time (pendulum's, in UTC), message and details."""
 
     type: StateType
     name: str
-    timestamp: datetime
+    timestamp: pendulum.DateTime
     message: str = ""
     id: str = ""
     details: dict[str, Any] = field(default_factory=dict)
@@ -97,7 +98,7 @@ class State:
         return cls(
             type=StateType.from_proto(message.type),
             name=message.name,
-            timestamp=message.timestamp.ToDatetime(tzinfo=UTC),
+            timestamp=pendulum.instance(message.timestamp.ToDatetime(tzinfo=UTC)),
             message=message.message,
             id=message.id,
             details=json_format.MessageToDict(
