@@ -29,7 +29,8 @@ def _value_type(plan: Callable[..., Any]) -> Any:
     hint = typing.get_type_hints(plan)["return"]
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         hint = typing.get_args(hint)[0]
-    return typing.get_args(hint)[-1]
+    value = typing.get_args(hint)[-1]
+    return None if value is type(None) else value
 
 
 def _like(method: F, plan: Callable[..., Any], returned: Any) -> F:
