@@ -86,3 +86,43 @@ def test_cancel_resume_delete_and_exit_codes(address, runs, tmp_path: Path):
     assert invalid.returncode == 1 and "flow_run_id" in invalid.stderr
     down = cli("127.0.0.1:1", "flow-run", "ls")
     assert down.returncode == 3 and "cannot reach the Runwire server" in down.stderr
+
+
+MISSING_SERVER = """
+import importlib.metadata, sys
+importlib.metadata.entry_points = lambda **_: []
+from runwire.cli import app
+sys.argv = ["runwire", *sys.argv[1:]]
+app()
+"""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("server", "start", "--listen-address", "127.0.0.1:0"),
+        ("database", "upgrade"),
+        ("token", "list", "--tokens-file", "tokens"),
+    ],
+)
+def test_server_commands_without_the_server_say_how_to_install_it(args):
+    """The client distribution never imports the server: without runwire-server's entry
+    points its commands say, in one line, how to get them."""
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", MISSING_SERVER, *args], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == ["The server is not installed: pip install runwire-server"]
+
+
+def test_since_takes_a_time_or_how_long_ago(address, runs):
+    recent = json.loads(cli(address, "flow-run", "ls", "--since", "2 hours ago", "--json").stdout)
+    assert runs["done"] in [r["id"] for r in recent]
+    future = cli(address, "flow-run", "ls", "--since", "2999-01-01", "--json")
+    assert json.loads(future.stdout) == []
+    bad = cli(address, "flow-run", "ls", "--since", "soonish")
+    assert bad.returncode == 2 and "is not a time" in bad.stderr
+    inspected = cli(address, "flow-run", "inspect", runs["done"])
+    assert inspected.returncode == 0 and "duration" in inspected.stdout

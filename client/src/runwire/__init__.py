@@ -13,14 +13,23 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from runwire._values import (
+        ConcurrencyLimit,
+        Deployment,
+        GraphNode,
+        HistoryInterval,
+        OrchestrationResult,
+        proposed_state,
+    )
     from runwire.async_client import AsyncClient
-    from runwire.client import Client, OrchestrationResult, proposed_state
+    from runwire.client import Client
     from runwire.connection import ConnectionSettings
     from runwire.errors import (
         AlreadyExists,
         DeadlineExceeded,
         FailedPrecondition,
         InvalidArgument,
+        NoClient,
         NotFound,
         OutOfRange,
         PermissionDenied,
@@ -31,7 +40,7 @@ if TYPE_CHECKING:
         Unavailable,
     )
     from runwire.states import Result, State, StateType
-    from runwire.views import FlowRunLog, FlowRunView, FlowView, TaskRunView
+    from runwire.views import FlowRunLog, FlowRunView, FlowView, TaskRunView, current_client
     from runwire.watching import watch_flow_run
 
 # The names are imported when first used, so that importing a submodule (the command line,
@@ -39,8 +48,17 @@ if TYPE_CHECKING:
 _HOMES = {
     "AsyncClient": "async_client",
     "Client": "client",
-    "OrchestrationResult": "client",
-    "proposed_state": "client",
+    **dict.fromkeys(
+        (
+            "ConcurrencyLimit",
+            "Deployment",
+            "GraphNode",
+            "HistoryInterval",
+            "OrchestrationResult",
+            "proposed_state",
+        ),
+        "_values",
+    ),
     "ConnectionSettings": "connection",
     **dict.fromkeys(
         (
@@ -48,6 +66,7 @@ _HOMES = {
             "DeadlineExceeded",
             "FailedPrecondition",
             "InvalidArgument",
+            "NoClient",
             "NotFound",
             "OutOfRange",
             "PermissionDenied",
@@ -60,7 +79,9 @@ _HOMES = {
         "errors",
     ),
     **dict.fromkeys(("Result", "State", "StateType"), "states"),
-    **dict.fromkeys(("FlowRunLog", "FlowRunView", "FlowView", "TaskRunView"), "views"),
+    **dict.fromkeys(
+        ("FlowRunLog", "FlowRunView", "FlowView", "TaskRunView", "current_client"), "views"
+    ),
     "watch_flow_run": "watching",
 }
 # Submodules reached as attributes after a plain `import runwire` (`runwire.errors.NotFound`).
@@ -85,13 +106,18 @@ __all__ = [
     "AlreadyExists",
     "AsyncClient",
     "Client",
+    "ConcurrencyLimit",
     "ConnectionSettings",
     "DeadlineExceeded",
+    "Deployment",
     "FailedPrecondition",
     "FlowRunLog",
     "FlowRunView",
     "FlowView",
+    "GraphNode",
+    "HistoryInterval",
     "InvalidArgument",
+    "NoClient",
     "NotFound",
     "OrchestrationResult",
     "OutOfRange",
@@ -105,6 +131,7 @@ __all__ = [
     "TlsMismatch",
     "Unauthenticated",
     "Unavailable",
+    "current_client",
     "proposed_state",
     "watch_flow_run",
 ]

@@ -1,36 +1,90 @@
-"""AsyncClient: the same calls as `Client`, awaitable, for asyncio programs.
+"""AsyncClient: the same calls as `Client`, awaitable, over a native `grpc.aio` channel.
 
-Each call runs the synchronous client's call on a worker thread (gRPC's synchronous channel is
-thread-safe), so both clients share one implementation of deadlines, retries and error mapping.
-Streams are async iterators fed from a worker thread; leaving the loop early stops the stream.
+Both clients are made from the same plans (`runwire._plans`), so every method of `Client` is
+here with the same name and parameters; values come back from `await`, and lists and streams
+are async iterators. Views it returns fetch more data with the current `Client` if there is
+one (see runwire.views): their methods are blocking calls.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import threading
-from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any, ParamSpec, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
-from runwire.client import Client
-from runwire.views import FlowRunLog, FlowRunView, FlowView
+import grpc
+from google.protobuf.message import Message
 
-P = ParamSpec("P")
+from runwire import _flow_runs, _flows, _limits, _logs, _task_runs, _watch
+from runwire._aio_transport import AioTransport
+from runwire._methods import async_yields, awaits
+from runwire._paging import PageWalk
+from runwire._plans import SKIP, Guarded, Many, Op, Paged, Rpc, Stream, Unary
+from runwire._streams import END, RECONNECT, Resume
+from runwire.connection import ConnectionSettings
+from runwire.v1 import (
+    concurrency_limit_service_pb2_grpc,
+    deployment_service_pb2_grpc,
+    flow_run_service_pb2_grpc,
+    flow_service_pb2_grpc,
+    log_service_pb2_grpc,
+    task_run_service_pb2_grpc,
+)
+
 T = TypeVar("T")
-_DONE = object()
+ResponseT = TypeVar("ResponseT", bound=Message)
 
 
 class AsyncClient:
     """Awaitable access to a Runwire server; takes the same arguments as `Client`.
 
-    Returned view objects are the same immutable views as the synchronous client's; the
-    methods that fetch more data from them (`get_logs`, `get_task_run`, ...) are synchronous:
-    call them through `asyncio.to_thread` in async code.
+    The channel is made when the client is, and must be used from one event loop; use it as
+    an async context manager, or `await close()`. Methods take the parameters of `Client`'s,
+    `timeout` included: a gRPC deadline, which the server also honours.
     """
 
-    def __init__(self, address: str | None = None, **options: Any) -> None:
-        self.sync = Client(address, **options)
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        timeout: float = 30.0,
+        retries: int = 4,
+        token: str | None = None,
+        tls: bool | None = None,
+        ca_file: str | None = None,
+        cert_file: str | None = None,
+        key_file: str | None = None,
+        root_certificates: bytes | None = None,
+    ) -> None:
+        self.connection = ConnectionSettings.resolve(
+            address=address,
+            token=token,
+            tls=tls,
+            ca_file=ca_file,
+            cert_file=cert_file,
+            key_file=key_file,
+            root_certificates=root_certificates,
+        )
+        self.address = self.connection.address
+        self.timeout = timeout
+        self.retries = retries
+        self._transport = AioTransport(self.connection, timeout=timeout, retries=retries)
+        channel = self._transport.channel
+        self.flows = flow_service_pb2_grpc.FlowServiceStub(channel)
+        self.flow_runs = flow_run_service_pb2_grpc.FlowRunServiceStub(channel)
+        self.task_runs = task_run_service_pb2_grpc.TaskRunServiceStub(channel)
+        self.logs = log_service_pb2_grpc.LogServiceStub(channel)
+        self.deployments = deployment_service_pb2_grpc.DeploymentServiceStub(channel)
+        self.limits = concurrency_limit_service_pb2_grpc.ConcurrencyLimitServiceStub(channel)
+
+    async def close(self) -> None:
+        """Close the channel; calls in flight fail."""
+        await self._transport.close()
+
+    async def wait_until_ready(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+        """Connect now; raise Unavailable if the server cannot be reached within `timeout`,
+        and TlsMismatch as soon as TLS settings are why it cannot."""
+        await self._transport.wait_until_ready(timeout)
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -38,85 +92,157 @@ class AsyncClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def close(self) -> None:
-        self.sync.close()
+    # --- raw calls ------------------------------------------------------------------------
 
-    async def _run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        return await asyncio.to_thread(functools.partial(fn, *args, **kwargs))
+    async def call(
+        self,
+        method: Callable[..., Awaitable[ResponseT]],
+        request: Message,
+        *,
+        idempotent: bool = True,
+        timeout: float | None = None,  # noqa: ASYNC109 (a gRPC deadline, as Client's)
+    ) -> ResponseT:
+        """Call one unary RPC of the stubs (`client.flow_runs.GetFlowRun`, ...) with a deadline,
+        retrying UNAVAILABLE when it is safe to (`idempotent`)."""
+        return await self._transport.call(method, request, idempotent=idempotent, timeout=timeout)
 
-    async def _stream(self, make: Callable[[], Iterator[T]]) -> AsyncIterator[T]:
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=1000)
-        stop = threading.Event()
-
-        def pump() -> None:
-            try:
-                for item in make():
-                    if stop.is_set():
-                        return
-                    asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
-            except BaseException as exc:  # handed to the consumer below
-                asyncio.run_coroutine_threadsafe(queue.put(exc), loop).result()
-            else:
-                asyncio.run_coroutine_threadsafe(queue.put(_DONE), loop).result()
-
-        worker = loop.run_in_executor(None, pump)
-        try:
-            while True:
-                item = await queue.get()
-                if item is _DONE:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
+    async def pages(
+        self, method: Callable[..., Awaitable[Any]], request: Message, items: str
+    ) -> AsyncIterator[Any]:
+        """Every item (the response's `items` field) of a paged list RPC of the stubs,
+        fetching the next page only when it is needed."""
+        walk: PageWalk[Any] = PageWalk(request, items, _raw, None)
+        while (page_request := walk.request()) is not None:
+            for item in walk.take(await self.call(method, page_request)):
                 yield item
-        finally:
-            stop.set()
-            while not worker.done():  # unblock the pump if it waits on a full queue
-                while not queue.empty():
-                    queue.get_nowait()
-                await asyncio.sleep(0.01)
 
-    # --- the calls --------------------------------------------------------------------------
+    # --- running plans --------------------------------------------------------------------
 
-    async def create_flow(self, name: str, **fields: Any) -> FlowView:
-        return await self._run(self.sync.create_flow, name, **fields)
+    def _stub(self, rpc: Rpc) -> Any:
+        return getattr(getattr(self, rpc.service), rpc.method)
 
-    async def get_flow(self, flow_id: str) -> FlowView:
-        return await self._run(self.sync.get_flow, flow_id)
+    async def _unary(self, plan: Unary[T]) -> T:
+        response = await self._transport.call(
+            self._stub(plan.rpc), plan.request, idempotent=plan.idempotent
+        )
+        return plan.convert(response, None)
 
-    async def create_flow_run(self, flow_id: str, **fields: Any) -> FlowRunView:
-        return await self._run(self.sync.create_flow_run, flow_id, **fields)
+    async def _run(self, plan: Op[T]) -> T:
+        if isinstance(plan, Unary):
+            return await self._unary(plan)
+        steps = plan.steps(None)
+        answer: Any = None
+        while True:
+            try:
+                step = steps.send(answer)
+            except StopIteration as done:
+                value: T = done.value
+                return value
+            if isinstance(step, Unary):
+                answer = await self._unary(step)
+            else:
+                answer = [item async for item in self._paged(step)]
 
-    async def get_flow_run(self, flow_run_id: str) -> FlowRunView:
-        return await self._run(self.sync.get_flow_run, flow_run_id)
+    def _iterate(self, plan: Many[T]) -> AsyncIterator[T]:
+        if isinstance(plan, Paged):
+            return self._paged(plan)
+        if isinstance(plan, Stream):
+            return self._stream(plan)
+        return self._guarded(plan)
 
-    async def set_flow_run_state(self, flow_run_id: str, state: Any, *, force: bool = False) -> Any:
-        return await self._run(self.sync.set_flow_run_state, flow_run_id, state, force=force)
+    async def _paged(self, plan: Paged[T]) -> AsyncIterator[T]:
+        walk = PageWalk.of(plan, None)
+        method = self._stub(plan.rpc)
+        while (request := walk.request()) is not None:
+            for item in walk.take(await self._transport.call(method, request)):
+                yield item
 
-    async def resume_flow_run(self, flow_run_id: str) -> Any:
-        return await self._run(self.sync.resume_flow_run, flow_run_id)
+    async def _guarded(self, plan: Guarded[Any, T]) -> AsyncIterator[T]:
+        then = plan.then(await self._unary(plan.first))
+        if isinstance(then, Stream):
+            async for item in self._stream(then):
+                yield item
+        else:
+            for item in then:
+                yield item
 
-    async def cancel_flow_run(self, flow_run_id: str) -> Any:
-        return await self._run(self.sync.cancel_flow_run, flow_run_id)
+    async def _stream(self, plan: Stream[T]) -> AsyncIterator[T]:
+        resume = Resume(plan, None, self.address)
+        method = self._stub(plan.rpc)
+        while True:
+            call = await self._transport.stream(method, resume.request())
+            again = False
+            try:
+                async for message in call:
+                    value = resume.message(message)
+                    if value is END:
+                        return
+                    if value is RECONNECT:
+                        break
+                    if value is not SKIP:
+                        yield value
+            except grpc.RpcError as exc:
+                again = resume.failed(self._transport.error(exc))
+            finally:
+                # The caller may stop early: end the call now rather than when collected.
+                call.cancel()
+            if not again:
+                await asyncio.sleep(resume.delay(self._transport.away()))
 
-    async def delete_flow_run(self, flow_run_id: str) -> None:
-        await self._run(self.sync.delete_flow_run, flow_run_id)
+    # --- flows and deployments ------------------------------------------------------------
 
-    async def write_logs(self, flow_run_id: str, *entries: tuple[int, str]) -> None:
-        await self._run(self.sync.write_logs, flow_run_id, *entries)
+    create_flow = awaits(_flows.create_flow)
+    get_flow = awaits(_flows.get_flow)
+    get_flow_by_name = awaits(_flows.get_flow_by_name)
+    list_flows = async_yields(_flows.list_flows)
+    delete_flow = awaits(_flows.delete_flow)
+    create_deployment = awaits(_flows.create_deployment)
+    get_deployment = awaits(_flows.get_deployment)
+    list_deployments = async_yields(_flows.list_deployments)
+    delete_deployment = awaits(_flows.delete_deployment)
 
-    def list_flow_runs(self, criteria: Any = None, **options: Any) -> AsyncIterator[FlowRunView]:
-        return self._stream(lambda: self.sync.list_flow_runs(criteria, **options))
+    # --- concurrency limits ---------------------------------------------------------------
 
-    def list_logs(self, flow_run_id: str, **options: Any) -> AsyncIterator[FlowRunLog]:
-        return self._stream(lambda: self.sync.list_logs(flow_run_id, **options))
+    set_concurrency_limit = awaits(_limits.set_concurrency_limit)
+    get_concurrency_limit = awaits(_limits.get_concurrency_limit)
+    list_concurrency_limits = async_yields(_limits.list_concurrency_limits)
+    delete_concurrency_limit = awaits(_limits.delete_concurrency_limit)
 
-    def watch(self, flow_run_id: str, **options: Any) -> AsyncIterator[Any]:
-        """The run's events (WatchFlowRunResponse messages), resumed across reconnects."""
-        return self._stream(lambda: self.sync.watch(flow_run_id, **options))
+    # --- flow runs ------------------------------------------------------------------------
 
-    def watch_flow_run(self, flow_run_id: str, **options: Any) -> AsyncIterator[FlowRunLog]:
-        """The async variant of `runwire.watch_flow_run`."""
-        from runwire.watching import watch_flow_run
+    create_flow_run = awaits(_flow_runs.create_flow_run)
+    get_flow_run = awaits(_flow_runs.get_flow_run)
+    list_flow_runs = async_yields(_flow_runs.list_flow_runs)
+    count_flow_runs = awaits(_flow_runs.count_flow_runs)
+    update_flow_run = awaits(_flow_runs.update_flow_run)
+    set_flow_run_state = awaits(_flow_runs.set_flow_run_state)
+    resume_flow_run = awaits(_flow_runs.resume_flow_run)
+    cancel_flow_run = awaits(_flow_runs.cancel_flow_run)
+    delete_flow_run = awaits(_flow_runs.delete_flow_run)
+    list_flow_run_states = awaits(_flow_runs.list_flow_run_states)
+    get_flow_run_history = awaits(_flow_runs.get_flow_run_history)
+    get_flow_run_graph = awaits(_flow_runs.get_flow_run_graph)
 
-        return self._stream(lambda: watch_flow_run(flow_run_id, client=self.sync, **options))
+    # --- task runs ------------------------------------------------------------------------
+
+    create_task_run = awaits(_task_runs.create_task_run)
+    get_task_run = awaits(_task_runs.get_task_run)
+    get_task_run_by_slug = awaits(_task_runs.get_task_run_by_slug)
+    get_task_run_result = awaits(_task_runs.get_task_run_result)
+    set_task_run_state = awaits(_task_runs.set_task_run_state)
+    task_run_messages = awaits(_task_runs.task_run_messages)
+
+    # --- logs -----------------------------------------------------------------------------
+
+    list_logs = async_yields(_logs.list_logs)
+    write_logs = awaits(_logs.write_logs)
+
+    # --- watching -------------------------------------------------------------------------
+
+    watch = async_yields(_watch.watch)
+    watch_flow_runs = async_yields(_watch.watch_flow_runs)
+    watch_flow_run = async_yields(_watch.watch_flow_run)
+
+
+def _raw(item: Any, _: Any) -> Any:
+    return item

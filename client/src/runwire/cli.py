@@ -7,20 +7,23 @@ settings that do not fit the server's); 3 the server could not be reached.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from rich.text import Text
+
+from runwire._cli_times import duration as _duration
+from runwire._cli_times import moment as _moment
+from runwire._cli_times import wall_time as _time
 
 if TYPE_CHECKING:
     from runwire.errors import TlsMismatch
@@ -28,22 +31,53 @@ if TYPE_CHECKING:
 app = typer.Typer(
     help="Runwire: the state service for workflow orchestration.", no_args_is_help=True
 )
-server_app = typer.Typer(help="Run the Runwire server.", no_args_is_help=True)
 flow_run_app = typer.Typer(help="Inspect and steer flow runs.", no_args_is_help=True)
 flow_app = typer.Typer(help="Inspect flows.", no_args_is_help=True)
-app.add_typer(server_app, name="server")
 app.add_typer(flow_run_app, name="flow-run")
 app.add_typer(flow_app, name="flow")
-token_app = typer.Typer(
-    help="Make, list and revoke API tokens in the server's tokens file.", no_args_is_help=True
-)
-app.add_typer(token_app, name="token")
-database_app = typer.Typer(help="Manage the server's database schema.", no_args_is_help=True)
-app.add_typer(database_app, name="database")
+
+# Commands that other distributions add to `runwire`: runwire-server adds `server`, `database`
+# and `token`. Each entry point of the group names a command and holds its Typer app.
+COMMANDS_GROUP = "runwire.commands"
+SERVER_COMMANDS = {
+    "server": "Run the Runwire server.",
+    "database": "Manage the server's database schema.",
+    "token": "Make, list and revoke API tokens in the server's tokens file.",
+}
+INSTALL_SERVER = "The server is not installed: pip install runwire-server"
+
+
+def _add_installed_commands() -> None:
+    found = set()
+    for entry in entry_points(group=COMMANDS_GROUP):
+        command = entry.load()
+        if isinstance(command, typer.Typer):
+            app.add_typer(command, name=entry.name)
+            found.add(entry.name)
+    for name, summary in SERVER_COMMANDS.items():
+        if name not in found:
+            _add_missing(name, summary)
+
+
+def _add_missing(name: str, summary: str) -> None:
+    """A command of runwire-server while it is not installed: whatever follows it, say how to
+    install it, in one line, and exit as for a bad usage."""
+
+    @app.command(
+        name,
+        help=f"{summary} (needs runwire-server)",
+        add_help_option=False,
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    )
+    def missing() -> None:
+        typer.echo(INSTALL_SERVER, err=True)
+        raise typer.Exit(2)
+
+
+_add_installed_commands()
 
 console = Console()
 errors = Console(stderr=True)
-T = TypeVar("T")
 
 Address = Annotated[
     str | None,
@@ -79,288 +113,6 @@ def main(
     _connection.update(
         token=token, tls=tls, ca_file=ca_file, cert_file=cert_file, key_file=key_file
     )
-
-
-@server_app.command("start")
-def server_start(
-    listen_address: Annotated[
-        str | None,
-        typer.Option(
-            help="host:port to listen on [env RUNWIRE_LISTEN_ADDRESS; default 127.0.0.1:50051]"
-        ),
-    ] = None,
-    database_url: Annotated[
-        str | None,
-        typer.Option(
-            help="SQLAlchemy URL [env RUNWIRE_DATABASE_URL; default: SQLite in the user data dir]"
-        ),
-    ] = None,
-    log_level: Annotated[
-        str | None,
-        typer.Option(help="DEBUG, INFO, WARNING, ERROR or CRITICAL [env RUNWIRE_LOG_LEVEL]"),
-    ] = None,
-    log_format: Annotated[
-        str | None, typer.Option(help="console or json [env RUNWIRE_LOG_FORMAT]")
-    ] = None,
-    tokens_file: Annotated[
-        str | None,
-        typer.Option(
-            help="file of hashed tokens, see `runwire token create` [env RUNWIRE_TOKENS_FILE]"
-        ),
-    ] = None,
-    tls_cert_file: Annotated[
-        str | None, typer.Option(help="server certificate (PEM) [env RUNWIRE_TLS_CERT_FILE]")
-    ] = None,
-    tls_key_file: Annotated[
-        str | None, typer.Option(help="server certificate's key [env RUNWIRE_TLS_KEY_FILE]")
-    ] = None,
-    tls_client_ca_file: Annotated[
-        str | None,
-        typer.Option(
-            help="require client certificates from this CA [env RUNWIRE_TLS_CLIENT_CA_FILE]"
-        ),
-    ] = None,
-    allow_unauthenticated_remote: Annotated[
-        bool | None,
-        typer.Option(
-            "--allow-unauthenticated-remote",
-            help="serve a non-loopback address without tokens or mutual TLS",
-        ),
-    ] = None,
-    metrics_address: Annotated[
-        str | None,
-        typer.Option(help="host:port for Prometheus /metrics [env RUNWIRE_METRICS_ADDRESS]"),
-    ] = None,
-) -> None:
-    """Start the gRPC server; stop it with Ctrl-C or SIGTERM."""
-    try:
-        from runwire_server.server import main
-    except ImportError:
-        typer.echo("The server is not installed: pip install runwire-server", err=True)
-        raise typer.Exit(2) from None
-    overrides: dict[str, Any] = {
-        "listen_address": listen_address,
-        "database_url": database_url,
-        "log_level": log_level,
-        "log_format": log_format,
-        "tokens_file": tokens_file,
-        "tls_cert_file": tls_cert_file,
-        "tls_key_file": tls_key_file,
-        "tls_client_ca_file": tls_client_ca_file,
-        "allow_unauthenticated_remote": allow_unauthenticated_remote,
-        "metrics_address": metrics_address,
-    }
-    main(overrides)  # a setting it cannot start with: one line on stderr, exit code 2
-
-
-DatabaseUrl = Annotated[
-    str | None,
-    typer.Option(help="SQLAlchemy URL [env RUNWIRE_DATABASE_URL; default: the server's default]"),
-]
-
-
-@contextmanager
-def _engine(database_url: str | None) -> Iterator[Any]:
-    """The database the commands work on; one that cannot be opened ends in one line, as for
-    `runwire server start`."""
-    try:
-        from sqlalchemy import create_engine
-        from sqlalchemy.exc import InterfaceError, OperationalError
-
-        from runwire_server.server import database_error
-        from runwire_server.settings import ConfigurationError, Settings
-    except ImportError:
-        typer.echo("The server is not installed: pip install runwire-server", err=True)
-        raise typer.Exit(2) from None
-    from runwire_server.storage.database import Database
-
-    try:
-        url = Settings.load({"database_url": database_url}).database_url
-        engine = Database(url).engine if url.startswith("sqlite") else create_engine(url)
-        try:
-            yield engine
-        except (OperationalError, InterfaceError) as exc:  # could not connect
-            raise database_error(url, exc) from None
-        finally:
-            engine.dispose()
-    except ConfigurationError as exc:
-        typer.echo(f"runwire: {exc}", err=True)
-        raise typer.Exit(exc.exit_code) from None
-
-
-@database_app.command("upgrade")
-def database_upgrade(
-    revision: Annotated[str, typer.Argument(help="target version")] = "head",
-    database_url: DatabaseUrl = None,
-) -> None:
-    """Apply schema migrations (the server also does this when it starts)."""
-    from runwire_server import schema
-
-    with _engine(database_url) as engine:
-        schema.upgrade(engine, revision)
-        version = schema.current(engine)
-    console.print(f"database at schema version {version}", highlight=False)
-
-
-@database_app.command("downgrade")
-def database_downgrade(
-    revision: Annotated[str, typer.Argument(help="target version, or base for an empty schema")],
-    database_url: DatabaseUrl = None,
-) -> None:
-    """Undo schema migrations down to a version (data in dropped tables is lost)."""
-    from runwire_server import schema
-
-    with _engine(database_url) as engine:
-        schema.downgrade(engine, revision)
-        version = schema.current(engine)
-    console.print(f"database at schema version {version or 'base'}", highlight=False)
-
-
-@database_app.command("current")
-def database_current(database_url: DatabaseUrl = None) -> None:
-    """Print the database's schema version and the one this server needs."""
-    from runwire_server import schema
-
-    with _engine(database_url) as engine:
-        version = schema.current(engine)
-    console.print(f"current {version or 'none'}; head {schema.head()}", highlight=False)
-
-
-def _require_server() -> None:
-    if importlib.util.find_spec("runwire_server") is None:
-        typer.echo("The server is not installed: pip install runwire-server", err=True)
-        raise typer.Exit(2)
-
-
-TokensFile = Annotated[str, typer.Option(help="the server's tokens file")]
-
-
-@contextmanager
-def _tokens_file_errors(path: str) -> Iterator[None]:
-    try:
-        yield
-    except ValueError as exc:
-        typer.echo(
-            f"{exc}; fix the file first (a server keeps its current tokens while the file "
-            "does not parse)",
-            err=True,
-        )
-        raise typer.Exit(1) from None
-    except OSError as exc:
-        typer.echo(f"cannot use the tokens file {path}: {exc.strerror or exc}", err=True)
-        raise typer.Exit(1) from None
-
-
-@token_app.command("create")
-def token_create(
-    role: Annotated[str, typer.Option(help="read (Get/List/Count/Watch) or write (everything)")],
-    name: Annotated[str, typer.Option(help="who holds it; shown in the server's logs")],
-    tokens_file: Annotated[
-        str | None,
-        typer.Option(help="append the token's hash to this file (the server's tokens file)"),
-    ] = None,
-    expires_in: Annotated[
-        str | None,
-        typer.Option(
-            help="expire after this long: 90m, 12h, 30d, 2w (s, m, h, d, w) [default: never]"
-        ),
-    ] = None,
-) -> None:
-    """Make a new token: print it once, and store only its hash in the tokens file."""
-    _require_server()
-    from runwire_server import auth
-    from runwire_server import tokens_file as tokens_files
-
-    if role not in auth.ROLES:
-        typer.echo(f"--role must be one of {', '.join(auth.ROLES)}", err=True)
-        raise typer.Exit(2)
-    # '#' would start a comment in the tokens file and cut the name short.
-    if not name or any(c.isspace() for c in name) or "#" in name:
-        typer.echo("--name must be one word, without '#'", err=True)
-        raise typer.Exit(2)
-    expires = None
-    if expires_in is not None:
-        try:
-            expires = tokens_files.expiry_after(tokens_files.parse_duration(expires_in))
-        except ValueError as exc:
-            typer.echo(f"--expires-in: {exc}", err=True)
-            raise typer.Exit(2) from None
-    token = auth.new_token()
-    line = auth.tokens_file_line(token, role, name, expires)
-    until = "" if expires is None else f" (expires {tokens_files.format_time(expires)})"
-    if tokens_file:
-        with _tokens_file_errors(tokens_file):
-            tokens_files.add(tokens_file, line)
-        typer.echo(
-            f"added {role} token {name!r}{until} to {tokens_file}; "
-            "a server using the file accepts it within a few seconds",
-            err=True,
-        )
-    else:
-        typer.echo(f"add this line to the server's tokens file{until}:", err=True)
-        typer.echo(line, err=True)
-    typer.echo("the token (shown once; the server keeps only its hash):", err=True)
-    typer.echo(token)
-
-
-@token_app.command("list")
-def token_list(tokens_file: TokensFile, as_json: AsJson = False) -> None:
-    """List the tokens file's names, roles and expiry (never the tokens or their hashes)."""
-    _require_server()
-    from runwire_server import tokens_file as tokens_files
-
-    with _tokens_file_errors(tokens_file):
-        _, entries = tokens_files.read(tokens_file)
-    now = datetime.now(UTC)
-    rows: list[dict[str, Any]] = [
-        {
-            "name": entry.name,
-            "role": entry.role,
-            "expires": None if entry.expires is None else tokens_files.format_time(entry.expires),
-            "expired": entry.expired(now),
-        }
-        for entry in entries
-    ]
-
-    def table() -> Table:
-        out = Table("name", "role", "expires", "status")
-        for row in rows:
-            out.add_row(
-                Text(row["name"]),
-                row["role"],
-                row["expires"] or "never",
-                "expired" if row["expired"] else "valid",
-            )
-        return out
-
-    _emit(as_json, rows, table)
-
-
-@token_app.command("revoke")
-def token_revoke(
-    name: Annotated[str, typer.Argument(help="the token's name, as `token list` shows it")],
-    tokens_file: TokensFile,
-) -> None:
-    """Remove every token with this name from the tokens file."""
-    _require_server()
-    from runwire_server import tokens_file as tokens_files
-
-    with _tokens_file_errors(tokens_file):
-        removed, left = tokens_files.remove(tokens_file, name)
-    if not removed:
-        typer.echo(f"no token named {name!r} in {tokens_file}", err=True)
-        raise typer.Exit(1)
-    count = "1 token" if removed == 1 else f"{removed} tokens"
-    typer.echo(
-        f"revoked {name!r} ({count}) in {tokens_file}; "
-        "a server using the file refuses it within a few seconds"
-    )
-    if not left:
-        typer.echo(
-            f"{tokens_file} lists no token now: a server using it refuses every call "
-            "(but for tokens in its RUNWIRE_TOKENS)",
-            err=True,
-        )
 
 
 def _tls_remedy(mismatch: TlsMismatch) -> str:
@@ -426,10 +178,6 @@ def _client(address: str | None) -> Iterator[Any]:
         client.close()
 
 
-def _time(value: datetime | None) -> str:
-    return "" if value is None else value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
-
-
 def _emit(as_json: bool, rows: list[dict[str, Any]], table: Callable[[], Table]) -> None:
     if as_json:
         sys.stdout.write(json.dumps(rows, default=str, indent=2) + "\n")
@@ -459,7 +207,10 @@ def flow_run_ls(
     flow: Annotated[str | None, typer.Option(help="flow name")] = None,
     tag: Annotated[list[str] | None, typer.Option(help="tag the run must have; repeatable")] = None,
     since: Annotated[
-        datetime | None, typer.Option(help="only runs starting (or expected) at or after this")
+        str | None,
+        typer.Option(
+            help="only runs starting (or expected) at or after this: a time, or '2 hours ago'"
+        ),
     ] = None,
     limit: Annotated[int, typer.Option(help="at most this many runs")] = 20,
     address: Address = None,
@@ -469,7 +220,8 @@ def flow_run_ls(
     from runwire.filters import flow_runs
 
     try:
-        criteria = flow_runs(states=state, flow_name=flow, tags_all=tag, started_after=since)
+        after = None if since is None else _moment(since)
+        criteria = flow_runs(states=state, flow_name=flow, tags_all=tag, started_after=after)
     except ValueError as exc:
         errors.print(f"[red]invalid option[/]: {exc}")
         raise typer.Exit(2) from None
@@ -517,6 +269,8 @@ def flow_run_inspect(flow_run_id: str, address: Address = None, as_json: AsJson 
             "parameters",
         ):
             out.add_row(key, str(row[key]))
+        if row["end_time"] is not None:
+            out.add_row("duration", _duration(row["start_time"], row["end_time"]))
         for state in row["states"]:
             out.add_row(_time(state["timestamp"]), f"{state['name']} {state['message']}".strip())
         return out

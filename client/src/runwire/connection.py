@@ -60,13 +60,17 @@ class ConnectionSettings:
 
     @property
     def uses_tls(self) -> bool:
+        """Whether the channel is made with TLS."""
         return bool(self.tls or self.ca_file or self.cert_file or self.root_certificates)
 
     @property
     def metadata(self) -> tuple[tuple[str, str], ...]:
+        """What every call sends along: the bearer token, if there is one."""
         return (("authorization", f"Bearer {self.token}"),) if self.token else ()
 
     def credentials(self) -> grpc.ChannelCredentials:
+        """The TLS credentials: the CA to trust and, for mutual TLS, the client's certificate."""
+
         def read(path: str | None) -> bytes | None:
             return Path(path).read_bytes() if path else None
 
@@ -77,6 +81,13 @@ class ConnectionSettings:
         )
 
     def channel(self, options: Sequence[tuple[str, Any]]) -> grpc.Channel:
+        """A blocking channel to the server, for `Client`."""
         if self.uses_tls:
             return grpc.secure_channel(self.address, self.credentials(), options)
         return grpc.insecure_channel(self.address, options)
+
+    def aio_channel(self, options: Sequence[tuple[str, Any]]) -> grpc.aio.Channel:
+        """An asyncio channel to the server, for `AsyncClient`."""
+        if self.uses_tls:
+            return grpc.aio.secure_channel(self.address, self.credentials(), options)
+        return grpc.aio.insecure_channel(self.address, options)

@@ -156,3 +156,11 @@ def from_rpc_error(error: grpc.RpcError) -> RunwireError:
                 retry_delay = retry.retry_delay.ToTimedelta().total_seconds()
     cls = _BY_CODE.get(code, RunwireError)
     return cls(message, reason=reason, metadata=metadata, field=field, retry_delay=retry_delay)
+
+
+class NoClient(RuntimeError):
+    """A view was asked to fetch data and has no client to fetch it with.
+
+    Views never open a connection of their own: pass `client=`, or make the call inside
+    `with Client(...) as client:`, which is the current client for the views used within it.
+    """

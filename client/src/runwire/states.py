@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
+import pendulum
 from google.protobuf import json_format
 
 from runwire.v1 import state_pb2
@@ -24,10 +25,12 @@ class StateType(enum.StrEnum):
     CANCELLING = "CANCELLING"
 
     def to_proto(self) -> state_pb2.StateType.ValueType:
+        """The contract's enum value."""
         return state_pb2.StateType.Value(f"STATE_TYPE_{self.value}")
 
     @classmethod
     def from_proto(cls, value: int) -> StateType:
+        """The state type of the contract's enum value."""
         return cls(state_pb2.StateType.Name(value).removeprefix("STATE_TYPE_"))  # type: ignore[arg-type]
 
 
@@ -46,6 +49,7 @@ class Result:
 
     @classmethod
     def from_proto(cls, message: state_pb2.ResultReference) -> Result:
+        """The value of a ResultReference message."""
         which = message.WhichOneof("storage")
         return cls(
             serializer=message.serializer,
@@ -78,11 +82,11 @@ class Result:
 
 @dataclass(frozen=True)
 class State:
-    """One state of a run: its type, name, time, message and details."""
+    """One state of a run: its type, name, time (pendulum's, in UTC), message and details."""
 
     type: StateType
     name: str
-    timestamp: datetime
+    timestamp: pendulum.DateTime
     message: str = ""
     id: str = ""
     details: dict[str, Any] = field(default_factory=dict)
@@ -90,10 +94,11 @@ class State:
 
     @classmethod
     def from_proto(cls, message: state_pb2.State) -> State:
+        """The value of a State message."""
         return cls(
             type=StateType.from_proto(message.type),
             name=message.name,
-            timestamp=message.timestamp.ToDatetime(tzinfo=UTC),
+            timestamp=pendulum.instance(message.timestamp.ToDatetime(tzinfo=UTC)),
             message=message.message,
             id=message.id,
             details=json_format.MessageToDict(
@@ -103,30 +108,39 @@ class State:
         )
 
     def is_finished(self) -> bool:
+        """Completed, failed, cancelled or crashed: the run will not change again."""
         return self.type in FINISHED
 
     def is_scheduled(self) -> bool:
+        """Whether the state's type is SCHEDULED."""
         return self.type is StateType.SCHEDULED
 
     def is_pending(self) -> bool:
+        """Whether the state's type is PENDING."""
         return self.type is StateType.PENDING
 
     def is_running(self) -> bool:
+        """Whether the state's type is RUNNING."""
         return self.type is StateType.RUNNING
 
     def is_completed(self) -> bool:
+        """Whether the state's type is COMPLETED."""
         return self.type is StateType.COMPLETED
 
     def is_failed(self) -> bool:
+        """Whether the state's type is FAILED."""
         return self.type is StateType.FAILED
 
     def is_crashed(self) -> bool:
+        """Whether the state's type is CRASHED."""
         return self.type is StateType.CRASHED
 
     def is_cancelled(self) -> bool:
+        """Whether the state's type is CANCELLED."""
         return self.type is StateType.CANCELLED
 
     def is_paused(self) -> bool:
+        """Whether the state's type is PAUSED."""
         return self.type is StateType.PAUSED
 
     def __repr__(self) -> str:

@@ -3,83 +3,89 @@
 They follow the reference's Prefect 1 views: only finished task runs are cached (finished data
 cannot go stale), `get_latest()` returns a new view and carries those over, and `get_logs()`
 defaults its end to the view's `updated_at`, so an old view does not show newer logs.
+
+Views fetch with the client that made them, or the one given as `client=`; a view made by an
+`AsyncClient` (whose calls cannot be made from a view's plain methods), or made without one,
+uses the current client: the `Client` of the innermost `with Client(...) as client:` block.
+With none, `NoClient` is raised: a view never opens a connection of its own. Times are
+`pendulum.DateTime` values, in UTC.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, NamedTuple
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 
+import pendulum
 from google.protobuf import json_format
 
-from runwire.errors import NotFound
+from runwire._values import FlowRunLog, FlowView, moment
+from runwire.errors import NoClient, NotFound
 from runwire.states import State
-from runwire.v1 import flow_pb2, flow_run_pb2, log_pb2, task_run_pb2, task_run_service_pb2
-
-if TYPE_CHECKING:
-    from runwire.client import Client
+from runwire.v1 import flow_run_pb2, task_run_pb2
 
 MAX_TASK_RUNS = 1000
 
 
-def _client(client: Client | None) -> Client:
-    if client is not None:
-        return client
-    from runwire.client import Client
+class ViewClient(Protocol):
+    """The calls views fetch with; `runwire.Client` makes them."""
 
-    return Client()
+    def get_flow(self, flow_id: str) -> FlowView: ...
+
+    def get_flow_run(self, flow_run_id: str) -> FlowRunView: ...
+
+    def get_task_run(self, task_run_id: str) -> TaskRunView: ...
+
+    def get_task_run_by_slug(
+        self, task_slug: str, flow_run_id: str, map_index: int = -1
+    ) -> TaskRunView: ...
+
+    def get_task_run_result(self, task_run_id: str) -> Any: ...
+
+    def task_run_messages(self, flow_run_id: str) -> list[task_run_pb2.TaskRun]: ...
+
+    def list_logs(
+        self,
+        flow_run_id: str,
+        *,
+        after: datetime | None = None,
+        before: datetime | None = None,
+        level_at_least: int | None = None,
+    ) -> Iterator[FlowRunLog]: ...
+
+    def watch_flow_run(
+        self,
+        flow_run_id: str,
+        stream_states: bool = True,
+        stream_logs: bool = True,
+        max_duration: timedelta = ...,
+    ) -> Iterator[FlowRunLog]: ...
 
 
-class FlowRunLog(NamedTuple):
-    """One log line (or a state change rendered as one); sorts by time, then level."""
+_current: ContextVar[ViewClient | None] = ContextVar("runwire_current_client", default=None)
 
-    timestamp: datetime
-    level: int
-    message: str
-    name: str = ""
-    task_run_id: str = ""
 
-    @classmethod
-    def from_proto(cls, message: log_pb2.Log) -> FlowRunLog:
-        return cls(
-            timestamp=message.timestamp.ToDatetime(tzinfo=UTC),
-            level=message.level,
-            message=message.message,
-            name=message.name,
-            task_run_id=message.task_run_id,
+def enter_client(client: ViewClient) -> Token[ViewClient | None]:
+    """Make `client` the current client (what `Client.__enter__` does)."""
+    return _current.set(client)
+
+
+def leave_client(token: Token[ViewClient | None]) -> None:
+    _current.reset(token)
+
+
+def current_client(given: ViewClient | None = None) -> ViewClient:
+    """`given`, else the current client; NoClient when there is neither."""
+    client = given if given is not None else _current.get()
+    if client is None:
+        raise NoClient(
+            "no Runwire client to fetch with: pass client=Client(...), or work inside "
+            "`with Client(...) as client:`"
         )
-
-    @property
-    def level_name(self) -> str:
-        return logging.getLevelName(self.level)
-
-
-@dataclass(frozen=True)
-class FlowView:
-    flow_id: str
-    name: str
-    project_name: str
-    storage_type: str
-    tags: tuple[str, ...]
-    labels: dict[str, str]
-    created: datetime
-    updated: datetime
-
-    @classmethod
-    def from_proto(cls, message: flow_pb2.Flow) -> FlowView:
-        return cls(
-            flow_id=message.id,
-            name=message.name,
-            project_name=message.project_name,
-            storage_type=message.storage_type,
-            tags=tuple(message.tags),
-            labels=dict(message.labels),
-            created=message.created.ToDatetime(tzinfo=UTC),
-            updated=message.updated.ToDatetime(tzinfo=UTC),
-        )
+    return client
 
 
 class _NotLoaded:
@@ -90,16 +96,28 @@ class _NotLoaded:
 NOT_LOADED: Any = _NotLoaded()
 
 
+class _TaskRunMemo:
+    """What a task run view loads once: the view's fields stay as they were made, while this
+    holds what was fetched since (a finished task's result cannot change)."""
+
+    __slots__ = ("result",)
+
+    def __init__(self) -> None:
+        self.result: Any = NOT_LOADED
+
+
 @dataclass(frozen=True, eq=False)
 class TaskRunView:
+    """A task run as it was when the view was made."""
+
     task_run_id: str
     task_slug: str
     name: str
     state: State
     map_index: int
     flow_run_id: str
-    _client: Client = field(repr=False)
-    _result: list[Any] = field(default_factory=lambda: [NOT_LOADED], repr=False)
+    _client: ViewClient | None = field(default=None, repr=False)
+    _memo: _TaskRunMemo = field(default_factory=_TaskRunMemo, repr=False)
 
     def __eq__(self, other: object) -> bool:
         return (
@@ -112,7 +130,8 @@ class TaskRunView:
         return hash(self.task_run_id)
 
     @classmethod
-    def from_proto(cls, client: Client, message: task_run_pb2.TaskRun) -> TaskRunView:
+    def from_proto(cls, client: ViewClient | None, message: task_run_pb2.TaskRun) -> TaskRunView:
+        """The view of a TaskRun message; `client` is what it fetches more with."""
         return cls(
             task_run_id=message.id,
             task_slug=message.task_key,
@@ -124,14 +143,11 @@ class TaskRunView:
         )
 
     @classmethod
-    def from_task_run_id(cls, task_run_id: str, *, client: Client | None = None) -> TaskRunView:
+    def from_task_run_id(cls, task_run_id: str, *, client: ViewClient | None = None) -> TaskRunView:
+        """The task run with this id, fetched now."""
         if not isinstance(task_run_id, str):
             raise TypeError(f"task_run_id must be a string, not {type(task_run_id).__name__}")
-        c = _client(client)
-        response = c.call(
-            c.task_runs.GetTaskRun, task_run_service_pb2.GetTaskRunRequest(task_run_id=task_run_id)
-        )
-        return cls.from_proto(c, response.task_run)
+        return current_client(client).get_task_run(task_run_id)
 
     @classmethod
     def from_task_slug(
@@ -140,41 +156,24 @@ class TaskRunView:
         flow_run_id: str,
         map_index: int = -1,
         *,
-        client: Client | None = None,
+        client: ViewClient | None = None,
     ) -> TaskRunView:
-        c = _client(client)
-        response = c.call(
-            c.task_runs.GetTaskRunBySlug,
-            task_run_service_pb2.GetTaskRunBySlugRequest(
-                flow_run_id=flow_run_id, task_slug=task_slug, map_index=map_index
-            ),
-        )
-        return cls.from_proto(c, response.task_run)
+        """The flow run's task run with this slug (and map index), fetched now."""
+        return current_client(client).get_task_run_by_slug(task_slug, flow_run_id, map_index)
 
     def get_latest(self) -> TaskRunView:
         """A new view with fresh data; a result already loaded is carried over."""
         latest = TaskRunView.from_task_run_id(self.task_run_id, client=self._client)
-        latest._result[0] = self._result[0]
+        latest._memo.result = self._memo.result
         return latest
 
     def get_result(self) -> Any:
         """The task's return value, loaded once. A mapped parent gives its children's, in order."""
         if not self.state.is_finished():
             raise ValueError("The task result cannot be loaded if it is not finished.")
-        if self._result[0] is NOT_LOADED:
-            from runwire.states import Result
-
-            c = self._client
-            response = c.call(
-                c.task_runs.GetTaskRunResult,
-                task_run_service_pb2.GetTaskRunResultRequest(task_run_id=self.task_run_id),
-            )
-            if response.child_results:
-                value: Any = [Result.from_proto(r).load() for r in response.child_results]
-            else:
-                value = Result.from_proto(response.result).load()
-            self._result[0] = value
-        return self._result[0]
+        if self._memo.result is NOT_LOADED:
+            self._memo.result = current_client(self._client).get_task_run_result(self.task_run_id)
+        return self._memo.result
 
     def iter_mapped(self) -> Iterator[TaskRunView]:
         """The mapped children, one lookup at a time, in map order."""
@@ -200,8 +199,23 @@ class TaskRunView:
         return True
 
 
+class _FlowRunMemo:
+    """What a flow run view fetches once: its flow, its finished task runs, and the ids of
+    its task runs once the run has finished (a finished run gets no more task runs)."""
+
+    __slots__ = ("flow", "slugs", "task_run_ids", "task_runs")
+
+    def __init__(self) -> None:
+        self.flow: FlowView | None = None
+        self.task_runs: dict[str, TaskRunView] = {}
+        self.slugs: dict[tuple[str, int], str] = {}
+        self.task_run_ids: list[str] | None = None
+
+
 @dataclass(frozen=True, eq=False)
 class FlowRunView:
+    """A flow run as it was when the view was made, with its states."""
+
     flow_run_id: str
     name: str
     flow_id: str
@@ -211,22 +225,20 @@ class FlowRunView:
     context: dict[str, Any]
     state: State
     states: tuple[State, ...]
-    updated_at: datetime
+    updated_at: pendulum.DateTime
     run_config: dict[str, Any] | None
     raw: flow_run_pb2.FlowRun = field(repr=False)
-    _client: Client = field(repr=False)
-    _cached_task_runs: dict[str, TaskRunView] = field(default_factory=dict, repr=False)
-    _slug_index: dict[tuple[str, int], str] = field(default_factory=dict, repr=False)
-    _flow: list[FlowView | None] = field(default_factory=lambda: [None], repr=False)
-    _task_run_ids: list[list[str] | None] = field(default_factory=lambda: [None], repr=False)
+    _client: ViewClient | None = field(default=None, repr=False)
+    _memo: _FlowRunMemo = field(default_factory=_FlowRunMemo, repr=False)
 
     @classmethod
     def from_proto(
         cls,
-        client: Client,
+        client: ViewClient | None,
         message: flow_run_pb2.FlowRun,
         states: tuple[State, ...] | None = None,
     ) -> FlowRunView:
+        """The view of a FlowRun message (and its states, oldest first)."""
         return cls(
             flow_run_id=message.id,
             name=message.name,
@@ -237,7 +249,7 @@ class FlowRunView:
             context=json_format.MessageToDict(message.context),
             state=State.from_proto(message.state),
             states=states if states is not None else (State.from_proto(message.state),),
-            updated_at=message.updated.ToDatetime(tzinfo=UTC),
+            updated_at=moment(message.updated.ToDatetime(tzinfo=UTC)),
             run_config=json_format.MessageToDict(message.run_config)
             if message.HasField("run_config")
             else None,
@@ -251,24 +263,24 @@ class FlowRunView:
         flow_run_id: str,
         load_static_tasks: bool = False,
         *,
-        client: Client | None = None,
+        client: ViewClient | None = None,
         _cached_task_runs: dict[str, TaskRunView] | None = None,
     ) -> FlowRunView:
-        from runwire.v1 import flow_run_service_pb2
-
-        c = _client(client)
-        response = c.call(
-            c.flow_runs.GetFlowRun, flow_run_service_pb2.GetFlowRunRequest(flow_run_id=flow_run_id)
-        )
-        states = tuple(sorted(c.list_flow_run_states(flow_run_id), key=lambda s: s.timestamp))
-        view = cls.from_proto(c, response.flow_run, states)
+        """The flow run with this id and its states, fetched now; `load_static_tasks` also
+        fetches its finished unmapped task runs."""
+        c = current_client(client)
+        view = c.get_flow_run(flow_run_id)
         for task_run in (_cached_task_runs or {}).values():
             view._cache_if_finished(task_run)
         if load_static_tasks:
             for message in c.task_run_messages(flow_run_id):
-                if message.map_index == -1 and message.id not in view._cached_task_runs:
-                    view._cache_if_finished(TaskRunView.from_proto(c, message))
+                if message.map_index == -1 and message.id not in view._memo.task_runs:
+                    view._cache_if_finished(TaskRunView.from_proto(view._client, message))
         return view
+
+    @property
+    def _cached_task_runs(self) -> dict[str, TaskRunView]:
+        return self._memo.task_runs
 
     def get_latest(self, load_static_tasks: bool = False) -> FlowRunView:
         """A new view with fresh data; finished task runs already fetched are carried over."""
@@ -276,13 +288,14 @@ class FlowRunView:
             self.flow_run_id,
             load_static_tasks,
             client=self._client,
-            _cached_task_runs=dict(self._cached_task_runs),
+            _cached_task_runs=dict(self._memo.task_runs),
         )
 
     def get_flow_metadata(self, no_cache: bool = False) -> FlowView:
-        flow = self._flow[0]
+        """The run's flow, fetched once unless `no_cache`."""
+        flow = self._memo.flow
         if flow is None or no_cache:
-            flow = self._flow[0] = self._client.get_flow(self.flow_id)
+            flow = self._memo.flow = current_client(self._client).get_flow(self.flow_id)
         return flow
 
     def get_logs(
@@ -292,10 +305,12 @@ class FlowRunView:
 
         As in the reference, `end_time` defaults to the view's `updated_at` (the run's last
         change when the view was made), so an old view never shows newer logs; pass
-        `end_time=datetime.now(UTC)` for everything written so far.
+        `end_time=pendulum.now()` for everything written so far.
         """
         end = end_time or self.updated_at
-        logs = self._client.list_logs(self.flow_run_id, after=start_time, before=end)
+        logs = current_client(self._client).list_logs(
+            self.flow_run_id, after=start_time, before=end
+        )
         return sorted(log for log in logs if start_time is None or log.timestamp > start_time)
 
     def get_task_run(
@@ -304,8 +319,10 @@ class FlowRunView:
         task_run_id: str | None = None,
         map_index: int | None = None,
     ) -> TaskRunView:
+        """One of the run's task runs, by id or by slug (and map index); finished ones are
+        fetched once."""
         if task_run_id is not None:
-            task_run = self._cached_task_runs.get(task_run_id) or TaskRunView.from_task_run_id(
+            task_run = self._memo.task_runs.get(task_run_id) or TaskRunView.from_task_run_id(
                 task_run_id, client=self._client
             )
             if task_run.flow_run_id != self.flow_run_id:
@@ -327,9 +344,9 @@ class FlowRunView:
             return task_run
         if task_slug is not None:
             index = -1 if map_index is None else map_index
-            cached = self._slug_index.get((task_slug, index))
+            cached = self._memo.slugs.get((task_slug, index))
             if cached is not None:
-                return self._cached_task_runs[cached]
+                return self._memo.task_runs[cached]
             task_run = TaskRunView.from_task_slug(
                 task_slug, self.flow_run_id, index, client=self._client
             )
@@ -338,16 +355,18 @@ class FlowRunView:
         raise ValueError("One of `task_run_id` or `task_slug` must be provided!")
 
     def get_task_run_ids(self) -> list[str]:
-        if self._task_run_ids[0] is not None:
-            return list(self._task_run_ids[0])
-        ids = [message.id for message in self._client.task_run_messages(self.flow_run_id)]
+        """The ids of the run's task runs, oldest first."""
+        if self._memo.task_run_ids is not None:
+            return list(self._memo.task_run_ids)
+        messages = current_client(self._client).task_run_messages(self.flow_run_id)
+        ids = [message.id for message in messages]
         if self.state.is_finished() and ids:
-            self._task_run_ids[0] = ids  # a finished run gets no more task runs
+            self._memo.task_run_ids = ids
         return ids
 
     def get_all_task_runs(self) -> list[TaskRunView]:
         """Every task run of the flow run, in one listing; finished ones come from the cache."""
-        messages = self._client.task_run_messages(self.flow_run_id)
+        messages = current_client(self._client).task_run_messages(self.flow_run_id)
         if len(messages) > MAX_TASK_RUNS:
             raise ValueError(
                 f"Refusing to `get_all_task_runs` for a flow with more than {MAX_TASK_RUNS} "
@@ -355,7 +374,7 @@ class FlowRunView:
             )
         out: list[TaskRunView] = []
         for message in messages:
-            cached = self._cached_task_runs.get(message.id)
+            cached = self._memo.task_runs.get(message.id)
             task_run = cached or TaskRunView.from_proto(self._client, message)
             self._cache_if_finished(task_run)
             out.append(task_run)
@@ -363,5 +382,16 @@ class FlowRunView:
 
     def _cache_if_finished(self, task_run: TaskRunView) -> None:
         if task_run.state.is_finished():
-            self._cached_task_runs[task_run.task_run_id] = task_run
-            self._slug_index[(task_run.task_slug, task_run.map_index)] = task_run.task_run_id
+            self._memo.task_runs[task_run.task_run_id] = task_run
+            self._memo.slugs[(task_run.task_slug, task_run.map_index)] = task_run.task_run_id
+
+
+__all__ = [
+    "MAX_TASK_RUNS",
+    "FlowRunLog",
+    "FlowRunView",
+    "FlowView",
+    "TaskRunView",
+    "ViewClient",
+    "current_client",
+]

@@ -1,0 +1,139 @@
+"""Task runs: the plans of their calls."""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Mapping, Sequence
+from typing import Any
+
+from runwire._plans import Owner, Paged, Rpc, Step, Steps, Unary
+from runwire._values import OrchestrationResult
+from runwire.states import Result
+from runwire.v1 import filters_pb2, state_pb2, task_run_pb2, task_run_service_pb2
+from runwire.views import TaskRunView
+
+TASK_RUNS = "task_runs"
+
+
+def _view(response: Any, owner: Owner) -> TaskRunView:
+    return TaskRunView.from_proto(owner, response.task_run)
+
+
+def create_task_run(
+    flow_run_id: str,
+    task_key: str,
+    *,
+    dynamic_key: str = "",
+    map_index: int = -1,
+    tags: Sequence[str] = (),
+    retries: int = 0,
+    upstream: Mapping[str, Sequence[str]] | None = None,
+    state: state_pb2.State | None = None,
+) -> Unary[TaskRunView]:
+    """Create (or, for the same flow run, key and dynamic key, get) a task run.
+
+    `upstream` maps each argument name to the ids of the task runs its value came from.
+    """
+    inputs = {
+        name: task_run_pb2.TaskInputList(
+            inputs=[
+                task_run_pb2.TaskInput(
+                    input_type=task_run_pb2.TaskInput.INPUT_TYPE_TASK_RUN, task_run_id=source
+                )
+                for source in sources
+            ]
+        )
+        for name, sources in (upstream or {}).items()
+    }
+    task_run = task_run_pb2.TaskRun(
+        flow_run_id=flow_run_id,
+        task_key=task_key,
+        dynamic_key=dynamic_key,
+        map_index=map_index,
+        tags=list(tags),
+        empirical_policy=task_run_pb2.TaskRunPolicy(retries=retries),
+        task_inputs=inputs,
+        state=state,
+    )
+    return Unary(
+        Rpc(TASK_RUNS, "CreateTaskRun"),
+        task_run_service_pb2.CreateTaskRunRequest(task_run=task_run),
+        _view,
+    )
+
+
+def get_task_run(task_run_id: str) -> Unary[TaskRunView]:
+    """The task run with this id."""
+    return Unary(
+        Rpc(TASK_RUNS, "GetTaskRun"),
+        task_run_service_pb2.GetTaskRunRequest(task_run_id=task_run_id),
+        _view,
+    )
+
+
+def get_task_run_by_slug(
+    task_slug: str, flow_run_id: str, map_index: int = -1
+) -> Unary[TaskRunView]:
+    """The flow run's task run with this slug (its task key) and map index."""
+    return Unary(
+        Rpc(TASK_RUNS, "GetTaskRunBySlug"),
+        task_run_service_pb2.GetTaskRunBySlugRequest(
+            flow_run_id=flow_run_id, task_slug=task_slug, map_index=map_index
+        ),
+        _view,
+    )
+
+
+def _load(response: Any, _: Owner) -> Any:
+    if response.child_results:
+        return [Result.from_proto(r).load() for r in response.child_results]
+    return Result.from_proto(response.result).load()
+
+
+def get_task_run_result(task_run_id: str) -> Unary[Any]:
+    """A finished task run's return value, loaded; a mapped parent's is its children's, in
+    map order."""
+    return Unary(
+        Rpc(TASK_RUNS, "GetTaskRunResult"),
+        task_run_service_pb2.GetTaskRunResultRequest(task_run_id=task_run_id),
+        _load,
+    )
+
+
+def set_task_run_state(
+    task_run_id: str, state: state_pb2.State, *, force: bool = False
+) -> Unary[OrchestrationResult]:
+    """Propose a state for the task run (see `proposed_state`); `force` skips the rules."""
+    return Unary(
+        Rpc(TASK_RUNS, "SetTaskRunState"),
+        task_run_service_pb2.SetTaskRunStateRequest(
+            task_run_id=task_run_id, state=state, force=force
+        ),
+        lambda response, _: OrchestrationResult.from_proto(response.result),
+        idempotent=False,
+    )
+
+
+def task_run_messages(
+    flow_run_id: str, **task_run_filter: Any
+) -> Steps[list[task_run_pb2.TaskRun]]:
+    """A flow run's task runs as raw messages, oldest first (the views build on this);
+    `task_run_filter` adds TaskRunFilter fields."""
+    criteria = task_run_service_pb2.TaskRunCriteria(
+        task_runs=filters_pb2.TaskRunFilter(
+            flow_run_id=filters_pb2.StringFilter(
+                any_of=filters_pb2.StringList(values=[flow_run_id])
+            ),
+            **task_run_filter,
+        )
+    )
+    request = task_run_service_pb2.ListTaskRunsRequest(
+        filter=criteria, sort=filters_pb2.TASK_RUN_SORT_ID_ASC, page_size=200
+    )
+
+    def steps(owner: Owner) -> Generator[Step, Any, list[task_run_pb2.TaskRun]]:
+        messages: list[task_run_pb2.TaskRun] = yield Paged(
+            Rpc(TASK_RUNS, "ListTaskRuns"), request, "task_runs", lambda item, _: item
+        )
+        return messages
+
+    return Steps(steps)
