@@ -138,19 +138,15 @@ async def test_logs_and_watching(client: AsyncClient) -> None:
     assert len(finished) == 1 and finished[0].message.startswith("Your flow run finished")
 
 
-async def test_views_of_an_async_client_fetch_with_the_current_client(
+async def test_views_of_an_async_client_fetch_with_a_blocking_client_of_its_settings(
     client: AsyncClient, server
 ) -> None:
     flow = await client.create_flow(unique("aviews"))
     view = await client.get_flow_run((await client.create_flow_run(flow.flow_id)).flow_run_id)
-    with pytest.raises(runwire.NoClient, match="with Client"):
-        view.get_flow_metadata()
-
-    def with_a_client() -> str:
-        with Client(f"127.0.0.1:{server.port}", timeout=10):
-            return view.get_flow_metadata().name
-
-    assert await asyncio.to_thread(with_a_client) == flow.name
+    # A view's methods are blocking calls: off the event loop, which also serves this server.
+    metadata = await asyncio.to_thread(view.get_flow_metadata)
+    assert metadata.name == flow.name
+    assert await asyncio.to_thread(lambda: list(view.get_logs())) == []
 
 
 async def test_views_never_open_a_client_of_their_own(server) -> None:

@@ -126,3 +126,27 @@ def test_since_takes_a_time_or_how_long_ago(address, runs):
     assert bad.returncode == 2 and "is not a time" in bad.stderr
     inspected = cli(address, "flow-run", "inspect", runs["done"])
     assert inspected.returncode == 0 and "duration" in inspected.stdout
+
+
+BROKEN_SERVER = """
+import importlib.metadata, sys
+broken = importlib.metadata.EntryPoint("server", "runwire_nowhere:app", "runwire.commands")
+importlib.metadata.entry_points = lambda **_: [broken]
+from runwire.cli import app
+sys.argv = ["runwire", *sys.argv[1:]]
+app()
+"""
+
+
+def test_a_command_that_cannot_be_loaded_says_so_and_the_others_still_work():
+    import sys
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-c", BROKEN_SERVER, *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+    broken = run("server", "start")
+    assert broken.returncode == 2
+    [line] = broken.stderr.splitlines()
+    assert "'server'" in line and "cannot be loaded" in line and "runwire_nowhere" in line
+    assert run("flow-run", "--help").returncode == 0

@@ -39,4 +39,7 @@ def duration(start: datetime | None, end: datetime | None) -> str:
 
     if start is None or end is None:
         return ""
-    return pendulum.instance(end).diff(pendulum.instance(start)).in_words()
+    seconds = round((end - start).total_seconds())
+    if seconds < 1:
+        return "less than a second"
+    return pendulum.duration(seconds=seconds).in_words()

@@ -2,8 +2,8 @@
 
 Both clients are made from the same plans (`runwire._plans`), so every method of `Client` is
 here with the same name and parameters; values come back from `await`, and lists and streams
-are async iterators. Views it returns fetch more data with the current `Client` if there is
-one (see runwire.views): their methods are blocking calls.
+are async iterators. Views it returns fetch more data with blocking calls, through a `Client`
+of the same settings that it opens when a view first needs one.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from runwire._methods import async_yields, awaits
 from runwire._paging import PageWalk
 from runwire._plans import SKIP, Guarded, Many, Op, Paged, Rpc, Stream, Unary
 from runwire._streams import END, RECONNECT, Resume
+from runwire.client import Client
 from runwire.connection import ConnectionSettings
 from runwire.v1 import (
     concurrency_limit_service_pb2_grpc,
@@ -35,12 +36,33 @@ T = TypeVar("T")
 ResponseT = TypeVar("ResponseT", bound=Message)
 
 
+class _ViewsClient:
+    """What the views an AsyncClient returns fetch more with: their methods are blocking, so
+    they call through a `Client` of the same settings, opened when a view first needs it and
+    closed with the AsyncClient."""
+
+    def __init__(self, open_client: Callable[[], Client]) -> None:
+        self._open = open_client
+        self._client: Client | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._client is None:
+            self._client = self._open()
+        return getattr(self._client, name)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
 class AsyncClient:
     """Awaitable access to a Runwire server; takes the same arguments as `Client`.
 
     The channel is made when the client is, and must be used from one event loop; use it as
-    an async context manager, or `await close()`. Methods take the parameters of `Client`'s,
-    `timeout` included: a gRPC deadline, which the server also honours.
+    an async context manager, or `await close()`. Methods take the parameters of `Client`'s;
+    every call has the client's deadline (`timeout`), which the server also honours, and
+    `call` takes one of its own.
     """
 
     def __init__(
@@ -76,10 +98,25 @@ class AsyncClient:
         self.logs = log_service_pb2_grpc.LogServiceStub(channel)
         self.deployments = deployment_service_pb2_grpc.DeploymentServiceStub(channel)
         self.limits = concurrency_limit_service_pb2_grpc.ConcurrencyLimitServiceStub(channel)
+        self._views = _ViewsClient(
+            lambda: Client(
+                address,
+                timeout=timeout,
+                retries=retries,
+                token=token,
+                tls=tls,
+                ca_file=ca_file,
+                cert_file=cert_file,
+                key_file=key_file,
+                root_certificates=root_certificates,
+            )
+        )
 
     async def close(self) -> None:
-        """Close the channel; calls in flight fail."""
+        """Close the channel (and the views' blocking client, if one was opened); calls in
+        flight fail."""
         await self._transport.close()
+        self._views.close()
 
     async def wait_until_ready(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109
         """Connect now; raise Unavailable if the server cannot be reached within `timeout`,
@@ -125,12 +162,12 @@ class AsyncClient:
         response = await self._transport.call(
             self._stub(plan.rpc), plan.request, idempotent=plan.idempotent
         )
-        return plan.convert(response, None)
+        return plan.convert(response, self._views)
 
     async def _run(self, plan: Op[T]) -> T:
         if isinstance(plan, Unary):
             return await self._unary(plan)
-        steps = plan.steps(None)
+        steps = plan.steps(self._views)
         answer: Any = None
         while True:
             try:
@@ -151,7 +188,7 @@ class AsyncClient:
         return self._guarded(plan)
 
     async def _paged(self, plan: Paged[T]) -> AsyncIterator[T]:
-        walk = PageWalk.of(plan, None)
+        walk = PageWalk.of(plan, self._views)
         method = self._stub(plan.rpc)
         while (request := walk.request()) is not None:
             for item in walk.take(await self._transport.call(method, request)):
@@ -167,7 +204,7 @@ class AsyncClient:
                 yield item
 
     async def _stream(self, plan: Stream[T]) -> AsyncIterator[T]:
-        resume = Resume(plan, None, self.address)
+        resume = Resume(plan, self._views, self.address)
         method = self._stub(plan.rpc)
         while True:
             call = await self._transport.stream(method, resume.request())
@@ -184,7 +221,8 @@ class AsyncClient:
             except grpc.RpcError as exc:
                 again = resume.failed(self._transport.error(exc))
             finally:
-                # The caller may stop early: end the call now rather than when collected.
+                # When the stream ends or fails, or the caller closes this iterator (aclose(), or
+                # contextlib.aclosing): one that merely stops iterating leaves it to the collector.
                 call.cancel()
             if not again:
                 await asyncio.sleep(resume.delay(self._transport.away()))

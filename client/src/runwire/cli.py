@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -50,27 +50,45 @@ INSTALL_SERVER = "The server is not installed: pip install runwire-server"
 def _add_installed_commands() -> None:
     found = set()
     for entry in entry_points(group=COMMANDS_GROUP):
-        command = entry.load()
-        if isinstance(command, typer.Typer):
-            app.add_typer(command, name=entry.name)
-            found.add(entry.name)
+        # A broken install of one distribution must not take every other command down with it.
+        try:
+            command = entry.load()
+        except Exception as exc:
+            _add_missing(entry.name, SERVER_COMMANDS.get(entry.name, ""), _unloadable(entry, exc))
+        else:
+            if isinstance(command, typer.Typer):
+                app.add_typer(command, name=entry.name)
+            else:
+                problem = f"is a {type(command).__name__}, not a command"
+                _add_missing(
+                    entry.name, SERVER_COMMANDS.get(entry.name, ""), _unloadable(entry, problem)
+                )
+        found.add(entry.name)
     for name, summary in SERVER_COMMANDS.items():
         if name not in found:
-            _add_missing(name, summary)
+            _add_missing(name, summary, INSTALL_SERVER)
 
 
-def _add_missing(name: str, summary: str) -> None:
-    """A command of runwire-server while it is not installed: whatever follows it, say how to
-    install it, in one line, and exit as for a bad usage."""
+def _unloadable(entry: EntryPoint, problem: object) -> str:
+    owner = entry.dist.name if entry.dist is not None else "its distribution"
+    return (
+        f"The command {entry.name!r} of {owner} cannot be loaded ({entry.value}: {problem}); "
+        f"reinstall {owner} at the version of runwire"
+    )
+
+
+def _add_missing(name: str, summary: str, message: str) -> None:
+    """A command that is not installed, or cannot be loaded: whatever follows it, say so (and
+    how to install it) in one line, and exit as for a bad usage."""
 
     @app.command(
         name,
-        help=f"{summary} (needs runwire-server)",
+        help=f"{summary} (needs runwire-server)".lstrip(),
         add_help_option=False,
         context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     )
     def missing() -> None:
-        typer.echo(INSTALL_SERVER, err=True)
+        typer.echo(message, err=True)
         raise typer.Exit(2)
 
 

@@ -31,7 +31,6 @@ from runwire_server.convert.states import (
     result_reference,
     result_to_proto,
     stamp,
-    state_row_to_message,
     state_row_to_proto,
     state_to_proto,
 )
@@ -57,7 +56,6 @@ __all__ = [
     "result_to_proto",
     "run_timing",
     "stamp",
-    "state_row_to_message",
     "state_row_to_proto",
     "state_to_proto",
     "struct_to_dict",

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import base64
+import sys
 import uuid
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from runwire.v1 import log_pb2, state_pb2, watch_pb2
 from runwire_server.convert.resources import log_to_proto
 from runwire_server.convert.scalars import duration
-from runwire_server.convert.states import details_from_proto, state_to_proto
+from runwire_server.convert.states import details_from_proto, result_from_proto, state_to_proto
 from runwire_server.events.values import (
     CaughtUp,
     End,
@@ -40,8 +40,13 @@ _END = {
 class EventCodec:
     """Events as WatchFlowRun sends them: stored so, and sent as stored."""
 
-    def encode(self, seq: int, value: RunEvent) -> bytes:
-        return _message(seq, value).SerializeToString()
+    def body(self, value: RunEvent) -> bytes:
+        return _message(0, value).SerializeToString()
+
+    def numbered(self, seq: int, body: bytes) -> bytes:
+        # Two encoded messages one after the other decode as one message with the fields of
+        # both, so the cursor need not be set before the body is encoded.
+        return W(cursor=seq).SerializeToString() + body
 
     def decode(self, flow_run_id: uuid.UUID, payload: bytes) -> RunEvent:
         message = W.FromString(payload)
@@ -56,7 +61,9 @@ class EventCodec:
             )
         if kind == "log":
             return LogWritten(_log(message.log))
-        return RunDeleted(flow_run_id)
+        if kind == "end":
+            return RunDeleted(flow_run_id)
+        raise ValueError(f"a stored event of run {flow_run_id} holds no event ({kind})")
 
 
 def _message(seq: int, value: RunEvent) -> W:
@@ -83,14 +90,9 @@ def _message(seq: int, value: RunEvent) -> W:
 
 def _state(message: state_pb2.State) -> State:
     """A state as the server encoded it (so it is not checked again)."""
-    result: dict[str, Any] | None = None
-    if message.HasField("result"):
-        ref = message.result
-        result = {"serializer": ref.serializer}
-        if ref.WhichOneof("storage") == "inline_value":
-            result["inline_value"] = base64.b64encode(ref.inline_value).decode()
-        elif ref.WhichOneof("storage") == "location_uri":
-            result["location_uri"] = ref.location_uri
+    result = None
+    if message.HasField("result"):  # the server kept it, so it is within the inline limit
+        result = result_from_proto(message.result, "state.result", max_inline=sys.maxsize)
     return State(
         id=uuid.UUID(message.id) if message.id else None,
         type=state_type_from_proto(message.type, "state.type"),
@@ -125,13 +127,13 @@ def watch_message(item: WatchItem) -> W | bytes:
 
 
 def runs_watch_message(item: WatchItem) -> R:
-    """One item of WatchFlowRuns: the state changes of runs, and the markers."""
+    """One item of WatchFlowRuns: the state changes of runs, and the markers. A live event is
+    converted from its value; one read back from storage, from its payload."""
     if isinstance(item, Event):
-        if item.payload:
-            change = W.FromString(item.payload).flow_run_state
-        else:
-            assert isinstance(item.value, FlowRunStateChanged)
+        if isinstance(item.value, FlowRunStateChanged):
             change = _message(item.seq, item.value).flow_run_state
+        else:
+            change = W.FromString(item.payload).flow_run_state
         return R(cursor=item.seq, flow_run_state=change)
     return _marker(R, item)
 

@@ -130,8 +130,4 @@ def state_to_proto(state: State) -> state_pb2.State:
 def state_row_to_proto(
     row: StateRecord | None,
 ) -> state_pb2.State | None:
-    return None if row is None else state_row_to_message(row)
-
-
-def state_row_to_message(row: StateRecord) -> state_pb2.State:
-    return state_to_proto(state_from_row(row))
+    return None if row is None else state_to_proto(state_from_row(row))

@@ -103,10 +103,6 @@ class Broadcaster:
             if not watchers:
                 del self._subscriptions[subscription.flow_run_id]
 
-    @property
-    def watcher_count(self) -> int:
-        return sum(len(s) for s in self._subscriptions.values())
-
     def publish(self, events: list[Event]) -> None:
         """Hand committed events to their watchers; callable from any thread."""
         if self._loop is None:

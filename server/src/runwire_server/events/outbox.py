@@ -64,13 +64,14 @@ class Outbox:
         if not pending:
             return
         session.flush()
+        bodies = [self._codec.body(value) for value in pending]
         conn = session.connection()
-        last = _BUMP.scalar(conn, {"n": len(pending)})
+        last = _BUMP.scalar(conn, {"n": len(pending)})  # held until the commit: be quick
         first = last - len(pending) + 1
         at = now()
         rows, deletions, events = [], [], []
-        for seq, value in enumerate(pending, start=first):
-            payload = self._codec.encode(seq, value)
+        for seq, value, body in zip(range(first, last + 1), pending, bodies, strict=True):
+            payload = self._codec.numbered(seq, body)
             run_id = value.flow_run_id
             if isinstance(value, RunDeleted):
                 deletions.append({"seq": seq, "flow_run_id": run_id, "created": at})

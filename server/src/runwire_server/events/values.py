@@ -53,8 +53,8 @@ class Event:
 
     `payload` is the event as the edge encodes it (with its cursor), made once when it commits
     and sent as is to every watcher; an empty payload means "encode `value` at `seq`". `value`
-    is the domain event; events read back from storage leave it None until a watcher needs it
-    (see Codec.decode)."""
+    is the domain event: events read back from storage come without it, and a watcher that
+    needs it decodes the payload (Codec.decode)."""
 
     seq: int
     flow_run_id: uuid.UUID
@@ -64,10 +64,16 @@ class Event:
 
 
 class Codec(Protocol):
-    """How events are stored and sent: the edge's encoding, given to the outbox at start-up."""
+    """How events are stored and sent: the edge's encoding, given to the outbox at start-up.
 
-    def encode(self, seq: int, value: RunEvent) -> bytes:
-        """The event as a watch stream sends it, with `seq` as its cursor."""
+    An event is encoded in two steps so that the costly one runs before the transaction takes
+    the next numbers of the sequence, whose lock every writer waits for until it commits."""
+
+    def body(self, value: RunEvent) -> bytes:
+        """The event as a watch stream sends it, but for its cursor."""
+
+    def numbered(self, seq: int, body: bytes) -> bytes:
+        """The encoded body with `seq` as its cursor."""
 
     def decode(self, flow_run_id: uuid.UUID, payload: bytes) -> RunEvent:
         """The domain event of a stored payload of the run."""

@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -34,6 +33,7 @@ from runwire_server.events.values import (
     Heartbeat,
     LogWritten,
     RunDeleted,
+    RunEvent,
     TaskRunStateChanged,
     WatchItem,
 )
@@ -161,13 +161,17 @@ class Watcher:
                     yield event
         self.cursor = snapshot.last
         if snapshot.current is not None:
-            self._track(snapshot.current)
+            # Sent at the run's newest cursor, so a client resuming from it skips the rest: the
+            # stored bytes carry the state's own cursor, so it is encoded anew.
+            current = dataclasses.replace(
+                snapshot.current,
+                seq=snapshot.last,
+                payload=b"",
+                value=self._value(snapshot.current),
+            )
+            self._track(current)
             if self._options.states:
-                # Sent at the run's newest cursor, so a client resuming from it skips the rest.
-                value = self._value(snapshot.current)
-                yield dataclasses.replace(
-                    snapshot.current, seq=snapshot.last, payload=b"", value=value
-                )
+                yield current
 
     async def _stored(self, until: int | None = None) -> AsyncIterator[Event]:
         after = self.cursor
@@ -204,11 +208,12 @@ class Watcher:
     def _track(self, event: Event) -> None:
         if event.kind == FlowRunStateChanged.kind:
             value = self._value(event)
-            assert isinstance(value, FlowRunStateChanged)
+            if not isinstance(value, FlowRunStateChanged):
+                raise TypeError(f"event {event.seq} is stored as a state change but is not one")
             self._state_since = value.state.timestamp
             self._finished = value.state.is_final
 
-    def _value(self, event: Event) -> Any:
+    def _value(self, event: Event) -> RunEvent:
         if event.value is not None:
             return event.value
         return self._codec.decode(event.flow_run_id, event.payload)

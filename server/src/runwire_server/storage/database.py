@@ -35,7 +35,7 @@ class _Session(Session):
     """A session that remembers its connection for as long as the same transaction lasts.
 
     Every statement of a state change asks the session for its connection, and SQLAlchemy
-    finds it through the transaction each time (about a twentieth of a lifecycle's time). A
+    finds it through the transaction each time, which shows in a lifecycle's profile. A
     savepoint or a new transaction is a new transaction object, so asking then goes through
     SQLAlchemy again (which is what emits the SAVEPOINT).
     """
