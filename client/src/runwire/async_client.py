@@ -21,16 +21,9 @@ from runwire._methods import async_yields, awaits
 from runwire._paging import PageWalk
 from runwire._plans import SKIP, Guarded, Many, Op, Paged, Rpc, Stream, Unary
 from runwire._streams import END, RECONNECT, Resume
+from runwire._stubs import ServiceStubs
 from runwire.client import Client
 from runwire.connection import ConnectionSettings
-from runwire.v1 import (
-    concurrency_limit_service_pb2_grpc,
-    deployment_service_pb2_grpc,
-    flow_run_service_pb2_grpc,
-    flow_service_pb2_grpc,
-    log_service_pb2_grpc,
-    task_run_service_pb2_grpc,
-)
 
 T = TypeVar("T")
 ResponseT = TypeVar("ResponseT", bound=Message)
@@ -56,7 +49,7 @@ class _ViewsClient:
             self._client = None
 
 
-class AsyncClient:
+class AsyncClient(ServiceStubs):
     """Awaitable access to a Runwire server; takes the same arguments as `Client`.
 
     The channel is made when the client is, and must be used from one event loop; use it as
@@ -91,13 +84,7 @@ class AsyncClient:
         self.timeout = timeout
         self.retries = retries
         self._transport = AioTransport(self.connection, timeout=timeout, retries=retries)
-        channel = self._transport.channel
-        self.flows = flow_service_pb2_grpc.FlowServiceStub(channel)
-        self.flow_runs = flow_run_service_pb2_grpc.FlowRunServiceStub(channel)
-        self.task_runs = task_run_service_pb2_grpc.TaskRunServiceStub(channel)
-        self.logs = log_service_pb2_grpc.LogServiceStub(channel)
-        self.deployments = deployment_service_pb2_grpc.DeploymentServiceStub(channel)
-        self.limits = concurrency_limit_service_pb2_grpc.ConcurrencyLimitServiceStub(channel)
+        self._attach_stubs(self._transport.channel)
         self._views = _ViewsClient(
             lambda: Client(
                 address,

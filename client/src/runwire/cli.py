@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib.metadata import EntryPoint, entry_points
@@ -24,6 +24,7 @@ from rich.table import Table
 from runwire._cli_times import duration as _duration
 from runwire._cli_times import moment as _moment
 from runwire._cli_times import wall_time as _time
+from runwire.cli_output import console, emit
 
 if TYPE_CHECKING:
     from runwire.errors import TlsMismatch
@@ -94,7 +95,6 @@ def _add_missing(name: str, summary: str, message: str) -> None:
 
 _add_installed_commands()
 
-console = Console()
 errors = Console(stderr=True)
 
 Address = Annotated[
@@ -196,13 +196,6 @@ def _client(address: str | None) -> Iterator[Any]:
         client.close()
 
 
-def _emit(as_json: bool, rows: list[dict[str, Any]], table: Callable[[], Table]) -> None:
-    if as_json:
-        sys.stdout.write(json.dumps(rows, default=str, indent=2) + "\n")
-    else:
-        console.print(table())
-
-
 def _run_row(run: Any) -> dict[str, Any]:
     raw = run.raw
     return {
@@ -259,7 +252,7 @@ def flow_run_ls(
             )
         return out
 
-    _emit(as_json, rows, table)
+    emit(as_json, rows, table)
 
 
 @flow_run_app.command("inspect")
@@ -293,7 +286,7 @@ def flow_run_inspect(flow_run_id: str, address: Address = None, as_json: AsJson 
             out.add_row(_time(state["timestamp"]), f"{state['name']} {state['message']}".strip())
         return out
 
-    _emit(as_json, [row], table)
+    emit(as_json, [row], table)
 
 
 @flow_run_app.command("logs")
@@ -398,7 +391,7 @@ def flow_ls(address: Address = None, as_json: AsJson = False) -> None:
             out.add_row(row["id"], row["name"], ",".join(row["tags"]), _time(row["created"]))
         return out
 
-    _emit(as_json, rows, table)
+    emit(as_json, rows, table)
 
 
 if __name__ == "__main__":

@@ -16,25 +16,18 @@ from runwire._methods import returns, yields
 from runwire._paging import PageWalk
 from runwire._plans import SKIP, Guarded, Many, Op, Paged, Rpc, Stream, Unary
 from runwire._streams import END, RECONNECT, Resume
+from runwire._stubs import ServiceStubs
 from runwire._transport import Transport
 from runwire._values import OrchestrationResult, proposed_state
 from runwire.connection import ConnectionSettings
 from runwire.errors import RunwireError
-from runwire.v1 import (
-    concurrency_limit_service_pb2_grpc,
-    deployment_service_pb2_grpc,
-    flow_run_service_pb2_grpc,
-    flow_service_pb2_grpc,
-    log_service_pb2_grpc,
-    task_run_service_pb2_grpc,
-)
 from runwire.views import ViewClient, enter_client, leave_client
 
 T = TypeVar("T")
 ResponseT = TypeVar("ResponseT", bound=Message)
 
 
-class Client:
+class Client(ServiceStubs):
     """A connection to a Runwire server.
 
     `address`, `token` and the TLS files default to the RUNWIRE_API_* variables (see
@@ -72,13 +65,7 @@ class Client:
         self.timeout = timeout
         self.retries = retries
         self._transport = Transport(self.connection, timeout=timeout, retries=retries)
-        channel = self._transport.channel
-        self.flows = flow_service_pb2_grpc.FlowServiceStub(channel)
-        self.flow_runs = flow_run_service_pb2_grpc.FlowRunServiceStub(channel)
-        self.task_runs = task_run_service_pb2_grpc.TaskRunServiceStub(channel)
-        self.logs = log_service_pb2_grpc.LogServiceStub(channel)
-        self.deployments = deployment_service_pb2_grpc.DeploymentServiceStub(channel)
-        self.limits = concurrency_limit_service_pb2_grpc.ConcurrencyLimitServiceStub(channel)
+        self._attach_stubs(self._transport.channel)
         self._entered: list[Token[ViewClient | None]] = []
 
     def close(self) -> None:

@@ -9,32 +9,23 @@ imported before the command line has set its logging.
 
 from __future__ import annotations
 
-import json
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
+from runwire.cli_output import console, emit
 
 server_app = typer.Typer(help="Run the Runwire server.", no_args_is_help=True)
 database_app = typer.Typer(help="Manage the server's database schema.", no_args_is_help=True)
 token_app = typer.Typer(
     help="Make, list and revoke API tokens in the server's tokens file.", no_args_is_help=True
 )
-console = Console()
 AsJson = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
-
-
-def _emit(as_json: bool, rows: list[dict[str, Any]], table: Callable[[], Table]) -> None:
-    if as_json:
-        sys.stdout.write(json.dumps(rows, default=str, indent=2) + "\n")
-    else:
-        console.print(table())
 
 
 @server_app.command("start")
@@ -274,7 +265,7 @@ def token_list(tokens_file: TokensFile, as_json: AsJson = False) -> None:
             )
         return out
 
-    _emit(as_json, rows, table)
+    emit(as_json, rows, table)
 
 
 @token_app.command("revoke")
