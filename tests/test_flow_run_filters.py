@@ -171,6 +171,32 @@ async def test_id_filters(data):
     )
 
 
+async def test_id_prefix_filters(data):
+    alpha = data.named["alpha"].id
+    # Every whole id is its own prefix, with or without hyphens, in either case.
+    assert await data.where(id=f.StringFilter(starts_with=strings(alpha))) == ["alpha"]
+    undashed = alpha.replace("-", "").upper()
+    assert await data.where(id=f.StringFilter(starts_with=strings(undashed))) == ["alpha"]
+    # Runs made together share their first digits (ids are time-ordered): a short prefix finds
+    # them all, and the empty prefix every id.
+    assert await data.where(id=f.StringFilter(starts_with=strings(alpha[:4]))) == ALL
+    assert await data.where(id=f.StringFilter(starts_with=strings(""))) == ALL
+    unused = "f" if alpha[0] != "f" else "0"
+    assert await data.where(id=f.StringFilter(starts_with=strings(unused))) == []
+    for bad in ("01g", alpha + "0"):
+        await expect_error(
+            data.runs.ListFlowRuns(
+                pb.ListFlowRunsRequest(
+                    filter=f.FlowRunCriteria(
+                        flow_runs=f.FlowRunFilter(id=f.StringFilter(starts_with=strings(bad)))
+                    )
+                )
+            ),
+            INVALID,
+            "filter.flow_runs.id.starts_with",
+        )
+
+
 async def test_name_filters(data):
     assert await data.where(name=f.StringFilter(any_of=strings("echo", "nope"))) == ["echo"]
     assert await data.where(name=f.StringFilter(like="HAR")) == ["charlie"]

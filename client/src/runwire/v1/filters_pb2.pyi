@@ -318,7 +318,7 @@ class StringFilter(_message.Message):
     operator: Global___FilterOperator.ValueType
     """How the criteria set here are combined."""
     like: _builtins.str
-    """The value contains this text, case-insensitively. Empty means no criterion."""
+    """The value contains this text, case-insensitively. Empty means no criterion. Not for ids."""
     is_null: _builtins.bool
     """True: the value is missing. False: the value is present."""
     @_builtins.property
@@ -331,7 +331,9 @@ class StringFilter(_message.Message):
 
     @_builtins.property
     def starts_with(self) -> Global___StringList:
-        """The value starts with one of these prefixes, case-insensitively."""
+        """The value starts with one of these prefixes, case-insensitively. On an id, a prefix is
+        its first hex digits (hyphens are ignored), as a command line takes an id's start.
+        """
 
     def __init__(
         self,

@@ -8,6 +8,7 @@ carried along so that a bad value is reported against the exact request field.
 from __future__ import annotations
 
 import functools
+import uuid
 from collections.abc import Iterable
 from typing import Any, cast
 
@@ -15,7 +16,7 @@ from sqlalchemy import ColumnElement, and_, exists, false, func, literal, or_, s
 from sqlalchemy.orm import InstrumentedAttribute
 
 from runwire.v1 import filters_pb2 as f
-from runwire_server.errors import InvalidArgument
+from runwire_server.errors import InvalidArgument, quote
 from runwire_server.ids import require_id
 from runwire_server.storage import models as m
 from runwire_server.wire_scalars import state_type_from_proto, to_datetime
@@ -69,13 +70,31 @@ def string_clause(flt: f.StringFilter, column: Any, path: str) -> Clause | None:
     return combine(flt.operator, clauses)
 
 
+_HEX_DIGITS = frozenset("0123456789abcdef")
+
+
+def _id_prefix_clause(column: Any, prefixes: Iterable[str], path: str) -> Clause:
+    """Ids that start with any of `prefixes` (hex digits; hyphens are ignored), as a range of
+    the primary key each: "01a2" is every id from 01a20000-... to 01a2ffff-..., so that a
+    command line can take the first characters of a time-ordered id and still use the index."""
+    clauses: list[Clause] = []
+    for prefix in prefixes:
+        digits = prefix.replace("-", "").lower()
+        if len(digits) > 32 or not _HEX_DIGITS.issuperset(digits):
+            raise InvalidArgument(path, f"{quote(prefix)} is not the start of a UUID")
+        low, high = uuid.UUID(digits.ljust(32, "0")), uuid.UUID(digits.ljust(32, "f"))
+        clauses.append(and_(column >= low, column <= high))
+    return or_(*clauses) if clauses else false()
+
+
 def id_clause(flt: f.StringFilter, column: Any, path: str) -> Clause | None:
-    """string_clause for id columns: values must be UUIDs; like and starts_with do not apply."""
+    """string_clause for id columns: values must be UUIDs, prefixes hex digits; `like` does
+    not apply."""
     if flt.like:
         raise InvalidArgument(f"{path}.like", "is not supported on ids")
-    if flt.HasField("starts_with"):
-        raise InvalidArgument(f"{path}.starts_with", "is not supported on ids")
     clauses: list[Clause | None] = []
+    if flt.HasField("starts_with"):
+        clauses.append(_id_prefix_clause(column, flt.starts_with.values, f"{path}.starts_with"))
     if flt.HasField("any_of"):
         ids = [require_id(v, f"{path}.any_of") for v in flt.any_of.values]
         clauses.append(column.in_(ids) if ids else false())
