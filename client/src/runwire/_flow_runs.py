@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Generator, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from google.protobuf import field_mask_pb2, struct_pb2
@@ -126,6 +126,22 @@ def resume_flow_run(flow_run_id: str) -> Unary[OrchestrationResult]:
 def cancel_flow_run(flow_run_id: str) -> Unary[OrchestrationResult]:
     """Ask for the run to be cancelled (it moves to CANCELLING)."""
     return set_flow_run_state(flow_run_id, proposed_state(StateType.CANCELLING))
+
+
+def retry_flow_run(
+    flow_run_id: str, *, message: str = "Retry requested"
+) -> Unary[OrchestrationResult]:
+    """Send a finished run back to be run again: propose SCHEDULED (named AwaitingRetry, due
+    now), as Prefect's `flow-run retry` does. The rules decide: a run without a deployment
+    cannot be rescheduled, and one that is not finished has nothing to retry."""
+    state = proposed_state(
+        StateType.SCHEDULED, name="AwaitingRetry", message=message, scheduled_time=_now()
+    )
+    return set_flow_run_state(flow_run_id, state)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 def delete_flow_run(flow_run_id: str) -> Unary[None]:

@@ -7,7 +7,7 @@ from typing import Any
 
 from runwire._plans import Owner, Paged, Rpc, Step, Steps, Unary
 from runwire._values import OrchestrationResult
-from runwire.states import Result
+from runwire.states import Result, State
 from runwire.v1 import filters_pb2, state_pb2, task_run_pb2, task_run_service_pb2
 from runwire.views import TaskRunView
 
@@ -111,6 +111,44 @@ def set_task_run_state(
         lambda response, _: OrchestrationResult.from_proto(response.result),
         idempotent=False,
     )
+
+
+def list_task_runs(
+    criteria: task_run_service_pb2.TaskRunCriteria | None = None,
+    *,
+    sort: filters_pb2.TaskRunSort.ValueType = filters_pb2.TASK_RUN_SORT_ID_DESC,
+    page_size: int = 200,
+    limit: int | None = None,
+) -> Paged[TaskRunView]:
+    """The task runs that match `criteria` (see runwire.filters.task_runs), newest first, at
+    most `limit` of them."""
+    return Paged(
+        Rpc(TASK_RUNS, "ListTaskRuns"),
+        task_run_service_pb2.ListTaskRunsRequest(filter=criteria, sort=sort, page_size=page_size),
+        "task_runs",
+        _listed,
+        limit=limit,
+    )
+
+
+def _listed(message: Any, owner: Owner) -> TaskRunView:
+    return TaskRunView.from_proto(owner, message)
+
+
+def list_task_run_states(task_run_id: str) -> Steps[list[State]]:
+    """Every state the task run has been in, oldest first."""
+    request = task_run_service_pb2.ListTaskRunStatesRequest(task_run_id=task_run_id, page_size=200)
+
+    def steps(owner: Owner) -> Generator[Step, Any, list[State]]:
+        states: list[State] = yield Paged(
+            Rpc(TASK_RUNS, "ListTaskRunStates"),
+            request,
+            "states",
+            lambda state, _: State.from_proto(state),
+        )
+        return states
+
+    return Steps(steps)
 
 
 def task_run_messages(

@@ -4,7 +4,7 @@ states callers propose. Times that users read are `pendulum.DateTime` values, in
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -74,6 +74,7 @@ class FlowView:
     labels: dict[str, str]
     created: pendulum.DateTime
     updated: pendulum.DateTime
+    raw: flow_pb2.Flow = field(repr=False, compare=False)
 
     @classmethod
     def from_proto(cls, message: flow_pb2.Flow) -> FlowView:
@@ -87,6 +88,7 @@ class FlowView:
             labels=dict(message.labels),
             created=moment(message.created.ToDatetime(tzinfo=UTC)),
             updated=moment(message.updated.ToDatetime(tzinfo=UTC)),
+            raw=message,
         )
 
 
@@ -101,6 +103,7 @@ class Deployment:
     work_pool_name: str
     work_queue_name: str
     concurrency_limit: int | None
+    raw: deployment_pb2.Deployment = field(repr=False, compare=False)
 
     @classmethod
     def from_proto(cls, message: deployment_pb2.Deployment) -> Deployment:
@@ -115,6 +118,7 @@ class Deployment:
             concurrency_limit=message.concurrency_limit
             if message.HasField("concurrency_limit")
             else None,
+            raw=message,
         )
 
 
@@ -125,11 +129,12 @@ class ConcurrencyLimit:
     tag: str
     limit: int
     active_task_run_ids: tuple[str, ...]
+    raw: concurrency_limit_pb2.ConcurrencyLimit = field(repr=False, compare=False)
 
     @classmethod
     def from_proto(cls, message: concurrency_limit_pb2.ConcurrencyLimit) -> ConcurrencyLimit:
         """The value of a ConcurrencyLimit message."""
-        return cls(message.tag, message.concurrency_limit, tuple(message.active_slots))
+        return cls(message.tag, message.concurrency_limit, tuple(message.active_slots), message)
 
 
 @dataclass(frozen=True)

@@ -243,6 +243,7 @@ class AsyncClient(ServiceStubs):
     set_flow_run_state = awaits(_flow_runs.set_flow_run_state)
     resume_flow_run = awaits(_flow_runs.resume_flow_run)
     cancel_flow_run = awaits(_flow_runs.cancel_flow_run)
+    retry_flow_run = awaits(_flow_runs.retry_flow_run)
     delete_flow_run = awaits(_flow_runs.delete_flow_run)
     list_flow_run_states = awaits(_flow_runs.list_flow_run_states)
     get_flow_run_history = awaits(_flow_runs.get_flow_run_history)
@@ -252,9 +253,11 @@ class AsyncClient(ServiceStubs):
 
     create_task_run = awaits(_task_runs.create_task_run)
     get_task_run = awaits(_task_runs.get_task_run)
+    list_task_runs = async_yields(_task_runs.list_task_runs)
     get_task_run_by_slug = awaits(_task_runs.get_task_run_by_slug)
     get_task_run_result = awaits(_task_runs.get_task_run_result)
     set_task_run_state = awaits(_task_runs.set_task_run_state)
+    list_task_run_states = awaits(_task_runs.list_task_run_states)
     task_run_messages = awaits(_task_runs.task_run_messages)
 
     # --- logs -----------------------------------------------------------------------------

@@ -205,6 +205,7 @@ class Client(ServiceStubs):
     set_flow_run_state = returns(_flow_runs.set_flow_run_state)
     resume_flow_run = returns(_flow_runs.resume_flow_run)
     cancel_flow_run = returns(_flow_runs.cancel_flow_run)
+    retry_flow_run = returns(_flow_runs.retry_flow_run)
     delete_flow_run = returns(_flow_runs.delete_flow_run)
     list_flow_run_states = returns(_flow_runs.list_flow_run_states)
     get_flow_run_history = returns(_flow_runs.get_flow_run_history)
@@ -214,9 +215,11 @@ class Client(ServiceStubs):
 
     create_task_run = returns(_task_runs.create_task_run)
     get_task_run = returns(_task_runs.get_task_run)
+    list_task_runs = yields(_task_runs.list_task_runs)
     get_task_run_by_slug = returns(_task_runs.get_task_run_by_slug)
     get_task_run_result = returns(_task_runs.get_task_run_result)
     set_task_run_state = returns(_task_runs.set_task_run_state)
+    list_task_run_states = returns(_task_runs.list_task_run_states)
     task_run_messages = returns(_task_runs.task_run_messages)
 
     # --- logs -----------------------------------------------------------------------------

@@ -6,11 +6,15 @@ deployment configuration share one set of names:
 | field       | variable               |
 |-------------|------------------------|
 | address     | RUNWIRE_API_URL        |
+| token_file  | RUNWIRE_API_TOKEN_FILE |
 | token       | RUNWIRE_API_TOKEN      |
 | tls         | RUNWIRE_API_TLS        |
 | ca_file     | RUNWIRE_API_CA_FILE    |
 | cert_file   | RUNWIRE_API_CERT_FILE  |
 | key_file    | RUNWIRE_API_KEY_FILE   |
+
+The address is `host:port`, or a URL: `grpc://host:port` and `http://host:port` in plain text,
+`grpcs://host:port` and `https://host:port` over TLS (port 443 when the URL names none).
 """
 
 from __future__ import annotations
@@ -24,6 +28,37 @@ from typing import Any
 import grpc
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
+# The variable each setting falls back to.
+VARIABLES = {
+    "address": "RUNWIRE_API_URL",
+    "token": "RUNWIRE_API_TOKEN",
+    "token_file": "RUNWIRE_API_TOKEN_FILE",
+    "tls": "RUNWIRE_API_TLS",
+    "ca_file": "RUNWIRE_API_CA_FILE",
+    "cert_file": "RUNWIRE_API_CERT_FILE",
+    "key_file": "RUNWIRE_API_KEY_FILE",
+}
+# URL schemes an address may carry, and whether each means TLS.
+SCHEMES = {"grpc": False, "http": False, "grpcs": True, "https": True}
+
+
+def split_address(text: str) -> tuple[str, bool | None]:
+    """`host:port` and whether the address asks for TLS (None: it does not say), from an
+    address or a URL; a path after the host, or a scheme of another kind, is refused."""
+    scheme, found, rest = text.strip().partition("://")
+    if not found:
+        return text.strip(), None
+    if scheme.lower() not in SCHEMES:
+        raise ValueError(
+            f"address {text!r}: the scheme must be one of {', '.join(SCHEMES)}, or none"
+        )
+    host, _, path = rest.partition("/")
+    if path or not host:
+        raise ValueError(f"address {text!r}: give host:port, with no path")
+    tls = SCHEMES[scheme.lower()]
+    if ":" not in host.rpartition("]")[2]:
+        host += ":443" if tls else ":80"
+    return host, tls
 
 
 @dataclass(frozen=True)
@@ -39,20 +74,28 @@ class ConnectionSettings:
 
     @classmethod
     def resolve(cls, environ: Mapping[str, str] | None = None, **given: Any) -> ConnectionSettings:
-        """Explicit values first, then RUNWIRE_API_* variables, then the defaults."""
+        """Explicit values first, then RUNWIRE_API_* variables, then the defaults. A token
+        and a token file are one setting: an explicit one of them hides both variables."""
         env = os.environ if environ is None else environ
         values = {k: v for k, v in given.items() if v is not None}
-        for name, variable in (
-            ("address", "RUNWIRE_API_URL"),
-            ("token", "RUNWIRE_API_TOKEN"),
-            ("ca_file", "RUNWIRE_API_CA_FILE"),
-            ("cert_file", "RUNWIRE_API_CERT_FILE"),
-            ("key_file", "RUNWIRE_API_KEY_FILE"),
-        ):
+        variables = VARIABLES
+        if "token" in values or "token_file" in values:
+            variables = {k: v for k, v in VARIABLES.items() if k not in ("token", "token_file")}
+        for name, variable in variables.items():
             if name not in values and env.get(variable):
                 values[name] = env[variable]
-        if "tls" not in values and env.get("RUNWIRE_API_TLS"):
-            values["tls"] = env["RUNWIRE_API_TLS"].lower() in ("1", "true", "yes")
+        if isinstance(values.get("tls"), str):
+            values["tls"] = values["tls"].lower() in ("1", "true", "yes")
+        token_file = values.pop("token_file", None)
+        if "token" not in values and token_file:
+            try:
+                values["token"] = Path(token_file).read_text().strip()
+            except OSError as exc:
+                raise ValueError(f"token file {token_file}: {exc.strerror}") from None
+        if "address" in values:
+            values["address"], url_tls = split_address(values["address"])
+            if url_tls is not None and "tls" not in values:
+                values["tls"] = url_tls
         settings = cls(**values)
         if bool(settings.cert_file) != bool(settings.key_file):
             raise ValueError("a client certificate needs its key: give cert_file and key_file")

@@ -1,4 +1,5 @@
-"""A pythonic way to build the filter messages lists and watches take."""
+"""A pythonic way to build the filter messages lists and watches take: `flow_runs(...)` for
+flow runs (lists, counts, history and watches), `task_runs(...)` for task runs."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from datetime import UTC, datetime
 
 from runwire.states import StateType
 from runwire.v1 import filters_pb2 as f
+from runwire.v1 import task_run_service_pb2
 
 
 def _strings(values: Iterable[str]) -> f.StringList:
@@ -58,3 +60,27 @@ def flow_runs(
     if flow_name is not None:
         criteria.flows.name.any_of.CopyFrom(_strings([flow_name]))
     return criteria
+
+
+def task_runs(
+    *,
+    flow_run_ids: Iterable[str] | None = None,
+    names: Iterable[str] | None = None,
+    task_keys: Iterable[str] | None = None,
+    states: Iterable[StateType | str] | None = None,
+    tags_all: Iterable[str] | None = None,
+) -> task_run_service_pb2.TaskRunCriteria:
+    """Criteria for ListTaskRuns; every argument given must hold."""
+    runs = f.TaskRunFilter()
+    if flow_run_ids is not None:
+        runs.flow_run_id.any_of.CopyFrom(_strings(flow_run_ids))
+    if names is not None:
+        runs.name.any_of.CopyFrom(_strings(names))
+    if task_keys is not None:
+        runs.task_key.any_of.CopyFrom(_strings(task_keys))
+    if states is not None:
+        types = [StateType(str(s).upper()).to_proto() for s in states]
+        runs.state.type.any_of.CopyFrom(f.StateTypeList(values=types))
+    if tags_all is not None:
+        runs.tags.all_of.CopyFrom(_strings(tags_all))
+    return task_run_service_pb2.TaskRunCriteria(task_runs=runs)

@@ -116,6 +116,7 @@ class TaskRunView:
     state: State
     map_index: int
     flow_run_id: str
+    raw: task_run_pb2.TaskRun = field(repr=False)
     _client: ViewClient | None = field(default=None, repr=False)
     _memo: _TaskRunMemo = field(default_factory=_TaskRunMemo, repr=False)
 
@@ -139,6 +140,7 @@ class TaskRunView:
             state=State.from_proto(message.state),
             map_index=message.map_index,
             flow_run_id=message.flow_run_id,
+            raw=message,
             _client=client,
         )
 

@@ -15,17 +15,12 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
-from runwire.cli_output import console, emit
+from runwire.cli_output import Column, Output, OutputOption, command_group, emit, stdout
 
-server_app = typer.Typer(help="Run the Runwire server.", no_args_is_help=True)
-database_app = typer.Typer(help="Manage the server's database schema.", no_args_is_help=True)
-token_app = typer.Typer(
-    help="Make, list and revoke API tokens in the server's tokens file.", no_args_is_help=True
-)
-AsJson = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
+server_app = command_group("Run the Runwire server.")
+database_app = command_group("Manage the server's database schema.")
+token_app = command_group("Make, list and revoke API tokens in the server's tokens file.")
 
 
 @server_app.command("start")
@@ -139,7 +134,7 @@ def database_upgrade(
     with _engine(database_url) as engine:
         schema.upgrade(engine, revision)
         version = schema.current(engine)
-    console.print(f"database at schema version {version}", highlight=False)
+    stdout().print(f"database at schema version {version}", highlight=False)
 
 
 @database_app.command("downgrade")
@@ -153,7 +148,7 @@ def database_downgrade(
     with _engine(database_url) as engine:
         schema.downgrade(engine, revision)
         version = schema.current(engine)
-    console.print(f"database at schema version {version or 'base'}", highlight=False)
+    stdout().print(f"database at schema version {version or 'base'}", highlight=False)
 
 
 @database_app.command("current")
@@ -163,7 +158,7 @@ def database_current(database_url: DatabaseUrl = None) -> None:
 
     with _engine(database_url) as engine:
         version = schema.current(engine)
-    console.print(f"current {version or 'none'}; head {schema.head()}", highlight=False)
+    stdout().print(f"current {version or 'none'}; head {schema.head()}", highlight=False)
 
 
 TokensFile = Annotated[str, typer.Option(help="the server's tokens file")]
@@ -237,7 +232,7 @@ def token_create(
 
 
 @token_app.command("list")
-def token_list(tokens_file: TokensFile, as_json: AsJson = False) -> None:
+def token_list(tokens_file: TokensFile, output: OutputOption = Output.TABLE) -> None:
     """List the tokens file's names, roles and expiry (never the tokens or their hashes)."""
     from runwire_server import tokens_file as tokens_files
 
@@ -254,18 +249,20 @@ def token_list(tokens_file: TokensFile, as_json: AsJson = False) -> None:
         for entry in entries
     ]
 
-    def table() -> Table:
-        out = Table("name", "role", "expires", "status")
-        for row in rows:
-            out.add_row(
-                Text(row["name"]),
-                row["role"],
-                row["expires"] or "never",
-                "expired" if row["expired"] else "valid",
-            )
-        return out
-
-    emit(as_json, rows, table)
+    columns = [
+        Column("name", lambda row: row["name"], keep=10),
+        Column("role", lambda row: row["role"], keep=5),
+        Column("expires", lambda row: row["expires"] or "never"),
+        Column("status", lambda row: "expired" if row["expired"] else "valid", keep=5),
+    ]
+    emit(
+        output,
+        rows,
+        columns,
+        as_json=lambda row: row,
+        row_id=lambda row: row["name"],
+        none=f"No tokens in {tokens_file}.",
+    )
 
 
 @token_app.command("revoke")

@@ -1,0 +1,205 @@
+"""`runwire flow-run`: list, inspect and steer flow runs (watch and logs: run_watch, run_logs)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Group
+from rich.text import Text
+
+from runwire.cli import _connect, _find, _runs
+from runwire.cli._app import flow_run_app
+from runwire.cli._show import as_json, state_json, state_text
+from runwire.cli_output import Output, OutputOption, emit, print_table, stdout, write_json
+from runwire.states import StateType
+
+if TYPE_CHECKING:
+    from runwire.client import Client
+
+STATES = ", ".join(state.value.lower() for state in StateType)
+Run = Annotated[str, typer.Argument(help="the run's id, the start of its id, or its name")]
+
+
+def flow_names(client: Client, flow_ids: set[str]) -> dict[str, str]:
+    """The names of these flows by id."""
+    return {flow_id: client.get_flow(flow_id).name for flow_id in flow_ids}
+
+
+@flow_run_app.command("ls")
+@_connect.connected
+def flow_run_ls(
+    state: Annotated[
+        list[StateType] | None,
+        typer.Option(
+            case_sensitive=False,
+            metavar="STATE",
+            help=f"only runs in this state ({STATES}); repeatable",
+        ),
+    ] = None,
+    flow: Annotated[str | None, typer.Option(metavar="NAME", help="only runs of this flow")] = None,
+    tag: Annotated[
+        list[str] | None, typer.Option(metavar="TAG", help="only runs with this tag; repeatable")
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            metavar="WHEN",
+            help="only runs that started (or are expected to) since then: an ISO 8601 time "
+            "such as 2026-11-01T08:00 (UTC unless it names an offset), or '2 hours ago'",
+        ),
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, metavar="N", help="at most this many runs")] = 20,
+    output: OutputOption = Output.TABLE,
+) -> None:
+    """List flow runs, newest first.
+
+    \b
+    Examples:
+      runwire flow-run ls --state failed --since '1 day ago'
+      runwire flow-run ls --flow etl --tag nightly -o wide
+      runwire flow-run ls --state scheduled -o id | xargs -n1 runwire flow-run cancel
+    """
+    from runwire._cli_times import moment
+    from runwire.filters import flow_runs
+
+    try:
+        after = None if since is None else moment(since)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--since") from None
+    criteria = flow_runs(states=state, flow_name=flow, tags_all=tag, started_after=after)
+    with _connect.client() as client:
+        runs = [view.raw for view in client.list_flow_runs(criteria, limit=limit)]
+        names = (
+            {}
+            if output in (Output.JSON, Output.JSONL, Output.ID)
+            else flow_names(client, {run.flow_id for run in runs})
+        )
+    emit(
+        output,
+        runs,
+        _runs.flow_run_columns(names),
+        as_json=as_json,
+        row_id=lambda run: run.id,
+        none="No flow runs found.",
+    )
+
+
+@flow_run_app.command("inspect")
+@_connect.connected
+def flow_run_inspect(run: Run, output: OutputOption = Output.TABLE) -> None:
+    """Show a flow run: its fields, its state history and its task runs.
+
+    \b
+    Examples:
+      runwire flow-run inspect 01a2256a-6f1e-7c3b-9d4e-0a1b2c3d4e5f
+      runwire flow-run inspect nightly-etl-42
+      runwire flow-run inspect 01a2256a -o json | jq .state
+    """
+    with _connect.client() as client:
+        view = _find.flow_run(client, run)
+        task_runs = client.task_run_messages(view.flow_run_id)
+        flow_name = client.get_flow(view.flow_id).name
+    message = view.raw
+    if output in (Output.JSON, Output.JSONL):
+        document: dict[str, Any] = {
+            **as_json(message),
+            "states": [state_json(state) for state in view.states],
+            "task_runs": [as_json(task_run) for task_run in task_runs],
+        }
+        write_json(document) if output is Output.JSON else typer.echo(_compact(document))
+        return
+    if output is Output.ID:
+        typer.echo(message.id)
+        return
+    tree = _runs.task_tree(_runs.run_label(message), task_runs)
+    print_table(
+        Group(
+            _runs.flow_run_fields(message, flow_name),
+            Text(),
+            Text("States", style="bold"),
+            _runs.history(view.states),
+            Text(),
+            Text(
+                f"Task runs  {_runs.progress(task_runs)}" if task_runs else "No task runs",
+                style="bold",
+            ),
+            tree if task_runs else Text(),
+        )
+    )
+
+
+def _compact(document: Any) -> str:
+    import json
+
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False)
+
+
+def _steer(run: str, action: str) -> None:
+    """Propose a state change through the client method `action` and say what came of it:
+    exit code 0 when the run moved, 1 when the rules refused."""
+    with _connect.client() as client:
+        flow_run_id = _find.flow_run(client, run).flow_run_id
+        result = getattr(client, action)(flow_run_id)
+    line = Text(f"{result.status}")
+    if result.state is not None:
+        line.append(" → ")
+        line.append_text(state_text(result.state.type, result.state.name))
+    if result.reason:
+        line.append(f"  {result.reason}")
+    stdout().print(line)
+    if result.status in ("ABORT", "WAIT") or (result.status == "REJECT" and not result.written):
+        raise typer.Exit(1)
+
+
+@flow_run_app.command("cancel")
+@_connect.connected
+def flow_run_cancel(run: Run) -> None:
+    """Ask for a flow run to be cancelled (it moves to Cancelling, or straight to Cancelled
+    when nothing runs it yet).
+
+    \b
+    Examples:
+      runwire flow-run cancel nightly-etl-42
+    """
+    _steer(run, "cancel_flow_run")
+
+
+@flow_run_app.command("resume")
+@_connect.connected
+def flow_run_resume(run: Run) -> None:
+    """Resume a paused flow run.
+
+    \b
+    Examples:
+      runwire flow-run resume 01a2256a
+    """
+    _steer(run, "resume_flow_run")
+
+
+@flow_run_app.command("retry")
+@_connect.connected
+def flow_run_retry(run: Run) -> None:
+    """Run a finished flow run again: it goes back to Scheduled (named AwaitingRetry), as
+    Prefect's `flow-run retry` does. Only runs of a deployment can be rescheduled.
+
+    \b
+    Examples:
+      runwire flow-run retry nightly-etl-42
+    """
+    _steer(run, "retry_flow_run")
+
+
+@flow_run_app.command("delete")
+@_connect.connected
+def flow_run_delete(run: Run) -> None:
+    """Delete a flow run with its states, task runs and logs.
+
+    \b
+    Examples:
+      runwire flow-run delete 01a2256a
+    """
+    with _connect.client() as client:
+        view = _find.flow_run(client, run)
+        client.delete_flow_run(view.flow_run_id)
+    stdout().print(f"Deleted flow run {view.name} ({view.flow_run_id})")
