@@ -66,7 +66,7 @@ def command_group(help: str) -> typer.Typer:
 def stdout() -> Console:
     """The console of standard output, made for each command (it reads COLUMNS and whether
     standard output is a terminal when it is made)."""
-    return Console(highlight=False, soft_wrap=False)
+    return Console(highlight=False, soft_wrap=True)
 
 
 def stderr() -> Console:
@@ -153,7 +153,8 @@ def emit(
         stderr().print(none)
     else:
         shown = [c for c in columns if output is Output.WIDE or not c.wide]
-        print_table(table_of(shown, rows, width=fitting_width(output)))
+        width = fitting_width(output)
+        print_table(table_of(shown, rows, width=width), fit=width is not None)
 
 
 def fitting_width(output: Output) -> int | None:
@@ -162,12 +163,17 @@ def fitting_width(output: Output) -> int | None:
     return console.width if console.is_terminal and output is not Output.WIDE else None
 
 
-def print_table(renderable: RenderableType) -> None:
-    """Print a table as wide as it is (a terminal cuts nothing that fits it)."""
+def print_table(renderable: RenderableType, *, fit: bool = True) -> None:
+    """Print a table: on a terminal, within its width unless `fit` is False; piped, as wide
+    as the table is (a console never renders wider than it was made)."""
     console = stdout()
-    if not console.is_terminal:
-        # Piped: as wide as the table is; a console never renders wider than it is made.
-        console = Console(highlight=False, soft_wrap=False, width=10_000)
+    if not fit or not console.is_terminal:
+        console = Console(
+            highlight=False,
+            width=10_000,
+            force_terminal=console.is_terminal,
+            color_system="auto" if console.color_system else None,
+        )
     console.print(renderable, crop=False)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import pendulum
 from google.protobuf import json_format
 from google.protobuf.message import Message
+from pendulum.tz import get_local_timezone
 from rich.text import Text
 
 from runwire.states import State, StateType
@@ -54,6 +55,7 @@ def level_text(level: str) -> Text:
 
 
 def now() -> pendulum.DateTime:
+    """The time every relative time and running duration is measured to."""
     return pendulum.now("UTC")
 
 
@@ -69,7 +71,9 @@ def ago(moment: datetime | None) -> str:
     """How long ago (or how soon) `moment` is, in words: "3 minutes ago", "in 2 hours"."""
     if moment is None:
         return ""
-    return pendulum.instance(moment).diff_for_humans()
+    current = now()
+    words = pendulum.instance(moment).diff_for_humans(current, absolute=True)
+    return f"{words} ago" if moment <= current else f"in {words}"
 
 
 def duration(span: timedelta | float | None) -> str:
@@ -109,12 +113,12 @@ def wall_time(moment: datetime | None) -> str:
     """A time as the user's clock shows it."""
     if moment is None:
         return ""
-    return pendulum.instance(moment).in_tz(pendulum.local_timezone()).format("YYYY-MM-DD HH:mm:ss")
+    return pendulum.instance(moment).in_tz(get_local_timezone()).format("YYYY-MM-DD HH:mm:ss")
 
 
 def clock(moment: datetime) -> str:
     """A time of day on the user's clock, for log lines."""
-    return pendulum.instance(moment).in_tz(pendulum.local_timezone()).format("HH:mm:ss.SSS")
+    return pendulum.instance(moment).in_tz(get_local_timezone()).format("HH:mm:ss.SSS")
 
 
 def as_json(message: Message) -> dict[str, Any]:

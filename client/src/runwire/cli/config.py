@@ -32,8 +32,8 @@ def _target(config: dict[str, Any], profile: str | None) -> str:
 
 @config_app.command("set")
 def config_set(
-    key: Annotated[str, typer.Argument(help=f"one of: {', '.join(_profiles.KEYS)}")],
-    value: Annotated[str, typer.Argument(help="its value")],
+    key: Annotated[str, typer.Argument(metavar="KEY", help=f"one of: {', '.join(_profiles.KEYS)}")],
+    value: Annotated[str, typer.Argument(metavar="VALUE", help="its value")],
     profile: ProfileName = None,
 ) -> None:
     """Set one connection setting of a profile (made if it does not exist).
@@ -57,7 +57,7 @@ def config_set(
 
 @config_app.command("unset")
 def config_unset(
-    key: Annotated[str, typer.Argument(help=f"one of: {', '.join(_profiles.KEYS)}")],
+    key: Annotated[str, typer.Argument(metavar="KEY", help=f"one of: {', '.join(_profiles.KEYS)}")],
     profile: ProfileName = None,
 ) -> None:
     """Remove one setting from a profile.
@@ -78,7 +78,9 @@ def config_unset(
 
 
 @config_app.command("use")
-def config_use(name: Annotated[str, typer.Argument(help="the profile's name")]) -> None:
+def config_use(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="the profile's name")],
+) -> None:
     """Use this profile from now on (RUNWIRE_PROFILE and --profile still choose another).
 
     \b

@@ -57,7 +57,7 @@ def deployment_ls(output: OutputOption = Output.TABLE) -> None:
 @deployment_app.command("inspect")
 @_connect.connected
 def deployment_inspect(
-    deployment: Annotated[str, typer.Argument(help="the deployment's id")],
+    deployment: Annotated[str, typer.Argument(metavar="DEPLOYMENT", help="the deployment's id")],
     output: OutputOption = Output.TABLE,
 ) -> None:
     """Show one deployment.

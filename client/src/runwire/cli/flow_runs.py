@@ -18,7 +18,9 @@ if TYPE_CHECKING:
     from runwire.client import Client
 
 STATES = ", ".join(state.value.lower() for state in StateType)
-Run = Annotated[str, typer.Argument(help="the run's id, the start of its id, or its name")]
+Run = Annotated[
+    str, typer.Argument(metavar="RUN", help="the run's id, the start of its id, or its name")
+]
 
 
 def flow_names(client: Client, flow_ids: set[str]) -> dict[str, str]:
@@ -139,16 +141,18 @@ def _steer(run: str, action: str) -> None:
     """Propose a state change through the client method `action` and say what came of it:
     exit code 0 when the run moved, 1 when the rules refused."""
     with _connect.client() as client:
-        flow_run_id = _find.flow_run(client, run).flow_run_id
-        result = getattr(client, action)(flow_run_id)
-    line = Text(f"{result.status}")
-    if result.state is not None:
-        line.append(" → ")
-        line.append_text(state_text(result.state.type, result.state.name))
+        view = _find.flow_run(client, run)
+        result = getattr(client, action)(view.flow_run_id)
+    moved = result.status == "ACCEPT" or (result.status == "REJECT" and result.written)
+    line = Text(f"{view.name} → " if moved else f"Refused: {view.name} stays ")
+    state = result.state or view.state
+    line.append_text(state_text(state.type, state.name))
     if result.reason:
-        line.append(f"  {result.reason}")
+        line.append(f"  ({result.reason})")
+    if result.status == "WAIT" and result.delay is not None:
+        line.append(f"; try again in {result.delay.total_seconds():.0f}s")
     stdout().print(line)
-    if result.status in ("ABORT", "WAIT") or (result.status == "REJECT" and not result.written):
+    if not moved:
         raise typer.Exit(1)
 
 

@@ -18,6 +18,7 @@ from runwire.cli_output import (
     Output,
     OutputOption,
     emit,
+    fitting_width,
     print_table,
     table_of,
     write_json,
@@ -48,7 +49,7 @@ def flow_ls(output: OutputOption = Output.TABLE) -> None:
 @flow_app.command("inspect")
 @_connect.connected
 def flow_inspect(
-    flow: Annotated[str, typer.Argument(help="the flow's name or id")],
+    flow: Annotated[str, typer.Argument(metavar="FLOW", help="the flow's name or id")],
     output: OutputOption = Output.TABLE,
 ) -> None:
     """Show a flow and its latest runs.
@@ -95,4 +96,4 @@ def flow_inspect(
 
 def _latest(runs: Sequence[Any]) -> Table:
     columns = [c for c in _runs.flow_run_columns({}) if c.header not in ("flow",) and not c.wide]
-    return table_of(columns, runs, width=None)
+    return table_of(columns, runs, width=fitting_width(Output.TABLE))

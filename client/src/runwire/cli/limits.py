@@ -11,7 +11,7 @@ from runwire.cli._app import limit_app
 from runwire.cli._show import as_json
 from runwire.cli_output import Column, Output, OutputOption, emit, stdout
 
-Tag = Annotated[str, typer.Argument(help="the tag the limit applies to")]
+Tag = Annotated[str, typer.Argument(metavar="TAG", help="the tag the limit applies to")]
 
 
 @limit_app.command("ls")
@@ -45,7 +45,7 @@ def limit_ls(output: OutputOption = Output.TABLE) -> None:
 @_connect.connected
 def limit_create(
     tag: Tag,
-    limit: Annotated[int, typer.Argument(min=0, help="how many may run at once")],
+    limit: Annotated[int, typer.Argument(metavar="LIMIT", min=0, help="how many may run at once")],
 ) -> None:
     """Limit how many task runs with this tag run at once (or change the limit).
 

@@ -15,6 +15,7 @@ from rich.text import Text
 from runwire.cli import _connect, _find
 from runwire.cli._app import flow_run_app
 from runwire.cli._show import clock, iso, level_text
+from runwire.cli.flow_runs import Run
 from runwire.cli_output import Output, OutputOption, stderr, stdout
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ class Level(enum.StrEnum):
 @flow_run_app.command("logs")
 @_connect.connected
 def flow_run_logs(
-    run: Annotated[str, typer.Argument(help="the run's id, the start of its id, or its name")],
+    run: Run,
     level: Annotated[
         Level | None,
         typer.Option(

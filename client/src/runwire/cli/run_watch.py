@@ -25,6 +25,7 @@ from rich.text import Text
 from runwire.cli import _connect, _find, _runs
 from runwire.cli._app import flow_run_app
 from runwire.cli._show import clock, duration, level_text, run_duration, state_text
+from runwire.cli.flow_runs import Run
 from runwire.cli_output import stdout
 from runwire.states import FINISHED, State, StateType
 from runwire.v1 import flow_run_pb2, task_run_pb2
@@ -168,7 +169,7 @@ def _seconds(text: str) -> float:
 @flow_run_app.command("watch")
 @_connect.connected
 def flow_run_watch(
-    run: Annotated[str, typer.Argument(help="the run's id, the start of its id, or its name")],
+    run: Run,
     timeout: Annotated[
         str | None,
         typer.Option(
