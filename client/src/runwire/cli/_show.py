@@ -3,6 +3,7 @@ words, durations short, and times in JSON as ISO 8601 in UTC."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -52,6 +53,25 @@ def state_text(state_type: StateType, name: str | None = None) -> Text:
 def level_text(level: str) -> Text:
     """A log level, coloured."""
     return Text(f"{level:<8}", style=LEVEL_STYLES.get(level, "bold red"))
+
+
+AGO = re.compile(r"(\d+)\s*(second|minute|hour|day|week|month|year)s?\s+ago", re.IGNORECASE)
+
+
+def moment(text: str) -> datetime:
+    """A time the user typed: an ISO 8601 time or date (UTC unless it names an offset), or
+    how long ago, such as "2 hours ago"."""
+    ago = AGO.fullmatch(text.strip())
+    if ago:
+        amount, unit = int(ago[1]), ago[2].lower()
+        return now().subtract(**{f"{unit}s": amount})
+    try:
+        parsed = pendulum.parse(text.strip())
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, datetime):
+        raise ValueError(f"{text!r} is not a time: give 2026-11-01T08:00 or '2 hours ago'")
+    return parsed
 
 
 def now() -> pendulum.DateTime:

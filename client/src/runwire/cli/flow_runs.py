@@ -10,7 +10,7 @@ from rich.text import Text
 
 from runwire.cli import _connect, _find, _runs
 from runwire.cli._app import flow_run_app
-from runwire.cli._show import as_json, state_json, state_text
+from runwire.cli._show import as_json, moment, state_json, state_text
 from runwire.cli_output import Output, OutputOption, emit, print_table, stdout, write_json
 from runwire.states import StateType
 
@@ -62,7 +62,6 @@ def flow_run_ls(
       runwire flow-run ls --flow etl --tag nightly -o wide
       runwire flow-run ls --state scheduled -o id | xargs -n1 runwire flow-run cancel
     """
-    from runwire._cli_times import moment
     from runwire.filters import flow_runs
 
     try:
