@@ -143,8 +143,9 @@ def progress(task_runs: Sequence[task_run_pb2.TaskRun]) -> str:
 def task_tree(label: RenderableType, task_runs: Sequence[task_run_pb2.TaskRun]) -> Tree:
     """The task runs under `label`, each with its state and duration, oldest first."""
     tree = Tree(label, guide_style="bright_black")
+    width = max((len(t.name or t.task_key) for t in task_runs), default=0)
     for task_run in task_runs:
-        line = Text(task_run.name or task_run.task_key)
+        line = Text(f"{task_run.name or task_run.task_key:<{width}}")
         line.append("  ")
         line.append_text(state_of(task_run))
         spent = duration(run_duration(task_run))

@@ -72,23 +72,28 @@ class RunModel:
         return known
 
     def view(self) -> RenderableType:
-        """The live view."""
+        """The live view: the run's fields, its task runs as a tree, the latest log lines."""
         run = self.run
-        header = Text(run.name, style="bold")
-        header.append(f"  {run.id}", style="bright_black")
-        status = Text("State     ")
-        status.append_text(state_text(self.state_type, run.state.name))
+        state = state_text(self.state_type, run.state.name)
         if run.state.message:
-            status.append(f"  {run.state.message}", style="bright_black")
-        elapsed = Text(f"Duration  {duration(run_duration(run)) or '-'}")
-        parts: list[RenderableType] = [header, status, elapsed]
+            state.append(f"  {run.state.message}", style="bright_black")
         ordered = sorted(self.task_runs.values(), key=lambda t: t.id)
+        parts: list[RenderableType] = [
+            _runs.fields(
+                [
+                    ("Flow run", Text(run.name, style="bold")),
+                    ("ID", run.id),
+                    ("State", state),
+                    ("Started", _runs.when(run, "start_time")),
+                    ("Duration", duration(run_duration(run))),
+                    ("Progress", _runs.progress(ordered).removeprefix("Progress ")),
+                ]
+            )
+        ]
         if ordered:
-            parts.append(Text(_runs.progress(ordered)))
-            parts.append(_runs.task_tree(Text("Task runs", style="bold"), ordered))
+            parts += [Text(), _runs.task_tree(Text("Task runs", style="bold"), ordered)]
         if self.logs:
-            parts.append(Text("Logs", style="bold"))
-            parts.extend(self.logs)
+            parts += [Text(), Text("Logs", style="bold"), *self.logs]
         return Group(*parts)
 
 
@@ -97,8 +102,9 @@ def _log_line(model: RunModel, log: Any) -> Text:
     line = Text(f"{clock(when)} ")
     line.append_text(level_text(logging.getLevelName(log.level)))
     task = model.task_names.get(log.task_run_id, "") if log.task_run_id else ""
-    if task:
-        line.append(f" {task}", style="cyan")
+    width = max(map(len, model.task_names.values()), default=0)
+    if width:
+        line.append(f" {task:<{width}}", style="cyan")
     line.append(f" | {log.message}")
     return line
 
