@@ -62,6 +62,10 @@ def some_runs(client: Client) -> Iterator[FlowRunView]:
     return client.list_flow_runs(limit=3)
 
 
+def tagged_runs(client: Client, tag: str) -> Iterator[FlowRunView]:
+    return client.list_flow_runs(runwire.filters.flow_runs(tags_all=[tag]))
+
+
 def log_lines(view: FlowRunView) -> list[FlowRunLog]:
     return view.get_logs(end_time=pendulum.now("UTC"))
 
@@ -105,6 +109,7 @@ def main() -> None:
         first_task(client, run)
         print(latest_state(run), updated_at(run).diff_for_humans(), runs_counted(client))
         print([r.name for r in some_runs(client)], log_lines(run))
+        print([r.name for r in tagged_runs(client, "typed")])
 
     async def asynchronously() -> None:
         async with AsyncClient() as aclient:

@@ -30,6 +30,7 @@ from runwire.v1 import (
     log_service_pb2_grpc,
     task_run_service_pb2_grpc,
 )
+from runwire_server import auth
 from runwire_server.log_config import configure_logging
 from runwire_server.server import RunningServer, serving
 from runwire_server.settings import Settings
@@ -230,6 +231,21 @@ def start_server_process(
                 return ServerProcess(process, int(event["port"]), lines)
     process.kill()
     raise RuntimeError(f"server process did not start: {lines}")
+
+
+GUARDED_TOKEN = "rwt_interop_write_token"
+
+
+@pytest.fixture(scope="module")
+def guarded_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A server process that requires tokens (GUARDED_TOKEN may write), as a production server
+    would: for clients written in other languages."""
+    tmp = tmp_path_factory.mktemp("guarded")
+    tokens = tmp / "tokens"
+    tokens.write_text(auth.tokens_file_line(GUARDED_TOKEN, "write", "interop") + "\n")
+    server = start_server_process(f"sqlite:///{tmp / 'guarded.db'}", "--tokens-file", str(tokens))
+    yield server
+    assert server.stop() == 0
 
 
 @pytest.fixture

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -14,6 +17,22 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from runwire.v1 import flow_pb2, flow_run_pb2, flow_run_service_pb2, flow_service_pb2
+
+INTEROP = Path(__file__).parent / "interop"
+
+
+def node_packages() -> tuple[str, Path]:
+    """`node`, and the packages tests/interop locks, installed by `npm ci` when they are
+    missing or older than the lock file; skips the test on a machine without node and npm."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        pytest.skip("node and npm are not installed")
+    modules = INTEROP / "node_modules"
+    installed = modules / ".package-lock.json"  # what npm last installed there
+    lock = INTEROP / "package-lock.json"
+    if not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime:
+        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=INTEROP, check=True, timeout=300)
+    return node, modules
 
 
 def unique(prefix: str = "t") -> str:

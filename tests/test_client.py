@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -390,3 +392,35 @@ async def test_deployments_limits_updates_history_and_watching_many(client):
             client.get_flow(flow.flow_id)
 
     await in_thread(body)
+
+
+FILTERS_FROM_THE_PACKAGE = """
+import sys
+
+import runwire
+
+assert "filters" in dir(runwire) and "filters" in runwire.__all__
+with runwire.Client(timeout=10) as client:
+    flow = client.create_flow(sys.argv[1])
+    run = client.create_flow_run(flow.flow_id, tags=["from-the-package"])
+    criteria = runwire.filters.flow_runs(flow_name=sys.argv[1], tags_all=["from-the-package"])
+    print(*[r.flow_run_id for r in client.list_flow_runs(criteria)], run.flow_run_id)
+"""
+
+
+async def test_filters_are_reached_from_a_plain_import_runwire(server):
+    # A fresh interpreter: in this one, another test may have imported runwire.filters already.
+    name = f"package-filters-{time.monotonic_ns()}"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        FILTERS_FROM_THE_PACKAGE,
+        name,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "RUNWIRE_API_URL": f"127.0.0.1:{server.port}"},
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 0, err.decode()
+    listed, created = out.decode().split()
+    assert listed == created

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import grpc
 
+import runwire
 from runwire.v1 import deployment_pb2, flow_pb2
 from runwire.v1 import deployment_service_pb2 as dpb
 from runwire.v1 import filters_pb2 as f
@@ -30,6 +32,100 @@ async def test_create_flow_is_get_or_create(flows):
     assert sorted(first.flow.tags) == ["a", "b"]
     assert first.flow.labels["team"] == "data"
     assert first.flow.created.seconds > 0
+
+
+async def test_create_flow_on_an_existing_name_adds_the_tags_it_lacks(flows):
+    name = unique("flow")
+    first = await make_flow(flows, name, tags=["b", "a"], labels={"team": "data"})
+    again = await flows.CreateFlow(
+        pb.CreateFlowRequest(
+            flow=flow_pb2.Flow(name=name, tags=["c", "a"], labels={"team": "other"})
+        )
+    )
+    assert not again.created
+    assert again.flow.id == first.id
+    assert list(again.flow.tags) == ["a", "b", "c"]
+    assert dict(again.flow.labels) == {"team": "data"}  # only tags are merged
+    assert again.flow.created == first.created
+    assert again.flow.updated.ToDatetime() > first.updated.ToDatetime()
+    got = await flows.GetFlow(pb.GetFlowRequest(flow_id=first.id))
+    assert got.flow == again.flow
+
+    # Fewer tags, or none, remove nothing, and a call that adds none leaves `updated` alone.
+    for tags in (["b"], []):
+        same = await flows.CreateFlow(
+            pb.CreateFlowRequest(flow=flow_pb2.Flow(name=name, tags=tags))
+        )
+        assert not same.created
+        assert same.flow == again.flow
+
+    by_tag = await flows.ListFlows(
+        pb.ListFlowsRequest(
+            flows=f.FlowFilter(tags=f.TagsFilter(all_of=f.StringList(values=["c"])))
+        )
+    )
+    assert first.id in [x.id for x in by_tag.flows]
+
+
+async def test_the_python_clients_create_flow_adds_tags_to_an_existing_flow(server):
+    name = unique("flow")
+    async with runwire.AsyncClient(f"127.0.0.1:{server.port}", timeout=10) as client:
+        first = await client.create_flow(name, tags=["nightly"])
+        again = await client.create_flow(name, tags=["etl", "nightly"])
+        assert again.flow_id == first.flow_id
+        assert sorted(again.tags) == ["etl", "nightly"]
+        assert sorted((await client.get_flow(first.flow_id)).tags) == ["etl", "nightly"]
+
+
+async def test_adding_tags_past_the_limit_changes_nothing(flows):
+    name = unique("flow")
+    first = await make_flow(flows, name, tags=[f"old-{i}" for i in range(60)])
+    refused = await expect_error(
+        flows.CreateFlow(
+            pb.CreateFlowRequest(
+                flow=flow_pb2.Flow(name=name, tags=[f"new-{i}" for i in range(41)])
+            )
+        ),
+        INVALID,
+        "flow.tags",
+    )
+    assert "101 tags" in refused.message
+    got = await flows.GetFlow(pb.GetFlowRequest(flow_id=first.id))
+    assert got.flow == first
+    up_to = await flows.CreateFlow(
+        pb.CreateFlowRequest(flow=flow_pb2.Flow(name=name, tags=[f"new-{i}" for i in range(40)]))
+    )
+    assert len(up_to.flow.tags) == 100
+
+
+async def test_concurrent_creates_of_one_name_keep_every_tag(flows):
+    name = unique("flow")
+
+    async def race(tag_sets: list[list[str]]) -> list[pb.CreateFlowResponse]:
+        answers = await asyncio.gather(
+            *(
+                flows.CreateFlow(pb.CreateFlowRequest(flow=flow_pb2.Flow(name=name, tags=tags)))
+                for tags in tag_sets
+            )
+        )
+        assert len({answer.flow.id for answer in answers}) == 1
+        for tags, answer in zip(tag_sets, answers, strict=True):
+            assert set(tags) <= set(answer.flow.tags)
+        return answers
+
+    # First the calls race to create the flow, then to add tags to it: one tag new to the flow
+    # that all of them add, and one of each call's own.
+    created = await race([["first", f"first-{i}"] for i in range(20)])
+    assert sum(answer.created for answer in created) == 1
+    added = await race([["later", f"later-{i}"] for i in range(20)])
+    assert not any(answer.created for answer in added)
+    got = await flows.GetFlow(pb.GetFlowRequest(flow_id=created[0].flow.id))
+    assert set(got.flow.tags) == {
+        "first",
+        "later",
+        *(f"first-{i}" for i in range(20)),
+        *(f"later-{i}" for i in range(20)),
+    }
 
 
 async def test_create_flow_requires_a_name(flows):

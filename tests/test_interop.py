@@ -8,39 +8,21 @@ them it is skipped, so the suite still runs on a machine with only Python.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from runwire_server import auth
-from tests.conftest import ServerProcess, start_server_process
+from tests.conftest import GUARDED_TOKEN, ServerProcess
+from tests.helpers import INTEROP, node_packages
 
-INTEROP = Path(__file__).parent / "interop"
 GRPCURL = Path(sys.executable).with_name("grpcurl")
-TOKEN = "rwt_interop_write_token"
-
-
-@pytest.fixture(scope="module")
-def guarded_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """A server process that requires tokens, as a production server would."""
-    tmp = tmp_path_factory.mktemp("interop")
-    tokens = tmp / "tokens"
-    tokens.write_text(auth.tokens_file_line(TOKEN, "write", "interop") + "\n")
-    server = start_server_process(f"sqlite:///{tmp / 'interop.db'}", "--tokens-file", str(tokens))
-    yield server
-    assert server.stop() == 0
+TOKEN = GUARDED_TOKEN
 
 
 def test_node_client(guarded_server: ServerProcess) -> None:
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        pytest.skip("node and npm are not installed")
-    if not (INTEROP / "node_modules").is_dir():
-        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=INTEROP, check=True, timeout=300)
+    node, _ = node_packages()
     result = subprocess.run(
         [node, "--test"],
         cwd=INTEROP,

@@ -13,6 +13,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from runwire import filters
     from runwire._values import (
         ConcurrencyLimit,
         Deployment,
@@ -84,7 +85,8 @@ _HOMES = {
     ),
     "watch_flow_run": "watching",
 }
-# Submodules reached as attributes after a plain `import runwire` (`runwire.errors.NotFound`).
+# Submodules reached as attributes after a plain `import runwire` (`runwire.errors.NotFound`,
+# `runwire.filters.flow_runs(...)`); imported when first used too, for the same reason.
 _SUBMODULES = frozenset(
     ("async_client", "client", "connection", "errors", "filters", "states", "views", "watching")
 )
@@ -100,6 +102,9 @@ if not TYPE_CHECKING:  # for type checkers, the imports above say what the packa
         value = getattr(importlib.import_module(f"runwire.{home}"), name)
         globals()[name] = value
         return value
+
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *_HOMES, *_SUBMODULES})
 
 
 __all__ = [
@@ -132,6 +137,7 @@ __all__ = [
     "Unauthenticated",
     "Unavailable",
     "current_client",
+    "filters",
     "proposed_state",
     "watch_flow_run",
 ]

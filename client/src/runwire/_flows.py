@@ -15,7 +15,9 @@ DEPLOYMENTS = "deployments"
 def create_flow(
     name: str, *, tags: Sequence[str] = (), labels: Mapping[str, str] | None = None
 ) -> Unary[FlowView]:
-    """Create the flow of this name, or get it if it exists."""
+    """Create the flow of this name, or get it if it exists: then `tags` it lacks are added
+    to it (it keeps those it has) and the flow comes back with all its tags; `labels` apply
+    only to a flow this call creates."""
     flow = flow_pb2.Flow(name=name, tags=list(tags), labels=dict(labels or {}))
     return Unary(
         Rpc(FLOWS, "CreateFlow"),

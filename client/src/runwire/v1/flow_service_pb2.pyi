@@ -22,7 +22,11 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
 class CreateFlowRequest(_message.Message):
-    """Request of CreateFlow."""
+    """Request of CreateFlow. When a flow of that name exists, its tags become the union of its
+    tags and the request's (none is ever removed, and `updated` moves only when one is added);
+    the request's other fields are ignored. More than 100 tags in all is INVALID_ARGUMENT
+    (`flow.tags`), and the flow is left as it was.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -56,7 +60,7 @@ class CreateFlowResponse(_message.Message):
     """True if this call created the flow; false if a flow with that name existed."""
     @_builtins.property
     def flow(self) -> _flow_pb2.Flow:
-        """The created or existing flow."""
+        """The created or existing flow, with all its tags (those it had and those just added)."""
 
     def __init__(
         self,

@@ -67,7 +67,8 @@ class FlowServiceServicer:
     """
 
     def CreateFlow(self, request, context):
-        """Creates a flow, or returns the existing flow with the same name.
+        """Creates a flow, or returns the existing flow with the same name after adding to it the
+        request's tags it lacks (it keeps every tag it has; its other fields stay as they are).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -34,7 +34,9 @@ class FlowServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> FlowServiceAsyncStub: ...
     CreateFlow: _grpc.UnaryUnaryMultiCallable[_flow_service_pb2.CreateFlowRequest, _flow_service_pb2.CreateFlowResponse]
-    """Creates a flow, or returns the existing flow with the same name."""
+    """Creates a flow, or returns the existing flow with the same name after adding to it the
+    request's tags it lacks (it keeps every tag it has; its other fields stay as they are).
+    """
     GetFlow: _grpc.UnaryUnaryMultiCallable[_flow_service_pb2.GetFlowRequest, _flow_service_pb2.GetFlowResponse]
     """Returns one flow by id."""
     GetFlowByName: _grpc.UnaryUnaryMultiCallable[_flow_service_pb2.GetFlowByNameRequest, _flow_service_pb2.GetFlowByNameResponse]
@@ -50,7 +52,9 @@ class FlowServiceAsyncStub(FlowServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateFlow: _aio.UnaryUnaryMultiCallable[_flow_service_pb2.CreateFlowRequest, _flow_service_pb2.CreateFlowResponse]  # type: ignore[assignment]
-    """Creates a flow, or returns the existing flow with the same name."""
+    """Creates a flow, or returns the existing flow with the same name after adding to it the
+    request's tags it lacks (it keeps every tag it has; its other fields stay as they are).
+    """
     GetFlow: _aio.UnaryUnaryMultiCallable[_flow_service_pb2.GetFlowRequest, _flow_service_pb2.GetFlowResponse]  # type: ignore[assignment]
     """Returns one flow by id."""
     GetFlowByName: _aio.UnaryUnaryMultiCallable[_flow_service_pb2.GetFlowByNameRequest, _flow_service_pb2.GetFlowByNameResponse]  # type: ignore[assignment]
@@ -69,7 +73,9 @@ class FlowServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _flow_service_pb2.CreateFlowRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_flow_service_pb2.CreateFlowResponse, _abc.Awaitable[_flow_service_pb2.CreateFlowResponse]]:
-        """Creates a flow, or returns the existing flow with the same name."""
+        """Creates a flow, or returns the existing flow with the same name after adding to it the
+        request's tags it lacks (it keeps every tag it has; its other fields stay as they are).
+        """
 
     @_abc_1.abstractmethod
     def GetFlow(

@@ -1,4 +1,5 @@
-"""Flows: get-or-create by name, lookups, lists and deletes."""
+"""Flows: get-or-create by name (adding tags to a flow that exists), lookups, lists and
+deletes."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from sqlalchemy.orm import Session
 from runwire.v1 import filters_pb2 as f
 from runwire_server import records
 from runwire_server.clock import now
-from runwire_server.errors import NotFound
+from runwire_server.errors import InvalidArgument, NotFound
 from runwire_server.events import outbox
 from runwire_server.events.values import RunDeleted
 from runwire_server.pages import Page, PageRequest, PageTokens
@@ -21,6 +22,7 @@ from runwire_server.storage import models as m
 from runwire_server.storage.database import Database
 from runwire_server.storage.paging import SortKey, choose_sort, fetch_page
 from runwire_server.storage.rows import get_or_404, insert_or_get, set_tags
+from runwire_server.validation import MAX_TAGS
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,39 @@ def create_flow(session: Session, new: NewFlow) -> tuple[m.Flow, bool]:
         set_tags(flow, m.FlowTag, new.tags)
         return flow
 
-    return insert_or_get(session, make, lambda: find_by_name(session, new.name))
+    flow, created = insert_or_get(session, make, lambda: find_by_name(session, new.name))
+    if not created:
+        flow = add_tags(session, flow, new.tags)
+    return flow, created
+
+
+def add_tags(session: Session, flow: m.Flow, tags: list[str]) -> m.Flow:
+    """The flow with the tags it lacks added; it keeps every tag it has, and its other fields."""
+    if set(tags) <= set(flow.tags):
+        # Nothing removes a flow's tags, so what was read is still there: no lock is needed.
+        return flow
+    # Locked and read again, so that two calls adding tags at once each see the other's: on
+    # PostgreSQL the second waits for the first and then reads its tags (SQLite has one writer).
+    locked = session.scalars(
+        select(m.Flow)
+        .where(m.Flow.id == flow.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+    if locked is None:  # deleted since it was read
+        raise NotFound("flow", flow.name)
+    merged = list(dict.fromkeys([*locked.tags, *tags]))
+    if len(merged) == len(locked.tags):
+        return locked
+    if len(merged) > MAX_TAGS:
+        raise InvalidArgument(
+            "flow.tags",
+            f"would give the flow {len(merged)} tags; at most {MAX_TAGS} are allowed",
+        )
+    set_tags(locked, m.FlowTag, merged)
+    locked.updated = now()
+    session.flush()
+    return locked
 
 
 def find_by_name(session: Session, name: str) -> m.Flow | None:
