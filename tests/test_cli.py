@@ -372,7 +372,9 @@ def test_server_commands_without_the_server_say_how_to_install_it(args):
         [sys.executable, "-c", MISSING_SERVER, *args], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 2
-    assert result.stderr.splitlines() == ["The server is not installed: pip install runwire-server"]
+    assert result.stderr.splitlines() == [
+        "The server is not installed: install runwire-server (from a clone: pip install ./server)"
+    ]
 
 
 BROKEN_SERVER = """

@@ -54,7 +54,8 @@ def open_database(
     except ImportError as exc:
         raise ConfigurationError(
             f"cannot open the database at {where}: its driver is not installed ({exc}); "
-            "for PostgreSQL: pip install 'runwire-server[postgresql]'"
+            "for PostgreSQL, install runwire-server with its postgresql extra (from a clone: "
+            "pip install './server[postgresql]', or uv sync)"
         ) from None
     except OSError as exc:  # making the SQLite file's directory
         raise ConfigurationError(

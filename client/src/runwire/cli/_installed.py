@@ -14,7 +14,9 @@ SERVER_COMMANDS = {
     "database": "Manage the server's database schema.",
     "token": "Make, list and revoke API tokens in the server's tokens file.",
 }
-INSTALL_SERVER = "The server is not installed: pip install runwire-server"
+INSTALL_SERVER = (
+    "The server is not installed: install runwire-server (from a clone: pip install ./server)"
+)
 
 
 def add_installed_commands(app: typer.Typer) -> None:
