@@ -145,7 +145,9 @@ def emit(
         write_json([as_json(row) for row in rows])
     elif output is Output.JSONL:
         for row in rows:
-            sys.stdout.write(json.dumps(as_json(row), separators=(",", ":")) + "\n")
+            sys.stdout.write(
+                json.dumps(as_json(row), separators=(",", ":"), ensure_ascii=False) + "\n"
+            )
     elif output is Output.ID:
         for row in rows:
             sys.stdout.write(row_id(row) + "\n")
@@ -155,6 +157,20 @@ def emit(
         shown = [c for c in columns if output is Output.WIDE or not c.wide]
         width = fitting_width(output)
         print_table(table_of(shown, rows, width=width), fit=width is not None)
+
+
+def emit_one(output: Output, document: Callable[[], Any], object_id: str) -> bool:
+    """Print one object as `output` asks, when it asks for JSON, JSON lines or the id
+    (`document` makes its JSON value); False: the caller shows it as text."""
+    if output is Output.JSON:
+        write_json(document())
+    elif output is Output.JSONL:
+        sys.stdout.write(json.dumps(document(), separators=(",", ":"), ensure_ascii=False) + "\n")
+    elif output is Output.ID:
+        sys.stdout.write(object_id + "\n")
+    else:
+        return False
+    return True
 
 
 def fitting_width(output: Output) -> int | None:

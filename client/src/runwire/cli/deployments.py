@@ -9,7 +9,7 @@ import typer
 from runwire.cli import _connect, _runs
 from runwire.cli._app import deployment_app
 from runwire.cli._show import as_json
-from runwire.cli_output import Column, Output, OutputOption, emit, print_table, write_json
+from runwire.cli_output import Column, Output, OutputOption, emit, emit_one, print_table
 
 
 def _columns(flow_names: dict[str, str]) -> list[Column]:
@@ -69,11 +69,7 @@ def deployment_inspect(
     with _connect.client() as client:
         message = client.get_deployment(deployment).raw
         flow_name = client.get_flow(message.flow_id).name
-    if output is Output.ID:
-        typer.echo(message.id)
-        return
-    if output in (Output.JSON, Output.JSONL):
-        write_json(as_json(message))
+    if emit_one(output, lambda: as_json(message), message.id):
         return
     limit = str(message.concurrency_limit) if message.HasField("concurrency_limit") else ""
     print_table(

@@ -11,7 +11,7 @@ from rich.text import Text
 from runwire.cli import _connect, _find, _runs
 from runwire.cli._app import flow_run_app
 from runwire.cli._show import as_json, moment, state_json, state_text
-from runwire.cli_output import Output, OutputOption, emit, print_table, stdout, write_json
+from runwire.cli_output import Output, OutputOption, emit, emit_one, print_table, stdout
 from runwire.states import StateType
 
 if TYPE_CHECKING:
@@ -102,16 +102,7 @@ def flow_run_inspect(run: Run, output: OutputOption = Output.TABLE) -> None:
         task_runs = client.task_run_messages(view.flow_run_id)
         flow_name = client.get_flow(view.flow_id).name
     message = view.raw
-    if output in (Output.JSON, Output.JSONL):
-        document: dict[str, Any] = {
-            **as_json(message),
-            "states": [state_json(state) for state in view.states],
-            "task_runs": [as_json(task_run) for task_run in task_runs],
-        }
-        write_json(document) if output is Output.JSON else typer.echo(_compact(document))
-        return
-    if output is Output.ID:
-        typer.echo(message.id)
+    if emit_one(output, lambda: _document(view, task_runs), message.id):
         return
     tree = _runs.task_tree(_runs.run_label(message), task_runs)
     print_table(
@@ -130,10 +121,13 @@ def flow_run_inspect(run: Run, output: OutputOption = Output.TABLE) -> None:
     )
 
 
-def _compact(document: Any) -> str:
-    import json
-
-    return json.dumps(document, separators=(",", ":"), ensure_ascii=False)
+def _document(view: Any, task_runs: list[Any]) -> dict[str, Any]:
+    """A run's JSON: the same object as `ls` gives, with its states and task runs."""
+    return {
+        **as_json(view.raw),
+        "states": [state_json(state) for state in view.states],
+        "task_runs": [as_json(task_run) for task_run in task_runs],
+    }
 
 
 def _steer(run: str, action: str) -> None:

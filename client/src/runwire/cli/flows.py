@@ -18,10 +18,10 @@ from runwire.cli_output import (
     Output,
     OutputOption,
     emit,
+    emit_one,
     fitting_width,
     print_table,
     table_of,
-    write_json,
 )
 
 
@@ -71,11 +71,7 @@ def flow_inspect(
                 _connect.refused(NotFound(f"no flow is named {flow!r} or has that id"))
         runs = [r.raw for r in client.list_flow_runs(flow_runs(flow_ids=[view.flow_id]), limit=5)]
     message = view.raw
-    if output is Output.ID:
-        typer.echo(message.id)
-        return
-    if output in (Output.JSON, Output.JSONL):
-        write_json(as_json(message))
+    if emit_one(output, lambda: as_json(message), message.id):
         return
     print_table(
         Group(

@@ -12,7 +12,7 @@ from runwire.cli import _connect, _find, _runs
 from runwire.cli._app import task_run_app
 from runwire.cli._show import as_json, duration, run_duration, state_json
 from runwire.cli.flow_runs import STATES
-from runwire.cli_output import Output, OutputOption, emit, print_table, write_json
+from runwire.cli_output import Output, OutputOption, emit, emit_one, print_table
 from runwire.states import StateType
 
 
@@ -82,11 +82,11 @@ def task_run_inspect(
         view = _find.task_run(client, task_run)
         states = client.list_task_run_states(view.task_run_id)
     message = view.raw
-    if output is Output.ID:
-        typer.echo(message.id)
-        return
-    if output in (Output.JSON, Output.JSONL):
-        write_json({**as_json(message), "states": [state_json(state) for state in states]})
+    if emit_one(
+        output,
+        lambda: {**as_json(message), "states": [state_json(state) for state in states]},
+        message.id,
+    ):
         return
     state = _runs.state_of(message)
     if message.state.message:
