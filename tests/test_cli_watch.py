@@ -174,3 +174,16 @@ def test_timeout_and_cancelled_runs(address: str, tmp_path: Path):
         client.set_flow_run_state(run.flow_run_id, proposed_state(StateType.CANCELLED), force=True)
         assert cancelled.finish() == 1
         assert "Cancelled" in cancelled.screen
+
+
+def test_ctrl_c_ends_the_watch_with_the_code_of_an_interrupt(address: str):
+    import signal
+
+    with Client(address) as client:
+        flow = client.create_flow("watched-interrupted")
+        run = client.create_flow_run(flow.flow_id, name="interrupted-run")
+        watch = Watch(address, run.flow_run_id)
+        watch.wait_for("Pending")
+        watch.process.send_signal(signal.SIGINT)
+        assert watch.finish() == 130
+        assert "Traceback" not in watch.screen

@@ -3,7 +3,7 @@
 Exit codes: 0 success; 1 the server refused the request (not found, invalid, ...), or the run
 a command waited on ended failed, crashed or cancelled; 2 bad usage or settings (a bad option,
 a server setting the server cannot start with, TLS settings that do not fit the server's); 3
-the server could not be reached; 4 a wait timed out.
+the server could not be reached; 4 a wait timed out; 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations

@@ -51,5 +51,5 @@ def main(
     \b
     Exit codes: 0 success; 1 the server refused the request, or a run ended unsuccessfully
     (see `flow-run watch`); 2 bad usage or settings; 3 the server could not be reached;
-    4 a wait timed out.
+    4 a wait timed out; 130 interrupted.
     """

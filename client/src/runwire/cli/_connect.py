@@ -219,6 +219,10 @@ def client() -> Iterator[Client]:
         raise typer.Exit(3) from None
     except RunwireError as exc:
         refused(exc)
+    except KeyboardInterrupt:
+        # Ctrl-C while waiting on the server: the shell's code for SIGINT, not a failure of
+        # the run (1) that a script waiting on `watch` would act on.
+        raise typer.Exit(130) from None
     finally:
         connection.close()
 
