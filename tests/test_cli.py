@@ -417,3 +417,81 @@ def test_a_command_that_cannot_be_loaded_says_so_and_the_others_still_work():
     [line] = broken.stderr.splitlines()
     assert "'server'" in line and "cannot be loaded" in line and "runwire_nowhere" in line
     assert run("flow-run", "--help").returncode == 0
+
+
+@pytest.fixture(scope="module")
+def hostile(address: str) -> dict[str, str]:
+    """Runs whose names and messages hold markup, escape sequences and line breaks."""
+    with Client(address) as client:
+        flow = client.create_flow("bad[/]flow")
+        marked = client.create_flow_run(flow.flow_id, name="[red]x[/]")
+        client.set_flow_run_state(
+            marked.flow_run_id, proposed_state(StateType.RUNNING, message="[/]")
+        )
+        client.write_logs(marked.flow_run_id, (logging.INFO, "\x1b[31mred\x1b[0m\nsecond line"))
+        escaped = client.create_flow_run(flow.flow_id, name="ctl\x1b[31mred\nline")
+        long = client.create_flow_run(flow.flow_id, name="n" * 200, tags=["t" * 100])
+        return {
+            "flow": flow.flow_id,
+            "marked": marked.flow_run_id,
+            "escaped": escaped.flow_run_id,
+            "long": long.flow_run_id,
+        }
+
+
+def test_names_and_messages_print_as_text_and_cannot_steer_the_terminal(address, hostile):
+    shown = cli(address, "flow-run", "inspect", hostile["marked"])
+    assert shown.returncode == 0, shown.stderr
+    assert "[red]x[/]" in shown.stdout and "bad[/]flow" in shown.stdout
+    logs = cli(address, "flow-run", "logs", hostile["marked"])
+    assert "\x1b" not in logs.stdout and "\\x1b[31mred" in logs.stdout
+    assert logs.stdout.count("\n") == 1  # one line, its line break shown as \n
+    listed = cli(address, "flow-run", "ls", "--flow", "bad[/]flow")
+    assert listed.returncode == 0 and "\x1b" not in listed.stdout
+    assert listed.stdout.count("\n") == 4  # the header and one line a run
+    assert "ctl\\x1b[31mred\\nline" in listed.stdout
+    for terminal in ({"COLUMNS": "80", "FORCE_COLOR": "1"}, {"COLUMNS": "200", "FORCE_COLOR": "1"}):
+        table = cli(address, "flow-run", "ls", "--flow", "bad[/]flow", env=terminal)
+        plain = re.sub(r"\x1b\[[0-9;]*m", "", table.stdout)
+        header = plain.splitlines()[0].split()
+        # A long name is shortened; the ids and states are always there.
+        assert header[:2] == ["ID", "NAME"] and "STATE" in header, plain
+        assert all(len(line) <= int(terminal["COLUMNS"]) for line in plain.splitlines()), plain
+        assert hostile["long"] in plain
+    deleted = cli(address, "flow-run", "delete", hostile["escaped"])
+    assert deleted.returncode == 0 and "\x1b" not in deleted.stdout
+    made = cli(address, "concurrency-limit", "create", "x[/]", "1")
+    assert made.returncode == 0 and "x[/]" in made.stdout
+    assert cli(address, "concurrency-limit", "delete", "x[/]").returncode == 0
+
+
+def test_settings_that_cannot_work_are_refused_at_once(address, tmp_path: Path):
+    for bad in ("127.0.0.1", ":50051", "127.0.0.1:99999", "127.0.0.1:abc", "a b:1"):
+        refused = runwire("flow", "ls", "--address", bad)
+        assert refused.returncode == 2 and "address" in refused.stderr, (bad, refused.stderr)
+    not_pem = tmp_path / "ca.pem"
+    not_pem.write_text("hello")
+    refused = runwire("flow", "ls", "--address", address, "--ca-file", str(not_pem))
+    assert refused.returncode == 2 and "PEM" in refused.stderr
+    refused = runwire("flow", "ls", "--address", address, "--token", "a\nb")
+    assert refused.returncode == 2 and "token" in refused.stderr
+    empty = tmp_path / "empty.token"
+    empty.write_text("\n")
+    refused = runwire("flow", "ls", "--address", address, "--token-file", str(empty))
+    assert refused.returncode == 2 and "empty" in refused.stderr
+    assert cli(address, "concurrency-limit", "create", "db", "99999999999").returncode == 2
+    for timeout in ("0", "-1", "inf", "nan", "1x"):
+        assert cli(address, "flow-run", "watch", "x", "--timeout", timeout).returncode == 2
+    assert cli(address, "flow-run", "inspect", "").returncode == 2
+    assert cli(address, "flow-run", "logs", "x", "-f", "-o", "json").returncode == 2
+    config = tmp_path / "config.toml"
+    for content in (
+        b"[profiles.dev]\naddress = 50777\n",
+        b'profiles = "x"\n',
+        b"[profiles]\ndev = 3\n",
+        b"\xff\xfe",
+    ):
+        config.write_bytes(content)
+        for args in (("flow", "ls"), ("config", "ls"), ("config", "set", "tls", "true")):
+            broken = runwire(*args, config=config)
+            assert broken.returncode == 2 and str(config) in broken.stderr, (content, args)

@@ -22,6 +22,8 @@ from rich.text import Text
 
 # Two spaces between columns, as kubectl and gh print them.
 GAP = 2
+# The fewest characters a column that may be shortened keeps ("nightly-…").
+CUT_WIDTH = 8
 
 
 class Output(StrEnum):
@@ -51,8 +53,9 @@ OutputOption = Annotated[
 HELP_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-def command_group(help: str) -> typer.Typer:
-    """A group of `runwire` commands, such as `flow-run`, with the command line's help."""
+def command_group(help: str | None) -> typer.Typer:
+    """A group of `runwire` commands, such as `flow-run`, with the command line's help
+    (`help` None: its callback's docstring)."""
     return typer.Typer(
         help=help,
         no_args_is_help=True,
@@ -65,13 +68,30 @@ def command_group(help: str) -> typer.Typer:
 
 def stdout() -> Console:
     """The console of standard output, made for each command (it reads COLUMNS and whether
-    standard output is a terminal when it is made)."""
-    return Console(highlight=False, soft_wrap=True)
+    standard output is a terminal when it is made). It reads no markup: names and messages
+    are the users' text, and `[/]` in one must print as itself."""
+    return Console(highlight=False, soft_wrap=True, markup=False)
 
 
 def stderr() -> Console:
     """The console of standard error, for what went wrong."""
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    return Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+
+
+def plain(value: object) -> str:
+    """`value` as one line of text that cannot steer the terminal: control and format
+    characters (escape sequences, newlines, right-to-left overrides) are shown escaped."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
+def complain(what: str, message: object) -> None:
+    """One line on standard error: what went wrong, in red, and the details."""
+    line = Text(what, style="red")
+    line.append(f": {plain(message)}")
+    stderr().print(line)
 
 
 @dataclass(frozen=True)
@@ -96,15 +116,28 @@ def table_of(columns: Sequence[Column], rows: Sequence[Any], *, width: int | Non
         for c, column in enumerate(columns)
     ]
     shown = list(range(len(columns)))
+    budget = list(natural)
     if width is not None:
-        order = sorted(shown, key=lambda c: (columns[c].keep, -c))
-        for dropped in order:
-            need = sum(
-                natural[c] if not columns[c].cut else min(natural[c], 12) for c in shown
-            ) + GAP * (len(shown) - 1)
-            if need <= width or len(shown) == 1:
+        # Columns that may be shortened count at their shortest while the table is made to
+        # fit; what room is left then goes back to them, the most needed first.
+        shortest = [
+            min(natural[c], CUT_WIDTH) if column.cut else natural[c]
+            for c, column in enumerate(columns)
+        ]
+
+        def need() -> int:
+            return sum(shortest[c] for c in shown) + GAP * (len(shown) - 1)
+
+        for dropped in sorted(shown, key=lambda c: (columns[c].keep, -c)):
+            if need() <= width or len(shown) == 1:
                 break
             shown.remove(dropped)
+        room = width - need()
+        budget = list(shortest)
+        for c in sorted((c for c in shown if columns[c].cut), key=lambda c: -columns[c].keep):
+            grown = min(natural[c], shortest[c] + max(room, 0))
+            room -= grown - shortest[c]
+            budget[c] = grown
     table = Table(
         box=None,
         pad_edge=False,
@@ -119,7 +152,8 @@ def table_of(columns: Sequence[Column], rows: Sequence[Any], *, width: int | Non
             column.header.upper(),
             no_wrap=True,
             overflow="ellipsis" if column.cut else "fold",
-            min_width=None if column.cut else natural[c],
+            min_width=budget[c],
+            max_width=budget[c],
         )
     for row_cells in cells:
         table.add_row(*(row_cells[c] for c in shown))
@@ -127,7 +161,7 @@ def table_of(columns: Sequence[Column], rows: Sequence[Any], *, width: int | Non
 
 
 def _text(value: str | Text) -> Text:
-    return value if isinstance(value, Text) else Text(value)
+    return value if isinstance(value, Text) else Text(plain(value))
 
 
 def emit(

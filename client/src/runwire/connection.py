@@ -28,6 +28,12 @@ from typing import Any
 import grpc
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
+
+
+def _is_token(token: str) -> bool:
+    return bool(token) and token.isascii() and token.isprintable() and " " not in token
+
+
 # The variable each setting falls back to.
 VARIABLES = {
     "address": "RUNWIRE_API_URL",
@@ -44,21 +50,29 @@ SCHEMES = {"grpc": False, "http": False, "grpcs": True, "https": True}
 
 def split_address(text: str) -> tuple[str, bool | None]:
     """`host:port` and whether the address asks for TLS (None: it does not say), from an
-    address or a URL; a path after the host, or a scheme of another kind, is refused."""
+    address or a URL; what cannot name a server (no port, a path, another scheme) is refused
+    with ValueError."""
     scheme, found, rest = text.strip().partition("://")
-    if not found:
-        return text.strip(), None
-    if scheme.lower() not in SCHEMES:
-        raise ValueError(
-            f"address {text!r}: the scheme must be one of {', '.join(SCHEMES)}, or none"
-        )
-    host, _, path = rest.partition("/")
-    if path or not host:
-        raise ValueError(f"address {text!r}: give host:port, with no path")
-    tls = SCHEMES[scheme.lower()]
-    if ":" not in host.rpartition("]")[2]:
-        host += ":443" if tls else ":80"
-    return host, tls
+    tls: bool | None = None
+    if found:
+        if scheme.lower() not in SCHEMES:
+            raise ValueError(
+                f"address {text!r}: the scheme must be one of {', '.join(SCHEMES)}, or none"
+            )
+        rest, _, path = rest.partition("/")
+        if path:
+            raise ValueError(f"address {text!r}: give host:port, with no path")
+        tls = SCHEMES[scheme.lower()]
+        if rest and ":" not in rest.rpartition("]")[2]:
+            rest += ":443" if tls else ":80"
+    else:
+        rest = scheme
+    host, colon, port = rest.rpartition(":")
+    if not colon or not host or host.startswith(":") or any(c.isspace() for c in host):
+        raise ValueError(f"address {text!r}: give host:port, such as 127.0.0.1:50051")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"address {text!r}: the port must be a number from 1 to 65535")
+    return rest, tls
 
 
 @dataclass(frozen=True)
@@ -90,8 +104,15 @@ class ConnectionSettings:
         if "token" not in values and token_file:
             try:
                 values["token"] = Path(token_file).read_text().strip()
-            except OSError as exc:
-                raise ValueError(f"token file {token_file}: {exc.strerror}") from None
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = getattr(exc, "strerror", None) or "not text"
+                raise ValueError(f"token file {token_file}: {reason}") from None
+            if not values["token"]:
+                raise ValueError(f"token file {token_file} is empty")
+        if values.get("token") == "":
+            del values["token"]
+        if "token" in values and not _is_token(values["token"]):
+            raise ValueError("a token is printable ASCII, with no spaces or line breaks")
         if "address" in values:
             values["address"], url_tls = split_address(values["address"])
             if url_tls is not None and "tls" not in values:
@@ -115,7 +136,12 @@ class ConnectionSettings:
         """The TLS credentials: the CA to trust and, for mutual TLS, the client's certificate."""
 
         def read(path: str | None) -> bytes | None:
-            return Path(path).read_bytes() if path else None
+            if not path:
+                return None
+            content = Path(path).read_bytes()
+            if b"-----BEGIN " not in content:
+                raise ValueError(f"{path} holds no PEM data (a certificate or a key)")
+            return content
 
         return grpc.ssl_channel_credentials(
             root_certificates=self.root_certificates or read(self.ca_file),

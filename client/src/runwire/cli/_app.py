@@ -10,7 +10,23 @@ import typer
 from runwire.cli import _connect
 from runwire.cli_output import command_group
 
-app = command_group("Runwire: the state service for workflow orchestration.")
+ROOT_HELP = """Runwire: the state service for workflow orchestration.
+
+The connection options go before or after the command's name; `runwire config` keeps
+them in profiles.
+
+\b
+Examples:
+  runwire flow-run ls --state failed --since '1 day ago'
+  runwire flow-run watch nightly-etl-42 --timeout 30m
+  runwire --address grpcs://runwire.example.com flow-run inspect 01a2256a
+
+\b
+Exit codes: 0 success; 1 the server refused the request, or a run ended unsuccessfully
+(see `flow-run watch`); 2 bad usage or settings; 3 the server could not be reached;
+4 a wait timed out; 130 interrupted.
+"""
+app = command_group(ROOT_HELP)
 flow_run_app = command_group("Inspect, watch and steer flow runs.")
 task_run_app = command_group("Inspect task runs.")
 flow_app = command_group("Inspect flows.")
@@ -44,12 +60,4 @@ def main(
         ),
     ] = None,
 ) -> None:
-    """Runwire: the state service for workflow orchestration.
-
-    The connection options go before or after the command's name.
-
-    \b
-    Exit codes: 0 success; 1 the server refused the request, or a run ended unsuccessfully
-    (see `flow-run watch`); 2 bad usage or settings; 3 the server could not be reached;
-    4 a wait timed out; 130 interrupted.
-    """
+    """The `runwire` command itself: its options are kept for the command that follows."""

@@ -17,10 +17,9 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from rich.markup import escape
 
 from runwire.cli import _profiles
-from runwire.cli_output import stderr
+from runwire.cli_output import complain
 
 if TYPE_CHECKING:
     from runwire.client import Client
@@ -200,22 +199,16 @@ def client() -> Iterator[Client]:
             key_file=resolved.key_file,
         )
     except (ValueError, OSError, _profiles.ProfileError) as exc:
-        stderr().print(f"[red]invalid connection settings[/]: {escape(str(exc))}")
+        complain("invalid connection settings", exc)
         raise typer.Exit(2) from None
     try:
         connection.wait_until_ready(timeout=3)
         yield connection
     except TlsMismatch as exc:
-        stderr().print(
-            f"[red]TLS settings do not fit the server's[/]: {escape(exc.cause)}: "
-            f"{escape(_tls_remedy(exc))}"
-        )
+        complain("TLS settings do not fit the server's", f"{exc.cause}: {_tls_remedy(exc)}")
         raise typer.Exit(2) from None
     except Unavailable as exc:
-        stderr().print(
-            f"[red]cannot reach the Runwire server at {connection.address}[/]: "
-            f"{escape(exc.message)}"
-        )
+        complain(f"cannot reach the Runwire server at {connection.address}", exc.message)
         raise typer.Exit(3) from None
     except RunwireError as exc:
         refused(exc)
@@ -234,7 +227,7 @@ def refused(exc: RunwireError) -> None:
     # The server's message names the field first; say it once.
     if exc.field and not message.startswith(f"{exc.field}:"):
         message = f"{exc.field}: {message}"
-    stderr().print(f"[red]{what}[/]: {escape(message)}")
+    complain(what, message)
     raise typer.Exit(1)
 
 
@@ -251,8 +244,9 @@ def _tls_remedy(mismatch: TlsMismatch) -> str:
         return remedy
     if reason == TlsMismatch.SERVER_IS_PLAINTEXT:
         return (
-            "drop --tls, --ca-file, --cert-file and --key-file (and the RUNWIRE_API_TLS and "
-            "RUNWIRE_API_*_FILE variables, and the profile's TLS settings)"
+            "give a host:port or grpc:// address, and drop --tls, --ca-file, --cert-file and "
+            "--key-file (and the RUNWIRE_API_TLS and RUNWIRE_API_*_FILE variables, and the "
+            "profile's TLS settings)"
         )
     if reason == TlsMismatch.SERVER_CERTIFICATE_UNTRUSTED:
         if int(details.get("verify_code", 0)) in NAME_MISMATCH:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from runwire.cli._show import ago, state_text, time_of
-from runwire.cli_output import Column, stderr, table_of
+from runwire.cli_output import Column, complain, stderr, table_of
 from runwire.states import StateType
 from runwire.v1 import filters_pb2 as f
 from runwire.v1 import task_run_service_pb2
@@ -37,11 +37,21 @@ def _is_id(text: str) -> bool:
     return len(text) >= 32
 
 
+# The longest name a run reference may be (the server's limit on names).
+LONGEST = 255
+
+
 def _match(ref: str, found: f.FlowRunFilter | f.TaskRunFilter) -> None:
     """Make `found` select runs whose id starts with `ref`, or whose name is `ref`."""
+    if not ref.strip() or len(ref) > LONGEST:
+        raise typer.BadParameter(
+            f"give a run's id, the start of one, or a name of at most {LONGEST} characters",
+            param_hint="RUN",
+        )
     found.operator = f.FILTER_OPERATOR_OR
     found.name.any_of.values.append(ref)
-    if HEX.issuperset(ref) and len(ref.replace("-", "")) <= 32:
+    digits = ref.replace("-", "")
+    if digits and HEX.issuperset(ref) and len(digits) <= 32:
         found.id.starts_with.values.append(ref)
 
 
@@ -70,14 +80,13 @@ def _one(kind: str, ref: str, found: Sequence[Any], raw: Callable[[Any], Any]) -
     if len(found) == 1:
         return found[0]
     if not found:
-        stderr().print(
-            f"[red]not found[/]: no {kind} has an id that starts with, or a name of, {ref!r}"
-        )
+        complain("not found", f"no {kind} has an id that starts with, or a name of, {ref!r}")
         raise typer.Exit(1)
     more = "more than " if len(found) > SHOWN else ""
-    stderr().print(
-        f"[red]ambiguous[/]: {more}{min(len(found), SHOWN)} {kind}s match {ref!r}; "
-        "give more of the id (its last digits differ), or the whole id:"
+    complain(
+        "ambiguous",
+        f"{more}{min(len(found), SHOWN)} {kind}s match {ref!r}; "
+        "give more of the id (its last digits differ), or the whole id:",
     )
     columns = [
         Column("id", lambda message: message.id),

@@ -49,11 +49,33 @@ def load() -> dict[str, Any]:
     where = path()
     try:
         with where.open("rb") as file:
-            return tomllib.load(file)
+            config = tomllib.load(file)
     except FileNotFoundError:
         return {}
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ProfileError(f"cannot read {where}: {exc}") from None
+    problem = _problem(config)
+    if problem:
+        raise ProfileError(f"{where}: {problem}")
+    return config
+
+
+def _problem(config: dict[str, Any]) -> str | None:
+    """What is wrong with a config file's content, if anything."""
+    if not isinstance(config.get("active", DEFAULT), str):
+        return "active must be a profile's name"
+    found = config.get("profiles", {})
+    if not isinstance(found, dict):
+        return "profiles must be a table of profiles ([profiles.NAME])"
+    for name, settings in found.items():
+        if not isinstance(settings, dict):
+            return f"profiles.{name} must be a table of settings"
+        for key, value in settings.items():
+            wanted = bool if key == "tls" else str
+            if key in KEYS and not isinstance(value, wanted):
+                kind = "true or false" if wanted is bool else "a string"
+                return f"profiles.{name}.{key} must be {kind}, not {value!r}"
+    return None
 
 
 def save(config: dict[str, Any]) -> None:

@@ -20,7 +20,7 @@ from runwire.cli._show import (
     time_of,
     wall_time,
 )
-from runwire.cli_output import Column
+from runwire.cli_output import Column, plain
 from runwire.states import FINISHED, StateType
 from runwire.v1 import flow_run_pb2, task_run_pb2
 
@@ -74,7 +74,7 @@ def fields(rows: Sequence[tuple[str, str | Text]]) -> Table:
     grid.add_column(overflow="fold")
     for name, value in rows:
         if value:
-            grid.add_row(name, value)
+            grid.add_row(name, value if isinstance(value, Text) else Text(plain(value)))
     return grid
 
 
@@ -87,7 +87,7 @@ def when(message: Any, field: str) -> str:
 def flow_run_fields(run: flow_run_pb2.FlowRun, flow_name: str) -> Table:
     state = state_of(run)
     if run.state.message:
-        state.append(f"  {run.state.message}")
+        state.append(f"  {plain(run.state.message)}")
     return fields(
         [
             ("Flow run", run.name),
@@ -129,7 +129,7 @@ def history(states: Sequence[Any]) -> Table:
         table.add_row(
             wall_time(state.timestamp),
             state_text(state.type, state.name),
-            state.message,
+            Text(plain(state.message)),
         )
     return table
 
@@ -145,21 +145,21 @@ def task_tree(label: RenderableType, task_runs: Sequence[task_run_pb2.TaskRun]) 
     tree = Tree(label, guide_style="bright_black")
     width = max((len(t.name or t.task_key) for t in task_runs), default=0)
     for task_run in task_runs:
-        line = Text(f"{task_run.name or task_run.task_key:<{width}}")
+        line = Text(f"{plain(task_run.name or task_run.task_key):<{width}}")
         line.append("  ")
         line.append_text(state_of(task_run))
         spent = duration(run_duration(task_run))
         if spent:
             line.append(f"  {spent}", style="bright_black")
         if task_run.state.message and StateType.from_proto(task_run.state.type) in FINISHED:
-            line.append(f"  {task_run.state.message}", style="bright_black")
+            line.append(f"  {plain(task_run.state.message)}", style="bright_black")
         tree.add(line)
     return tree
 
 
 def run_label(run: flow_run_pb2.FlowRun) -> Text:
     """A flow run's line at the top of its tree."""
-    line = Text(run.name, style="bold")
+    line = Text(plain(run.name), style="bold")
     line.append("  ")
     line.append_text(state_of(run))
     spent = duration(run_duration(run))

@@ -13,6 +13,7 @@ from google.protobuf.message import Message
 from pendulum.tz import get_local_timezone
 from rich.text import Text
 
+from runwire.cli_output import plain
 from runwire.states import State, StateType
 
 # The colour of each state type, as Prefect's UI and Argo's CLI colour them.
@@ -45,14 +46,16 @@ LEVEL_STYLES = {"DEBUG": "bright_black", "INFO": "", "WARNING": "yellow", "ERROR
 def state_text(state_type: StateType, name: str | None = None) -> Text:
     """A state as a table shows it: its mark and name, coloured by its type."""
     return Text(
-        f"{STATE_MARKS[state_type]} {name or state_type.value.title()}",
+        f"{STATE_MARKS[state_type]} {plain(name or state_type.value.title())}",
         style=STATE_STYLES[state_type],
     )
 
 
 def level_text(level: str) -> Text:
     """A log level, coloured."""
-    return Text(f"{level:<8}", style=LEVEL_STYLES.get(level, "bold red"))
+    return Text(
+        f"{level:<8}", style=LEVEL_STYLES.get(level, "bold red" if level == "CRITICAL" else "")
+    )
 
 
 AGO = re.compile(r"(\d+)\s*(second|minute|hour|day|week|month|year)s?\s+ago", re.IGNORECASE)

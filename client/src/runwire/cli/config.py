@@ -8,7 +8,7 @@ import typer
 
 from runwire.cli import _connect, _profiles
 from runwire.cli._app import config_app
-from runwire.cli_output import Column, Output, OutputOption, emit, stderr, stdout
+from runwire.cli_output import Column, Output, OutputOption, complain, emit, plain, stdout
 
 ProfileName = Annotated[
     str | None,
@@ -22,7 +22,7 @@ def _config() -> dict[str, Any]:
     try:
         return _profiles.load()
     except _profiles.ProfileError as exc:
-        stderr().print(f"[red]invalid config[/]: {exc}")
+        complain("invalid config", exc)
         raise typer.Exit(2) from None
 
 
@@ -52,7 +52,7 @@ def config_set(
         raise typer.BadParameter(str(exc), param_hint="KEY") from None
     config.setdefault("profiles", {}).setdefault(name, {})[key] = parsed
     _profiles.save(config)
-    stdout().print(f"Set {key} of profile {name!r} in {_profiles.path()}")
+    stdout().print(plain(f"Set {key} of profile {name!r} in {_profiles.path()}"))
 
 
 @config_app.command("unset")
@@ -70,11 +70,11 @@ def config_unset(
     name = _target(config, profile)
     settings = _profiles.profiles(config).get(name, {})
     if key not in settings:
-        stderr().print(f"[red]not found[/]: profile {name!r} does not set {key!r}")
+        complain("not found", f"profile {name!r} does not set {key!r}")
         raise typer.Exit(1)
     del settings[key]
     _profiles.save(config)
-    stdout().print(f"Removed {key} from profile {name!r}")
+    stdout().print(plain(f"Removed {key} from profile {name!r}"))
 
 
 @config_app.command("use")
@@ -89,14 +89,15 @@ def config_use(
     """
     config = _config()
     if name not in _profiles.profiles(config) and name != _profiles.DEFAULT:
-        stderr().print(
-            f"[red]not found[/]: no profile {name!r}; make one with "
-            f"`runwire config set address HOST:PORT --profile {name}`"
+        complain(
+            "not found",
+            f"no profile {name!r}; make one with "
+            f"`runwire config set address HOST:PORT --profile {name}`",
         )
         raise typer.Exit(1)
     config["active"] = name
     _profiles.save(config)
-    stdout().print(f"Using profile {name!r}")
+    stdout().print(plain(f"Using profile {name!r}"))
 
 
 @config_app.command("ls")

@@ -11,7 +11,7 @@ from rich.text import Text
 from runwire.cli import _connect, _find, _runs
 from runwire.cli._app import flow_run_app
 from runwire.cli._show import as_json, moment, state_json, state_text
-from runwire.cli_output import Output, OutputOption, emit, emit_one, print_table, stdout
+from runwire.cli_output import Output, OutputOption, emit, emit_one, plain, print_table, stdout
 from runwire.states import StateType
 
 if TYPE_CHECKING:
@@ -137,11 +137,12 @@ def _steer(run: str, action: str) -> None:
         view = _find.flow_run(client, run)
         result = getattr(client, action)(view.flow_run_id)
     moved = result.status == "ACCEPT" or (result.status == "REJECT" and result.written)
-    line = Text(f"{view.name} → " if moved else f"Refused: {view.name} stays ")
+    name = plain(view.name)
+    line = Text(f"{name} → " if moved else f"Refused: {name} stays ")
     state = result.state or view.state
     line.append_text(state_text(state.type, state.name))
     if result.reason:
-        line.append(f"  ({result.reason})")
+        line.append(f"  ({plain(result.reason)})")
     if result.status == "WAIT" and result.delay is not None:
         line.append(f"; try again in {result.delay.total_seconds():.0f}s")
     stdout().print(line)
@@ -199,4 +200,4 @@ def flow_run_delete(run: Run) -> None:
     with _connect.client() as client:
         view = _find.flow_run(client, run)
         client.delete_flow_run(view.flow_run_id)
-    stdout().print(f"Deleted flow run {view.name} ({view.flow_run_id})")
+    stdout().print(f"Deleted flow run {plain(view.name)} ({view.flow_run_id})")

@@ -9,7 +9,7 @@ import typer
 from runwire.cli import _connect
 from runwire.cli._app import limit_app
 from runwire.cli._show import as_json
-from runwire.cli_output import Column, Output, OutputOption, emit, stdout
+from runwire.cli_output import Column, Output, OutputOption, emit, plain, stdout
 
 Tag = Annotated[str, typer.Argument(metavar="TAG", help="the tag the limit applies to")]
 
@@ -45,7 +45,10 @@ def limit_ls(output: OutputOption = Output.TABLE) -> None:
 @_connect.connected
 def limit_create(
     tag: Tag,
-    limit: Annotated[int, typer.Argument(metavar="LIMIT", min=0, help="how many may run at once")],
+    limit: Annotated[
+        int,
+        typer.Argument(metavar="LIMIT", min=0, max=2**31 - 1, help="how many may run at once"),
+    ],
 ) -> None:
     """Limit how many task runs with this tag run at once (or change the limit).
 
@@ -55,7 +58,7 @@ def limit_create(
     """
     with _connect.client() as client:
         made = client.set_concurrency_limit(tag, limit)
-    stdout().print(f"Task runs tagged {made.tag!r} now run at most {made.limit} at once")
+    stdout().print(f"Task runs tagged {plain(repr(made.tag))} now run at most {made.limit} at once")
 
 
 @limit_app.command("delete")
@@ -69,4 +72,4 @@ def limit_delete(tag: Tag) -> None:
     """
     with _connect.client() as client:
         client.delete_concurrency_limit(tag)
-    stdout().print(f"Removed the concurrency limit of {tag!r}")
+    stdout().print(f"Removed the concurrency limit of {plain(repr(tag))}")

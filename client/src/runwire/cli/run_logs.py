@@ -16,7 +16,7 @@ from runwire.cli import _connect, _find
 from runwire.cli._app import flow_run_app
 from runwire.cli._show import clock, iso, level_text
 from runwire.cli.flow_runs import Run
-from runwire.cli_output import Output, OutputOption, stderr, stdout
+from runwire.cli_output import Output, OutputOption, complain, plain, stderr, stdout
 
 if TYPE_CHECKING:
     from runwire.client import Client
@@ -67,6 +67,11 @@ def flow_run_logs(
       runwire flow-run logs 01a2256a --task extract --tail 20
       runwire flow-run logs 01a2256a -f -o jsonl | jq -r .message
     """
+    if output in (Output.WIDE, Output.ID):
+        raise typer.BadParameter("logs print as table, json or jsonl", param_hint="--output")
+    if follow and output is Output.JSON:
+        # One JSON document cannot be printed before the run ends; JSON lines can.
+        raise typer.BadParameter("--follow prints -o jsonl, not json", param_hint="--output")
     if head is not None and (tail is not None or follow):
         raise typer.BadParameter(
             "--head goes with neither --tail nor --follow", param_hint="--head"
@@ -77,7 +82,7 @@ def flow_run_logs(
         task_runs = client.task_run_messages(view.flow_run_id)
         names = {t.id: t.name or t.task_key for t in task_runs}
         chosen = None if task is None else _tasks(task_runs, task)
-        printer = _Printer(output, names)
+        printer = _Printer(output, names, follow=follow)
         if follow:
             _follow(client, view.flow_run_id, printer, minimum, chosen, tail)
         else:
@@ -100,9 +105,9 @@ def _tasks(task_runs: list[Any], wanted: list[str]) -> list[str]:
     chosen = [t.id for t in task_runs if {t.name, t.task_key, t.id} & set(wanted)]
     if not chosen:
         known = ", ".join(sorted({t.name or t.task_key for t in task_runs})) or "none"
-        stderr().print(
-            f"[red]not found[/]: no task run of this run is named {' or '.join(wanted)!r} "
-            f"(it has: {known})"
+        complain(
+            "not found",
+            f"no task run of this run is named {' or '.join(wanted)!r} (it has: {known})",
         )
         raise typer.Exit(1)
     return chosen
@@ -144,8 +149,9 @@ def _follow(
 class _Printer:
     """Prints log lines as `output` asks: text lines, or JSON (one document or one line each)."""
 
-    def __init__(self, output: Output, names: dict[str, str]) -> None:
+    def __init__(self, output: Output, names: dict[str, str], *, follow: bool) -> None:
         self.output = output
+        self.follow = follow
         self.names = names
         self.width = max((len(name) for name in names.values()), default=0)
         self.documents: list[dict[str, Any]] = []
@@ -174,17 +180,26 @@ class _Printer:
                 "message": message,
             }
             if self.output is Output.JSONL:
-                sys.stdout.write(json.dumps(document, ensure_ascii=False) + "\n")
-                sys.stdout.flush()
+                sys.stdout.write(
+                    json.dumps(document, separators=(",", ":"), ensure_ascii=False) + "\n"
+                )
+                if self.follow:
+                    sys.stdout.flush()
             else:
                 self.documents.append(document)
             return
         text = Text(f"{clock(when)} ")
         text.append_text(level_text(level_name))
         if self.width:
-            text.append(f" {task:<{self.width}}", style="cyan")
-        text.append(f" | {message}")
-        self.console.print(text)
+            text.append(f" {plain(task):<{self.width}}", style="cyan")
+        text.append(f" | {plain(message)}")
+        if self.console.is_terminal:
+            self.console.print(text)
+        else:
+            # Piped there is nothing to style: write the line itself, many times quicker.
+            sys.stdout.write(text.plain + "\n")
+            if self.follow:
+                sys.stdout.flush()
 
     def close(self) -> None:
         if self.output is Output.JSON:

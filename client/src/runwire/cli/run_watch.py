@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import re
 import threading
 import time
 from collections import deque
@@ -26,7 +27,7 @@ from runwire.cli import _connect, _find, _runs
 from runwire.cli._app import flow_run_app
 from runwire.cli._show import clock, duration, level_text, run_duration, state_text
 from runwire.cli.flow_runs import Run
-from runwire.cli_output import stdout
+from runwire.cli_output import plain, stderr, stdout
 from runwire.states import FINISHED, State, StateType
 from runwire.v1 import flow_run_pb2, task_run_pb2
 
@@ -76,12 +77,12 @@ class RunModel:
         run = self.run
         state = state_text(self.state_type, run.state.name)
         if run.state.message:
-            state.append(f"  {run.state.message}", style="bright_black")
+            state.append(f"  {plain(run.state.message)}", style="bright_black")
         ordered = sorted(self.task_runs.values(), key=lambda t: t.id)
         parts: list[RenderableType] = [
             _runs.fields(
                 [
-                    ("Flow run", Text(run.name, style="bold")),
+                    ("Flow run", Text(plain(run.name), style="bold")),
                     ("ID", run.id),
                     ("State", state),
                     ("Started", _runs.when(run, "start_time")),
@@ -104,18 +105,18 @@ def _log_line(model: RunModel, log: Any) -> Text:
     task = model.task_names.get(log.task_run_id, "") if log.task_run_id else ""
     width = max(map(len, model.task_names.values()), default=0)
     if width:
-        line.append(f" {task:<{width}}", style="cyan")
-    line.append(f" | {log.message}")
+        line.append(f" {plain(task):<{width}}", style="cyan")
+    line.append(f" | {plain(log.message)}")
     return line
 
 
 def _change_line(when: datetime, what: str, state: State, spent: str = "") -> Text:
-    line = Text(f"{clock(when)} {what} → ")
+    line = Text(f"{clock(when)} {plain(what)} → ")
     line.append_text(state_text(state.type, state.name))
     if spent:
         line.append(f" ({spent})")
     if state.message:
-        line.append(f"  {state.message}")
+        line.append(f"  {plain(state.message)}")
     return line
 
 
@@ -160,16 +161,27 @@ def _deleted(client: Client, flow_run_id: str) -> bool:
     return False
 
 
+DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)([dhms]))+?")
+UNITS = {"d": 86_400, "h": 3_600, "m": 60, "s": 1}
+
+
 def _seconds(text: str) -> float:
-    units = {"s": 1, "m": 60, "h": 3600}
+    """A duration the user typed: seconds, or units as Go and kubectl write them (90s, 10m,
+    1h30m, 2d)."""
+    spoken = text.strip().lower()
     try:
-        if text and text[-1] in units:
-            return float(text[:-1]) * units[text[-1]]
-        return float(text)
+        seconds = float(spoken)
     except ValueError:
+        parts = DURATION.findall(spoken)
+        seconds = sum(float(amount) * UNITS[unit] for amount, unit in parts)
+        if not parts or "".join(a + u for a, u in parts) != spoken:
+            seconds = -1
+    if not 0 < seconds < 10 * 365 * 86_400:  # also refuses nan and inf
         raise typer.BadParameter(
-            f"{text!r} is not a duration: give seconds, or 90s, 10m, 2h", param_hint="--timeout"
-        ) from None
+            f"{text!r} is not a duration: give seconds above 0, or 90s, 10m, 1h30m, 2d",
+            param_hint="--timeout",
+        )
+    return seconds
 
 
 @flow_run_app.command("watch")
@@ -180,7 +192,7 @@ def flow_run_watch(
         str | None,
         typer.Option(
             metavar="DURATION",
-            help="give up after this long (seconds, or 90s, 10m, 2h), with exit code 4",
+            help="give up after this long (seconds, or 90s, 10m, 1h30m, 2d), with exit code 4",
         ),
     ] = None,
 ) -> None:
@@ -212,12 +224,14 @@ def flow_run_watch(
         if ended and model.state_type not in FINISHED:
             model.deleted = _deleted(client, view.flow_run_id)
     if not ended:
-        stdout().print(f"Timed out after {timeout}: the run is {model.run.state.name}")
+        stderr().print(
+            f"Timed out after {timeout} ({limit:g}s): the run is {plain(model.run.state.name)}"
+        )
         raise typer.Exit(TIMED_OUT)
     if model.deleted:
-        stdout().print(f"{model.run.name} was deleted")
+        stdout().print(f"{plain(model.run.name)} was deleted")
         raise typer.Exit(1)
-    summary = Text(f"{model.run.name} ")
+    summary = Text(f"{plain(model.run.name)} ")
     summary.append_text(state_text(model.state_type, model.run.state.name))
     summary.append(f" after {duration(run_duration(model.run)) or '0s'}")
     if model.task_runs:
@@ -240,9 +254,7 @@ def _follow(
     change on `console` when there is one."""
     deadline = None if limit is None else time.monotonic() + limit
     while True:
-        wait = None if deadline is None else deadline - time.monotonic()
-        if wait is not None and wait <= 0:
-            return False
+        wait = None if deadline is None else max(deadline - time.monotonic(), 0)
         try:
             message = events.get(timeout=wait)
         except queue.Empty:

@@ -12,7 +12,7 @@ from runwire.cli import _connect, _find, _runs
 from runwire.cli._app import task_run_app
 from runwire.cli._show import as_json, duration, run_duration, state_json
 from runwire.cli.flow_runs import STATES
-from runwire.cli_output import Output, OutputOption, emit, emit_one, print_table
+from runwire.cli_output import Output, OutputOption, emit, emit_one, plain, print_table
 from runwire.states import StateType
 
 
@@ -90,7 +90,7 @@ def task_run_inspect(
         return
     state = _runs.state_of(message)
     if message.state.message:
-        state.append(f"  {message.state.message}")
+        state.append(f"  {plain(message.state.message)}")
     print_table(
         Group(
             _runs.fields(
