@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import inspect
 import os
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -214,8 +215,12 @@ def client() -> Iterator[Client]:
         refused(exc)
     except KeyboardInterrupt:
         # Ctrl-C while waiting on the server: the shell's code for SIGINT, not a failure of
-        # the run (1) that a script waiting on `watch` would act on.
-        raise typer.Exit(130) from None
+        # the run (1) that a script waiting on `watch` would act on. The process ends here,
+        # without closing the channel under a stream another thread still reads (which can
+        # hang gRPC): the system closes the connection.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
     finally:
         connection.close()
 
