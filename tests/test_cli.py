@@ -230,6 +230,9 @@ def test_task_run_flow_deployment_and_limit_commands(address, runs):
         cli(address, "deployment", "inspect", runs["deployment"], "-o", "json").stdout
     )
     assert deployment["name"] == "cli-deployment"
+    named = cli(address, "deployment", "inspect", "cli-deployment", "-o", "id")
+    assert named.stdout.strip() == runs["deployment"]
+    assert cli(address, "deployment", "inspect", "no-such-deployment").returncode == 1
     assert cli(address, "concurrency-limit", "create", "cli-tag", "3").returncode == 0
     [limit] = [
         json.loads(line)
@@ -495,3 +498,10 @@ def test_settings_that_cannot_work_are_refused_at_once(address, tmp_path: Path):
         for args in (("flow", "ls"), ("config", "ls"), ("config", "set", "tls", "true")):
             broken = runwire(*args, config=config)
             assert broken.returncode == 2 and str(config) in broken.stderr, (content, args)
+
+
+def test_the_command_line_imports_grpc_only_once_a_command_calls_the_server():
+    """gRPC reads its logging settings when it is imported; the command line sets them first."""
+    probe = "import runwire.cli, sys; print('grpc' in sys.modules)"
+    shown = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert shown.stdout.strip() == "False", shown.stderr

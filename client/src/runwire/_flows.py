@@ -44,11 +44,15 @@ def get_flow_by_name(name: str) -> Unary[FlowView]:
     )
 
 
-def list_flows(*, page_size: int = 200) -> Paged[FlowView]:
-    """Every flow, by name; pages of `page_size` are fetched as the caller goes."""
+def list_flows(*, ids: Sequence[str] | None = None, page_size: int = 200) -> Paged[FlowView]:
+    """Every flow (or those with these `ids`), by name; pages of `page_size` are fetched as
+    the caller goes."""
+    request = flow_service_pb2.ListFlowsRequest(page_size=page_size)
+    if ids is not None:
+        request.flows.id.any_of.values.extend(ids)
     return Paged(
         Rpc(FLOWS, "ListFlows"),
-        flow_service_pb2.ListFlowsRequest(page_size=page_size),
+        request,
         "flows",
         lambda flow, _: FlowView.from_proto(flow),
     )
@@ -102,11 +106,17 @@ def get_deployment(deployment_id: str) -> Unary[Deployment]:
     )
 
 
-def list_deployments(*, page_size: int = 200) -> Paged[Deployment]:
-    """Every deployment; pages of `page_size` are fetched as the caller goes."""
+def list_deployments(
+    *, names: Sequence[str] | None = None, page_size: int = 200
+) -> Paged[Deployment]:
+    """Every deployment (or those with these `names`); pages of `page_size` are fetched as
+    the caller goes."""
+    request = deployment_service_pb2.ListDeploymentsRequest(page_size=page_size)
+    if names is not None:
+        request.deployments.name.any_of.values.extend(names)
     return Paged(
         Rpc(DEPLOYMENTS, "ListDeployments"),
-        deployment_service_pb2.ListDeploymentsRequest(page_size=page_size),
+        request,
         "deployments",
         lambda item, _: Deployment.from_proto(item),
     )

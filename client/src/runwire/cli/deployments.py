@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from runwire.cli import _connect, _runs
 from runwire.cli._app import deployment_app
 from runwire.cli._show import as_json
-from runwire.cli_output import Column, Output, OutputOption, emit, emit_one, print_table
+from runwire.cli_output import (
+    Column,
+    Output,
+    OutputOption,
+    complain,
+    emit,
+    emit_one,
+    print_table,
+)
+
+if TYPE_CHECKING:
+    from runwire.client import Client
 
 
 def _columns(flow_names: dict[str, str]) -> list[Column]:
@@ -54,20 +65,44 @@ def deployment_ls(output: OutputOption = Output.TABLE) -> None:
     )
 
 
+def _deployment(client: Client, ref: str) -> Any:
+    """The deployment with this id, or the one with this name (two flows may each have a
+    deployment of one name: then the command lists them and ends)."""
+    import uuid
+
+    from runwire.errors import NotFound
+
+    try:
+        uuid.UUID(ref)
+    except ValueError:
+        found = [d.raw for d in client.list_deployments(names=[ref])]
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            _connect.refused(NotFound(f"no deployment has the id or the name {ref!r}"))
+        listed = ", ".join(f"{d.id} (flow {d.flow_id})" for d in found)
+        complain("ambiguous", f"{len(found)} deployments are named {ref!r}: {listed}")
+        raise typer.Exit(1) from None
+    return client.get_deployment(ref).raw
+
+
 @deployment_app.command("inspect")
 @_connect.connected
 def deployment_inspect(
-    deployment: Annotated[str, typer.Argument(metavar="DEPLOYMENT", help="the deployment's id")],
+    deployment: Annotated[
+        str, typer.Argument(metavar="DEPLOYMENT", help="the deployment's id or name")
+    ],
     output: OutputOption = Output.TABLE,
 ) -> None:
     """Show one deployment.
 
     \b
     Examples:
+      runwire deployment inspect etl-prod
       runwire deployment inspect 01a2256a-6f1e-7c3b-9d4e-0a1b2c3d4e5f
     """
     with _connect.client() as client:
-        message = client.get_deployment(deployment).raw
+        message = _deployment(client, deployment)
         flow_name = client.get_flow(message.flow_id).name
     if emit_one(output, lambda: as_json(message), message.id):
         return

@@ -24,8 +24,10 @@ Run = Annotated[
 
 
 def flow_names(client: Client, flow_ids: set[str]) -> dict[str, str]:
-    """The names of these flows by id."""
-    return {flow_id: client.get_flow(flow_id).name for flow_id in flow_ids}
+    """The names of these flows by id, in one list call."""
+    if not flow_ids:
+        return {}
+    return {flow.flow_id: flow.name for flow in client.list_flows(ids=sorted(flow_ids))}
 
 
 @flow_run_app.command("ls")
