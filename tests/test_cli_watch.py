@@ -8,6 +8,7 @@ import logging
 import os
 import pty
 import re
+import signal
 import struct
 import subprocess
 import termios
@@ -47,7 +48,16 @@ class Watch:
         if terminal:
             main, side = pty.openpty()
             fcntl.ioctl(side, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
-            self.process = subprocess.Popen(command, stdin=side, stdout=side, stderr=side, env=env)
+            self.process = subprocess.Popen(
+                command,
+                stdin=side,
+                stdout=side,
+                stderr=side,
+                env=env,
+                # As a terminal starts it: a test run in the background (`cmd &`) ignores
+                # SIGINT, and a child would inherit that.
+                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+            )
             os.close(side)
             self.reader = threading.Thread(target=self._read, args=(main,), daemon=True)
         else:
@@ -177,8 +187,6 @@ def test_timeout_and_cancelled_runs(address: str, tmp_path: Path):
 
 
 def test_ctrl_c_ends_the_watch_with_the_code_of_an_interrupt(address: str):
-    import signal
-
     with Client(address) as client:
         flow = client.create_flow("watched-interrupted")
         run = client.create_flow_run(flow.flow_id, name="interrupted-run")
