@@ -11,6 +11,7 @@ import re
 import signal
 import struct
 import subprocess
+import sys
 import termios
 import threading
 import time
@@ -22,6 +23,15 @@ import pytest
 from runwire import Client, StateType, proposed_state
 from tests.conftest import RUNWIRE_CLI, start_server_process
 
+# Runs a command with SIGINT's default handler, as a terminal starts it: a test run started in
+# the background (`cmd &`) ignores SIGINT, and its children would inherit that. (A preexec_fn
+# would do it too, but is not safe in a process with threads, as pytest with gRPC is.)
+AS_A_TERMINAL_STARTS_IT = [
+    sys.executable,
+    "-c",
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.argv[1], sys.argv[1:])",
+]
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\r")
 
 
@@ -36,27 +46,22 @@ def address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 class Watch:
     """`runwire flow-run watch` running on a pseudo-terminal 100 columns wide (or piped)."""
 
-    def __init__(self, address: str, run: str, *extra: str, terminal: bool = True) -> None:
+    def __init__(
+        self, address: str, run: str, *extra: str, terminal: bool = True, verb: str = "watch"
+    ) -> None:
         env = {
             k: v
             for k, v in os.environ.items()
             if not k.startswith(("RUNWIRE_", "FORCE_COLOR", "NO_COLOR", "COLUMNS"))
         }
         env.update(RUNWIRE_API_URL=address, TERM="xterm-256color", RUNWIRE_CONFIG="/nonexistent")
-        command = [str(RUNWIRE_CLI), "flow-run", "watch", run, *extra]
+        command = [str(RUNWIRE_CLI), "flow-run", verb, run, *extra]
         self.chunks: list[bytes] = []
         if terminal:
             main, side = pty.openpty()
             fcntl.ioctl(side, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
             self.process = subprocess.Popen(
-                command,
-                stdin=side,
-                stdout=side,
-                stderr=side,
-                env=env,
-                # As a terminal starts it: a test run in the background (`cmd &`) ignores
-                # SIGINT, and a child would inherit that.
-                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+                [*AS_A_TERMINAL_STARTS_IT, *command], stdin=side, stdout=side, stderr=side, env=env
             )
             os.close(side)
             self.reader = threading.Thread(target=self._read, args=(main,), daemon=True)
@@ -195,3 +200,21 @@ def test_ctrl_c_ends_the_watch_with_the_code_of_an_interrupt(address: str):
         watch.process.send_signal(signal.SIGINT)
         assert watch.finish() == 130
         assert "Traceback" not in watch.screen
+
+
+def test_logs_follow_names_the_task_runs_that_begin_after_it_started(address: str):
+    with Client(address) as client:
+        flow = client.create_flow("followed")
+        run = client.create_flow_run(flow.flow_id, name="followed-run")
+        everything = Watch(address, run.flow_run_id, "-f", terminal=False, verb="logs")
+        only_load = Watch(
+            address, run.flow_run_id, "-f", "--task", "load", terminal=False, verb="logs"
+        )
+        time.sleep(1)  # both follow before the first task run exists
+        drive(client, run.flow_run_id, False, lambda: None)
+        assert everything.finish() == 0 and only_load.finish() == 0
+    lines = everything.screen.splitlines()
+    assert any("extract-0" in line and "extract is working" in line for line in lines), lines
+    assert [line for line in only_load.screen.splitlines() if "working" in line] == [
+        line for line in lines if "load is working" in line
+    ]

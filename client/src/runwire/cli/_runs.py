@@ -30,7 +30,7 @@ def state_of(message: Any) -> Text:
 
 
 def started(message: Any) -> str:
-    """When the run started, or is expected to."""
+    """When the run started, or, before it starts, when it is expected to."""
     return ago(time_of(message, "start_time") or time_of(message, "expected_start_time"))
 
 
@@ -41,7 +41,7 @@ def flow_run_columns(flow_names: Mapping[str, str]) -> list[Column]:
         Column("name", lambda run: run.name, keep=90, cut=True),
         Column("flow", lambda run: flow_names.get(run.flow_id, run.flow_id), keep=40, cut=True),
         Column("state", state_of, keep=95),
-        Column("started", started, keep=70),
+        Column("start", started, keep=70),
         Column("duration", lambda run: duration(run_duration(run)), keep=60),
         Column("tags", lambda run: ",".join(run.tags), keep=10, cut=True),
         Column("start time", lambda run: wall_time(time_of(run, "start_time")), wide=True),
@@ -57,7 +57,7 @@ def task_run_columns() -> list[Column]:
         Column("id", lambda run: run.id, keep=100),
         Column("name", lambda run: run.name, keep=90, cut=True),
         Column("state", state_of, keep=95),
-        Column("started", started, keep=70),
+        Column("start", started, keep=70),
         Column("duration", lambda run: duration(run_duration(run)), keep=60),
         Column("flow run", lambda run: run.flow_run_id, keep=20),
         Column("task key", lambda run: run.task_key, wide=True),

@@ -137,7 +137,13 @@ def _steer(run: str, action: str) -> None:
     exit code 0 when the run moved, 1 when the rules refused."""
     with _connect.client() as client:
         view = _find.flow_run(client, run)
-        result = getattr(client, action)(view.flow_run_id)
+        if action == "force_cancel_flow_run":
+            from runwire import proposed_state
+
+            cancelled = proposed_state(StateType.CANCELLED, message="Cancelled with --force")
+            result = client.set_flow_run_state(view.flow_run_id, cancelled, force=True)
+        else:
+            result = getattr(client, action)(view.flow_run_id)
     moved = result.status == "ACCEPT" or (result.status == "REJECT" and result.written)
     name = plain(view.name)
     line = Text(f"{name} → " if moved else f"Refused: {name} stays ")
@@ -154,15 +160,26 @@ def _steer(run: str, action: str) -> None:
 
 @flow_run_app.command("cancel")
 @_connect.connected
-def flow_run_cancel(run: Run) -> None:
-    """Ask for a flow run to be cancelled (it moves to Cancelling, or straight to Cancelled
-    when nothing runs it yet).
+def flow_run_cancel(
+    run: Run,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="mark it Cancelled at once, past the rules: for a run that nothing will stop",
+        ),
+    ] = False,
+) -> None:
+    """Ask for a flow run to be cancelled: it moves to Cancelling, for whatever runs it to
+    stop it and report Cancelled. A Scheduled run, which nothing runs yet, is Cancelled at
+    once; a Pending or Running run that nothing runs any more needs --force.
 
     \b
     Examples:
       runwire flow-run cancel nightly-etl-42
+      runwire flow-run cancel nightly-etl-42 --force
     """
-    _steer(run, "cancel_flow_run")
+    _steer(run, "force_cancel_flow_run" if force else "cancel_flow_run")
 
 
 @flow_run_app.command("resume")

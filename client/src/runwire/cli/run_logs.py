@@ -81,11 +81,13 @@ def flow_run_logs(
         view = _find.flow_run(client, run)
         task_runs = client.task_run_messages(view.flow_run_id)
         names = {t.id: t.name or t.task_key for t in task_runs}
-        chosen = None if task is None else _tasks(task_runs, task)
         printer = _Printer(output, names, follow=follow)
         if follow:
-            _follow(client, view.flow_run_id, printer, minimum, chosen, tail)
+            # The task runs may not exist yet: lines are matched to them as they come.
+            wanted = None if task is None else set(task)
+            _follow(client, view.flow_run_id, printer, minimum, wanted, tail)
         else:
+            chosen = None if task is None else _tasks(task_runs, task)
             lines = client.list_logs(
                 view.flow_run_id,
                 level_at_least=minimum,
@@ -118,10 +120,23 @@ def _follow(
     flow_run_id: str,
     printer: _Printer,
     minimum: int | None,
-    chosen: list[str] | None,
+    wanted: set[str] | None,
     tail: int | None,
 ) -> None:
-    """Print the lines so far (the last `tail` of them), then new ones until the run ends."""
+    """Print the lines so far (the last `tail` of them), then new ones until the run ends;
+    `wanted`: only those of task runs with these names, keys or ids."""
+    keys: dict[str, set[str]] = {}
+
+    def chosen(task_run_id: str) -> bool:
+        if wanted is None:
+            return True
+        if not task_run_id:
+            return False
+        if task_run_id not in keys:
+            task_run = client.get_task_run(task_run_id)
+            keys[task_run_id] = {task_run_id, task_run.name, task_run.task_slug}
+        return bool(keys[task_run_id] & wanted)
+
     replayed: list[Any] = []
     live = False
     for message in client.watch(flow_run_id, stream_states=False, after_cursor=0):
@@ -133,10 +148,9 @@ def _follow(
         if kind != "log":
             continue
         log = message.log
-        if (minimum is not None and log.level < minimum) or (
-            chosen is not None and log.task_run_id not in chosen
-        ):
+        if (minimum is not None and log.level < minimum) or not chosen(log.task_run_id):
             continue
+        printer.learn(client, log.task_run_id)
         if not live:
             replayed.append(log)
         else:
@@ -157,6 +171,13 @@ class _Printer:
         self.documents: list[dict[str, Any]] = []
         self.console = stdout()
         self.printed = 0
+
+    def learn(self, client: Client, task_run_id: str) -> None:
+        """Know the name of a task run that began after the command started."""
+        if task_run_id and task_run_id not in self.names:
+            task_run = client.get_task_run(task_run_id)
+            self.names[task_run_id] = task_run.name or task_run.task_slug
+            self.width = max(self.width, len(self.names[task_run_id]))
 
     def log(self, log: Any) -> None:
         from runwire.cli._show import time_of

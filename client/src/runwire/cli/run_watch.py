@@ -224,9 +224,7 @@ def flow_run_watch(
         if ended and model.state_type not in FINISHED:
             model.deleted = _deleted(client, view.flow_run_id)
     if not ended:
-        stderr().print(
-            f"Timed out after {timeout} ({limit:g}s): the run is {plain(model.run.state.name)}"
-        )
+        stderr().print(f"Timed out after {limit:g}s: the run is {plain(model.run.state.name)}")
         raise typer.Exit(TIMED_OUT)
     if model.deleted:
         stdout().print(f"{plain(model.run.name)} was deleted")
