@@ -179,9 +179,7 @@ def emit(
         write_json([as_json(row) for row in rows])
     elif output is Output.JSONL:
         for row in rows:
-            sys.stdout.write(
-                json.dumps(as_json(row), separators=(",", ":"), ensure_ascii=False) + "\n"
-            )
+            sys.stdout.write(json_line(as_json(row)))
     elif output is Output.ID:
         for row in rows:
             sys.stdout.write(row_id(row) + "\n")
@@ -199,7 +197,7 @@ def emit_one(output: Output, document: Callable[[], Any], object_id: str) -> boo
     if output is Output.JSON:
         write_json(document())
     elif output is Output.JSONL:
-        sys.stdout.write(json.dumps(document(), separators=(",", ":"), ensure_ascii=False) + "\n")
+        sys.stdout.write(json_line(document()))
     elif output is Output.ID:
         sys.stdout.write(object_id + "\n")
     else:
@@ -225,6 +223,11 @@ def print_table(renderable: RenderableType, *, fit: bool = True) -> None:
             color_system="auto" if console.color_system else None,
         )
     console.print(renderable, crop=False)
+
+
+def json_line(value: Any) -> str:
+    """`value` as one line of JSON, for `-o jsonl`."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False) + "\n"
 
 
 def write_json(value: Any) -> None:

@@ -77,6 +77,17 @@ def moment(text: str) -> datetime:
     return parsed
 
 
+def log_line(when: datetime, level: str, task: str, width: int, message: str) -> Text:
+    """A log line as `logs` and `watch` print it: time, level, the task run (in a column
+    `width` wide; none when no line has one) and the message."""
+    line = Text(f"{clock(when)} ")
+    line.append_text(level_text(level))
+    if width:
+        line.append(f" {plain(task):<{width}}", style="cyan")
+    line.append(f" | {plain(message)}")
+    return line
+
+
 def now() -> pendulum.DateTime:
     """The time every relative time and running duration is measured to."""
     return pendulum.now("UTC")

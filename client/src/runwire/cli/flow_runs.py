@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -15,6 +16,7 @@ from runwire.cli_output import Output, OutputOption, emit, emit_one, plain, prin
 from runwire.states import StateType
 
 if TYPE_CHECKING:
+    from runwire._values import OrchestrationResult
     from runwire.client import Client
 
 STATES = ", ".join(state.value.lower() for state in StateType)
@@ -132,18 +134,12 @@ def _document(view: Any, task_runs: list[Any]) -> dict[str, Any]:
     }
 
 
-def _steer(run: str, action: str) -> None:
-    """Propose a state change through the client method `action` and say what came of it:
-    exit code 0 when the run moved, 1 when the rules refused."""
+def _steer(run: str, change: Callable[[Client, str], OrchestrationResult]) -> None:
+    """Make the state change `change(client, flow_run_id)` and say what came of it: exit
+    code 0 when the run moved, 1 when the rules refused."""
     with _connect.client() as client:
         view = _find.flow_run(client, run)
-        if action == "force_cancel_flow_run":
-            from runwire import proposed_state
-
-            cancelled = proposed_state(StateType.CANCELLED, message="Cancelled with --force")
-            result = client.set_flow_run_state(view.flow_run_id, cancelled, force=True)
-        else:
-            result = getattr(client, action)(view.flow_run_id)
+        result = change(client, view.flow_run_id)
     moved = result.status == "ACCEPT" or (result.status == "REJECT" and result.written)
     name = plain(view.name)
     line = Text(f"{name} → " if moved else f"Refused: {name} stays ")
@@ -179,7 +175,14 @@ def flow_run_cancel(
       runwire flow-run cancel nightly-etl-42
       runwire flow-run cancel nightly-etl-42 --force
     """
-    _steer(run, "force_cancel_flow_run" if force else "cancel_flow_run")
+    _steer(run, _force_cancel if force else lambda client, i: client.cancel_flow_run(i))
+
+
+def _force_cancel(client: Client, flow_run_id: str) -> OrchestrationResult:
+    from runwire import proposed_state
+
+    cancelled = proposed_state(StateType.CANCELLED, message="Cancelled with --force")
+    return client.set_flow_run_state(flow_run_id, cancelled, force=True)
 
 
 @flow_run_app.command("resume")
@@ -191,7 +194,7 @@ def flow_run_resume(run: Run) -> None:
     Examples:
       runwire flow-run resume 01a2256a
     """
-    _steer(run, "resume_flow_run")
+    _steer(run, lambda client, flow_run_id: client.resume_flow_run(flow_run_id))
 
 
 @flow_run_app.command("retry")
@@ -204,7 +207,7 @@ def flow_run_retry(run: Run) -> None:
     Examples:
       runwire flow-run retry nightly-etl-42
     """
-    _steer(run, "retry_flow_run")
+    _steer(run, lambda client, flow_run_id: client.retry_flow_run(flow_run_id))
 
 
 @flow_run_app.command("delete")

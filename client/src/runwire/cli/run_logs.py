@@ -10,13 +10,12 @@ from datetime import UTC
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.text import Text
 
 from runwire.cli import _connect, _find
 from runwire.cli._app import flow_run_app
-from runwire.cli._show import clock, iso, level_text
+from runwire.cli._show import iso, log_line
 from runwire.cli.flow_runs import Run
-from runwire.cli_output import Output, OutputOption, complain, plain, stderr, stdout
+from runwire.cli_output import Output, OutputOption, complain, json_line, stderr, stdout
 
 if TYPE_CHECKING:
     from runwire.client import Client
@@ -201,19 +200,13 @@ class _Printer:
                 "message": message,
             }
             if self.output is Output.JSONL:
-                sys.stdout.write(
-                    json.dumps(document, separators=(",", ":"), ensure_ascii=False) + "\n"
-                )
+                sys.stdout.write(json_line(document))
                 if self.follow:
                     sys.stdout.flush()
             else:
                 self.documents.append(document)
             return
-        text = Text(f"{clock(when)} ")
-        text.append_text(level_text(level_name))
-        if self.width:
-            text.append(f" {plain(task):<{self.width}}", style="cyan")
-        text.append(f" | {plain(message)}")
+        text = log_line(when, level_name, task, self.width, message)
         if self.console.is_terminal:
             self.console.print(text)
         else:

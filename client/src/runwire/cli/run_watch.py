@@ -25,7 +25,7 @@ from rich.text import Text
 
 from runwire.cli import _connect, _find, _runs
 from runwire.cli._app import flow_run_app
-from runwire.cli._show import clock, duration, level_text, run_duration, state_text
+from runwire.cli._show import clock, duration, log_line, run_duration, state_text
 from runwire.cli.flow_runs import Run
 from runwire.cli_output import plain, stderr, stdout
 from runwire.states import FINISHED, State, StateType
@@ -99,15 +99,10 @@ class RunModel:
 
 
 def _log_line(model: RunModel, log: Any) -> Text:
-    when = log.timestamp.ToDatetime(tzinfo=UTC)
-    line = Text(f"{clock(when)} ")
-    line.append_text(level_text(logging.getLevelName(log.level)))
     task = model.task_names.get(log.task_run_id, "") if log.task_run_id else ""
     width = max(map(len, model.task_names.values()), default=0)
-    if width:
-        line.append(f" {plain(task):<{width}}", style="cyan")
-    line.append(f" | {plain(log.message)}")
-    return line
+    when = log.timestamp.ToDatetime(tzinfo=UTC)
+    return log_line(when, logging.getLevelName(log.level), task, width, log.message)
 
 
 def _change_line(when: datetime, what: str, state: State, spent: str = "") -> Text:
