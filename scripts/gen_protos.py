@@ -1,4 +1,6 @@
-"""Regenerate the committed runwire.v1 stubs from protos/ (the one codegen entry point).
+"""Regenerate the committed runwire.v1 stubs from protos/ (the one codegen entry point): the
+messages, their gRPC stubs and their Connect services and clients (`*_connect.py`, which need
+the `connect` extra of the runwire distribution).
 
 Run with `uv run python scripts/gen_protos.py`. CI runs it and fails if the output differs
 from what is committed.
@@ -19,17 +21,19 @@ PACKAGE = OUT / "runwire" / "v1"
 
 
 def main() -> int:
-    for old in PACKAGE.glob("*_pb2*.py*"):
-        old.unlink()
+    for pattern in ("*_pb2*.py*", "*_connect.py"):
+        for old in PACKAGE.glob(pattern):
+            old.unlink()
     sources = sorted(
         str(p.relative_to(PROTOS)) for p in (PROTOS / "runwire" / "v1").glob("*.proto")
     )
     # protoc finds the mypy plugins on PATH, so put this interpreter's scripts first.
     env = dict(os.environ)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    if shutil.which("protoc-gen-mypy", path=env["PATH"]) is None:
-        print("protoc-gen-mypy is missing: run through `uv run`", file=sys.stderr)
-        return 1
+    for plugin in ("protoc-gen-mypy", "protoc-gen-connectrpc"):
+        if shutil.which(plugin, path=env["PATH"]) is None:
+            print(f"{plugin} is missing: run through `uv run`", file=sys.stderr)
+            return 1
     cmd = [
         sys.executable,
         "-m",
@@ -39,6 +43,9 @@ def main() -> int:
         f"--grpc_python_out={OUT}",
         f"--mypy_out={OUT}",
         f"--mypy_grpc_out={OUT}",
+        # Connect (and gRPC-Web) services and clients over HTTP, for Google's _pb2 messages.
+        f"--connectrpc_out={OUT}",
+        "--connectrpc_opt=protobuf=google",
         *sources,
     ]
     subprocess.run(cmd, check=True, cwd=PROTOS, env=env)
@@ -47,6 +54,9 @@ def main() -> int:
         if "Stub" not in grpc_file.read_text():
             grpc_file.unlink()
             grpc_file.with_suffix(".pyi").unlink(missing_ok=True)
+    for connect_file in PACKAGE.glob("*_connect.py"):
+        if "ASGIApplication" not in connect_file.read_text():
+            connect_file.unlink()
     print(f"generated {len(sources)} protos into {PACKAGE.relative_to(ROOT)}")
     return 0
 

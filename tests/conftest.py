@@ -36,6 +36,9 @@ from runwire_server.server import RunningServer, serving
 from runwire_server.settings import Settings
 
 configure_logging("WARNING", "console")
+# Servers started by the tests, in this process or as `runwire server start` processes, take
+# any free port for their HTTP edge: the default one may be in use by a server of the machine's.
+os.environ["RUNWIRE_HTTP_ADDRESS"] = "127.0.0.1:0"
 RUNWIRE_CLI = Path(sys.executable).with_name("runwire")
 
 
@@ -69,7 +72,12 @@ def sizes(request: pytest.FixtureRequest) -> Sizes:
 
 def make_settings(db_path: Path, **overrides: Any) -> Settings:
     return Settings.load(
-        {"listen_address": "127.0.0.1:0", "database_url": f"sqlite:///{db_path}", **overrides},
+        {
+            "listen_address": "127.0.0.1:0",
+            "http_address": "127.0.0.1:0",
+            "database_url": f"sqlite:///{db_path}",
+            **overrides,
+        },
         environ={},
     )
 

@@ -11,7 +11,7 @@ from typing import cast
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
+from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 DOMAIN = "runwire.dev"
@@ -231,13 +231,19 @@ class DeadlineExceeded(RunwireError):
     reason = "DEADLINE_EXCEEDED"
 
 
+class Internal(RunwireError):
+    """What a client is told of a fault of the server; the fault itself is in the server's
+    log. Never raised: the edges answer with it for exceptions that are not RunwireErrors."""
+
+    code = grpc.StatusCode.INTERNAL
+    reason = "INTERNAL"
+
+    def __init__(self, message: str = "internal error; see the server log") -> None:
+        super().__init__(message)
+
+
 def internal_status(message: str = "internal error; see the server log") -> grpc.Status:
-    status = status_pb2.Status(
-        code=code_pb2.INTERNAL,
-        message=message,
-        details=[_pack(error_details_pb2.ErrorInfo(reason="INTERNAL", domain=DOMAIN))],
-    )
-    return cast(grpc.Status, rpc_status.to_status(status))
+    return Internal(message).to_status()
 
 
 def _pack(message: object) -> any_pb2.Any:

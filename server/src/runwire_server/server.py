@@ -1,4 +1,5 @@
-"""Building, starting and gracefully stopping the gRPC server."""
+"""Building, starting and gracefully stopping the server: its gRPC edge and its HTTP edge
+(Connect and gRPC-Web), one process and one event loop."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import grpc
 import structlog
 from filelock import FileLock
+from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -36,12 +38,15 @@ from runwire_server.api.flow_runs import FlowRunServicer
 from runwire_server.api.flows import DeploymentServicer, FlowServicer
 from runwire_server.api.interceptors import ApiInterceptor
 from runwire_server.api.limits import open_stream_quota, watch_quota
+from runwire_server.api.policy import CallPolicy
 from runwire_server.api.request_decoder import RequestDecoder
 from runwire_server.api.task_runs import ConcurrencyLimitServicer, LogServicer, TaskRunServicer
 from runwire_server.app import App, open_database, orchestration_settings
 from runwire_server.auth import Authenticator
 from runwire_server.convert.events import EventCodec
 from runwire_server.events.broadcast import Broadcaster
+from runwire_server.http.edge import http_application
+from runwire_server.http.serving import HttpServer
 from runwire_server.log_config import configure_logging
 from runwire_server.metrics import Metrics
 from runwire_server.services import Services
@@ -122,7 +127,9 @@ class RunningServer:
     bridge: Any = None
     metrics_port: int | None = None
     authenticator: Authenticator | None = None
-    interceptor: ApiInterceptor | None = None
+    policy: CallPolicy | None = None
+    http: HttpServer | None = None
+    http_port: int | None = None
     decoder: RequestDecoder | None = None
     tokens_watch: asyncio.Task[None] | None = None
     database_lock: FileLock | None = None  # SQLite: see storage.sqlite_lock
@@ -169,8 +176,10 @@ class RunningServer:
         # Watch streams end first (with a marker that says reconnect), so that the grace
         # period is left to unary calls.
         self.app.broadcaster.close()
-        if self.interceptor is not None:
-            await self.interceptor.drain(max_seconds=min(grace, 5.0))
+        if self.policy is not None:
+            await self.policy.drain(max_seconds=min(grace, 5.0))
+        if self.http is not None:
+            await self.http.stop()
         await self.server.stop(grace)
         if self.decoder is not None:
             self.decoder.close()
@@ -200,6 +209,11 @@ async def start(settings: Settings) -> RunningServer:
         raise ConfigurationError(
             f"cannot listen on {listen} ({setting('listen_address')}): {problem}"
         )
+    problem = bind_problem(settings.http_address) if settings.http_address else None
+    if problem is not None:
+        raise ConfigurationError(
+            f"cannot listen on {settings.http_address} ({setting('http_address')}): {problem}"
+        )
     try:
         database_lock = sqlite_lock.hold(settings.database_url)
     except sqlite_lock.DatabaseInUse as exc:
@@ -226,6 +240,8 @@ async def _start(
     metrics = Metrics()
     decoder = RequestDecoder(settings.decode_workers, settings.max_filter_values)
     bridge = None
+    http: HttpServer | None = None
+    http_port = None
     try:  # from here on, a server that cannot start closes what it opened
         if db.is_postgresql:
             from runwire_server.events.replicas import EventBridge, wait_listening
@@ -252,28 +268,19 @@ async def _start(
             services=services,
         )
         edge = AppContext(services=services, settings=settings, metrics=metrics)
-        interceptor = ApiInterceptor(
+        policy = CallPolicy(
             authenticator,
             metrics,
             streams=watch_quota(settings.max_watch_streams_per_client, metrics),
             open_streams=open_stream_quota(settings.max_open_streams_per_peer),
             decoder=decoder,
         )
-        server = grpc.aio.server(interceptors=[interceptor], options=server_options(settings))
-        flow_service_pb2_grpc.add_FlowServiceServicer_to_server(FlowServicer(edge), server)
-        deployment_service_pb2_grpc.add_DeploymentServiceServicer_to_server(
-            DeploymentServicer(edge), server
+        server = grpc.aio.server(
+            interceptors=[ApiInterceptor(policy)], options=server_options(settings)
         )
-        flow_run_service_pb2_grpc.add_FlowRunServiceServicer_to_server(
-            FlowRunServicer(edge), server
-        )
-        task_run_service_pb2_grpc.add_TaskRunServiceServicer_to_server(
-            TaskRunServicer(edge), server
-        )
-        concurrency_limit_service_pb2_grpc.add_ConcurrencyLimitServiceServicer_to_server(
-            ConcurrencyLimitServicer(edge), server
-        )
-        log_service_pb2_grpc.add_LogServiceServicer_to_server(LogServicer(edge), server)
+        servicers = _servicers(edge)
+        for service, servicer in servicers:
+            _ADD_TO_SERVER[service.full_name](servicer, server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection(
@@ -300,8 +307,28 @@ async def _start(
                 f"cannot serve metrics on {settings.metrics_address} "
                 f"({setting('metrics_address')}): {exc.strerror or exc}"
             ) from None
+        if settings.http_address:
+            http = HttpServer(
+                http_application(
+                    servicers,
+                    policy,
+                    max_message_bytes=settings.max_message_bytes,
+                    grpc_address=f"{listen.rsplit(':', 1)[0]}:{port}",
+                    cors_allowed_origins=settings.allowed_origins,
+                ),
+                settings,
+            )
+            try:
+                http_port = await http.start()
+            except OSError as exc:
+                raise ConfigurationError(
+                    f"cannot listen on {settings.http_address} ({setting('http_address')}): "
+                    f"{exc.strerror or exc}"
+                ) from None
         await server.start()
     except BaseException:
+        if http is not None:
+            await http.stop()
         if bridge is not None:
             await asyncio.to_thread(bridge.stop)
         decoder.close()
@@ -318,7 +345,9 @@ async def _start(
         bridge=bridge,
         metrics_port=metrics_port,
         authenticator=authenticator,
-        interceptor=interceptor,
+        policy=policy,
+        http=http,
+        http_port=http_port,
         decoder=decoder,
     )
     if settings.tokens_file and settings.tokens_file_check_seconds > 0:
@@ -329,6 +358,34 @@ async def _start(
     if running.retention.enabled:
         running.pruning = asyncio.create_task(running.retention.run())
     return running
+
+
+# How each service's servicer joins the gRPC server (the HTTP edge serves the same servicers).
+_ADD_TO_SERVER: dict[str, Callable[[Any, grpc.aio.Server], None]] = {
+    "runwire.v1.FlowService": flow_service_pb2_grpc.add_FlowServiceServicer_to_server,
+    "runwire.v1.DeploymentService": (
+        deployment_service_pb2_grpc.add_DeploymentServiceServicer_to_server
+    ),
+    "runwire.v1.FlowRunService": flow_run_service_pb2_grpc.add_FlowRunServiceServicer_to_server,
+    "runwire.v1.TaskRunService": task_run_service_pb2_grpc.add_TaskRunServiceServicer_to_server,
+    "runwire.v1.LogService": log_service_pb2_grpc.add_LogServiceServicer_to_server,
+    "runwire.v1.ConcurrencyLimitService": (
+        concurrency_limit_service_pb2_grpc.add_ConcurrencyLimitServiceServicer_to_server
+    ),
+}
+
+
+def _servicers(edge: AppContext) -> list[tuple[ServiceDescriptor, Any]]:
+    """Every service with the servicer that handles its calls, on both edges."""
+    by_name = {
+        "FlowService": FlowServicer(edge),
+        "DeploymentService": DeploymentServicer(edge),
+        "FlowRunService": FlowRunServicer(edge),
+        "TaskRunService": TaskRunServicer(edge),
+        "LogService": LogServicer(edge),
+        "ConcurrencyLimitService": ConcurrencyLimitServicer(edge),
+    }
+    return [(service, by_name[service.name]) for service in SERVICES]
 
 
 @asynccontextmanager
@@ -353,6 +410,7 @@ async def serve(settings: Settings) -> None:
         running.decoder.warm()
     loop.add_signal_handler(signal.SIGHUP, running.reload_tokens)
     host = settings.listen_address.rsplit(":", 1)[0]
+    http_host = settings.http_address.rsplit(":", 1)[0]
     authenticated = running.authenticator is not None and running.authenticator.enabled
     if not authenticated and not settings.mutual_tls:
         log.warning(
@@ -370,6 +428,7 @@ async def serve(settings: Settings) -> None:
         port=running.port,
         database=running.app.db.url.render_as_string(hide_password=True),
         tls="mutual" if settings.mutual_tls else ("on" if settings.tls else "off"),
+        http_address=None if running.http_port is None else f"{http_host}:{running.http_port}",
         tokens=authenticated,
         metrics_port=running.metrics_port,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -19,6 +20,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 FLAGS = frozenset(
     (
         "listen_address",
+        "http_address",
         "database_url",
         "log_level",
         "log_format",
@@ -95,6 +97,10 @@ class Settings:
     """Every knob of the server. Each field `x` is read from the variable `RUNWIRE_X`."""
 
     listen_address: str = "127.0.0.1:50051"
+    # The HTTP edge (Connect and gRPC-Web, for browsers, curl and HTTP-only callers); empty: off.
+    http_address: str = "127.0.0.1:50080"
+    # Origins whose pages may call the HTTP edge (CORS), comma-separated; "*": any; empty: none.
+    cors_allowed_origins: str = ""
     database_url: str = dataclasses.field(default_factory=default_database_url)
     log_level: str = "INFO"
     log_format: str = "console"  # or "json"
@@ -185,6 +191,14 @@ class Settings:
             _check_address("listen_address", self.listen_address)
         if self.metrics_address:
             _check_address("metrics_address", self.metrics_address)
+        if self.http_address:
+            _check_address("http_address", self.http_address)
+        for origin in self.allowed_origins:
+            if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
+                raise ConfigurationError(
+                    f"{setting('cors_allowed_origins')} takes origins such as "
+                    f"https://dashboard.example.com (scheme and host, no path) or *, not {origin!r}"
+                )
         _check_database_url(self.database_url)
         for name in _AT_LEAST_ONE:
             if getattr(self, name) < 1:
@@ -237,6 +251,10 @@ class Settings:
         """The bytes a list may fill with items: what the server sends at most, less room for
         the rest of the response."""
         return self.max_message_bytes - RESPONSE_RESERVE
+
+    @property
+    def allowed_origins(self) -> tuple[str, ...]:
+        return tuple(o.strip() for o in self.cors_allowed_origins.split(",") if o.strip())
 
     @property
     def tls(self) -> bool:

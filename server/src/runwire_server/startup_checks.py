@@ -39,16 +39,19 @@ def is_loopback(address: str) -> bool:
 
 
 def check_exposure(settings: Settings, authenticator: Authenticator) -> None:
-    """Without tokens or client certificates, anyone who reaches the port can write: allow
+    """Without tokens or client certificates, anyone who reaches a port can write: allow
     that on loopback only, unless the operator says otherwise explicitly."""
-    if authenticator.enabled or settings.mutual_tls or is_loopback(settings.listen_address):
+    if authenticator.enabled or settings.mutual_tls or settings.allow_unauthenticated_remote:
         return
-    if not settings.allow_unauthenticated_remote:
-        raise InsecureAddress(
-            f"refusing to listen on {settings.listen_address} with no authentication: configure "
-            "tokens (RUNWIRE_TOKENS_FILE or RUNWIRE_TOKENS) or mutual TLS, listen on 127.0.0.1, "
-            "or pass --allow-unauthenticated-remote (RUNWIRE_ALLOW_UNAUTHENTICATED_REMOTE=true)"
-        )
+    for name in ("listen_address", "http_address"):
+        address = getattr(settings, name)
+        if address and not is_loopback(address):
+            raise InsecureAddress(
+                f"refusing to listen on {address} ({setting(name)}) with no authentication: "
+                "configure tokens (RUNWIRE_TOKENS_FILE or RUNWIRE_TOKENS) or mutual TLS, listen "
+                "on 127.0.0.1, or pass --allow-unauthenticated-remote "
+                "(RUNWIRE_ALLOW_UNAUTHENTICATED_REMOTE=true)"
+            )
 
 
 def _read(name: str, path: str) -> bytes:

@@ -5,11 +5,12 @@ the two exchange over its standard input and output.
 
 A frame is a 4-byte big-endian length and that many bytes. Once started, the worker sends one
 JSON frame naming the code it runs (`{"module": <runwire_server's path>}`). Then, for each
-request, the server sends a JSON header (the request's message class and the limits to check it
-against) and the request's bytes; the worker answers with a JSON frame, `{"passed": true}`
-followed by the request encoded anew, or the refusal. The server decodes only the bytes encoded
-anew: a map key or a oneof sent twice is decoded twice but kept once, so the original bytes can
-cost more to decode than what was counted. The worker ends when its standard input closes,
+request, the server sends a JSON header (the request's message class, whether the request is in
+protobuf's JSON form, and the limits to check it against) and the request's bytes; the worker
+answers with a JSON frame, `{"passed": true}` followed by the request encoded anew in the binary
+form, or the refusal. The server decodes only the bytes encoded anew: a map key or a oneof sent
+twice is decoded twice but kept once, so the original bytes can cost more to decode than what
+was counted. The worker ends when its standard input closes,
 which it does when the server ends, however it ends.
 """
 
@@ -51,9 +52,12 @@ def check_request(message: Message, max_filter_values: int) -> None:
     check_enums(message)
 
 
-def decode_and_check(kind: type[Message], data: bytes, max_filter_values: int) -> Message:
-    """The request, decoded and checked as a large one is; raises its refusal."""
-    message = decode(kind, data)
+def decode_and_check(
+    kind: type[Message], data: bytes, max_filter_values: int, json: bool = False
+) -> Message:
+    """The request, decoded (from JSON if `json`) and checked as a large one is; raises its
+    refusal."""
+    message = decode(kind, data, json)
     if isinstance(message, Undecodable):
         raise message.refusal()
     check_entries(message)
@@ -74,7 +78,9 @@ def _answer(header: dict[str, Any], data: bytes) -> tuple[dict[str, Any], bytes 
     if not (isinstance(kind, type) and issubclass(kind, Message)):
         raise TypeError(f"{header['module']}.{header['name']} is not a message class")
     try:
-        message = decode_and_check(kind, data, header["max_filter_values"])
+        message = decode_and_check(
+            kind, data, header["max_filter_values"], header.get("json", False)
+        )
     except InvalidArgument as exc:
         return {"field": exc.field, "description": exc.description}, None
     except UndecodableRequest as exc:

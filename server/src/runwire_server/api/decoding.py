@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import DecodeError, Message
 
@@ -22,6 +23,7 @@ from runwire_server.errors import InvalidArgument, UndecodableRequest, quote
 
 # upb refuses messages nested deeper than this (a Struct value counts two levels).
 MAX_DEPTH = 100
+MAX_JSON_ERROR = 300  # characters of the JSON parser's message kept in a refusal
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ class Undecodable:
     type_name: str
     error: str
     size: int = 0
+    json: bool = False
 
     def refusal(self) -> UndecodableRequest:
         if self.size:
@@ -38,7 +41,10 @@ class Undecodable:
                 f"the request is {self.size} bytes; a {self.type_name} is at most "
                 f"{SMALL_REQUEST_BYTES}"
             )
-        if "MaxDepth" in self.error:
+        if self.json:
+            # The parser names the field and what is wrong with it.
+            why = f"{self.error[:MAX_JSON_ERROR]}"
+        elif "MaxDepth" in self.error:
             why = f"its messages are nested more than {MAX_DEPTH} levels deep"
         else:
             why = "its bytes are not a protobuf message of that type"
@@ -67,13 +73,23 @@ class Pending:
 
     kind: type[Message]
     data: bytes
+    json: bool = False  # the request is protobuf's JSON, not its binary form
 
 
-def decode(kind: type[Message], data: bytes) -> Message | Undecodable:
+# JSON is parsed in Python, some fifty times slower than upb decodes the binary form: a JSON
+# request larger than this is parsed by a decoding worker too.
+JSON_PENDING_BYTES = 16 * 1024
+
+
+def decode(kind: type[Message], data: bytes, json: bool = False) -> Message | Undecodable:
     try:
+        if json:
+            return json_format.Parse(data, kind(), ignore_unknown_fields=True)
         return kind.FromString(data)
     except DecodeError as exc:
         return Undecodable(kind.DESCRIPTOR.full_name, str(exc))
+    except json_format.ParseError as exc:
+        return Undecodable(kind.DESCRIPTOR.full_name, str(exc), json=True)
 
 
 def tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
@@ -84,17 +100,33 @@ def tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], An
     kind = getattr(deserialize, "__self__", None)
     if not (isinstance(kind, type) and issubclass(kind, Message)):
         return deserialize
+    return tolerant_parser(kind)
+
+
+_PARSERS: dict[tuple[type[Message], bool], Callable[[bytes], Any]] = {}
+
+
+def tolerant_parser(kind: type[Message], json: bool = False) -> Callable[[bytes], Any]:
+    """Parses a request of type `kind` from its binary form (or JSON) as `tolerant` does."""
+    parser = _PARSERS.get((kind, json))
+    if parser is None:
+        parser = _PARSERS[(kind, json)] = _parser(kind, json)
+    return parser
+
+
+def _parser(kind: type[Message], json: bool) -> Callable[[bytes], Any]:
     name = kind.DESCRIPTOR.full_name
     may_be_large = _may_be_large(kind.DESCRIPTOR)
+    pending_bytes = JSON_PENDING_BYTES if json else PENDING_BYTES
 
     def parse(data: bytes) -> Any:
-        if len(data) <= PENDING_BYTES:
-            return decode(kind, data)
+        if len(data) <= pending_bytes:
+            return decode(kind, data, json)
         if not may_be_large:
             if len(data) > SMALL_REQUEST_BYTES:
                 return Undecodable(name, "too large", len(data))
-            return decode(kind, data)
-        return Pending(kind, data)
+            return decode(kind, data, json)
+        return Pending(kind, data, json)
 
     return parse
 

@@ -6,15 +6,12 @@ import functools
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
-import grpc
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from prometheus_client import Gauge
 
 from runwire.v1 import filters_pb2
-from runwire_server import auth
 from runwire_server.errors import InvalidArgument, ResourceExhausted
 from runwire_server.metrics import Metrics
 from runwire_server.validation import MAX_NAME
@@ -98,15 +95,6 @@ def _check_text(value: str, path: str) -> None:
         )
 
 
-def client_key(context: grpc.aio.ServicerContext[Any, Any]) -> str:
-    """Whom a per-client quota counts against: the token's name, or else the peer's address
-    without its port (one host's many connections are one client)."""
-    identity = auth.caller.get()
-    if identity is not None:
-        return f"token {identity.name!r}"
-    return peer_key(context)
-
-
 class StreamQuota:
     """Counts each client's open streams of one kind and refuses one past the limit."""
 
@@ -161,8 +149,3 @@ def open_stream_quota(limit: int) -> StreamQuota:
         reason="STREAMS_EXHAUSTED",
         setting="RUNWIRE_MAX_OPEN_STREAMS_PER_PEER",
     )
-
-
-def peer_key(context: grpc.aio.ServicerContext[Any, Any]) -> str:
-    """The peer's address without its port: one host's many connections are one client."""
-    return f"peer {context.peer().rsplit(':', 1)[0]}"

@@ -103,12 +103,15 @@ class _Worker:
         with self._lock:
             self._running()
 
-    def check(self, kind: type[Message], data: bytes, max_filter_values: int) -> bytes | Refusal:
+    def check(
+        self, kind: type[Message], data: bytes, max_filter_values: int, from_json: bool = False
+    ) -> bytes | Refusal:
         """The request encoded anew when it passed, else its refusal."""
         header = {
             "module": kind.__module__,
             "name": kind.__qualname__,
             "max_filter_values": max_filter_values,
+            "json": from_json,
         }
         with self._lock:
             process = self._running()
@@ -280,7 +283,9 @@ class RequestDecoder:
 
     async def _decode(self, pending: Pending, client: str) -> Message:
         if not self._workers:
-            return decode_and_check(pending.kind, pending.data, self._max_filter_values)
+            return decode_and_check(
+                pending.kind, pending.data, self._max_filter_values, pending.json
+            )
         encoded = await self._check_in_worker(pending, client)
         message = decode(pending.kind, encoded)
         if isinstance(message, Undecodable):  # the worker encoded it: not expected
@@ -319,7 +324,12 @@ class RequestDecoder:
         for attempt in (1, 2):
             try:
                 exchange = loop.run_in_executor(
-                    self._threads, worker.check, pending.kind, pending.data, self._max_filter_values
+                    self._threads,
+                    worker.check,
+                    pending.kind,
+                    pending.data,
+                    self._max_filter_values,
+                    pending.json,
                 )
             except RuntimeError:  # the threads were shut down: the server is stopping
                 raise ShuttingDown(STOPPING) from None

@@ -1,0 +1,60 @@
+"""How the HTTP edge reads requests and writes responses: protobuf's binary form and its JSON
+mapping, read as the gRPC edge reads them (api.decoding: large or undecodable requests are
+handed to the call policy to check or refuse, never decoded on the event loop unchecked)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from runwire_server.api.decoding import tolerant_parser
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """A response already serialized in the binary form (an event fanned out to many
+    watchers is serialized once): the binary codec sends the bytes as they are."""
+
+    data: bytes
+    kind: type[Message]
+
+    def message(self) -> Message:
+        return self.kind.FromString(self.data)
+
+
+class BinaryCodec:
+    """`application/proto`, `application/connect+proto`, `application/grpc-web+proto`."""
+
+    def name(self) -> str:
+        return "proto"
+
+    def encode(self, message: Message | Encoded) -> bytes:
+        if isinstance(message, Encoded):
+            return message.data
+        return message.SerializeToString()
+
+    def decode(self, data: bytes | bytearray, message_class: type[Message]) -> Any:
+        return tolerant_parser(message_class)(bytes(data))
+
+
+class JsonCodec:
+    """`application/json`, `application/connect+json`, `application/grpc-web+json`: the
+    canonical JSON mapping (lowerCamelCase names, enums by name, 64-bit numbers as strings).
+    Fields this server does not know are ignored, as Connect servers do, so that newer clients
+    keep working."""
+
+    def name(self) -> str:
+        return "json"
+
+    def encode(self, message: Message | Encoded) -> bytes:
+        if isinstance(message, Encoded):
+            message = message.message()
+        document = json_format.MessageToDict(message)
+        return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+
+    def decode(self, data: bytes | bytearray, message_class: type[Message]) -> Any:
+        return tolerant_parser(message_class, json=True)(bytes(data) or b"{}")

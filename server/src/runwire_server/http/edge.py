@@ -1,0 +1,253 @@
+"""The HTTP edge as one ASGI application: each runwire.v1 service's generated Connect
+application (runwire.v1.*_connect), calling the gRPC edge's own handlers through the same call
+policy, so that both doors serve the same API with the same rules; and `/healthz` for load
+balancers that probe over HTTP."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+    MutableMapping,
+    Sequence,
+)
+from types import SimpleNamespace
+from typing import Any, NoReturn
+
+from connectrpc.code import Code
+from connectrpc.errors import ConnectError, ErrorDetail
+from connectrpc.request import RequestContext
+from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
+from google.protobuf.message import Message
+from google.protobuf.message_factory import GetMessageClass
+from protobuf.wkt import Any as AnyDetail
+from starlette.middleware.cors import CORSMiddleware
+
+from runwire_server.api.policy import CallPolicy
+from runwire_server.errors import Internal, RunwireError
+from runwire_server.http.codecs import BinaryCodec, Encoded, JsonCodec
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+Asgi = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+CODECS = (BinaryCodec(), JsonCodec())
+# What a browser on another origin may send and read (Connect's and gRPC-Web's headers).
+CORS_REQUEST_HEADERS = (
+    "authorization",
+    "content-type",
+    "connect-protocol-version",
+    "connect-timeout-ms",
+    "grpc-timeout",
+    "x-grpc-web",
+    "x-user-agent",
+    "traceparent",
+    "tracestate",
+)
+CORS_RESPONSE_HEADERS = ("grpc-status", "grpc-message", "grpc-status-details-bin")
+# Proxies that buffer responses (nginx, say) pass a stream's messages, heartbeats included,
+# as they come when the response asks them to.
+STREAM_HEADERS = (("x-accel-buffering", "no"), ("cache-control", "no-store"))
+
+
+class HttpCall:
+    """A Connect or gRPC-Web call, as the call policy sees it."""
+
+    __slots__ = ("_ctx", "method")
+    edge = "http"
+
+    def __init__(self, method: str, ctx: RequestContext[Any, Any]) -> None:
+        self.method = method
+        self._ctx = ctx
+
+    def metadata(self) -> Iterable[tuple[str, str | bytes]]:
+        return self._ctx.request_headers.allitems()
+
+    def time_remaining(self) -> float | None:
+        remaining = self._ctx.timeout_ms
+        return None if remaining is None else remaining / 1000
+
+    def peer(self) -> str:
+        address = self._ctx.client_address or "unknown"
+        return address.rsplit(":", 1)[0].strip("[]")
+
+    def own_code(self, exc: BaseException) -> str | None:
+        if isinstance(exc, ConnectError):
+            return "CANCELLED" if exc.code is Code.CANCELED else exc.code.name
+        return None
+
+    async def fail(self, exc: Exception) -> NoReturn:
+        raise connect_error(exc) from None
+
+
+def connect_error(exc: Exception) -> ConnectError:
+    """The Connect error for what a handler raised: a RunwireError's code, message and
+    details (ErrorInfo, BadRequest...), as the gRPC edge sends them."""
+    if isinstance(exc, NotImplementedError):
+        return ConnectError(Code.UNIMPLEMENTED, "this method is not implemented yet")
+    error = exc if isinstance(exc, RunwireError) else Internal()
+    code = Code.CANCELED if error.code.name == "CANCELLED" else Code[error.code.name]
+    details = [
+        ErrorDetail(AnyDetail(type_url=packed.type_url, value=packed.value))
+        for packed in error.details()
+    ]
+    return ConnectError(code, error.message, details)
+
+
+def _python_name(method: str) -> str:
+    """The name the Connect generator gives a method's handler: GetFlowRun -> get_flow_run."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", method).lower()
+
+
+def _handlers(servicer: Any, service: ServiceDescriptor, policy: CallPolicy) -> SimpleNamespace:
+    """The service as the generated Connect application calls it: each method passes the
+    call policy, then calls the gRPC servicer's handler of the same name."""
+    handlers: dict[str, Any] = {}
+    for method in service.methods:
+        name = f"/{service.full_name}/{method.name}"
+        behaviour = getattr(servicer, method.name)
+        if method.server_streaming:
+            handlers[_python_name(method.name)] = _stream(name, behaviour, method, policy)
+        else:
+            handlers[_python_name(method.name)] = _unary(name, behaviour, policy)
+    return SimpleNamespace(**handlers)
+
+
+def _unary(name: str, behaviour: Any, policy: CallPolicy) -> Any:
+    async def call(request: Any, ctx: RequestContext[Any, Any]) -> Any:
+        return await policy.unary(HttpCall(name, ctx), True, request, lambda r: behaviour(r, None))
+
+    return call
+
+
+def _stream(name: str, behaviour: Any, method: MethodDescriptor, policy: CallPolicy) -> Any:
+    response: type[Message] = GetMessageClass(method.output_type)
+
+    async def call(request: Any, ctx: RequestContext[Any, Any]) -> AsyncIterator[Any]:
+        for header, value in STREAM_HEADERS:
+            ctx.response_headers[header] = value
+        items = policy.stream(HttpCall(name, ctx), True, request, lambda r: behaviour(r, None))
+        async for item in items:
+            yield Encoded(item, response) if isinstance(item, bytes) else item
+
+    return call
+
+
+def service_application(
+    service: ServiceDescriptor, servicer: Any, policy: CallPolicy, max_message_bytes: int
+) -> Asgi:
+    """The generated Connect application of `service`, serving `servicer`'s handlers."""
+    module = importlib.import_module(service.file.name.replace("/", ".")[:-6] + "_connect")
+    application: Any = getattr(module, f"{service.name}ASGIApplication")
+    app: Asgi = application(
+        _handlers(servicer, service, policy), read_max_bytes=max_message_bytes, codecs=CODECS
+    )
+    return app
+
+
+class HttpEdge:
+    """Routes each request to its service's application by the path's first part
+    (`/runwire.v1.FlowRunService/GetFlowRun`)."""
+
+    def __init__(self, services: Mapping[str, Asgi], grpc_address: str, ready: Callable[[], bool]):
+        self._services = dict(services)
+        self._grpc_address = grpc_address
+        self._ready = ready
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return  # lifespan events: the server starts and stops the edge itself
+        path: str = scope["path"]
+        service = self._services.get(path[1:].partition("/")[0])
+        if service is not None:
+            if _content_type(scope).startswith("application/grpc") and not _is_grpc_web(scope):
+                await _answer(
+                    send,
+                    415,
+                    Code.UNIMPLEMENTED,
+                    "gRPC over HTTP/2 is served on the gRPC port "
+                    f"({self._grpc_address}); this port speaks Connect and gRPC-Web",
+                )
+                return
+            await service(scope, receive, send)
+        elif path == "/healthz" and scope["method"] in ("GET", "HEAD"):
+            if self._ready():
+                await _answer(send, 200, None, "serving")
+            else:
+                await _answer(send, 503, Code.UNAVAILABLE, "server shutting down")
+        else:
+            await _answer(
+                send,
+                404,
+                Code.UNIMPLEMENTED,
+                f"no such method: {path[:200]!r}; methods are POSTed to "
+                "/runwire.v1.<Service>/<Method>",
+            )
+
+
+def _content_type(scope: Scope) -> str:
+    for key, value in scope.get("headers", ()):
+        if key == b"content-type":
+            return str(value.decode("latin-1")).lower()
+    return ""
+
+
+def _is_grpc_web(scope: Scope) -> bool:
+    return _content_type(scope).startswith("application/grpc-web")
+
+
+async def _answer(send: Send, status: int, code: Code | None, message: str) -> None:
+    body = (
+        json.dumps({"status": message})
+        if code is None
+        else json.dumps({"code": code.value, "message": message})
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def http_application(
+    servicers: Sequence[tuple[ServiceDescriptor, Any]],
+    policy: CallPolicy,
+    *,
+    max_message_bytes: int,
+    grpc_address: str,
+    cors_allowed_origins: Sequence[str],
+) -> Asgi:
+    """The whole HTTP edge, with CORS for the allowed origins (none: no CORS headers, and
+    browsers keep pages of other origins out)."""
+    edge: Asgi = HttpEdge(
+        {
+            service.full_name: service_application(service, servicer, policy, max_message_bytes)
+            for service, servicer in servicers
+        },
+        grpc_address,
+        lambda: not policy.draining,
+    )
+    if not cors_allowed_origins:
+        return edge
+    cors: Asgi = CORSMiddleware(
+        edge,
+        allow_origins=list(cors_allowed_origins),
+        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_headers=list(CORS_REQUEST_HEADERS),
+        expose_headers=list(CORS_RESPONSE_HEADERS),
+        max_age=7200,
+    )
+    return cors

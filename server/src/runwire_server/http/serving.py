@@ -1,0 +1,76 @@
+"""Serving the HTTP edge with uvicorn on the server's own event loop, started and stopped
+with the gRPC server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import ssl
+
+import uvicorn
+
+from runwire_server.http.edge import Asgi
+from runwire_server.settings import Settings
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn inside a server that handles its own signals (SIGTERM drains both edges)."""
+
+    def capture_signals(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+
+class HttpServer:
+    """uvicorn serving the HTTP edge as a task of the running event loop."""
+
+    def __init__(self, app: Asgi, settings: Settings) -> None:
+        self._settings = settings
+        tls = settings.tls
+        config = uvicorn.Config(
+            app,
+            lifespan="off",
+            http="httptools",
+            ws="none",
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            limit_concurrency=settings.max_concurrent_calls,
+            timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_seconds)),
+            ssl_certfile=settings.tls_cert_file if tls else None,
+            ssl_keyfile=settings.tls_key_file if tls else None,
+            ssl_ca_certs=settings.tls_client_ca_file or None,
+            ssl_cert_reqs=ssl.CERT_REQUIRED if settings.mutual_tls else ssl.CERT_NONE,
+        )
+        self._server = _EmbeddedServer(config)
+        self._socket: socket.socket | None = None
+        self._loop: asyncio.Task[None] | None = None
+        self.port = 0
+
+    async def start(self) -> int:
+        """Listen on RUNWIRE_HTTP_ADDRESS; returns the port (the one chosen, for port 0)."""
+        host, _, port = self._settings.http_address.rpartition(":")
+        host = host.strip("[]")
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        # SO_REUSEADDR, and never SO_REUSEPORT: two servers must not share a port.
+        sock = socket.create_server((host, int(port)), family=family, backlog=2048)
+        sock.setblocking(False)
+        self._socket = sock
+        self.port = int(sock.getsockname()[1])
+        self._loop = asyncio.create_task(self._server.serve(sockets=[sock]))
+        while not self._server.started:
+            if self._loop.done():  # it could not start; its error says why
+                self._loop.result()
+                raise OSError("the HTTP edge stopped as it started")
+            await asyncio.sleep(0.005)
+        return self.port
+
+    async def stop(self) -> None:
+        """Stop accepting, let calls in flight finish (within the grace period), close."""
+        if self._loop is None:
+            if self._socket is not None:
+                self._socket.close()
+            return
+        self._server.should_exit = True
+        await self._loop
+        self._loop = None
