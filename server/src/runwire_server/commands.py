@@ -31,6 +31,13 @@ def server_start(
             help="host:port to listen on [env RUNWIRE_LISTEN_ADDRESS; default 127.0.0.1:50051]"
         ),
     ] = None,
+    http_address: Annotated[
+        str | None,
+        typer.Option(
+            help="host:port for Connect and gRPC-Web over HTTP, or off "
+            "[env RUNWIRE_HTTP_ADDRESS; default 127.0.0.1:50080]"
+        ),
+    ] = None,
     database_url: Annotated[
         str | None,
         typer.Option(
@@ -74,11 +81,13 @@ def server_start(
         typer.Option(help="host:port for Prometheus /metrics [env RUNWIRE_METRICS_ADDRESS]"),
     ] = None,
 ) -> None:
-    """Start the gRPC server; stop it with Ctrl-C or SIGTERM."""
+    """Start the server (gRPC, and Connect and gRPC-Web over HTTP); stop it with Ctrl-C or
+    SIGTERM."""
     from runwire_server.server import main
 
     overrides: dict[str, Any] = {
         "listen_address": listen_address,
+        "http_address": http_address,
         "database_url": database_url,
         "log_level": log_level,
         "log_format": log_format,

@@ -428,7 +428,9 @@ async def serve(settings: Settings) -> None:
         port=running.port,
         database=running.app.db.url.render_as_string(hide_password=True),
         tls="mutual" if settings.mutual_tls else ("on" if settings.tls else "off"),
-        http_address=None if running.http_port is None else f"{http_host}:{running.http_port}",
+        http=None
+        if running.http_port is None
+        else f"{'https' if settings.tls else 'http'}://{http_host}:{running.http_port}",
         tokens=authenticated,
         metrics_port=running.metrics_port,
     )

@@ -97,7 +97,8 @@ class Settings:
     """Every knob of the server. Each field `x` is read from the variable `RUNWIRE_X`."""
 
     listen_address: str = "127.0.0.1:50051"
-    # The HTTP edge (Connect and gRPC-Web, for browsers, curl and HTTP-only callers); empty: off.
+    # The HTTP edge (Connect and gRPC-Web, for browsers, curl and HTTP-only callers); "off" or
+    # empty: none.
     http_address: str = "127.0.0.1:50080"
     # Origins whose pages may call the HTTP edge (CORS), comma-separated; "*": any; empty: none.
     cors_allowed_origins: str = ""
@@ -159,6 +160,8 @@ class Settings:
         for key, value in (overrides or {}).items():
             if value is not None:
                 values[key] = value
+        if values.get("http_address") == "off":  # an empty variable means "the default"
+            values["http_address"] = ""
         settings = cls(**values)
         settings.validate()
         return settings

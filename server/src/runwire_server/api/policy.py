@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import inspect
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable
 from contextlib import AbstractContextManager
 from typing import Any, NoReturn, Protocol
 
@@ -173,7 +173,7 @@ class CallPolicy:
 
     async def stream(
         self, call: Call, guarded: bool, request: Any, behaviour: Behaviour
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncGenerator[Any]:
         """Serve one server-streaming call: the items of `behaviour(request)`, each checked
         against the caller's token as it goes."""
         code = "OK"

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import socket
 import ssl
+from collections.abc import Iterator
 
 import uvicorn
 
@@ -17,8 +18,9 @@ from runwire_server.settings import Settings
 class _EmbeddedServer(uvicorn.Server):
     """uvicorn inside a server that handles its own signals (SIGTERM drains both edges)."""
 
-    def capture_signals(self) -> contextlib.AbstractContextManager[None]:
-        return contextlib.nullcontext()
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 class HttpServer:
