@@ -315,6 +315,7 @@ async def _start(
                     max_message_bytes=settings.max_message_bytes,
                     grpc_address=f"{listen.rsplit(':', 1)[0]}:{port}",
                     cors_allowed_origins=settings.allowed_origins,
+                    local_only=lambda: not authenticator.enabled and not settings.mutual_tls,
                 ),
                 settings,
             )

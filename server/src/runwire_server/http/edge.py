@@ -6,6 +6,7 @@ balancers that probe over HTTP."""
 from __future__ import annotations
 
 import importlib
+import ipaddress
 import json
 import re
 from collections.abc import (
@@ -156,14 +157,33 @@ class HttpEdge:
     """Routes each request to its service's application by the path's first part
     (`/runwire.v1.FlowRunService/GetFlowRun`)."""
 
-    def __init__(self, services: Mapping[str, Asgi], grpc_address: str, ready: Callable[[], bool]):
+    def __init__(
+        self,
+        services: Mapping[str, Asgi],
+        grpc_address: str,
+        ready: Callable[[], bool],
+        local_only: Callable[[], bool],
+    ):
         self._services = dict(services)
         self._grpc_address = grpc_address
         self._ready = ready
+        self._local_only = local_only
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return  # lifespan events: the server starts and stops the edge itself
+        if self._local_only() and not _local_host(scope):
+            # A server that lets anyone on this machine in must not let in a web page that
+            # reaches it through a name of its own (DNS rebinding): the browser would take the
+            # page and the server for one origin, and let the page read and write.
+            await _answer(
+                send,
+                403,
+                Code.PERMISSION_DENIED,
+                "this server has no tokens and answers only requests addressed to a loopback "
+                "host (127.0.0.1, localhost, [::1]); configure tokens to serve other names",
+            )
+            return
         path: str = scope["path"]
         service = self._services.get(path[1:].partition("/")[0])
         if service is not None:
@@ -192,11 +212,30 @@ class HttpEdge:
             )
 
 
-def _content_type(scope: Scope) -> str:
+def _header(scope: Scope, name: bytes) -> str:
     for key, value in scope.get("headers", ()):
-        if key == b"content-type":
-            return str(value.decode("latin-1")).lower()
+        if key == name:
+            return str(value.decode("latin-1"))
     return ""
+
+
+def _local_host(scope: Scope) -> bool:
+    """Whether the request names a loopback host in its Host header (HTTP/1.1 requires one)."""
+    host = _header(scope, b"host").lower()
+    if host.startswith("["):
+        host = host[1 : host.find("]")]
+    else:
+        host = host.rpartition(":")[0] if host.count(":") == 1 else host
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _content_type(scope: Scope) -> str:
+    return _header(scope, b"content-type").lower()
 
 
 def _is_grpc_web(scope: Scope) -> bool:
@@ -229,9 +268,11 @@ def http_application(
     max_message_bytes: int,
     grpc_address: str,
     cors_allowed_origins: Sequence[str],
+    local_only: Callable[[], bool],
 ) -> Asgi:
     """The whole HTTP edge, with CORS for the allowed origins (none: no CORS headers, and
-    browsers keep pages of other origins out)."""
+    browsers keep pages of other origins out). `local_only`: whether the server now lets in
+    anyone who reaches it (no tokens, no client certificates)."""
     edge: Asgi = HttpEdge(
         {
             service.full_name: service_application(service, servicer, policy, max_message_bytes)
@@ -239,6 +280,7 @@ def http_application(
         },
         grpc_address,
         lambda: not policy.draining,
+        local_only,
     )
     if not cors_allowed_origins:
         return edge
