@@ -4,6 +4,7 @@ handed to the call policy to check or refuse, never decoded on the event loop un
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -52,9 +53,20 @@ class JsonCodec:
 
     def encode(self, message: Message | Encoded) -> bytes:
         if isinstance(message, Encoded):
-            message = message.message()
-        document = json_format.MessageToDict(message)
-        return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+            return _json_of_encoded(message.data, message.kind)
+        return _json(message)
 
     def decode(self, data: bytes | bytearray, message_class: type[Message]) -> Any:
         return tolerant_parser(message_class, json=True)(bytes(data) or b"{}")
+
+
+def _json(message: Message) -> bytes:
+    document = json_format.MessageToDict(message)
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+@functools.lru_cache(maxsize=1024)
+def _json_of_encoded(data: bytes, kind: Any) -> bytes:  # a message class
+    """An event fanned out to many JSON watchers is converted once: every watcher gets the same
+    bytes object, whose hash Python keeps."""
+    return _json(kind.FromString(data))
