@@ -53,7 +53,7 @@ class JsonCodec:
 
     def encode(self, message: Message | Encoded) -> bytes:
         if isinstance(message, Encoded):
-            return _json_of_encoded(message.data, message.kind)
+            return _json_of_encoded(message)
         return _json(message)
 
     def decode(self, data: bytes | bytearray, message_class: type[Message]) -> Any:
@@ -66,7 +66,7 @@ def _json(message: Message) -> bytes:
 
 
 @functools.lru_cache(maxsize=1024)
-def _json_of_encoded(data: bytes, kind: Any) -> bytes:  # a message class
-    """An event fanned out to many JSON watchers is converted once: every watcher gets the same
-    bytes object, whose hash Python keeps."""
-    return _json(kind.FromString(data))
+def _json_of_encoded(encoded: Encoded) -> bytes:
+    """An event fanned out to many JSON watchers is converted once: every watcher's Encoded
+    holds the same bytes object, whose hash Python keeps."""
+    return _json(encoded.message())
