@@ -54,9 +54,19 @@ class HttpServer:
         host, _, port = self._settings.http_address.rpartition(":")
         host = host.strip("[]")
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        # SO_REUSEADDR, and never SO_REUSEPORT: two servers must not share a port.
-        sock = socket.create_server((host, int(port)), family=family, backlog=2048)
-        sock.setblocking(False)
+        # IPPROTO_TCP named, so that asyncio turns Nagle's algorithm off on each connection
+        # (it does so only for sockets that say they are TCP): a response's headers and body
+        # are two writes, and the second would wait for the client's delayed acknowledgment.
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        try:
+            # SO_REUSEADDR, and never SO_REUSEPORT: two servers must not share a port.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, int(port)))
+            sock.listen(2048)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
         self._socket = sock
         self.port = int(sock.getsockname()[1])
         self._loop = asyncio.create_task(self._server.serve(sockets=[sock]))
