@@ -169,6 +169,9 @@ class ServerProcess:
     process: subprocess.Popen[str]
     port: int
     lines: list[dict[str, Any]]
+    # The HTTP edge's base URL (Connect and gRPC-Web), as its listening line gives it; None
+    # when the server was started with `--http-address off`.
+    http_url: str | None = None
 
     reader: threading.Thread | None = None
 
@@ -236,7 +239,7 @@ def start_server_process(
             event = json.loads(line)
             lines.append(event)
             if event.get("event") == "server.listening":
-                return ServerProcess(process, int(event["port"]), lines)
+                return ServerProcess(process, int(event["port"]), lines, event.get("http"))
     process.kill()
     raise RuntimeError(f"server process did not start: {lines}")
 
@@ -251,7 +254,14 @@ def guarded_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerP
     tmp = tmp_path_factory.mktemp("guarded")
     tokens = tmp / "tokens"
     tokens.write_text(auth.tokens_file_line(GUARDED_TOKEN, "write", "interop") + "\n")
-    server = start_server_process(f"sqlite:///{tmp / 'guarded.db'}", "--tokens-file", str(tokens))
+    server = start_server_process(
+        f"sqlite:///{tmp / 'guarded.db'}",
+        "--tokens-file",
+        str(tokens),
+        # Any free port for the HTTP edge too: the default one may be taken on this machine.
+        "--http-address",
+        "127.0.0.1:0",
+    )
     yield server
     assert server.stop() == 0
 
