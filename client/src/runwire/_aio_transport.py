@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf.message import Message
 
-from runwire import _diagnose, _retry
+from runwire import _diagnose, _retry, _tracing
 from runwire._transport import KEEPALIVE
 from runwire.connection import ConnectionSettings
 from runwire.errors import DeadlineExceeded, RunwireError, Unavailable, from_rpc_error
@@ -128,7 +128,10 @@ class AioTransport:
             seconds = max(deadline - time.monotonic(), 0.001)
             try:
                 return await method(
-                    request, timeout=seconds, metadata=self.metadata, wait_for_ready=True
+                    request,
+                    timeout=seconds,
+                    metadata=_tracing.outgoing(self.metadata),
+                    wait_for_ready=True,
                 )
             except grpc.RpcError as exc:
                 error = self.error(exc)
@@ -141,4 +144,4 @@ class AioTransport:
 
     async def stream(self, method: Callable[..., Any], request: Message) -> Any:
         await self.first_connection(time.monotonic() + self.timeout)
-        return method(request, metadata=self.metadata, wait_for_ready=True)
+        return method(request, metadata=_tracing.outgoing(self.metadata), wait_for_ready=True)

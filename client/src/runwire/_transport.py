@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf.message import Message
 
-from runwire import _diagnose, _retry
+from runwire import _diagnose, _retry, _tracing
 from runwire.connection import ConnectionSettings
 from runwire.errors import DeadlineExceeded, RunwireError, Unavailable, from_rpc_error
 
@@ -102,7 +102,12 @@ class Transport:
             try:
                 # wait_for_ready: a call made while the channel reconnects waits (within its
                 # deadline) instead of failing at once; nothing is sent until it is connected.
-                return method(request, timeout=seconds, metadata=self.metadata, wait_for_ready=True)
+                return method(
+                    request,
+                    timeout=seconds,
+                    metadata=_tracing.outgoing(self.metadata),
+                    wait_for_ready=True,
+                )
             except grpc.RpcError as exc:
                 error = self.error(exc)
             if not _retry.may_retry(
@@ -115,4 +120,4 @@ class Transport:
     def stream(self, method: Callable[..., Any], request: Message) -> Any:
         """Open a server stream (without a deadline: a watch lasts as long as its caller)."""
         self.first_connection(time.monotonic() + self.timeout)
-        return method(request, metadata=self.metadata, wait_for_ready=True)
+        return method(request, metadata=_tracing.outgoing(self.metadata), wait_for_ready=True)

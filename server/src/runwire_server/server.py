@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import structlog
@@ -38,7 +39,7 @@ from runwire_server.api.flow_runs import FlowRunServicer
 from runwire_server.api.flows import DeploymentServicer, FlowServicer
 from runwire_server.api.interceptors import ApiInterceptor
 from runwire_server.api.limits import open_stream_quota, watch_quota
-from runwire_server.api.policy import CallPolicy
+from runwire_server.api.policy import CallPolicy, TracedCallPolicy
 from runwire_server.api.request_decoder import RequestDecoder
 from runwire_server.api.task_runs import ConcurrencyLimitServicer, LogServicer, TaskRunServicer
 from runwire_server.app import App, open_database, orchestration_settings
@@ -73,6 +74,11 @@ from runwire_server.startup_checks import (
 )
 from runwire_server.storage import sqlite_lock
 from runwire_server.storage.database import SchemaMismatch
+
+if TYPE_CHECKING:  # imported when tracing is on, and only then (see call_tracer)
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from runwire_server.tracing import ServerTracer
 
 log = structlog.get_logger("runwire.server")
 
@@ -135,6 +141,7 @@ class RunningServer:
     database_lock: FileLock | None = None  # SQLite: see storage.sqlite_lock
     retention: Retention | None = None
     pruning: asyncio.Task[None] | None = None
+    tracer: ServerTracer | None = None
 
     def reload_tokens(self, if_changed: bool = False) -> None:
         """Read the tokens file again: on SIGHUP, or `if_changed` it was edited since it was
@@ -189,9 +196,34 @@ class RunningServer:
         self.app.db.close()
         if self.database_lock is not None:
             self.database_lock.release()
+        if self.tracer is not None:  # the last calls' spans, sent before the server is gone
+            await asyncio.to_thread(self.tracer.close)
 
 
-async def start(settings: Settings) -> RunningServer:
+def call_tracer(settings: Settings, provider: TracerProvider | None) -> ServerTracer | None:
+    """What gives each call its span: none (and OpenTelemetry is never imported) unless
+    tracing is on, or the caller brings a provider of its own (an in-memory exporter's, say)."""
+    if settings.tracing == "off" and provider is None:
+        return None
+    try:
+        from runwire_server import tracing
+    except ImportError as exc:
+        if not (exc.name or "").startswith("opentelemetry"):
+            raise
+        raise ConfigurationError(
+            f"{setting('tracing')}={settings.tracing} needs OpenTelemetry, which is not "
+            "installed: pip install 'runwire-server[otel]'"
+        ) from None
+    if provider is None:
+        return tracing.ServerTracer(tracing.otlp_provider(), owned=True)
+    return tracing.ServerTracer(provider, owned=False)
+
+
+async def start(
+    settings: Settings, *, tracer_provider: TracerProvider | None = None
+) -> RunningServer:
+    """Start a server. `tracer_provider`: trace every call with it, whatever
+    RUNWIRE_TRACING says; the caller owns it (the server flushes it when it stops)."""
     try:
         authenticator = Authenticator.from_settings(settings.tokens, settings.tokens_file)
     except OSError as exc:
@@ -214,17 +246,23 @@ async def start(settings: Settings) -> RunningServer:
         raise ConfigurationError(
             f"cannot listen on {settings.http_address} ({setting('http_address')}): {problem}"
         )
+    tracer = call_tracer(settings, tracer_provider)
     try:
         database_lock = sqlite_lock.hold(settings.database_url)
     except sqlite_lock.DatabaseInUse as exc:
+        if tracer is not None:
+            tracer.close()
         raise ConfigurationError(str(exc)) from None
     try:
-        running = await _start(settings, authenticator, credentials)
+        running = await _start(settings, authenticator, credentials, tracer)
     except BaseException:
         if database_lock is not None:
             database_lock.release()
+        if tracer is not None:
+            tracer.close()
         raise
     running.database_lock = database_lock
+    running.tracer = tracer
     return running
 
 
@@ -232,6 +270,7 @@ async def _start(
     settings: Settings,
     authenticator: Authenticator,
     credentials: grpc.ServerCredentials | None,
+    tracer: ServerTracer | None,
 ) -> RunningServer:
     broadcaster = Broadcaster(buffer=settings.watch_buffer_events)
     broadcaster.bind(asyncio.get_running_loop())
@@ -268,7 +307,11 @@ async def _start(
             services=services,
         )
         edge = AppContext(services=services, settings=settings, metrics=metrics)
-        policy = CallPolicy(
+        # Without tracing, the plain policy: its calls pay nothing for tracing.
+        make_policy: Callable[..., CallPolicy] = (
+            CallPolicy if tracer is None else functools.partial(TracedCallPolicy, tracer=tracer)
+        )
+        policy = make_policy(
             authenticator,
             metrics,
             streams=watch_quota(settings.max_watch_streams_per_client, metrics),
@@ -390,8 +433,10 @@ def _servicers(edge: AppContext) -> list[tuple[ServiceDescriptor, Any]]:
 
 
 @asynccontextmanager
-async def serving(settings: Settings) -> AsyncIterator[RunningServer]:
-    running = await start(settings)
+async def serving(
+    settings: Settings, *, tracer_provider: TracerProvider | None = None
+) -> AsyncIterator[RunningServer]:
+    running = await start(settings, tracer_provider=tracer_provider)
     try:
         yield running
     finally:
@@ -434,6 +479,7 @@ async def serve(settings: Settings) -> None:
         else f"{'https' if settings.tls else 'http'}://{http_host}:{running.http_port}",
         tokens=authenticated,
         metrics_port=running.metrics_port,
+        tracing=settings.tracing,
     )
     await stop.wait()
     log.info("server.stopping", grace_seconds=settings.shutdown_grace_seconds)

@@ -16,6 +16,7 @@ from sqlalchemy import make_url
 from sqlalchemy.exc import ArgumentError
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+TRACING = ("off", "otlp")
 # The settings `runwire server start` also takes as flags: messages name both spellings.
 FLAGS = frozenset(
     (
@@ -141,6 +142,8 @@ class Settings:
     # Processes that check large requests before the server decodes them (api.request_decoder).
     decode_workers: int = 1
     metrics_address: str = ""  # host:port for Prometheus /metrics; empty: off
+    # "otlp": a span per call, exported as OpenTelemetry's OTEL_* variables say (the otel extra).
+    tracing: str = "off"
     # Retention (0: keep for ever). Watch events of runs finished longer ago are pruned (a
     # cursor older than what is kept gets OUT_OF_RANGE); finished runs themselves, optionally.
     event_retention_seconds: float = 3 * 86_400
@@ -189,6 +192,10 @@ class Settings:
         if self.log_format not in ("console", "json"):
             raise ConfigurationError(
                 f"{setting('log_format')} must be console or json, not {self.log_format!r}"
+            )
+        if self.tracing not in TRACING:
+            raise ConfigurationError(
+                f"{setting('tracing')} must be one of {', '.join(TRACING)}, not {self.tracing!r}"
             )
         if not self.listen_address.startswith(("unix:", "unix-abstract:")):
             _check_address("listen_address", self.listen_address)

@@ -1,7 +1,8 @@
 """What every call passes, whichever edge it came through (gRPC, or Connect and gRPC-Web over
 HTTP): authentication and roles, draining, the call's deadline, request checks, stream quotas,
-metrics and logs. Each edge describes its calls with a `Call` and turns the errors this raises
-into its own statuses; nothing here knows a transport."""
+metrics, logs and, when tracing is on, a span per call. Each edge describes its calls with a
+`Call` and turns the errors this raises into its own statuses; nothing here knows a
+transport."""
 
 from __future__ import annotations
 
@@ -54,6 +55,24 @@ class Call(Protocol):
     async def fail(self, exc: Exception) -> NoReturn:
         """End the call with the status for `exc`: a RunwireError's code and details,
         UNIMPLEMENTED for NotImplementedError, and a bare INTERNAL for anything else."""
+
+
+class CallSpan(Protocol):
+    """The span of one call (runwire_server.tracing)."""
+
+    def activate(self) -> AbstractContextManager[object]:
+        """The span as the current one, for what the call does while it lasts."""
+
+    def note(self, message: Any) -> None:
+        """The ids of the runs a request or response names."""
+
+    def end(self, code: str) -> None:
+        """End the span with the call's status code."""
+
+
+class CallTracer(Protocol):
+    def start(self, call: Call) -> CallSpan:
+        """A span for `call`, continuing the trace its headers carry."""
 
 
 def client_key(call: Call) -> str:
@@ -205,8 +224,66 @@ class CallPolicy:
             self._metrics.call_finished(call.method, code, None)
 
 
+class TracedCallPolicy(CallPolicy):
+    """The call policy with a span around each of Runwire's own calls (health checks and
+    reflection are left out: probes would bury the calls that matter). A server without
+    tracing uses CallPolicy itself, and its calls pay nothing for tracing."""
+
+    def __init__(self, *args: Any, tracer: CallTracer, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._tracer = tracer
+
+    async def unary(self, call: Call, guarded: bool, request: Any, behaviour: Behaviour) -> Any:
+        if not guarded:
+            return await super().unary(call, guarded, request, behaviour)
+        span = self._tracer.start(call)
+        code = "OK"
+        try:
+            with span.activate():
+                response = await super().unary(call, guarded, request, _noting(span, behaviour))
+            span.note(response)  # the ids the server gave what it created
+            return response
+        except BaseException as exc:
+            code = code_after(exc, call)
+            raise
+        finally:
+            span.end(code)
+
+    async def stream(
+        self, call: Call, guarded: bool, request: Any, behaviour: Behaviour
+    ) -> AsyncGenerator[Any]:
+        # One span for the stream's life. It is not made current: a generator's context is
+        # its consumer's, and a stream closed from elsewhere could not restore it.
+        span = self._tracer.start(call) if guarded else None
+        code = "OK"
+        try:
+            if span is not None:
+                behaviour = _noting(span, behaviour)
+            items = super().stream(call, guarded, request, behaviour)
+            async with contextlib.aclosing(items):
+                async for item in items:
+                    yield item
+        except BaseException as exc:
+            code = code_after(exc, call)
+            raise
+        finally:
+            if span is not None:
+                span.end(code)
+
+
+def _noting(span: CallSpan, behaviour: Behaviour) -> Behaviour:
+    """`behaviour`, noting the ids of the request it is given: the request as checked, which
+    a large one is only once a decoding worker has passed it."""
+
+    def noted(request: Any) -> Any:
+        span.note(request)
+        return behaviour(request)
+
+    return noted
+
+
 def code_after(exc: BaseException, call: Call) -> str:
-    """The status code a call that raised `exc` ends with, for the metrics."""
+    """The status code a call that raised `exc` ends with, for the metrics and traces."""
     own = call.own_code(exc)
     if own is not None:
         return own
