@@ -47,6 +47,7 @@ _AT_LEAST_ONE = (
     "max_filter_values",
     "max_watch_streams_per_client",
     "max_open_streams_per_peer",
+    "max_http_connections",
     "max_object_bytes",
 )
 _AT_LEAST_ZERO = (
@@ -136,6 +137,8 @@ class Settings:
     max_filter_values: int = 1000  # entries in any one list of a filter
     max_watch_streams_per_client: int = 10_000  # per token, or per peer address without tokens
     max_open_streams_per_peer: int = 100  # health and reflection streams, which need no token
+    # HTTP connections open at once (each a file descriptor; at most half the process may open).
+    max_http_connections: int = 10_000
     # One flow, deployment, run or state (without its inline result), as the client sends it:
     # so that any object, with its state and result, fits in one response.
     max_object_bytes: int = 1024 * 1024

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import uvicorn
 
+from runwire_server.http.connections import connection_limit, guarded_protocol
 from runwire_server.http.edge import Asgi
 from runwire_server.settings import Settings
 
@@ -32,7 +33,7 @@ class HttpServer:
         config = uvicorn.Config(
             app,
             lifespan="off",
-            http="httptools",
+            http=guarded_protocol(connection_limit(settings.max_http_connections)),
             ws="none",
             log_config=None,
             access_log=False,
