@@ -156,8 +156,15 @@ class HttpEdge:
     """Routes each request to its service's application by the path's first part
     (`/runwire.v1.FlowRunService/GetFlowRun`)."""
 
-    def __init__(self, services: Mapping[str, Asgi], grpc_address: str, ready: Callable[[], bool]):
+    def __init__(
+        self,
+        services: Mapping[str, Asgi],
+        methods: Iterable[str],
+        grpc_address: str,
+        ready: Callable[[], bool],
+    ):
         self._services = dict(services)
+        self._methods = frozenset(methods)  # `/runwire.v1.FlowRunService/GetFlowRun`
         self._grpc_address = grpc_address
         self._ready = ready
 
@@ -166,7 +173,7 @@ class HttpEdge:
             return  # lifespan events: the server starts and stops the edge itself
         path: str = scope["path"]
         service = self._services.get(path[1:].partition("/")[0])
-        if service is not None:
+        if service is not None and path in self._methods:
             if _content_type(scope).startswith("application/grpc") and not _is_grpc_web(scope):
                 await _answer(
                     send,
@@ -237,6 +244,11 @@ def http_application(
             service.full_name: service_application(service, servicer, policy, max_message_bytes)
             for service, servicer in servicers
         },
+        (
+            f"/{service.full_name}/{method.name}"
+            for service, _ in servicers
+            for method in service.methods
+        ),
         grpc_address,
         lambda: not policy.draining,
     )
