@@ -12,7 +12,7 @@ from typing import Any
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from runwire_server.api.decoding import tolerant_parser
+from runwire_server.api.decoding import Undecodable, tolerant_parser
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +57,17 @@ class JsonCodec:
         return _json(message)
 
     def decode(self, data: bytes | bytearray, message_class: type[Message]) -> Any:
-        return tolerant_parser(message_class, json=True)(bytes(data) or b"{}")
+        data = bytes(data) or b"{}"
+        try:
+            # JSON is UTF-8; the parser (here or in a decoding worker) takes only text.
+            data.decode()
+        except UnicodeDecodeError as exc:
+            return Undecodable(
+                message_class.DESCRIPTOR.full_name,
+                f"byte {exc.start} is not UTF-8",
+                json=True,
+            )
+        return tolerant_parser(message_class, json=True)(data)
 
 
 def _json(message: Message) -> bytes:

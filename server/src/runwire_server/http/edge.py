@@ -160,11 +160,13 @@ class HttpEdge:
     def __init__(
         self,
         services: Mapping[str, Asgi],
+        methods: Iterable[str],
         grpc_address: str,
         ready: Callable[[], bool],
         local_only: Callable[[], bool],
     ):
         self._services = dict(services)
+        self._methods = frozenset(methods)  # `/runwire.v1.FlowRunService/GetFlowRun`
         self._grpc_address = grpc_address
         self._ready = ready
         self._local_only = local_only
@@ -186,7 +188,7 @@ class HttpEdge:
             return
         path: str = scope["path"]
         service = self._services.get(path[1:].partition("/")[0])
-        if service is not None:
+        if service is not None and path in self._methods:
             if _content_type(scope).startswith("application/grpc") and not _is_grpc_web(scope):
                 await _answer(
                     send,
@@ -278,6 +280,11 @@ def http_application(
             service.full_name: service_application(service, servicer, policy, max_message_bytes)
             for service, servicer in servicers
         },
+        (
+            f"/{service.full_name}/{method.name}"
+            for service, _ in servicers
+            for method in service.methods
+        ),
         grpc_address,
         lambda: not policy.draining,
         local_only,
