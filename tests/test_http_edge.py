@@ -6,10 +6,12 @@ large requests, metrics). Watch streams over HTTP are in test_http_watch.py."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import difflib
 import importlib
 import json
 import os
+import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable
@@ -1157,3 +1159,86 @@ async def test_a_server_without_an_http_edge(server_factory: Any):
             "FlowService/CreateFlow", fpb.CreateFlowRequest(flow=flow_pb2.Flow(name=unique()))
         )
         assert created.created
+
+
+def _raw_call(port: int, head: bytes) -> bytes:
+    """Send `head` on a new connection and read what the server answers until it closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        with contextlib.suppress(OSError):  # the server may close before it has read it all
+            sock.sendall(head)
+        answer = b""
+        with contextlib.suppress(OSError):
+            while chunk := sock.recv(65536):
+                answer += chunk
+        return answer
+
+
+async def test_connections_are_limited_in_head_size_time_and_number(server_factory: Any):
+    async with server_factory(max_http_connections=3) as running:
+        port = running.http_port
+        # A request's headers are bounded: the server answers 400 and closes, rather than
+        # keeping whatever a client sends.
+        flood = (
+            b"POST /runwire.v1.FlowService/ListFlows HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            + (b"x-filler: " + b"a" * 1000 + b"\r\n") * 200
+        )
+        answer = await asyncio.to_thread(_raw_call, port, flood)
+        assert answer.startswith(b"HTTP/1.1 400"), answer[:100]
+
+        def open_idle(count: int) -> list[socket.socket]:
+            return [socket.create_connection(("127.0.0.1", port), timeout=20) for _ in range(count)]
+
+        idle = await asyncio.to_thread(open_idle, 5)
+        try:
+            await asyncio.sleep(0.3)
+            # Past the limit, a connection is closed as soon as it opens.
+            closed = []
+            for sock in idle:
+                sock.setblocking(False)
+                try:
+                    closed.append(sock.recv(1) == b"")
+                except BlockingIOError:
+                    closed.append(False)
+                except OSError:
+                    closed.append(True)
+            assert closed.count(False) == 3, closed
+            # One that sends nothing is closed once the time for a request's head is up.
+            first = idle[closed.index(False)]
+            first.setblocking(True)
+            started = time.monotonic()
+            assert await asyncio.to_thread(first.recv, 1) == b""
+            assert time.monotonic() - started < 15
+        finally:
+            for sock in idle:
+                sock.close()
+        await asyncio.sleep(0.3)
+        async with httpx.AsyncClient() as client:
+            answered = await client.post(
+                f"http://127.0.0.1:{port}/runwire.v1.FlowService/ListFlows", json={}
+            )
+        assert answered.status_code == 200
+
+
+async def test_a_server_without_tokens_answers_only_loopback_names(
+    server: RunningServer, guarded: RunningServer, http: httpx.AsyncClient
+):
+    """A web page that reaches a local server through a name of its own (DNS rebinding) is
+    refused by a server that has no tokens; a server with tokens needs no such rule."""
+    path = "/runwire.v1.FlowService/ListFlows"
+    for host in ("localhost:1", "127.0.0.1", "[::1]:80", "app.localhost"):
+        answered = await http.post(
+            f"http://127.0.0.1:{server.http_port}{path}", json={}, headers={"host": host}
+        )
+        assert answered.status_code == 200, (host, answered.text)
+    for host in ("evil.example", "127.0.0.1.evil.example:80", "10.0.0.1"):
+        answered = await http.post(
+            f"http://127.0.0.1:{server.http_port}{path}", json={}, headers={"host": host}
+        )
+        assert answered.status_code == 403, host
+        assert answered.json()["code"] == "permission_denied"
+    answered = await http.post(
+        f"http://127.0.0.1:{guarded.http_port}{path}",
+        json={},
+        headers={"host": "runwire.example", "authorization": f"Bearer {READ}"},
+    )
+    assert answered.status_code == 200, answered.text
