@@ -1,7 +1,7 @@
 """Runwire's benchmarks, side by side with the ceiling of Python gRPC on this machine.
 
-    uv run python -m bench --quick            # about a minute
-    uv run python -m bench                    # the full run, 7 to 15 minutes
+    uv run python -m bench --quick            # about two minutes
+    uv run python -m bench                    # the full run, 10 to 18 minutes
     uv run python -m bench --only lifecycle,reads --json out.json
     uv run python -m bench --only http        # the HTTP edge beside gRPC
 
@@ -246,7 +246,7 @@ def main() -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--quick", action="store_true", help="small sizes: about a minute")
+    parser.add_argument("--quick", action="store_true", help="small sizes: about two minutes")
     parser.add_argument(
         "--only",
         default=",".join(WORKLOADS),
