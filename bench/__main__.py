@@ -1,13 +1,18 @@
 """Runwire's benchmarks, side by side with the ceiling of Python gRPC on this machine.
 
-    uv run python -m bench --quick            # about a minute
-    uv run python -m bench                    # the full run, 7 to 15 minutes
+    uv run python -m bench --quick            # about two minutes
+    uv run python -m bench                    # the full run, 10 to 18 minutes
     uv run python -m bench --only lifecycle,reads --json out.json
+    uv run python -m bench --only http        # the HTTP edge beside gRPC
 
 Each workload starts its own server process on a temporary SQLite database and drives it from
 this process over loopback. Figures: rate, p50 and p99 latency, the server's CPU seconds per
 1,000 operations, the server's peak RSS, and calls/s as a ratio to the empty RPC at the same
 concurrency. The table is printed and written as JSON.
+
+The HTTP edge has its own table (bench.http_edge): the same calls over gRPC, Connect binary
+and Connect JSON on one server, taking turns, with each protocol's CPU per call over gRPC's;
+then the watch fan-out over gRPC and Connect streams on one server.
 """
 
 from __future__ import annotations
@@ -26,10 +31,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import workloads
+from bench import http_edge, workloads
 from bench.harness import Figure
 
-WORKLOADS = ("empty", "lifecycle", "tasks", "reads", "watch")
+WORKLOADS = ("empty", "lifecycle", "tasks", "reads", "watch", "http")
+# The watch fan-out over each protocol, side by side on one server (bench/watch.py).
+HTTP_WATCH_PROTOCOLS = "grpc,connect-json,connect-proto"
 
 
 @dataclass(frozen=True)
@@ -132,9 +139,58 @@ def table(figures: list[Figure]) -> str:
     return "\n".join(lines)
 
 
-async def run(sizes: Sizes, only: set[str]) -> tuple[list[Figure], list[str]]:
+HTTP_COLUMNS = (  # title, width
+    ("workload", -13),
+    ("case", -72),
+    ("rate", 15),
+    ("p50 ms", 8),
+    ("p99 ms", 8),
+    ("cpu s/1k", 9),
+    ("cpu vs gRPC", 12),
+    ("verdict", -20),
+)
+
+
+def http_table(figures: list[Figure]) -> str:
+    def row(cells: list[str]) -> str:
+        return " ".join(
+            f"{cell:<{-width}}" if width < 0 else f"{cell:>{width}}"
+            for cell, (_, width) in zip(cells, HTTP_COLUMNS, strict=True)
+        )
+
+    header = row([title for title, _ in HTTP_COLUMNS])
+    lines = [header, "-" * len(header)]
+    for f in figures:
+        lines.append(
+            row(
+                [
+                    f.workload,
+                    f.case,
+                    f"{f.rate:,.0f} {f.unit}/s",
+                    f"{f.p50_ms:.2f}",
+                    f"{f.p99_ms:.2f}",
+                    f"{f.server_cpu_s_per_1000:.2f}" if f.server_cpu_s_per_1000 else "",
+                    f"{f.cpu_ratio_to_grpc:.2f}x" if f.cpu_ratio_to_grpc else "",
+                    http_edge.verdict(f),
+                ]
+            )
+        )
+    return "\n".join(lines)
+
+
+@dataclass
+class Results:
+    figures: list[Figure]
+    watch_lines: list[str]
+    http: list[Figure]
+    http_watch_lines: list[str]
+
+
+async def run(sizes: Sizes, only: set[str]) -> Results:
     figures: list[Figure] = []
     watch_lines: list[str] = []
+    http: list[Figure] = []
+    http_watch_lines: list[str] = []
     empty: dict[int, float] = {}
     if "empty" in only:
         print("empty RPC ...", flush=True)
@@ -166,8 +222,22 @@ async def run(sizes: Sizes, only: set[str]) -> tuple[list[Figure], list[str]]:
         except Exception as exc:  # keep the figures measured so far; main exits non-zero
             last = str(exc).strip().splitlines()[-1:] or [repr(exc)]
             watch_lines = [f"FAILED: {last[0]}"]
+    if "http" in only:
+        with tempfile.TemporaryDirectory() as tmp:
+            print("HTTP edge beside gRPC ...", flush=True)
+            http = await http_edge.http_edge(
+                f"sqlite:///{tmp}/http.db", sizes.stored[0], sizes.calls, sizes.runs
+            )
+        print("watch over gRPC and HTTP ...", flush=True)
+        try:
+            http_watch_lines = await asyncio.to_thread(
+                workloads.watch, sizes.watch_changes, 0, HTTP_WATCH_PROTOCOLS
+            )
+        except Exception as exc:
+            last = str(exc).strip().splitlines()[-1:] or [repr(exc)]
+            http_watch_lines = [f"FAILED: {last[0]}"]
     with_ratios(figures, empty)
-    return figures, watch_lines
+    return Results(figures, watch_lines, http, http_watch_lines)
 
 
 def main() -> None:
@@ -176,7 +246,7 @@ def main() -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--quick", action="store_true", help="small sizes: about a minute")
+    parser.add_argument("--quick", action="store_true", help="small sizes: about two minutes")
     parser.add_argument(
         "--only",
         default=",".join(WORKLOADS),
@@ -189,12 +259,18 @@ def main() -> None:
         parser.error(f"unknown workloads: {', '.join(sorted(unknown))}")
     sizes = QUICK if args.quick else FULL
     started = time.monotonic()
-    figures, watch_lines = asyncio.run(run(sizes, only))
+    results = asyncio.run(run(sizes, only))
     elapsed = time.monotonic() - started
     print()
-    print(table(figures))
-    for line in watch_lines:
+    if results.figures:
+        print(table(results.figures))
+    for line in results.watch_lines:
         print(f"watch: {line}")
+    if results.http:
+        print()
+        print(http_table(results.http))
+    for line in results.http_watch_lines:
+        print(f"http watch: {line}")
     mode, host = "quick" if args.quick else "full", machine()
     print(f"\n{mode} run in {elapsed:.0f}s on {host['cpus']} CPUs ({host['cpu']})")
     report = {
@@ -202,12 +278,14 @@ def main() -> None:
         "mode": mode,
         "seconds": round(elapsed),
         "machine": host,
-        "figures": [f.as_dict() for f in figures],
-        "watch": watch_lines,
+        "figures": [f.as_dict() for f in results.figures],
+        "watch": results.watch_lines,
+        "http": [{**f.as_dict(), "verdict": http_edge.verdict(f)} for f in results.http],
+        "http_watch": results.http_watch_lines,
     }
     Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     print(f"figures written to {args.json}")
-    if any(line.startswith("FAILED") for line in watch_lines):
+    if any(line.startswith("FAILED") for line in results.watch_lines + results.http_watch_lines):
         sys.exit(1)
 
 

@@ -35,6 +35,8 @@ class Figure:
     server_peak_rss_mib: float | None
     ratio_to_empty_rpc: float | None = None  # calls/s over the empty RPC's calls/s
     calls_per_op: int = 1
+    # The server's CPU per operation over gRPC's for the same case, measured beside it.
+    cpu_ratio_to_grpc: float | None = None
 
     @property
     def rate(self) -> float:

@@ -3,6 +3,8 @@
     uv run python -m bench.profile                     # lifecycle at concurrency 16
     uv run python -m bench.profile --workload tasks --top 80
     uv run python -m bench.profile --workload reads    # GetFlowRun, List, Count, History
+    uv run python -m bench.profile --workload http-json   # GetFlowRun, List, lifecycle: Connect
+    uv run python -m bench.profile --workload http-watch  # 1,000 Connect JSON watchers
 
 py-spy (`pip install py-spy`, not a project dependency) samples the server process while the
 workload runs; the summary lists functions by inclusive share of the samples, so a caller's
@@ -22,7 +24,7 @@ from pathlib import Path
 
 import grpc
 
-from bench import workloads
+from bench import http_edge, watch, workloads
 from bench.harness import ON_SERVER_START
 
 
@@ -48,7 +50,11 @@ def summarize(collapsed: Path, top: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--workload", choices=("lifecycle", "tasks", "reads"), default="lifecycle")
+    parser.add_argument(
+        "--workload",
+        choices=("lifecycle", "tasks", "reads", "http-json", "http-proto", "http-watch"),
+        default="lifecycle",
+    )
     parser.add_argument("--ops", type=int, default=1500, help="runs, task runs or reads")
     parser.add_argument("--top", type=int, default=60)
     parser.add_argument("--keep", type=Path, help="write the collapsed stacks here")
@@ -72,9 +78,15 @@ def main() -> None:
             run = workloads.lifecycle(url, (16,), args.ops)
         elif args.workload == "tasks":
             run = workloads.task_heavy(url, args.ops)
-        else:
+        elif args.workload == "reads":
             run = workloads.reads(url, 10_000, args.ops, 20)
-        for figure in asyncio.run(run):
+        elif args.workload == "http-watch":
+            # 1,000 Connect JSON watchers of one run, 30 state changes.
+            run = watch.main(30, 0, sizes=(1000,), protocols=("connect-json",))
+        else:
+            protocol = "Connect JSON" if args.workload == "http-json" else "Connect binary"
+            run = http_edge.http_edge(url, 10_000, args.ops, args.ops // 3, (protocol,), False)
+        for figure in asyncio.run(run) or ():
             print(f"{figure.workload} {figure.case}: {figure.rate:,.0f} {figure.unit}/s")
         for spy in spies:  # the server has stopped, so py-spy writes its output and exits
             spy.wait(timeout=60)

@@ -383,7 +383,7 @@ async def reads(database_url: str, stored: int, calls: int, heavy_calls: int) ->
         proc.stop()
 
 
-def watch(changes: int, idle: int) -> list[str]:
+def watch(changes: int, idle: int, protocols: str = "grpc") -> list[str]:
     """bench/watch.py's figures (fan-out delay, idle watchers' memory), as it prints them."""
     result = subprocess.run(
         [
@@ -393,6 +393,8 @@ def watch(changes: int, idle: int) -> list[str]:
             str(changes),
             "--idle",
             str(idle),
+            "--protocols",
+            protocols,
         ],
         capture_output=True,
         text=True,

@@ -4,7 +4,6 @@ handed to the call policy to check or refuse, never decoded on the event loop un
 
 from __future__ import annotations
 
-import functools
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -42,19 +41,37 @@ class BinaryCodec:
         return tolerant_parser(message_class)(bytes(data))
 
 
+# Watch events whose JSON form is kept: an event goes to all its watchers within moments, and
+# a watcher catching up from storage reads its own, so a short memory holds what fan-out shares.
+ENCODED_JSON_KEPT = 256
+
+
 class JsonCodec:
     """`application/json`, `application/connect+json`, `application/grpc-web+json`: the
     canonical JSON mapping (lowerCamelCase names, enums by name, 64-bit numbers as strings).
     Fields this server does not know are ignored, as Connect servers do, so that newer clients
-    keep working."""
+    keep working.
+
+    An event fanned out to many watchers comes as the same `Encoded` bytes to each of them: its
+    JSON is written for the first and kept for the others (the last ENCODED_JSON_KEPT events),
+    as the binary form is serialized once at commit."""
+
+    def __init__(self) -> None:
+        self._kept: dict[tuple[type[Message], bytes], bytes] = {}
 
     def name(self) -> str:
         return "json"
 
     def encode(self, message: Message | Encoded) -> bytes:
-        if isinstance(message, Encoded):
-            return _json_of_encoded(message)
-        return _json(message)
+        if not isinstance(message, Encoded):
+            return _json(message)
+        key = (message.kind, message.data)  # bytes keep their hash: one hashing per event
+        kept = self._kept.get(key)
+        if kept is None:
+            kept = self._kept[key] = _json(message.message())
+            if len(self._kept) > ENCODED_JSON_KEPT:
+                del self._kept[next(iter(self._kept))]  # the oldest
+        return kept
 
     def decode(self, data: bytes | bytearray, message_class: type[Message]) -> Any:
         data = bytes(data) or b"{}"
@@ -73,10 +90,3 @@ class JsonCodec:
 def _json(message: Message) -> bytes:
     document = json_format.MessageToDict(message)
     return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-@functools.lru_cache(maxsize=1024)
-def _json_of_encoded(encoded: Encoded) -> bytes:
-    """An event fanned out to many JSON watchers is converted once: every watcher's Encoded
-    holds the same bytes object, whose hash Python keeps."""
-    return _json(encoded.message())
