@@ -8,11 +8,11 @@ run falls on all three alike. The figure of a protocol sums its rounds.
 
 HTTP/1.1 carries one call at a time on a connection, so the Connect client holds one
 connection per call in flight (16 at concurrency 16); gRPC multiplexes its calls over 4. The
-Connect client acknowledges what it receives at once (bench.connect_client, `quickack`): the
-edge's sockets do not set TCP_NODELAY, and a plain client's delayed acknowledgment would hold
-each answer on a reused connection back by up to 40 ms, leaving the server idle. The last two
-rows show that delay: one connection, one call at a time, with a plain client and with this
-one.
+Connect client acknowledges what it receives at once (bench.connect_client, `quickack`), so
+that its figures do not depend on whether the edge's connections turn Nagle's algorithm off: a
+server that leaves it on holds each answer on a reused connection back until the client's
+delayed acknowledgment (up to 40 ms). The last two rows check it: one connection, one call at a
+time, with a plain client and with this one.
 """
 
 from __future__ import annotations
