@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import difflib
+import gzip
 import importlib
 import json
 import os
@@ -47,6 +48,7 @@ from runwire.v1 import state_pb2 as ST
 from runwire.v1 import task_run_service_pb2 as tpb
 from runwire.v1 import watch_pb2 as wpb
 from runwire_server.server import SERVICES, RunningServer, serving, start
+from runwire_server.settings import ConfigurationError
 from tests.certs import make_certificates
 from tests.conftest import fresh_postgres_database, make_settings
 from tests.helpers import expect_error, ts, unique
@@ -1174,7 +1176,8 @@ def _raw_call(port: int, head: bytes) -> bytes:
 
 
 async def test_connections_are_limited_in_head_size_time_and_number(server_factory: Any):
-    async with server_factory(max_http_connections=3) as running:
+    # One host may hold half the connections: three of these six.
+    async with server_factory(max_http_connections=6) as running:
         port = running.http_port
         # A request's headers are bounded: the server answers 400 and closes, rather than
         # keeping whatever a client sends.
@@ -1191,7 +1194,7 @@ async def test_connections_are_limited_in_head_size_time_and_number(server_facto
         idle = await asyncio.to_thread(open_idle, 5)
         try:
             await asyncio.sleep(0.3)
-            # Past the limit, a connection is closed as soon as it opens.
+            # Past its host's limit, a connection is closed as soon as it opens.
             closed = []
             for sock in idle:
                 sock.setblocking(False)
@@ -1242,3 +1245,82 @@ async def test_a_server_without_tokens_answers_only_loopback_names(
         headers={"host": "runwire.example", "authorization": f"Bearer {READ}"},
     )
     assert answered.status_code == 200, answered.text
+
+
+async def test_gzip_requests_of_one_member_are_read_and_others_refused(
+    server: RunningServer, http: httpx.AsyncClient
+):
+    url = f"http://127.0.0.1:{server.http_port}/runwire.v1.FlowService/ListFlows"
+    headers = {"content-type": "application/json", "content-encoding": "gzip"}
+    answered = await http.post(url, content=gzip.compress(b"{}"), headers=headers)
+    assert answered.status_code == 200, answered.text
+    # Many empty members, each of which connectrpc's own gzip would copy the rest for: refused
+    # at once rather than read for half a minute.
+    started = time.monotonic()
+    answered = await http.post(url, content=gzip.compress(b"") * 200_000, headers=headers)
+    assert answered.status_code == 400
+    assert "more than one gzip member" in answered.json()["message"]
+    assert time.monotonic() - started < 5
+
+
+async def test_a_header_that_is_not_utf8_is_refused_naming_it(server: RunningServer):
+    head = (
+        b"POST /runwire.v1.FlowService/ListFlows HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/json\r\nX-Odd: caf\xe9\r\nContent-Length: 2\r\n"
+        b"Connection: close\r\n\r\n{}"
+    )
+    answer = await asyncio.to_thread(_raw_call, server.http_port, head)
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:100]
+    assert b"x-odd" in answer and b"invalid_argument" in answer
+
+
+async def test_requests_sent_ahead_and_slow_bodies_are_bounded(
+    server_factory: Any, monkeypatch: pytest.MonkeyPatch
+):
+    from runwire_server.http import connections
+
+    monkeypatch.setattr(connections, "BODY_SECONDS", 1.0)
+    async with server_factory() as running:
+        request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        answer = await asyncio.to_thread(_raw_call, running.http_port, request * 1000)
+        # The first answers come, then a 400 once too many wait, and the connection closes.
+        assert answer.count(b"HTTP/1.1 200") < 1000
+        assert b"HTTP/1.1 400" in answer
+
+        def trickle() -> bytes:
+            with socket.create_connection(("127.0.0.1", running.http_port), timeout=10) as sock:
+                sock.sendall(
+                    b"POST /runwire.v1.FlowService/ListFlows HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                    b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+                )
+                answer = b""
+                with contextlib.suppress(OSError):
+                    while chunk := sock.recv(65536):
+                        answer += chunk
+                return answer
+
+        started = time.monotonic()
+        await asyncio.to_thread(trickle)
+        assert time.monotonic() - started < 5  # closed once the body's time is up
+
+
+async def test_unknown_enum_names_in_json_are_refused_naming_the_field(
+    server: RunningServer, http: httpx.AsyncClient
+):
+    url = f"http://127.0.0.1:{server.http_port}/runwire.v1.FlowRunService/CountFlowRuns"
+    typo = {"filter": {"flowRuns": {"state": {"type": {"anyOf": ["STATE_TYPE_RUNING"]}}}}}
+    answered = await http.post(url, json=typo)
+    assert answered.status_code == 400, answered.text
+    assert "STATE_TYPE_RUNING" in answered.json()["message"]
+    # Unknown fields are still left out, for clients of a newer contract.
+    answered = await http.post(url, json={"filter": {}, "aFieldOfTomorrow": 1})
+    assert answered.status_code == 200, answered.text
+
+
+async def test_any_origin_is_refused_on_a_server_without_tokens(tmp_path: Path):
+    with pytest.raises(ConfigurationError, match="CORS_ALLOWED_ORIGINS"):
+        await start(make_settings(tmp_path / "a.db", cors_allowed_origins="*"))
+    async with serving(
+        make_settings(tmp_path / "b.db", cors_allowed_origins="*", tokens=f"read:{READ}")
+    ) as running:
+        assert running.http_port

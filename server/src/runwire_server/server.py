@@ -8,6 +8,7 @@ import contextlib
 import functools
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -174,6 +175,9 @@ class RunningServer:
 
     async def stop(self, grace: float | None = None) -> None:
         grace = self.app.settings.shutdown_grace_seconds if grace is None else grace
+        # One grace period for the whole stop: the drain, then whatever each edge still has
+        # in flight, so that a supervisor that waits that long never has to kill the server.
+        ends = time.monotonic() + grace
         for task in (self.tokens_watch, self.pruning):
             if task is not None:
                 task.cancel()
@@ -186,8 +190,8 @@ class RunningServer:
         if self.policy is not None:
             await self.policy.drain(max_seconds=min(grace, 5.0))
         if self.http is not None:
-            await self.http.stop()
-        await self.server.stop(grace)
+            await self.http.stop(max(0.0, ends - time.monotonic()))
+        await self.server.stop(max(0.0, ends - time.monotonic()))
         if self.decoder is not None:
             self.decoder.close()
         if self.bridge is not None:

@@ -41,7 +41,15 @@ def is_loopback(address: str) -> bool:
 def check_exposure(settings: Settings, authenticator: Authenticator) -> None:
     """Without tokens or client certificates, anyone who reaches a port can write: allow
     that on loopback only, unless the operator says otherwise explicitly."""
-    if authenticator.enabled or settings.mutual_tls or settings.allow_unauthenticated_remote:
+    if authenticator.enabled or settings.mutual_tls:
+        return
+    if "*" in settings.allowed_origins:
+        raise InsecureAddress(
+            f"refusing {setting('cors_allowed_origins')}=* with no authentication: any web page "
+            "a person on this machine opens could then read and write the server; name the "
+            "dashboard's origin (https://dashboard.example.com), or configure tokens"
+        )
+    if settings.allow_unauthenticated_remote:
         return
     for name in ("listen_address", "http_address"):
         address = getattr(settings, name)

@@ -11,9 +11,10 @@ api.request_decoder).
 from __future__ import annotations
 
 import functools
+import json as json_module
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
@@ -84,12 +85,69 @@ JSON_PENDING_BYTES = 16 * 1024
 def decode(kind: type[Message], data: bytes, json: bool = False) -> Message | Undecodable:
     try:
         if json:
-            return json_format.Parse(data, kind(), ignore_unknown_fields=True)
+            return _from_json(kind, data)
         return kind.FromString(data)
     except DecodeError as exc:
         return Undecodable(kind.DESCRIPTOR.full_name, str(exc))
     except json_format.ParseError as exc:
         return Undecodable(kind.DESCRIPTOR.full_name, str(exc), json=True)
+
+
+def _from_json(kind: type[Message], data: bytes) -> Message:
+    """A message from protobuf's JSON form. Fields this server does not know are left out, as
+    Connect servers do, so that clients of a newer contract keep working; but an enum name it
+    does not know is refused, where protobuf's parser would drop it with the unknown fields and
+    a filter on a misspelt state would quietly match nothing."""
+    try:
+        document = json_module.loads(data, object_pairs_hook=_each_key_once)
+    except (ValueError, RecursionError) as exc:
+        raise json_format.ParseError(f"Failed to load JSON: {exc}") from None
+    message = kind()
+    json_format.ParseDict(_known_fields(document, cast(Descriptor, kind.DESCRIPTOR)), message)
+    return message
+
+
+def _each_key_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    document: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in document:
+            raise ValueError(f"the key {key!r} appears twice in one object")
+        document[key] = value
+    return document
+
+
+def _known_fields(document: Any, descriptor: Descriptor) -> Any:
+    """`document` without the keys that name no field of `descriptor`, at any depth."""
+    if not isinstance(document, dict) or descriptor.full_name.startswith("google.protobuf."):
+        return document  # well-known types have JSON forms of their own (Struct: any keys)
+    fields = _json_fields(descriptor)
+    known: dict[str, Any] = {}
+    for key, value in document.items():
+        field = fields.get(key)
+        if field is None:
+            continue
+        kind = field.message_type
+        if kind is not None and value is not None:
+            if _is_map(field):
+                item_kind = _map_value(field).message_type
+                if item_kind is not None and isinstance(value, dict):
+                    value = {k: _known_fields(v, item_kind) for k, v in value.items()}
+            elif field.is_repeated:
+                if isinstance(value, list):
+                    value = [_known_fields(item, kind) for item in value]
+            else:
+                value = _known_fields(value, kind)
+        known[key] = value
+    return known
+
+
+@functools.cache
+def _json_fields(descriptor: Descriptor) -> dict[str, FieldDescriptor]:
+    """A message's fields by the names JSON may give them: lowerCamelCase, or as in the proto."""
+    return {
+        **{field.name: field for field in descriptor.fields},
+        **{field.json_name: field for field in descriptor.fields},
+    }
 
 
 def tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:

@@ -44,6 +44,7 @@ class BinaryCodec:
 # Watch events whose JSON form is kept: an event goes to all its watchers within moments, and
 # a watcher catching up from storage reads its own, so a short memory holds what fan-out shares.
 ENCODED_JSON_KEPT = 256
+ENCODED_JSON_LARGEST = 64 * 1024  # larger events (a state with a large inline result) are not kept
 
 
 class JsonCodec:
@@ -65,6 +66,8 @@ class JsonCodec:
     def encode(self, message: Message | Encoded) -> bytes:
         if not isinstance(message, Encoded):
             return _json(message)
+        if len(message.data) > ENCODED_JSON_LARGEST:
+            return _json(message.message())  # kept, a few such events would take much memory
         key = (message.kind, message.data)  # bytes keep their hash: one hashing per event
         kept = self._kept.get(key)
         if kept is None:

@@ -33,6 +33,7 @@ from starlette.middleware.cors import CORSMiddleware
 from runwire_server.api.policy import CallPolicy
 from runwire_server.errors import Internal, RunwireError
 from runwire_server.http.codecs import BinaryCodec, Encoded, JsonCodec
+from runwire_server.http.compression import SingleMemberGzip
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -40,6 +41,7 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 Asgi = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 CODECS = (BinaryCodec(), JsonCodec())
+COMPRESSIONS = (SingleMemberGzip(),)
 # What a browser on another origin may send and read (Connect's and gRPC-Web's headers).
 CORS_REQUEST_HEADERS = (
     "authorization",
@@ -148,7 +150,10 @@ def service_application(
     module = importlib.import_module(service.file.name.replace("/", ".")[:-6] + "_connect")
     application: Any = getattr(module, f"{service.name}ASGIApplication")
     app: Asgi = application(
-        _handlers(servicer, service, policy), read_max_bytes=max_message_bytes, codecs=CODECS
+        _handlers(servicer, service, policy),
+        read_max_bytes=max_message_bytes,
+        codecs=CODECS,
+        compressions=COMPRESSIONS,
     )
     return app
 
@@ -186,6 +191,15 @@ class HttpEdge:
                 "host (127.0.0.1, localhost, [::1]); configure tokens to serve other names",
             )
             return
+        unreadable = _unreadable_header(scope)
+        if unreadable is not None:
+            await _answer(
+                send,
+                400,
+                Code.INVALID_ARGUMENT,
+                f"the value of the header {unreadable!r} is not UTF-8 text",
+            )
+            return
         path: str = scope["path"]
         service = self._services.get(path[1:].partition("/")[0])
         if service is not None and path in self._methods:
@@ -219,6 +233,18 @@ def _header(scope: Scope, name: bytes) -> str:
         if key == name:
             return str(value.decode("latin-1"))
     return ""
+
+
+def _unreadable_header(scope: Scope) -> str | None:
+    """The name of a header whose value is not UTF-8 (connectrpc reads every value as UTF-8,
+    and would answer such a request with UNKNOWN)."""
+    for key, value in scope.get("headers", ()):
+        if not value.isascii():
+            try:
+                value.decode()
+            except UnicodeDecodeError:
+                return str(key.decode("latin-1"))[:100]
+    return None
 
 
 def _local_host(scope: Scope) -> bool:

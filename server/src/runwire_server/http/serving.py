@@ -78,12 +78,15 @@ class HttpServer:
             await asyncio.sleep(0.005)
         return self.port
 
-    async def stop(self) -> None:
-        """Stop accepting, let calls in flight finish (within the grace period), close."""
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop accepting, let calls in flight finish within `grace` seconds (by default the
+        server's grace period), then cancel those that have not, and close."""
         if self._loop is None:
             if self._socket is not None:
                 self._socket.close()
             return
+        if grace is not None:
+            self._server.config.timeout_graceful_shutdown = max(0, grace)  # type: ignore[assignment]
         self._server.should_exit = True
         await self._loop
         self._loop = None
