@@ -19,17 +19,15 @@ from __future__ import annotations
 
 import json
 import statistics
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from sqlalchemy import create_engine
 
 from bench.connect_client import ConnectClient
 from bench.harness import Figure, Measured, drive, measure, percentile, start_runwire
-from bench.workloads import CHANNELS, _flow, channels, close, seed_runs
+from bench.workloads import CHANNELS, _flow, channels, close, seeded_run_ids
 from runwire.v1 import (
     filters_pb2,
     flow_run_pb2,
@@ -37,7 +35,6 @@ from runwire.v1 import (
     flow_run_service_pb2_grpc,
     state_pb2,
 )
-from runwire_server.storage import models as m
 
 PROTOCOLS = ("gRPC", "Connect binary", "Connect JSON")
 CODEC = {"Connect binary": "proto", "Connect JSON": "json"}
@@ -242,18 +239,7 @@ async def http_edge(
     """GetFlowRun (concurrency 16), ListFlowRuns (50 runs, concurrency 1) and the lifecycle
     (concurrency 16), each over gRPC, Connect binary and Connect JSON, on one server; then,
     with `probe`, one call at a time on one connection, with delayed and quick ACKs."""
-    started = time.perf_counter()
-    seed_runs(database_url, stored)
-    print(f"  seeded {stored:,} runs in {time.perf_counter() - started:.0f}s", flush=True)
-    engine = create_engine(database_url)
-    with engine.connect() as conn:
-        ids = [
-            str(r)
-            for r in conn.execute(
-                m.FlowRun.__table__.select().with_only_columns(m.FlowRun.id).limit(10_000)
-            ).scalars()
-        ]
-    engine.dispose()
+    ids = seeded_run_ids(database_url, stored)
     proc = start_runwire(database_url)
     url = http_url(proc)
     chans = channels(proc.port)

@@ -287,8 +287,8 @@ def seed_runs(database_url: str, count: int) -> None:
     engine.dispose()
 
 
-async def reads(database_url: str, stored: int, calls: int, heavy_calls: int) -> list[Figure]:
-    """GetFlowRun and ListFlowRuns over `stored` runs; CountFlowRuns and GetFlowRunHistory too."""
+def seeded_run_ids(database_url: str, stored: int) -> list[str]:
+    """Seed `stored` runs straight through the schema; the ids of up to 10,000 of them."""
     started = time.perf_counter()
     seed_runs(database_url, stored)
     print(f"  seeded {stored:,} runs in {time.perf_counter() - started:.0f}s", flush=True)
@@ -301,6 +301,12 @@ async def reads(database_url: str, stored: int, calls: int, heavy_calls: int) ->
             ).scalars()
         ]
     engine.dispose()
+    return ids
+
+
+async def reads(database_url: str, stored: int, calls: int, heavy_calls: int) -> list[Figure]:
+    """GetFlowRun and ListFlowRuns over `stored` runs; CountFlowRuns and GetFlowRunHistory too."""
+    ids = seeded_run_ids(database_url, stored)
     proc = start_runwire(database_url)
     chans = channels(proc.port)
     try:
