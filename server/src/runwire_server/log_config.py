@@ -27,3 +27,22 @@ def configure_logging(level: str, fmt: str) -> None:
         # Every call logs at debug level; an uncached logger is rebuilt at each use.
         cache_logger_on_first_use=True,
     )
+    # What the libraries log through the standard library (uvicorn, asyncio, gRPC's Python
+    # parts) comes out as the same events, so that a JSON log stays one JSON object a line.
+    formatter = structlog.stdlib.ProcessorFormatter(
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        foreign_pre_chain=[
+            structlog.stdlib.add_log_level,
+            structlog.stdlib.add_logger_name,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+        ],
+    )
+    root = logging.getLogger()
+    handler = next((h for h in root.handlers if getattr(h, "runwire", False)), None)
+    if handler is None:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.runwire = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    handler.setFormatter(formatter)
+    # Libraries say at INFO what a server's own log already says (uvicorn: "Shutting down").
+    root.setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))
