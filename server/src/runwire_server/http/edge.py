@@ -5,6 +5,7 @@ balancers that probe over HTTP."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import ipaddress
 import json
@@ -137,8 +138,10 @@ def _stream(name: str, behaviour: Any, method: MethodDescriptor, policy: CallPol
         for header, value in STREAM_HEADERS:
             ctx.response_headers[header] = value
         items = policy.stream(HttpCall(name, ctx), True, request, lambda r: behaviour(r, None))
-        async for item in items:
-            yield Encoded(item, response) if isinstance(item, bytes) else item
+        # Closed at once when the client goes: its watch and its quota slot end with it.
+        async with contextlib.aclosing(items):
+            async for item in items:
+                yield Encoded(item, response) if isinstance(item, bytes) else item
 
     return call
 
