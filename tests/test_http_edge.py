@@ -1324,3 +1324,77 @@ async def test_any_origin_is_refused_on_a_server_without_tokens(tmp_path: Path):
         make_settings(tmp_path / "b.db", cors_allowed_origins="*", tokens=f"read:{READ}")
     ) as running:
         assert running.http_port
+
+
+@pytest.mark.parametrize("body", [b"null", b"5", b"[]", b'"text"'])
+@pytest.mark.parametrize("padding", [0, 20_000])  # large ones are parsed by a decoding worker
+async def test_a_json_request_that_is_not_an_object_is_refused(
+    server: RunningServer, http: httpx.AsyncClient, body: bytes, padding: int
+):
+    answered = await http.post(
+        f"http://127.0.0.1:{server.http_port}/runwire.v1.TaskRunService/CreateTaskRun",
+        content=body + b" " * padding,
+        headers={"content-type": "application/json"},
+    )
+    assert answered.status_code == 400, answered.text
+    error = answered.json()
+    assert error["code"] == "invalid_argument"
+    assert "JSON object" in error["message"]
+
+
+async def test_a_request_sent_behind_a_watch_does_not_end_it(
+    server_factory: Any, monkeypatch: pytest.MonkeyPatch, g: Grpc
+):
+    """A client may send its next request before a stream's answer has ended: it waits
+    behind the stream, and the stream goes on past the time a head or a body may take."""
+    from runwire_server.http import connections
+
+    monkeypatch.setattr(connections, "BODY_SECONDS", 0.5)
+    monkeypatch.setattr(connections, "HEAD_SECONDS", 0.5)
+    async with server_factory() as running:
+        base = f"http://127.0.0.1:{running.http_port}"
+        async with httpx.AsyncClient() as client:
+            flow = (
+                await client.post(
+                    f"{base}/runwire.v1.FlowService/CreateFlow", json={"flow": {"name": unique()}}
+                )
+            ).json()["flow"]["id"]
+            run = (
+                await client.post(
+                    f"{base}/runwire.v1.FlowRunService/CreateFlowRun",
+                    json={"flowRun": {"flowId": flow}},
+                )
+            ).json()["flowRun"]["id"]
+        message = json.dumps({"flowRunId": run, "heartbeatInterval": "0.2s"}).encode()
+        envelope = b"\x00" + len(message).to_bytes(4, "big") + message
+        watch = (
+            b"POST /runwire.v1.FlowRunService/WatchFlowRun HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/connect+json\r\n"
+            + f"Content-Length: {len(envelope)}\r\n\r\n".encode()
+            + envelope
+        )
+        # Its body is still to come: uvicorn reads no more while the watch runs.
+        behind = (
+            b"POST /runwire.v1.FlowService/ListFlows HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 10\r\n\r\n{}"
+        )
+
+        def read_for(seconds: float) -> bytes:
+            with socket.create_connection(("127.0.0.1", running.http_port), timeout=5) as sock:
+                sock.sendall(watch + behind)
+                received = b""
+                ends = time.monotonic() + seconds
+                while time.monotonic() < ends:
+                    sock.settimeout(max(0.05, ends - time.monotonic()))
+                    try:
+                        chunk = sock.recv(65536)
+                    except TimeoutError:
+                        break
+                    if not chunk:
+                        break
+                    received += chunk
+                return received
+
+        received = await asyncio.to_thread(read_for, 3.0)
+        # Heartbeats for the whole three seconds, six times the limits above.
+        assert received.count(b"heartbeat") >= 8, received[-300:]

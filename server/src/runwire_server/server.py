@@ -376,7 +376,8 @@ async def _start(
         await server.start()
     except BaseException:
         if http is not None:
-            await http.stop()
+            with contextlib.suppress(Exception):  # the error that stopped the start says why
+                await http.stop()
         if bridge is not None:
             await asyncio.to_thread(bridge.stop)
         decoder.close()

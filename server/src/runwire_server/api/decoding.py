@@ -102,6 +102,8 @@ def _from_json(kind: type[Message], data: bytes) -> Message:
         document = json_module.loads(data, object_pairs_hook=_each_key_once)
     except (ValueError, RecursionError) as exc:
         raise json_format.ParseError(f"Failed to load JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise json_format.ParseError("a request is a JSON object")
     message = kind()
     json_format.ParseDict(_known_fields(document, cast(Descriptor, kind.DESCRIPTOR)), message)
     return message

@@ -203,16 +203,18 @@ class CallPolicy:
                 result = behaviour(request)
                 if not hasattr(result, "__aiter__"):
                     await result
-                elif identity is None:
-                    async for item in result:
-                        yield item
-                else:
-                    # A stream outlives the check that admitted it: it ends at its next
-                    # message or heartbeat once its token has expired or been revoked.
-                    check_token = auth.StreamCheck(
-                        self._auth, identity, call.method, list(call.metadata())
-                    )
-                    async with contextlib.aclosing(result):
+                    return
+                # Closed with the call: the watch behind it ends when its client goes.
+                async with contextlib.aclosing(result):
+                    if identity is None:
+                        async for item in result:
+                            yield item
+                    else:
+                        # A stream outlives the check that admitted it: it ends at its next
+                        # message or heartbeat once its token has expired or been revoked.
+                        check_token = auth.StreamCheck(
+                            self._auth, identity, call.method, list(call.metadata())
+                        )
                         async for item in result:
                             check_token()
                             yield item

@@ -98,7 +98,13 @@ def guarded_protocol(max_connections: int) -> type[HttpToolsProtocol]:
             super().on_header(name, value)
 
         def on_headers_complete(self) -> None:
-            self._await(BODY_SECONDS)
+            queued = self.cycle is not None and not self.cycle.response_complete
+            if queued:
+                # uvicorn queues a request sent ahead of the answer it waits behind, and
+                # reads no more meanwhile: its body cannot come, so nothing is timed.
+                self._done()
+            else:
+                self._await(BODY_SECONDS)
             super().on_headers_complete()
 
         def on_message_complete(self) -> None:
@@ -107,8 +113,11 @@ def guarded_protocol(max_connections: int) -> type[HttpToolsProtocol]:
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
-            if not self.transport.is_closing() and self._head_timer is None:
-                self._await(HEAD_SECONDS)  # the next request's head, within uvicorn's keep-alive
+            # The next request's head, once nothing runs or waits (as uvicorn's keep-alive):
+            # a queued request uvicorn has just started may be a watch that lasts for hours.
+            idle = not self.pipeline and (self.cycle is None or self.cycle.response_complete)
+            if idle and not self.transport.is_closing() and self._head_timer is None:
+                self._await(HEAD_SECONDS)
 
         def _count(self, size: int) -> None:
             self._head_bytes += size

@@ -73,7 +73,9 @@ class HttpServer:
         self._loop = asyncio.create_task(self._server.serve(sockets=[sock]))
         while not self._server.started:
             if self._loop.done():  # it could not start; its error says why
-                self._loop.result()
+                failed, self._loop = self._loop, None
+                sock.close()
+                failed.result()
                 raise OSError("the HTTP edge stopped as it started")
             await asyncio.sleep(0.005)
         return self.port
@@ -88,5 +90,9 @@ class HttpServer:
         if grace is not None:
             self._server.config.timeout_graceful_shutdown = max(0, grace)  # type: ignore[assignment]
         self._server.should_exit = True
-        await self._loop
-        self._loop = None
+        loop, self._loop = self._loop, None
+        try:
+            await loop
+        finally:
+            if self._socket is not None:
+                self._socket.close()
