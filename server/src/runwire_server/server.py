@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import signal
 import sys
 import time
@@ -459,6 +460,7 @@ async def serve(settings: Settings) -> None:
     running = await start(settings)
     if running.decoder is not None:
         running.decoder.warm()
+    collect_garbage_seldom()
     loop.add_signal_handler(signal.SIGHUP, running.reload_tokens)
     host = settings.listen_address.rsplit(":", 1)[0]
     http_host = settings.http_address.rsplit(":", 1)[0]
@@ -490,6 +492,17 @@ async def serve(settings: Settings) -> None:
     log.info("server.stopping", grace_seconds=settings.shutdown_grace_seconds)
     await running.stop()
     log.info("server.stopped")
+
+
+def collect_garbage_seldom() -> None:
+    """Fewer and shorter pauses of the garbage collector in a server that holds many
+    connections: what start-up made is set aside for good (gc.freeze), and young objects are
+    collected once 50,000 have been made, not 700. With the defaults, a collection over the
+    objects of a thousand watch streams stalled the event loop in the middle of a change's
+    fan-out, and its last watchers waited for it (BENCHMARKS.md, watch fan-out over HTTP). Only
+    `runwire server start` does this: a program that embeds the server keeps its own."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 def main(overrides: Mapping[str, Any] | None = None) -> None:
