@@ -328,7 +328,7 @@ async def _start(
         )
         servicers = _servicers(edge)
         for service, servicer in servicers:
-            _ADD_TO_SERVER[service.full_name](servicer, server)
+            _SERVICERS[service.name][1](servicer, server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection(
@@ -410,32 +410,34 @@ async def _start(
     return running
 
 
-# How each service's servicer joins the gRPC server (the HTTP edge serves the same servicers).
-_ADD_TO_SERVER: dict[str, Callable[[Any, grpc.aio.Server], None]] = {
-    "runwire.v1.FlowService": flow_service_pb2_grpc.add_FlowServiceServicer_to_server,
-    "runwire.v1.DeploymentService": (
-        deployment_service_pb2_grpc.add_DeploymentServiceServicer_to_server
+# Each service's servicer, on both edges, and how it joins the gRPC server.
+_SERVICERS: dict[
+    str, tuple[Callable[[AppContext], Any], Callable[[Any, grpc.aio.Server], None]]
+] = {
+    "FlowService": (FlowServicer, flow_service_pb2_grpc.add_FlowServiceServicer_to_server),
+    "DeploymentService": (
+        DeploymentServicer,
+        deployment_service_pb2_grpc.add_DeploymentServiceServicer_to_server,
     ),
-    "runwire.v1.FlowRunService": flow_run_service_pb2_grpc.add_FlowRunServiceServicer_to_server,
-    "runwire.v1.TaskRunService": task_run_service_pb2_grpc.add_TaskRunServiceServicer_to_server,
-    "runwire.v1.LogService": log_service_pb2_grpc.add_LogServiceServicer_to_server,
-    "runwire.v1.ConcurrencyLimitService": (
-        concurrency_limit_service_pb2_grpc.add_ConcurrencyLimitServiceServicer_to_server
+    "FlowRunService": (
+        FlowRunServicer,
+        flow_run_service_pb2_grpc.add_FlowRunServiceServicer_to_server,
+    ),
+    "TaskRunService": (
+        TaskRunServicer,
+        task_run_service_pb2_grpc.add_TaskRunServiceServicer_to_server,
+    ),
+    "LogService": (LogServicer, log_service_pb2_grpc.add_LogServiceServicer_to_server),
+    "ConcurrencyLimitService": (
+        ConcurrencyLimitServicer,
+        concurrency_limit_service_pb2_grpc.add_ConcurrencyLimitServiceServicer_to_server,
     ),
 }
 
 
 def _servicers(edge: AppContext) -> list[tuple[ServiceDescriptor, Any]]:
     """Every service with the servicer that handles its calls, on both edges."""
-    by_name = {
-        "FlowService": FlowServicer(edge),
-        "DeploymentService": DeploymentServicer(edge),
-        "FlowRunService": FlowRunServicer(edge),
-        "TaskRunService": TaskRunServicer(edge),
-        "LogService": LogServicer(edge),
-        "ConcurrencyLimitService": ConcurrencyLimitServicer(edge),
-    }
-    return [(service, by_name[service.name]) for service in SERVICES]
+    return [(service, _SERVICERS[service.name][0](edge)) for service in SERVICES]
 
 
 @asynccontextmanager

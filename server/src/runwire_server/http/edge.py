@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import ipaddress
 import json
 import re
 from collections.abc import (
@@ -35,6 +34,7 @@ from runwire_server.api.policy import CallPolicy
 from runwire_server.errors import Internal, RunwireError
 from runwire_server.http.codecs import BinaryCodec, Encoded, JsonCodec
 from runwire_server.http.compression import SingleMemberGzip
+from runwire_server.startup_checks import is_loopback
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -182,7 +182,8 @@ class HttpEdge:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return  # lifespan events: the server starts and stops the edge itself
-        if self._local_only() and not _local_host(scope):
+        head = _Head(scope)
+        if self._local_only() and not head.local:
             # A server that lets anyone on this machine in must not let in a web page that
             # reaches it through a name of its own (DNS rebinding): the browser would take the
             # page and the server for one origin, and let the page read and write.
@@ -194,19 +195,19 @@ class HttpEdge:
                 "host (127.0.0.1, localhost, [::1]); configure tokens to serve other names",
             )
             return
-        unreadable = _unreadable_header(scope)
-        if unreadable is not None:
+        if head.unreadable is not None:
             await _answer(
                 send,
                 400,
                 Code.INVALID_ARGUMENT,
-                f"the value of the header {unreadable!r} is not UTF-8 text",
+                f"the value of the header {head.unreadable!r} is not UTF-8 text",
             )
             return
         path: str = scope["path"]
         service = self._services.get(path[1:].partition("/")[0])
         if service is not None and path in self._methods:
-            if _content_type(scope).startswith("application/grpc") and not _is_grpc_web(scope):
+            grpc_proper = head.content_type.startswith("application/grpc")
+            if grpc_proper and not head.content_type.startswith("application/grpc-web"):
                 await _answer(
                     send,
                     415,
@@ -231,46 +232,35 @@ class HttpEdge:
             )
 
 
-def _header(scope: Scope, name: bytes) -> str:
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return str(value.decode("latin-1"))
-    return ""
+class _Head:
+    """What the edge reads of a request's headers, in one pass over them."""
 
+    __slots__ = ("content_type", "host", "unreadable")
 
-def _unreadable_header(scope: Scope) -> str | None:
-    """The name of a header whose value is not UTF-8 (connectrpc reads every value as UTF-8,
-    and would answer such a request with UNKNOWN)."""
-    for key, value in scope.get("headers", ()):
-        if not value.isascii():
-            try:
-                value.decode()
-            except UnicodeDecodeError:
-                return str(key.decode("latin-1"))[:100]
-    return None
+    def __init__(self, scope: Scope) -> None:
+        self.host = self.content_type = ""
+        # A header whose value is not UTF-8: connectrpc reads every value as UTF-8, and would
+        # answer such a request with UNKNOWN.
+        self.unreadable: str | None = None
+        for key, value in scope.get("headers", ()):
+            if key == b"host":
+                self.host = value.decode("latin-1").lower()
+            elif key == b"content-type":
+                self.content_type = value.decode("latin-1").lower()
+            if self.unreadable is None and not value.isascii():
+                try:
+                    value.decode()
+                except UnicodeDecodeError:
+                    self.unreadable = key.decode("latin-1")[:100]
 
-
-def _local_host(scope: Scope) -> bool:
-    """Whether the request names a loopback host in its Host header (HTTP/1.1 requires one)."""
-    host = _header(scope, b"host").lower()
-    if host.startswith("["):
-        host = host[1 : host.find("]")]
-    else:
-        host = host.rpartition(":")[0] if host.count(":") == 1 else host
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _content_type(scope: Scope) -> str:
-    return _header(scope, b"content-type").lower()
-
-
-def _is_grpc_web(scope: Scope) -> bool:
-    return _content_type(scope).startswith("application/grpc-web")
+    @property
+    def local(self) -> bool:
+        """Whether the request names a loopback host (HTTP/1.1 requires a Host header)."""
+        host, bracketed = self.host, self.host.startswith("[")
+        if (bracketed and "]:" not in host) or (not bracketed and host.count(":") != 1):
+            host += ":0"  # no port (is_loopback takes host:port)
+        name = host.rpartition(":")[0].strip("[]")
+        return name.endswith(".localhost") or is_loopback(host)
 
 
 async def _answer(send: Send, status: int, code: Code | None, message: str) -> None:
