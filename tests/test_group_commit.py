@@ -70,7 +70,9 @@ async def test_concurrent_state_changes_share_transactions_and_get_their_own_ans
 
 async def changes_answered_one_by_one(flows: Any, runs: Any, metrics_port: int) -> None:
     flow = await make_flow(flows)
-    for _round in range(5):
+    # Whether calls that arrive together share a batch depends on how the two processes are
+    # scheduled; on a busy machine most rounds may run their writes one by one.
+    for _round in range(25):
         created = await asyncio.gather(*(make_run(runs, flow.id) for _ in range(24)))
         ids = [run.id for run in created]
         results = await asyncio.gather(
