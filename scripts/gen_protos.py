@@ -1,9 +1,10 @@
-"""Regenerate the committed runwire.v1 stubs from protos/ (the one codegen entry point): the
-messages, their gRPC stubs and their Connect services and clients (`*_connect.py`, which need
-the `connect` extra of the runwire distribution).
+"""Regenerate the committed code from protos/ (the one codegen entry point): the runwire.v1
+Python messages, their gRPC stubs and their Connect services and clients (`*_connect.py`, which
+need the `connect` extra of the runwire distribution); and the dashboard's TypeScript messages
+and service descriptors (`dashboard/src/gen`, by protoc-gen-es from `dashboard/node_modules`).
 
-Run with `uv run python scripts/gen_protos.py`. CI runs it and fails if the output differs
-from what is committed.
+Run with `uv run python scripts/gen_protos.py` (after `npm ci` in dashboard/ for the
+TypeScript). CI runs it and fails if the output differs from what is committed.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PROTOS = ROOT / "protos"
 OUT = ROOT / "client" / "src"
 PACKAGE = OUT / "runwire" / "v1"
+DASHBOARD = ROOT / "dashboard"
+TS_OUT = DASHBOARD / "src" / "gen"
+PROTOC_GEN_ES = DASHBOARD / "node_modules" / ".bin" / "protoc-gen-es"
 
 
 def main() -> int:
@@ -58,6 +62,33 @@ def main() -> int:
         if "ASGIApplication" not in connect_file.read_text():
             connect_file.unlink()
     print(f"generated {len(sources)} protos into {PACKAGE.relative_to(ROOT)}")
+    return typescript(sources, env)
+
+
+def typescript(sources: list[str], env: dict[str, str]) -> int:
+    if not PROTOC_GEN_ES.exists():
+        print(
+            "dashboard/node_modules is missing, so the TypeScript was not generated: "
+            "run `npm ci` in dashboard/ first",
+            file=sys.stderr,
+        )
+        return 0 if os.environ.get("RUNWIRE_REQUIRE_TYPESCRIPT") != "1" else 1
+    shutil.rmtree(TS_OUT, ignore_errors=True)
+    TS_OUT.mkdir(parents=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "grpc_tools.protoc",
+        f"-I{PROTOS}",
+        f"--plugin=protoc-gen-es={PROTOC_GEN_ES}",
+        f"--es_out={TS_OUT}",
+        # TypeScript sources the bundler compiles; the well-known types come from
+        # @bufbuild/protobuf itself.
+        "--es_opt=target=ts",
+        *sources,
+    ]
+    subprocess.run(cmd, check=True, cwd=PROTOS, env=env)
+    print(f"generated {len(sources)} protos into {TS_OUT.relative_to(ROOT)}")
     return 0
 
 

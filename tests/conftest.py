@@ -40,6 +40,8 @@ configure_logging("WARNING", "console")
 # any free port for their HTTP edge: the default one may be in use by a server of the machine's.
 os.environ["RUNWIRE_HTTP_ADDRESS"] = "127.0.0.1:0"
 RUNWIRE_CLI = Path(sys.executable).with_name("runwire")
+# The dashboard's browser fixtures (they skip where Chromium is not installed).
+pytest_plugins = ["tests.browser"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -1,7 +1,7 @@
 """The HTTP edge as one ASGI application: each runwire.v1 service's generated Connect
 application (runwire.v1.*_connect), calling the gRPC edge's own handlers through the same call
-policy, so that both doors serve the same API with the same rules; and `/healthz` for load
-balancers that probe over HTTP."""
+policy, so that both doors serve the same API with the same rules; `/healthz` for load
+balancers that probe over HTTP; and the web dashboard (runwire_server.http.dashboard) at `/`."""
 
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ from runwire_server.api.policy import CallPolicy
 from runwire_server.errors import Internal, RunwireError
 from runwire_server.http.codecs import BinaryCodec, Encoded, JsonCodec
 from runwire_server.http.compression import SingleMemberGzip
+from runwire_server.http.dashboard import Dashboard
 from runwire_server.startup_checks import is_loopback
 
 Scope = MutableMapping[str, Any]
@@ -172,12 +173,14 @@ class HttpEdge:
         grpc_address: str,
         ready: Callable[[], bool],
         local_only: Callable[[], bool],
+        dashboard: Dashboard | None = None,
     ):
         self._services = dict(services)
         self._methods = frozenset(methods)  # `/runwire.v1.FlowRunService/GetFlowRun`
         self._grpc_address = grpc_address
         self._ready = ready
         self._local_only = local_only
+        self._dashboard = dashboard
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -222,6 +225,12 @@ class HttpEdge:
                 await _answer(send, 200, None, "serving")
             else:
                 await _answer(send, 503, Code.UNAVAILABLE, "server shutting down")
+        elif (
+            scope["method"] in ("GET", "HEAD")
+            and self._dashboard is not None
+            and self._dashboard.serves(path)
+        ):
+            await self._dashboard(scope, receive, send)
         else:
             await _answer(
                 send,
@@ -307,6 +316,7 @@ def http_application(
         grpc_address,
         lambda: not policy.draining,
         local_only,
+        Dashboard.load(),
     )
     if not cors_allowed_origins:
         return edge

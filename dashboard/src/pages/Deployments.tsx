@@ -1,0 +1,7 @@
+export function Deployments() {
+  return (
+    <section>
+      <h1>Deployments</h1>
+    </section>
+  );
+}

@@ -1,0 +1,7 @@
+export function Flow() {
+  return (
+    <section>
+      <h1>Flow</h1>
+    </section>
+  );
+}

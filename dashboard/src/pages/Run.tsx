@@ -1,0 +1,7 @@
+export function Run() {
+  return (
+    <section>
+      <h1>Run</h1>
+    </section>
+  );
+}
