@@ -66,27 +66,32 @@ def chromium() -> tuple[str, str]:
     return paths
 
 
-@pytest.fixture
-def browser(chromium: tuple[str, str]) -> Iterator[Any]:
+def new_chromium(paths: tuple[str, str], width: int = 1440, height: int = 900) -> Any:
     """A fresh headless Chromium (a new profile: no session storage carried over)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
-    options.binary_location = chromium[0]
+    options.binary_location = paths[0]
     for argument in (
         "--headless=new",
         "--no-sandbox",  # CI runs as root
         "--disable-dev-shm-usage",
         "--disable-gpu",
-        "--window-size=1440,900",
+        f"--window-size={width},{height}",
         "--force-device-scale-factor=1",
         "--hide-scrollbars",
     ):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(chromium[1]), options=options)
+    driver = webdriver.Chrome(service=Service(paths[1]), options=options)
     driver.set_page_load_timeout(30)
+    return driver
+
+
+@pytest.fixture
+def browser(chromium: tuple[str, str]) -> Iterator[Any]:
+    driver = new_chromium(chromium)
     try:
         yield driver
     finally:
