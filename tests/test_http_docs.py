@@ -11,7 +11,7 @@ the other in a terminal: a block uses the shell variables the ones before it set
 The server, a `runwire server start` process with CORS open to the origin the document shows,
 stands in for the documented default address: `127.0.0.1:50080` in a block is replaced by its
 HTTP address. The watch runs in the background, as in a second terminal, while the next block
-finishes the run. The token example runs against a server that requires tokens.
+finishes the run. The token examples run against a server that requires tokens.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,8 @@ HTTP_DOC = ROOT / "docs" / "http.md"
 README = ROOT / "README.md"
 DEFAULT_HTTP_ADDRESS = "127.0.0.1:50080"
 ORIGIN = "https://dashboard.example.com"
+# The commands that run against the server that requires tokens.
+GUARDED = ("auth", "server-info")
 
 RUN = re.compile(r"^\s*<!--\s*run:\s*(?P<name>[\w-]+)(?:\s*\((?P<reason>[^)]+)\))?\s*-->\s*$")
 
@@ -151,6 +154,13 @@ def check_auth(out: str, seen: dict[str, str]) -> None:
     assert out.splitlines() == ["guarded-etl"], out  # the flow the test made on that server
 
 
+def check_server_info(out: str, seen: dict[str, str]) -> None:
+    info = json.loads(out)
+    assert info["authenticationRequired"] is True, info
+    assert info["caller"] == {"name": "interop", "role": "CALLER_ROLE_WRITE"}, info
+    assert info["serverVersion"] == version("runwire-server"), info
+
+
 def check_deadline(out: str, seen: dict[str, str]) -> None:
     assert int(json.loads(out)["count"]) >= 1
 
@@ -183,6 +193,7 @@ CHECKS: dict[str, Callable[[str, dict[str, str]], None]] = {
     "error": check_error,
     "error-details": check_error_details,
     "auth": check_auth,
+    "server-info": check_server_info,
     "deadline": check_deadline,
     "healthz": check_healthz,
     "cors": check_cors,
@@ -285,7 +296,7 @@ def test_the_curl_commands_run_as_written(
     script = ["set -eo pipefail"]
     for command in commands:
         code = command.code.replace(
-            DEFAULT_HTTP_ADDRESS, guarded if command.name == "auth" else address
+            DEFAULT_HTTP_ADDRESS, guarded if command.name in GUARDED else address
         )
         out, err = outputs / f"{command.name}.out", outputs / f"{command.name}.err"
         script.append(f"echo {command.name} > {outputs / 'current'}")

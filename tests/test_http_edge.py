@@ -44,6 +44,7 @@ from runwire.v1 import filters_pb2 as f
 from runwire.v1 import flow_run_service_pb2 as pb
 from runwire.v1 import flow_service_pb2 as fpb
 from runwire.v1 import log_service_pb2 as lpb
+from runwire.v1 import server_service_pb2 as spb
 from runwire.v1 import state_pb2 as ST
 from runwire.v1 import task_run_service_pb2 as tpb
 from runwire.v1 import watch_pb2 as wpb
@@ -183,9 +184,10 @@ def id_filter(value: str) -> f.StringFilter:
 
 
 async def test_every_method_answers_as_over_grpc(edge: Edge, g: Grpc):
-    """A small world made and taken apart over one protocol: a flow, a deployment, a tag's
-    concurrency limit, a flow run paused and resumed, a task run with a result, logs; read
-    back over HTTP and over gRPC alike. Every method of every service must have answered."""
+    """The server's own info, then a small world made and taken apart over one protocol: a
+    flow, a deployment, a tag's concurrency limit, a flow run paused and resumed, a task run
+    with a result, logs; read back over HTTP and over gRPC alike. Every method of every
+    service must have answered."""
     e = edge
 
     async def same(method: str, request: Any, moving: bool = False) -> Any:
@@ -201,6 +203,11 @@ async def test_every_method_answers_as_over_grpc(edge: Edge, g: Grpc):
 
     async def gone(method: str, request: Any) -> None:
         await expect_error(g(method, request), NOT_FOUND)
+
+    # The server and its caller: no tokens, so anyone may write.
+    info = await same("ServerService/GetServerInfo", spb.GetServerInfoRequest())
+    assert info.server_version and not info.authentication_required
+    assert info.caller == spb.Caller(role=spb.CALLER_ROLE_WRITE)
 
     # A flow.
     tag, name = unique("tag"), unique(f"{e.name}-flow")
@@ -719,6 +726,10 @@ async def test_without_a_token_calls_are_unauthenticated(
     missing = await fails(e.call("FlowService/ListFlows", request), "unauthenticated")
     assert missing.http_status == http_status(e, 401)
     assert missing.reason == "TOKEN_MISSING" and missing.info.domain == "runwire.dev"
+    info = spb.GetServerInfoRequest()
+    missing_info = await fails(e.call("ServerService/GetServerInfo", info), "unauthenticated")
+    assert missing_info.http_status == http_status(e, 401)
+    assert missing_info.reason == "TOKEN_MISSING"
     wrong = await fails(
         e.call("FlowService/ListFlows", request, bearer("rwt_not_a_token")), "unauthenticated"
     )
@@ -734,6 +745,13 @@ async def test_a_read_token_reads_and_watches_and_may_not_write(
 ):
     e = make_edge(protocol, base_url(guarded), http)
     read, write = bearer(READ), bearer(WRITE)
+    # What a page asks first, to hide the actions its token may not take.
+    info = spb.GetServerInfoRequest()
+    as_reader = await e.call("ServerService/GetServerInfo", info, read)
+    assert as_reader.authentication_required
+    assert as_reader.caller == spb.Caller(name="env-1", role=spb.CALLER_ROLE_READ)
+    as_writer = await e.call("ServerService/GetServerInfo", info, write)
+    assert as_writer.caller == spb.Caller(name="env-2", role=spb.CALLER_ROLE_WRITE)
     name = unique("guarded")
     create = fpb.CreateFlowRequest(flow=flow_pb2.Flow(name=name))
     denied = await fails(e.call("FlowService/CreateFlow", create, read), "permission_denied")

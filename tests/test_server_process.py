@@ -24,6 +24,8 @@ SERVICES = {
     "runwire.v1.FlowRunService",
     "runwire.v1.TaskRunService",
     "runwire.v1.LogService",
+    "runwire.v1.ConcurrencyLimitService",
+    "runwire.v1.ServerService",
 }
 
 

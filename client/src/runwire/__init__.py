@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         GraphNode,
         HistoryInterval,
         OrchestrationResult,
+        ServerInfo,
         proposed_state,
     )
     from runwire.async_client import AsyncClient
@@ -56,6 +57,7 @@ _HOMES = {
             "GraphNode",
             "HistoryInterval",
             "OrchestrationResult",
+            "ServerInfo",
             "proposed_state",
         ),
         "_values",
@@ -130,6 +132,7 @@ __all__ = [
     "ResourceExhausted",
     "Result",
     "RunwireError",
+    "ServerInfo",
     "State",
     "StateType",
     "TaskRunView",

@@ -11,6 +11,7 @@ from runwire.v1 import (
     flow_run_service_pb2_grpc,
     flow_service_pb2_grpc,
     log_service_pb2_grpc,
+    server_service_pb2_grpc,
     task_run_service_pb2_grpc,
 )
 
@@ -24,6 +25,7 @@ class ServiceStubs:
     logs: log_service_pb2_grpc.LogServiceStub
     deployments: deployment_service_pb2_grpc.DeploymentServiceStub
     limits: concurrency_limit_service_pb2_grpc.ConcurrencyLimitServiceStub
+    server: server_service_pb2_grpc.ServerServiceStub
 
     def _attach_stubs(self, channel: Any) -> None:
         self.flows = flow_service_pb2_grpc.FlowServiceStub(channel)
@@ -32,3 +34,4 @@ class ServiceStubs:
         self.logs = log_service_pb2_grpc.LogServiceStub(channel)
         self.deployments = deployment_service_pb2_grpc.DeploymentServiceStub(channel)
         self.limits = concurrency_limit_service_pb2_grpc.ConcurrencyLimitServiceStub(channel)
+        self.server = server_service_pb2_grpc.ServerServiceStub(channel)

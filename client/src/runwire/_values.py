@@ -20,6 +20,7 @@ from runwire.v1 import (
     history_pb2,
     log_pb2,
     orchestration_pb2,
+    server_service_pb2,
     state_pb2,
 )
 
@@ -204,6 +205,34 @@ class OrchestrationResult:
         )
 
 
+_ROLES = {
+    server_service_pb2.CALLER_ROLE_READ: "read",
+    server_service_pb2.CALLER_ROLE_WRITE: "write",
+}
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """What a server says of itself and of its caller."""
+
+    server_version: str  # the server's runwire-server version
+    authentication_required: bool  # whether every call must carry a token
+    caller_name: str  # the name of the caller's token; "" on a server without tokens
+    role: str  # "read" or "write" (every caller of a server without tokens); "" if unknown
+    raw: server_service_pb2.GetServerInfoResponse = field(repr=False, compare=False)
+
+    @classmethod
+    def from_proto(cls, message: server_service_pb2.GetServerInfoResponse) -> ServerInfo:
+        """The value of a GetServerInfoResponse message."""
+        return cls(
+            server_version=message.server_version,
+            authentication_required=message.authentication_required,
+            caller_name=message.caller.name,
+            role=_ROLES.get(message.caller.role, ""),
+            raw=message,
+        )
+
+
 def proposed_state(
     state_type: StateType | str,
     *,
@@ -236,6 +265,7 @@ __all__ = [
     "GraphNode",
     "HistoryInterval",
     "OrchestrationResult",
+    "ServerInfo",
     "moment",
     "proposed_state",
     "timestamp",

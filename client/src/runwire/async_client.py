@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf.message import Message
 
-from runwire import _flow_runs, _flows, _limits, _logs, _task_runs, _watch
+from runwire import _flow_runs, _flows, _limits, _logs, _server, _task_runs, _watch
 from runwire._aio_transport import AioTransport
 from runwire._methods import async_yields, awaits
 from runwire._paging import PageWalk
@@ -213,6 +213,10 @@ class AsyncClient(ServiceStubs):
                 call.cancel()
             if not again:
                 await asyncio.sleep(resume.delay(self._transport.away()))
+
+    # --- the server -----------------------------------------------------------------------
+
+    server_info = awaits(_server.server_info)
 
     # --- flows and deployments ------------------------------------------------------------
 

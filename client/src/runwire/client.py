@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf.message import Message
 
-from runwire import _flow_runs, _flows, _limits, _logs, _task_runs, _watch
+from runwire import _flow_runs, _flows, _limits, _logs, _server, _task_runs, _watch
 from runwire._methods import returns, yields
 from runwire._paging import PageWalk
 from runwire._plans import SKIP, Guarded, Many, Op, Paged, Rpc, Stream, Unary
@@ -175,6 +175,10 @@ class Client(ServiceStubs):
                 call.cancel()
             if not again:
                 time.sleep(resume.delay(self._transport.away()))
+
+    # --- the server -----------------------------------------------------------------------
+
+    server_info = returns(_server.server_info)
 
     # --- flows and deployments ------------------------------------------------------------
 

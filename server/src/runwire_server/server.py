@@ -33,6 +33,8 @@ from runwire.v1 import (
     flow_service_pb2_grpc,
     log_service_pb2,
     log_service_pb2_grpc,
+    server_service_pb2,
+    server_service_pb2_grpc,
     task_run_service_pb2,
     task_run_service_pb2_grpc,
 )
@@ -43,6 +45,7 @@ from runwire_server.api.interceptors import ApiInterceptor
 from runwire_server.api.limits import open_stream_quota, watch_quota
 from runwire_server.api.policy import CallPolicy, TracedCallPolicy
 from runwire_server.api.request_decoder import RequestDecoder
+from runwire_server.api.server_info import ServerServicer
 from runwire_server.api.task_runs import ConcurrencyLimitServicer, LogServicer, TaskRunServicer
 from runwire_server.app import App, open_database, orchestration_settings
 from runwire_server.auth import Authenticator
@@ -94,6 +97,7 @@ SERVICES = tuple(
         (task_run_service_pb2, "TaskRunService"),
         (log_service_pb2, "LogService"),
         (concurrency_limit_service_pb2, "ConcurrencyLimitService"),
+        (server_service_pb2, "ServerService"),
     )
 )
 SERVICE_NAMES = tuple(service.full_name for service in SERVICES)
@@ -432,6 +436,7 @@ _SERVICERS: dict[
         ConcurrencyLimitServicer,
         concurrency_limit_service_pb2_grpc.add_ConcurrencyLimitServiceServicer_to_server,
     ),
+    "ServerService": (ServerServicer, server_service_pb2_grpc.add_ServerServiceServicer_to_server),
 }
 
 

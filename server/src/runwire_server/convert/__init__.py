@@ -23,6 +23,7 @@ from runwire_server.convert.scalars import (
     struct_to_dict,
     timestamp,
 )
+from runwire_server.convert.server_info import server_info_to_proto
 from runwire_server.convert.states import (
     details_from_proto,
     details_to_proto,
@@ -55,6 +56,7 @@ __all__ = [
     "result_reference",
     "result_to_proto",
     "run_timing",
+    "server_info_to_proto",
     "stamp",
     "state_row_to_proto",
     "state_to_proto",
