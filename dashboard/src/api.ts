@@ -7,6 +7,7 @@ import { DeploymentService } from "./gen/runwire/v1/deployment_service_pb";
 import { FlowRunService } from "./gen/runwire/v1/flow_run_service_pb";
 import { FlowService } from "./gen/runwire/v1/flow_service_pb";
 import { LogService } from "./gen/runwire/v1/log_service_pb";
+import { ServerService } from "./gen/runwire/v1/server_service_pb";
 import { TaskRunService } from "./gen/runwire/v1/task_run_service_pb";
 import { session } from "./session";
 
@@ -35,4 +36,5 @@ export const api = {
   logs: createClient(LogService, transport),
   deployments: createClient(DeploymentService, transport),
   limits: createClient(ConcurrencyLimitService, transport),
+  server: createClient(ServerService, transport),
 };
