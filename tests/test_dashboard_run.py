@@ -100,8 +100,10 @@ def test_a_run_page_shows_the_run_and_follows_it_live(dashboard: Dashboard, brow
     # A node click picks the task in the table.
     find(browser, f'[data-testid=graph-node][data-task-id="{tasks[3].id}"]').click()
     wait_until(
-        lambda: find(browser, "[data-testid=task-row].selected").get_attribute("data-task-id")
-        == tasks[3].id,
+        lambda: (
+            find(browser, "[data-testid=task-row].selected").get_attribute("data-task-id")
+            == tasks[3].id
+        ),
         "the clicked task highlighted in the table",
     )
 
@@ -122,15 +124,18 @@ def test_a_run_page_shows_the_run_and_follows_it_live(dashboard: Dashboard, brow
     wait_until(lambda: len(_by(browser, "[data-testid=log-line]")) == 4, "the new log lines")
     Select(find(browser, "[data-testid=log-level]")).select_by_value("30")
     wait_until(
-        lambda: {e.get_attribute("data-level") for e in _by(browser, "[data-testid=log-line]")}
-        == {"WARNING", "ERROR"},
+        lambda: (
+            {e.get_attribute("data-level") for e in _by(browser, "[data-testid=log-line]")}
+            == {"WARNING", "ERROR"}
+        ),
         "warning and up only",
     )
     search = find(browser, "[data-testid=log-search]")
     search.send_keys("api")
     wait_until(
-        lambda: texts(browser, "[data-testid=log-line] .log-msg")
-        == ["enrich failed to reach the API"],
+        lambda: (
+            texts(browser, "[data-testid=log-line] .log-msg") == ["enrich failed to reach the API"]
+        ),
         "the search applied",
     )
     search.clear()
@@ -153,8 +158,9 @@ def test_a_run_page_shows_the_run_and_follows_it_live(dashboard: Dashboard, brow
     search.send_keys("trailing")
     dashboard.log(run.id, "trailing line after the end", level=20)
     wait_until(
-        lambda: texts(browser, "[data-testid=log-line] .log-msg")
-        == ["trailing line after the end"],
+        lambda: (
+            texts(browser, "[data-testid=log-line] .log-msg") == ["trailing line after the end"]
+        ),
         "a log written after the run finished",
     )
     assert page_errors(browser) == []
@@ -179,8 +185,10 @@ def test_cancel_then_retry_from_the_page(dashboard: Dashboard, browser: Any) -> 
     find(browser, "[data-action=cancel]").click()
     find(browser, "dialog[open] [data-testid=confirm]").click()
     wait_until(
-        lambda: _server_run(dashboard, run.id).state.type
-        in (S.STATE_TYPE_CANCELLING, S.STATE_TYPE_CANCELLED),
+        lambda: (
+            _server_run(dashboard, run.id).state.type
+            in (S.STATE_TYPE_CANCELLING, S.STATE_TYPE_CANCELLED)
+        ),
         "the server's run cancelled",
     )
     wait_until(lambda: _badge(browser) == "cancelled", "the badge to say cancelled")
@@ -299,6 +307,7 @@ def test_screenshot_of_a_realistic_run(dashboard: Dashboard, browser: Any) -> No
     for level, message, key in lines:
         dashboard.log(run.id, message, level=level, task_run_id=ids[key])
     dashboard.log(run.id, "Flow run started by worker prod-pool/worker-3", level=20)
+    browser.set_window_size(1440, 1500)
     browser.get(f"{dashboard.url}/runs/{run.id}")
     wait_until(lambda: len(_by(browser, "[data-testid=graph-node]")) == len(spec), "the graph")
     wait_until(lambda: len(_by(browser, "[data-testid=log-line]")) == len(lines) + 1, "logs")

@@ -71,26 +71,26 @@ export function Run() {
       <Actions run={run} onChanged={view.refreshRun} />
       <Details run={run} />
       {view.listError !== undefined && <ErrorBox error={view.listError} onRetry={view.retry} />}
+      <section class="panel run-graph" aria-labelledby="graph-h">
+        <h2 id="graph-h">Task graph</h2>
+        {view.graph === undefined ? (
+          <p class="empty">Loading the graph…</p>
+        ) : (
+          <TaskGraph nodes={view.graph} tasks={live.tasks} selected={selected} onSelect={setSelected} />
+        )}
+      </section>
       <div class="run-grid">
-        <section class="panel run-graph" aria-labelledby="graph-h">
-          <h2 id="graph-h">Task graph</h2>
-          {view.graph === undefined ? (
-            <p class="empty">Loading the graph…</p>
-          ) : (
-            <TaskGraph nodes={view.graph} tasks={live.tasks} selected={selected} onSelect={setSelected} />
-          )}
+        <section class="panel" aria-labelledby="tasks-h">
+          <h2 id="tasks-h">
+            Task runs <span class="muted count">{live.tasks.size || ""}</span>
+          </h2>
+          <TaskRuns tasks={live.tasks} selected={selected} onSelect={setSelected} now={now} />
         </section>
         <section class="panel run-states" aria-labelledby="states-h">
           <h2 id="states-h">State history</h2>
           <Timeline states={live.states} now={now} />
         </section>
       </div>
-      <section class="panel" aria-labelledby="tasks-h">
-        <h2 id="tasks-h">
-          Task runs <span class="muted count">{live.tasks.size || ""}</span>
-        </h2>
-        <TaskRuns tasks={live.tasks} selected={selected} onSelect={setSelected} now={now} />
-      </section>
       <section class="panel" aria-labelledby="logs-h">
         <h2 id="logs-h">Logs</h2>
         <Logs logs={live.logs} dropped={live.droppedLogs} tasks={live.tasks} onSelectTask={setSelected} />

@@ -2,7 +2,8 @@ import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import type { GraphNode } from "../gen/runwire/v1/graph_pb";
 import type { TaskRun } from "../gen/runwire/v1/task_run_pb";
 import { stateLook } from "../lib/format";
-import { fittingChars, layoutGraph, NODE_HEIGHT } from "./graphLayout";
+import { fittingChars, NODE_HEIGHT } from "./graphLayout";
+import { useGraphLayout } from "./useGraphLayout";
 
 /** The shape of a graph: a graph whose states change but whose shape does not keeps its layout. */
 function shapeKey(nodes: readonly GraphNode[]): string {
@@ -26,14 +27,29 @@ export function TaskGraph({
   onSelect: (id: string) => void;
 }) {
   const key = shapeKey(nodes);
-  const layout = useMemo(
-    () => layoutGraph(nodes.map((n) => ({ id: n.id, name: n.name, upstream: n.upstreamDependencies }))),
+  const input = useMemo(
+    () => nodes.map((n) => ({ id: n.id, name: n.name, upstream: n.upstreamDependencies })),
     // eslint-disable-next-line react-hooks/exhaustive-deps
     [key],
   );
-  const [zoom, setZoom] = useState(1);
+  const layout = useGraphLayout(input, key);
+  const [zoom, setZoom] = useState<number | undefined>(undefined);
   const scroller = useRef<HTMLDivElement>(null);
   const byId = useMemo(() => new Map(nodes.map((n) => [n.id, n])), [nodes]);
+  const [room, setRoom] = useState(0);
+
+  // Until the person zooms, a wide graph is shrunk to fit the panel (down to a legible size).
+  useEffect(() => {
+    const el = scroller.current;
+    if (!el) return;
+    const measure = () => setRoom(el.clientWidth);
+    measure();
+    const observer = typeof ResizeObserver === "undefined" ? undefined : new ResizeObserver(measure);
+    observer?.observe(el);
+    return () => observer?.disconnect();
+  }, [layout !== undefined]);
+  const fit = layout && room && layout.width > room ? Math.max(0.6, room / layout.width) : 1;
+  const scale = zoom ?? fit;
 
   // A task chosen in the table is brought into view here.
   useEffect(() => {
@@ -43,6 +59,7 @@ export function TaskGraph({
   }, [selected]);
 
   if (nodes.length === 0) return <p class="empty">This run has no task runs yet.</p>;
+  if (!layout) return <p class="empty">Laying out {nodes.length} task runs…</p>;
   const near = new Set<string>();
   if (selected) {
     for (const e of layout.edges) if (e.from === selected || e.to === selected) near.add(`${e.from}>${e.to}`);
@@ -52,21 +69,21 @@ export function TaskGraph({
       <div class="tg-tools">
         <span class="muted">{nodes.length} task runs</span>
         <span class="tg-zoom" role="group" aria-label="Zoom">
-          <button type="button" aria-label="Zoom out" onClick={() => setZoom((z) => Math.max(0.25, z / 1.25))}>
+          <button type="button" aria-label="Zoom out" onClick={() => setZoom(Math.max(0.25, scale / 1.25))}>
             −
           </button>
-          <button type="button" onClick={() => setZoom(1)} title="Actual size">
-            {Math.round(zoom * 100)}%
+          <button type="button" onClick={() => setZoom(zoom === undefined ? 1 : undefined)} title={zoom === undefined ? "Actual size" : "Fit"}>
+            {Math.round(scale * 100)}%
           </button>
-          <button type="button" aria-label="Zoom in" onClick={() => setZoom((z) => Math.min(2, z * 1.25))}>
+          <button type="button" aria-label="Zoom in" onClick={() => setZoom(Math.min(2, scale * 1.25))}>
             +
           </button>
         </span>
       </div>
       <div class="tg-scroll" ref={scroller} data-testid="graph">
         <svg
-          width={layout.width * zoom}
-          height={layout.height * zoom}
+          width={layout.width * scale}
+          height={layout.height * scale}
           viewBox={`0 0 ${layout.width} ${layout.height}`}
           role="group"
           aria-label="Task run dependency graph"
