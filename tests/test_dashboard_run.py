@@ -322,3 +322,20 @@ def test_screenshot_of_a_realistic_run(dashboard: Dashboard, browser: Any) -> No
     )
     screenshot(browser, "run")
     assert page_errors(browser) == []
+
+
+def test_a_big_graph_is_laid_out_off_the_page_thread(dashboard: Dashboard, browser: Any) -> None:
+    flow = dashboard.flow("wide")
+    run = dashboard.run(flow.id, "wide-run")
+    dashboard.set_state(run.id, S.STATE_TYPE_RUNNING)
+    root = dashboard.task_run(run.id, "split")
+    mapped = [dashboard.task_run(run.id, f"part_{i}", upstream=(root.id,)) for i in range(150)]
+    dashboard.task_run(run.id, "merge", upstream=tuple(t.id for t in mapped))
+    browser.get(f"{dashboard.url}/runs/{run.id}")
+    wait_until(
+        lambda: len(_by(browser, "[data-testid=graph-node]")) == len(mapped) + 2, "the graph"
+    )
+    assert len(_by(browser, ".tg-edge")) == 2 * len(mapped)
+    dashboard.set_task_state(mapped[-1].id, S.STATE_TYPE_RUNNING)
+    wait_until(lambda: _node_states(browser)[mapped[-1].id] == "running", "a node recoloured")
+    assert page_errors(browser) == []
