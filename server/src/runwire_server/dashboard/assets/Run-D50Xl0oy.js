@@ -1,1 +1,0 @@
-import{t as e}from"./index-CvqOYVbp.js";function t(){return e(`section`,{children:e(`h1`,{children:`Run`})})}export{t as Run};
