@@ -290,6 +290,12 @@ def test_sign_in_on_a_server_with_tokens(guarded_dashboard: Dashboard, browser: 
     find(browser, "#token")
     assert browser.execute_script("return sessionStorage.getItem('runwire.token')") is None
     assert browser.find_elements(By.CSS_SELECTOR, "[data-testid=signin-error]") == []
+
+    # A token kept in the tab that the server stops accepting (revoked, expired) brings the
+    # form back saying so, unlike a first visit.
+    browser.execute_script("sessionStorage.setItem('runwire.token', 'rwt_revoked_since')")
+    browser.refresh()
+    assert "no longer accepted" in find(browser, "[data-testid=signin-error]").text
     assert signed_out_errors(browser) == []
 
 

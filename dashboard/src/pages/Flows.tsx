@@ -52,7 +52,7 @@ export function Flows() {
       ) : (
         <>
           <div class="table-wrap">
-            <table class="grid" aria-describedby="flows-title">
+            <table class="grid" aria-labelledby="flows-title">
               <thead>
                 <tr>
                   <th scope="col">Name</th>
@@ -61,8 +61,8 @@ export function Flows() {
                   <th scope="col" class="num">
                     Runs, 7 days
                   </th>
-                  <th scope="col" class="num">
-                    Failed or crashed, 7 days
+                  <th scope="col" class="num" title="Runs that failed or crashed in the last 7 days">
+                    Failed, 7 days
                   </th>
                   <th scope="col">Created</th>
                 </tr>
