@@ -1,1 +1,0 @@
-import{u as e}from"./index-Cxc04t2m.js";function t(){return e(`section`,{children:e(`h1`,{children:`Flow`})})}export{t as Flow};
