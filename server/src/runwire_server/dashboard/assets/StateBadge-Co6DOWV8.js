@@ -1,1 +1,0 @@
-import{t as e,y as t}from"./index-Cqn4Gi9M.js";function n({type:n,name:r}){let i=t(n);return e(`span`,{class:`badge state-${i.tone}`,"data-state":i.tone,children:[e(`span`,{"aria-hidden":`true`,children:i.mark}),` `,r||i.label]})}export{n as t};

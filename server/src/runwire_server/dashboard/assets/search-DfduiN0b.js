@@ -1,1 +1,0 @@
-import{B as e,P as t,z as n}from"./index-Cqn4Gi9M.js";import{o as r}from"./parts-DVeNQ_QQ.js";function i(){let{path:i,query:a,route:o}=t(),[s,c]=n(a.q??``),l=r(s.trim());return e(()=>{(a.q??``)!==l&&o(l?`${i}?q=${encodeURIComponent(l)}`:i,!0)},[l]),{text:s,setText:c,query:l}}export{i as t};
