@@ -270,26 +270,27 @@ def test_new_runs_and_state_changes_arrive_live(
 def test_open_a_run_by_click_and_by_keyboard(
     page: Any, dashboard: Dashboard, seeded: Seeded
 ) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.keys import Keys
 
     page.get(dashboard.url + "/runs")
     wait_until(lambda: loaded(page) >= len(seeded.run_ids), "the seeded runs listed")
     ids = row_ids(page)
-    body = page.find_element("css selector", "body")
-    body.send_keys("j")
-    wait_until(
-        lambda: find(page, f"{ROWS}.active").get_attribute("data-run-id") == ids[0], "row 1 active"
-    )
-    body = page.switch_to.active_element
-    body.send_keys("j")
-    body = page.switch_to.active_element
-    body.send_keys(Keys.ARROW_DOWN)
-    body = page.switch_to.active_element
-    body.send_keys("k")
-    wait_until(
-        lambda: find(page, f"{ROWS}.active").get_attribute("data-run-id") == ids[1], "row 2 active"
-    )
-    page.switch_to.active_element.send_keys(Keys.ENTER)
+
+    def press(key: str, expected: str) -> None:
+        # Keys go to whatever has the focus, as a person's keyboard does.
+        ActionChains(page).send_keys(key).perform()
+        wait_until(
+            lambda: page.switch_to.active_element.get_attribute("data-run-id") == expected,
+            f"the focus on row {ids.index(expected) + 1}",
+        )
+        assert find(page, f"{ROWS}.active").get_attribute("data-run-id") == expected
+
+    press("j", ids[0])
+    press("j", ids[1])
+    press(Keys.ARROW_DOWN, ids[2])
+    press("k", ids[1])
+    ActionChains(page).send_keys(Keys.ENTER).perform()
     wait_until(lambda: page.current_url.endswith(f"/runs/{ids[1]}"), "the run's page")
 
     page.back()

@@ -112,7 +112,9 @@ export function Runs() {
       aria-rowindex={index + 2}
       aria-current={isActive ? "true" : undefined}
       class={isActive ? "active" : undefined}
-      tabIndex={-1}
+      // One tab stop for the whole table (the keyboard's row); j/k and the arrows move within.
+      tabIndex={isActive || (active < 0 && index === 0) ? 0 : -1}
+      onFocus={() => isActive || setActive(index)}
       onClick={(e) => {
         setActive(index);
         const target = e.target as HTMLElement;
@@ -222,6 +224,7 @@ export function Runs() {
           items={list.runs}
           total={list.nextToken ? counts.total : list.runs.length}
           rowHeight={ROW_HEIGHT}
+          columns={7}
           head={head}
           row={row}
           active={active}

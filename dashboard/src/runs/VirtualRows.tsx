@@ -8,6 +8,8 @@ export interface VirtualRowsProps<T> {
   /** Rows the table will have once every page is read (for aria-rowcount); items.length when unknown. */
   total?: number;
   rowHeight: number;
+  /** How many columns a row has (the spacers span them all: a wider span would add columns). */
+  columns: number;
   /** The table's <colgroup> and <thead>. */
   head: ComponentChildren;
   row: (item: T, index: number, active: boolean) => VNode;
@@ -82,20 +84,20 @@ export function VirtualRows<T>(props: VirtualRowsProps<T>) {
       <table class="grid" aria-label={props.label} aria-rowcount={(props.total ?? items.length) + 1}>
         {props.head}
         <tbody>
-          <Spacer height={first * rowHeight} />
+          <Spacer height={first * rowHeight} columns={props.columns} />
           {rows}
-          <Spacer height={(items.length - last) * rowHeight} />
+          <Spacer height={(items.length - last) * rowHeight} columns={props.columns} />
         </tbody>
       </table>
     </div>
   );
 }
 
-function Spacer({ height }: { height: number }) {
+function Spacer({ height, columns }: { height: number; columns: number }) {
   if (height <= 0) return null;
   return (
     <tr class="vrows-spacer" aria-hidden="true">
-      <td colSpan={99} style={{ height: `${height}px` }} />
+      <td colSpan={columns} style={{ height: `${height}px` }} />
     </tr>
   );
 }
