@@ -21,7 +21,8 @@ def test_pages_get_the_app_and_assets_are_cached_for_good(dashboard: Dashboard) 
         assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
         assert index.headers["x-content-type-options"] == "nosniff"
         # A page's own path (a deep link) gets the same app.
-        for page in ("/runs", "/runs/0193a6b2-0000-7000-8000-000000000000", "/flows", "/x/y"):
+        pages = ("/runs", "/runs/0193a6b2-0000-7000-8000-000000000000", "/flows", "/flows/x")
+        for page in (*pages, "/deployments", "/concurrency-limits", "/runs/"):
             deep = http.get(page)
             assert (deep.status_code, deep.text) == (200, index.text), page
         scripts = re.findall(r'(?:src|href)="(/assets/[^"]+)"', index.text)
@@ -35,12 +36,36 @@ def test_pages_get_the_app_and_assets_are_cached_for_good(dashboard: Dashboard) 
             assert packed.headers.get("content-encoding") == "gzip"
             assert packed.content == plain.content  # httpx decompresses
             assert int(packed.headers["content-length"]) < len(plain.content)
-            again = http.get(asset, headers={"if-none-match": plain.headers["etag"]})
-            assert (again.status_code, again.content) == (304, b"")
+            # Each coding has its own validator, and a 304 answers only its own.
+            assert packed.headers["etag"] != plain.headers["etag"]
+            for sent in (plain, packed):
+                coding = sent.headers.get("content-encoding", "identity")
+                again = http.get(
+                    asset,
+                    headers={"if-none-match": sent.headers["etag"], "accept-encoding": coding},
+                )
+                assert (again.status_code, again.content) == (304, b""), coding
+                assert again.headers["etag"] == sent.headers["etag"]
+            other = http.get(
+                asset,
+                headers={"if-none-match": plain.headers["etag"], "accept-encoding": "gzip"},
+            )
+            assert other.status_code == 200 and other.headers["etag"] == packed.headers["etag"]
+            # gzip with a weight of 0 is refused, and `*` takes it.
+            for header, gzipped in (("gzip;q=0, identity", False), ("*", True), ("br", False)):
+                answer = http.get(asset, headers={"accept-encoding": header})
+                assert ("content-encoding" in answer.headers) is gzipped, header
         head = http.head(scripts[0])
         assert head.status_code == 200 and head.content == b""
         # A file that is not there, and the API's paths, keep the edge's JSON 404.
-        for missing in ("/assets/nope.js", "/favicon.ico", "/runwire.v2.FlowService/GetFlow"):
+        for missing in (
+            "/assets/nope.js",
+            "/favicon.ico",
+            "/runwire.v2.FlowService/GetFlow",
+            "/healthz/",
+            "/api/flows",
+            "/x/y",
+        ):
             gone = http.get(missing)
             assert gone.status_code == 404, missing
             assert gone.json()["code"] == "unimplemented"

@@ -3,8 +3,8 @@ served by the HTTP edge at `/`: same origin as the API, so the browser needs no 
 
 The files are read once, at start, and served from memory, compressed once when the browser
 takes gzip. Hashed assets are cached for good; `index.html` is checked each time, so a new
-server's dashboard is seen on the next load. Every page path (`/runs/…`) gets `index.html`:
-the app routes in the browser.
+server's dashboard is seen on the next load. The app's page paths (`/runs/…`) get
+`index.html`, since the app routes in the browser; every other path keeps the edge's JSON 404.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from starlette.types import Receive, Scope, Send
 
 BUILT = Path(__file__).resolve().parent.parent / "dashboard"
 INDEX = "/index.html"
+# The first segments of the app's routes (dashboard/src/app.tsx); `/` is the runs page too.
+PAGES = frozenset({"runs", "flows", "deployments", "concurrency-limits"})
 # Smaller files gain little from compression and cost a header more.
 COMPRESS_FROM = 1024
 # The page runs only the server's own scripts and styles and talks only to this origin; it may
@@ -64,26 +66,31 @@ class Dashboard:
         return cls(files)
 
     def serves(self, path: str) -> bool:
-        """Whether `path` is a file of the dashboard or one of its pages (no dot in it: the
-        API's paths and unknown files keep their JSON 404)."""
-        return path in self._files or "." not in path
+        """Whether `path` is a file of the dashboard or one of its pages. API-like paths
+        (`/healthz/`, `/api/flows`) and unknown files keep the edge's JSON 404."""
+        if path in self._files or path == "/":
+            return True
+        return "." not in path and path.split("/", 2)[1] in PAGES
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         file = self._files.get(scope["path"]) or self._files[INDEX]
         request = dict(scope.get("headers", ()))
+        packed = file.gzipped is not None and _takes_gzip(request.get(b"accept-encoding", b""))
+        # Each coding of a file is its own representation, with its own validator.
+        etag = file.etag[:-1] + b'-gz"' if packed else file.etag
         headers = [
             (b"content-type", file.content_type),
             (b"cache-control", file.cache_control),
-            (b"etag", file.etag),
+            (b"etag", etag),
             (b"vary", b"accept-encoding"),
             *SECURITY_HEADERS,
         ]
-        if file.etag in _tags(request.get(b"if-none-match", b"")):
+        if etag in _tags(request.get(b"if-none-match", b"")):
             await send({"type": "http.response.start", "status": 304, "headers": headers})
             await send({"type": "http.response.body", "body": b""})
             return
         body = file.body
-        if file.gzipped is not None and b"gzip" in request.get(b"accept-encoding", b""):
+        if packed and file.gzipped is not None:
             body = file.gzipped
             headers.append((b"content-encoding", b"gzip"))
         headers.append((b"content-length", str(len(body)).encode()))
@@ -113,6 +120,23 @@ def _read(path: Path, immutable: bool) -> _File:
         etag=b'"' + hashlib.sha256(body).hexdigest()[:20].encode() + b'"',
         cache_control=b"public, max-age=31536000, immutable" if immutable else b"no-cache",
     )
+
+
+def _takes_gzip(header: bytes) -> bool:
+    """Whether an Accept-Encoding header accepts gzip: named (or `*`) with a weight above 0."""
+    weights: dict[bytes, float] = {}
+    for item in header.lower().split(b","):
+        coding, _, params = item.partition(b";")
+        weight = 1.0
+        for param in params.split(b";"):
+            name, _, value = param.strip().partition(b"=")
+            if name == b"q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0
+        weights[coding.strip()] = weight
+    return weights.get(b"gzip", weights.get(b"x-gzip", weights.get(b"*", 0.0))) > 0
 
 
 def _tags(header: bytes) -> set[bytes]:
