@@ -193,9 +193,12 @@ def test_state_chips_and_search_filter_through_the_url(
     wait_until(lambda: set(row_ids(page)) == wanted, "the same rows after a reload")
     assert find(page, "input[data-search]").get_attribute("value") == part.upper()
 
-    # Back undoes the state chip's step of history... after the search's; forward redoes it.
+    # Back undoes the search's step of history (typing pushed one entry, then replaced it),
+    # back to the state chip's URL; forward redoes it.
     page.back()
-    wait_until(lambda: "state" not in query_of(page) or "q" not in query_of(page), "an earlier URL")
+    wait_until(lambda: page.current_url == dashboard.url + "/runs?state=failed", "the chip's URL")
+    wait_until(lambda: seeded.failed_ids <= set(row_ids(page)), "the failed rows again")
+    assert find(page, "input[data-search]").get_attribute("value") == ""
     page.forward()
     wait_until(lambda: set(row_ids(page)) == wanted, "the filtered rows again")
 
