@@ -289,10 +289,21 @@ def test_open_a_run_by_click_and_by_keyboard(
         )
         assert find(page, f"{ROWS}.active").get_attribute("data-run-id") == expected
 
+    # Outside the table the arrows are the page's (they scroll it): no row is chosen.
+    find(page, "#runs-title").click()
+    ActionChains(page).send_keys(Keys.ARROW_DOWN).send_keys(Keys.END).perform()
+    time.sleep(0.3)
+    assert page.find_elements("css selector", f"{ROWS}.active") == []
+
     press("j", ids[0])
     press("j", ids[1])
     press(Keys.ARROW_DOWN, ids[2])
     press("k", ids[1])
+    # A run arriving at the top moves the rows down; the keyboard's row stays the same run.
+    flow_id = dashboard.flow("keyboard-arrivals").id
+    arrival = dashboard.run(flow_id, "arrives-under-the-keyboard")
+    wait_until(lambda: row_ids(page)[:1] == [arrival.id], "the new run at the top")
+    assert find(page, f"{ROWS}.active").get_attribute("data-run-id") == ids[1]
     ActionChains(page).send_keys(Keys.ENTER).perform()
     wait_until(lambda: page.current_url.endswith(f"/runs/{ids[1]}"), "the run's page")
 
