@@ -339,3 +339,47 @@ def test_a_big_graph_is_laid_out_off_the_page_thread(dashboard: Dashboard, brows
     dashboard.set_task_state(mapped[-1].id, S.STATE_TYPE_RUNNING)
     wait_until(lambda: _node_states(browser)[mapped[-1].id] == "running", "a node recoloured")
     assert page_errors(browser) == []
+
+
+def test_going_from_one_run_to_another_shows_only_the_second(
+    dashboard: Dashboard, browser: Any
+) -> None:
+    first, first_tasks = _diamond(dashboard, "first-of-two")
+    dashboard.log(first.id, "a line of the first run", level=20)
+    flow = dashboard.flow("second-of-two")
+    second = dashboard.run(flow.id, "second-of-two-run")
+    lone = dashboard.task_run(second.id, "only-task")
+    dashboard.log(second.id, "a line of the second run", level=20)
+
+    def shows(run: Any, tasks: list[Any], line: str) -> None:
+        wait_until(lambda: find(browser, ".run-name").text == run.name, f"{run.name}'s name")
+        wait_until(
+            lambda: texts(browser, "[data-testid=log-line] .log-msg") == [line],
+            f"{run.name}'s logs",
+        )
+        want = {t.id for t in tasks}
+        wait_until(
+            lambda: (
+                {e.get_attribute("data-task-id") for e in _by(browser, "[data-testid=task-row]")}
+                == want
+            ),
+            f"{run.name}'s task runs",
+        )
+        wait_until(lambda: set(_node_states(browser)) == want, f"{run.name}'s graph")
+        assert (
+            find(browser, "[data-testid=run-flow]")
+            .get_attribute("href")
+            .endswith(f"/flows/{run.flow_id}")
+        )
+
+    browser.get(f"{dashboard.url}/runs/{first.id}")
+    shows(first, first_tasks, "a line of the first run")
+    # Within the app (the router keeps the page's component when only the id changes).
+    browser.execute_script(
+        "history.pushState(null, '', arguments[0]); dispatchEvent(new PopStateEvent('popstate'))",
+        f"/runs/{second.id}",
+    )
+    shows(second, [lone], "a line of the second run")
+    browser.back()
+    shows(first, first_tasks, "a line of the first run")
+    assert page_errors(browser) == []
