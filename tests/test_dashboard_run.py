@@ -336,6 +336,8 @@ def test_a_big_graph_is_laid_out_off_the_page_thread(dashboard: Dashboard, brows
         lambda: len(_by(browser, "[data-testid=graph-node]")) == len(mapped) + 2, "the graph"
     )
     assert len(_by(browser, ".tg-edge")) == 2 * len(mapped)
+    # A graph this big is laid out by the worker, not on the page's thread.
+    assert find(browser, "[data-testid=graph]").get_attribute("data-layout") == "worker"
     dashboard.set_task_state(mapped[-1].id, S.STATE_TYPE_RUNNING)
     wait_until(lambda: _node_states(browser)[mapped[-1].id] == "running", "a node recoloured")
     assert page_errors(browser) == []

@@ -32,7 +32,7 @@ export function TaskGraph({
     // eslint-disable-next-line react-hooks/exhaustive-deps
     [key],
   );
-  const layout = useGraphLayout(input, key);
+  const { layout, where, error } = useGraphLayout(input, key);
   const [zoom, setZoom] = useState<number | undefined>(undefined);
   const scroller = useRef<HTMLDivElement>(null);
   const byId = useMemo(() => new Map(nodes.map((n) => [n.id, n])), [nodes]);
@@ -59,7 +59,15 @@ export function TaskGraph({
   }, [selected]);
 
   if (nodes.length === 0) return <p class="empty">This run has no task runs yet.</p>;
-  if (!layout) return <p class="empty">Laying out {nodes.length} task runs…</p>;
+  if (!layout) {
+    return error === undefined ? (
+      <p class="empty">Laying out {nodes.length} task runs…</p>
+    ) : (
+      <p class="empty" role="alert">
+        The graph of {nodes.length} task runs could not be laid out; the table below lists them.
+      </p>
+    );
+  }
   const near = new Set<string>();
   if (selected) {
     for (const e of layout.edges) if (e.from === selected || e.to === selected) near.add(`${e.from}>${e.to}`);
@@ -80,7 +88,7 @@ export function TaskGraph({
           </button>
         </span>
       </div>
-      <div class="tg-scroll" ref={scroller} data-testid="graph">
+      <div class="tg-scroll" ref={scroller} data-testid="graph" data-layout={where}>
         <svg
           width={layout.width * scale}
           height={layout.height * scale}
