@@ -3,6 +3,7 @@ one flow run, kept live by its watch stream while clients write; and the actions
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import grpc
@@ -45,6 +46,10 @@ def _node_states(driver: Any) -> dict[str, str]:
         node.get_attribute("data-task-id"): node.get_attribute("data-state")
         for node in _by(driver, "[data-testid=graph-node]")
     }
+
+
+def _renders(driver: Any, css: str) -> int:
+    return int(find(driver, css).get_attribute("data-renders"))
 
 
 def _badge(driver: Any) -> str:
@@ -96,6 +101,16 @@ def test_a_run_page_shows_the_run_and_follows_it_live(dashboard: Dashboard, brow
     assert len(_by(browser, ".tg-edge")) == sum(len(n.upstream_dependencies) for n in graph)
     wait_until(lambda: len(_by(browser, "[data-testid=task-row]")) == len(tasks), "task rows")
     wait_until(lambda: "extract finished" in texts(browser, "[data-testid=log-line]")[0], "a log")
+
+    # The running run's duration ticks each second; the logs and the graph do not re-render
+    # with it (only when what they show changes).
+    duration = find(browser, "[data-testid=run-duration]").text
+    renders = (_renders(browser, ".logs"), _renders(browser, ".tg"))
+    wait_until(
+        lambda: find(browser, "[data-testid=run-duration]").text != duration, "the duration ticking"
+    )
+    time.sleep(1.5)
+    assert (_renders(browser, ".logs"), _renders(browser, ".tg")) == renders
 
     # A node click picks the task in the table.
     find(browser, f'[data-testid=graph-node][data-task-id="{tasks[3].id}"]').click()

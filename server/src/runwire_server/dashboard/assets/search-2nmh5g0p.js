@@ -1,1 +1,0 @@
-import{Q as e,Z as t}from"./ErrorBox-dI0ztw9M.js";import{h as n}from"./index-D5WZMsim.js";import{o as r}from"./parts-CYTNd2LY.js";function i(){let{path:i,query:a,route:o}=n(),[s,c]=t(a.q??``),l=r(s.trim());return e(()=>{(a.q??``)!==l&&o(l?`${i}?q=${encodeURIComponent(l)}`:i,!0)},[l]),{text:s,setText:c,query:l}}export{i as t};
