@@ -3,6 +3,7 @@ one flow run, kept live by its watch stream while clients write; and the actions
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import grpc
@@ -45,6 +46,10 @@ def _node_states(driver: Any) -> dict[str, str]:
         node.get_attribute("data-task-id"): node.get_attribute("data-state")
         for node in _by(driver, "[data-testid=graph-node]")
     }
+
+
+def _renders(driver: Any, css: str) -> int:
+    return int(find(driver, css).get_attribute("data-renders"))
 
 
 def _badge(driver: Any) -> str:
@@ -96,6 +101,16 @@ def test_a_run_page_shows_the_run_and_follows_it_live(dashboard: Dashboard, brow
     assert len(_by(browser, ".tg-edge")) == sum(len(n.upstream_dependencies) for n in graph)
     wait_until(lambda: len(_by(browser, "[data-testid=task-row]")) == len(tasks), "task rows")
     wait_until(lambda: "extract finished" in texts(browser, "[data-testid=log-line]")[0], "a log")
+
+    # The running run's duration ticks each second; the logs and the graph do not re-render
+    # with it (only when what they show changes).
+    duration = find(browser, "[data-testid=run-duration]").text
+    renders = (_renders(browser, ".logs"), _renders(browser, ".tg"))
+    wait_until(
+        lambda: find(browser, "[data-testid=run-duration]").text != duration, "the duration ticking"
+    )
+    time.sleep(1.5)
+    assert (_renders(browser, ".logs"), _renders(browser, ".tg")) == renders
 
     # A node click picks the task in the table.
     find(browser, f'[data-testid=graph-node][data-task-id="{tasks[3].id}"]').click()
@@ -336,6 +351,52 @@ def test_a_big_graph_is_laid_out_off_the_page_thread(dashboard: Dashboard, brows
         lambda: len(_by(browser, "[data-testid=graph-node]")) == len(mapped) + 2, "the graph"
     )
     assert len(_by(browser, ".tg-edge")) == 2 * len(mapped)
+    # A graph this big is laid out by the worker, not on the page's thread.
+    assert find(browser, "[data-testid=graph]").get_attribute("data-layout") == "worker"
     dashboard.set_task_state(mapped[-1].id, S.STATE_TYPE_RUNNING)
     wait_until(lambda: _node_states(browser)[mapped[-1].id] == "running", "a node recoloured")
+    assert page_errors(browser) == []
+
+
+def test_going_from_one_run_to_another_shows_only_the_second(
+    dashboard: Dashboard, browser: Any
+) -> None:
+    first, first_tasks = _diamond(dashboard, "first-of-two")
+    dashboard.log(first.id, "a line of the first run", level=20)
+    flow = dashboard.flow("second-of-two")
+    second = dashboard.run(flow.id, "second-of-two-run")
+    lone = dashboard.task_run(second.id, "only-task")
+    dashboard.log(second.id, "a line of the second run", level=20)
+
+    def shows(run: Any, tasks: list[Any], line: str) -> None:
+        wait_until(lambda: find(browser, ".run-name").text == run.name, f"{run.name}'s name")
+        wait_until(
+            lambda: texts(browser, "[data-testid=log-line] .log-msg") == [line],
+            f"{run.name}'s logs",
+        )
+        want = {t.id for t in tasks}
+        wait_until(
+            lambda: (
+                {e.get_attribute("data-task-id") for e in _by(browser, "[data-testid=task-row]")}
+                == want
+            ),
+            f"{run.name}'s task runs",
+        )
+        wait_until(lambda: set(_node_states(browser)) == want, f"{run.name}'s graph")
+        assert (
+            find(browser, "[data-testid=run-flow]")
+            .get_attribute("href")
+            .endswith(f"/flows/{run.flow_id}")
+        )
+
+    browser.get(f"{dashboard.url}/runs/{first.id}")
+    shows(first, first_tasks, "a line of the first run")
+    # Within the app (the router keeps the page's component when only the id changes).
+    browser.execute_script(
+        "history.pushState(null, '', arguments[0]); dispatchEvent(new PopStateEvent('popstate'))",
+        f"/runs/{second.id}",
+    )
+    shows(second, [lone], "a line of the second run")
+    browser.back()
+    shows(first, first_tasks, "a line of the first run")
     assert page_errors(browser) == []

@@ -1,7 +1,11 @@
 import { create } from "@bufbuild/protobuf";
 import { DurationSchema, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { describe, expect, it } from "vitest";
-import { StateType } from "../src/gen/runwire/v1/state_pb";
+import { FlowRunSchema } from "../src/gen/runwire/v1/flow_run_pb";
+import { StateSchema, StateType } from "../src/gen/runwire/v1/state_pb";
+import { WatchFlowRunResponseSchema } from "../src/gen/runwire/v1/watch_pb";
+import { initialLiveRun, reduce } from "../src/run/liveRun";
+import { EMPTY_LIST, applyEvent } from "../src/runs/liveList";
 import {
   formatDuration,
   formatRelative,
@@ -78,6 +82,46 @@ describe("durations", () => {
     const ended = { startTime: start, endTime: timestampFromMs(1_005_000), state: { type: StateType.FAILED } };
     expect(runDuration(ended, 9_999_999)).toBe(5);
     expect(runDuration({ state: { type: StateType.SCHEDULED } }, 0)).toBeUndefined();
+  });
+
+  it("counts a retried run's running time only, not its wait for the retry", () => {
+    // First attempt ran 60 s; it then waited an hour to be retried; it has run 30 s since.
+    const retried = {
+      startTime: timestampFromMs(1_000_000),
+      totalRunTime: create(DurationSchema, { seconds: 60n }),
+      state: { type: StateType.RUNNING, timestamp: timestampFromMs(1_000_000 + 3_660_000) },
+    };
+    expect(runDuration(retried, 1_000_000 + 3_690_000)).toBe(90);
+  });
+
+  it("gives the runs table and the run page one duration for the same events", () => {
+    const at = (ms: number) => timestampFromMs(1_000_000 + ms);
+    const s = (type: StateType, ms: number) => create(StateSchema, { id: `s${ms}`, type, timestamp: at(ms) });
+    const events = [
+      s(StateType.RUNNING, 0),
+      s(StateType.FAILED, 60_000),
+      s(StateType.SCHEDULED, 61_000), // awaiting retry
+      s(StateType.RUNNING, 3_661_000),
+    ];
+    let row = create(FlowRunSchema, { id: "r1", state: s(StateType.PENDING, -1000) });
+    let page = reduce(initialLiveRun(), { type: "run", run: row });
+    events.forEach((state, i) => {
+      row = applyEvent(
+        { ...EMPTY_LIST, runs: [row], index: new Map([["r1", 0]]), loaded: true },
+        { cursor: BigInt(i + 1), flowRunId: "r1", state },
+        { states: [], newestFirst: true },
+      ).list.runs[0];
+      page = reduce(page, {
+        type: "event",
+        event: create(WatchFlowRunResponseSchema, {
+          cursor: BigInt(i + 1),
+          event: { case: "flowRunState", value: { flowRunId: "r1", state } },
+        }),
+      });
+    });
+    const now = 1_000_000 + 3_691_000;
+    expect(runDuration(row, now)).toBe(90);
+    expect(runDuration(page.run!, now)).toBe(90);
   });
 });
 

@@ -3,7 +3,7 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { describe, expect, it } from "vitest";
 import { type FlowRun, FlowRunSchema } from "../src/gen/runwire/v1/flow_run_pb";
 import { type State, StateSchema, StateType } from "../src/gen/runwire/v1/state_pb";
-import { EMPTY_LIST, type ListRules, addPage, applyEvent, upsertRuns } from "../src/runs/liveList";
+import { EARLY_MAX, EMPTY_LIST, type ListRules, addPage, applyEvent, sameView, upsertRuns } from "../src/runs/liveList";
 
 const T0 = Date.UTC(2026, 11, 3, 12);
 const ALL: ListRules = { states: [], newestFirst: true };
@@ -106,5 +106,137 @@ describe("upsertRuns", () => {
     const l = addPage(EMPTY_LIST, page([run("01", StateType.FAILED)]), true);
     const rules = { ...ALL, states: [StateType.FAILED] };
     expect(upsertRuns(l, [run("02", StateType.COMPLETED)], rules)).toBe(l);
+  });
+});
+
+describe("runs the list has not loaded", () => {
+  const states = (l: { runs: readonly FlowRun[] }) => l.runs.map((r) => r.state?.type);
+
+  it("does not call an older run's change new while pages are unread (newest first)", () => {
+    const l = addPage(EMPTY_LIST, page([run("09"), run("08")], "more", 10n), true);
+    const out = applyEvent(l, { cursor: 11n, flowRunId: "03", state: state(StateType.FAILED, 50) }, ALL);
+    // Its page will bring it: nothing to read now, nothing pending.
+    expect(out.fetch).toEqual([]);
+    expect(out.list.pending.size).toBe(0);
+    // Even when read anyway (an earlier event asked), it is neither placed nor pending.
+    const read = upsertRuns(out.list, [run("03", StateType.FAILED, 50)], ALL);
+    expect(ids(read)).toEqual(["09", "08"]);
+    expect(read.pending.size).toBe(0);
+    // A run newer than the first row is placed at the top.
+    const fresh = applyEvent(l, { cursor: 11n, flowRunId: "10", state: state(StateType.PENDING, 50) }, ALL);
+    expect(fresh.fetch).toEqual(["10"]);
+    const placed = upsertRuns(fresh.list, [run("10", StateType.PENDING, 50)], ALL);
+    expect(ids(placed)).toEqual(["10", "09", "08"]);
+    expect(placed.pending.size).toBe(0);
+  });
+
+  it("applies a change that came while the run's page was in flight", () => {
+    const l = addPage(EMPTY_LIST, page([run("09"), run("08")], "more", 10n), true);
+    // The next page is asked for; meanwhile run 05 (on it) fails, and 04 runs.
+    let cur = applyEvent(l, { cursor: 11n, flowRunId: "05", state: state(StateType.FAILED, 50) }, ALL).list;
+    cur = applyEvent(cur, { cursor: 12n, flowRunId: "04", state: state(StateType.RUNNING, 60) }, ALL).list;
+    expect(cur.early.size).toBe(2);
+    // The page was read after event 11 but before event 12: it has 05 failed, 04 still pending.
+    const next = addPage(
+      cur,
+      page([run("05", StateType.FAILED, 50), run("04", StateType.PENDING, 1), run("03", StateType.PENDING, 1)], "", 11n),
+      false,
+    );
+    expect(ids(next)).toEqual(["09", "08", "05", "04", "03"]);
+    expect(states(next)).toEqual([
+      StateType.PENDING,
+      StateType.PENDING,
+      StateType.FAILED,
+      StateType.RUNNING,
+      StateType.PENDING,
+    ]);
+    expect(next.runs[3].startTime).toEqual(timestampFromMs(T0 + 60));
+    expect(next.early.size).toBe(0);
+    expect(next.pending.size).toBe(0);
+  });
+
+  it("keeps a page's state when the page is newer than the remembered event", () => {
+    const l = addPage(EMPTY_LIST, page([run("09")], "more", 10n), true);
+    const cur = applyEvent(l, { cursor: 11n, flowRunId: "05", state: state(StateType.RUNNING, 50) }, ALL).list;
+    const next = addPage(cur, page([run("05", StateType.COMPLETED, 70)], "", 20n), false);
+    expect(states(next)).toEqual([StateType.PENDING, StateType.COMPLETED]);
+    expect(next.early.size).toBe(0);
+  });
+
+  it("applies a change that came while a run named by the watch was being read", () => {
+    const l = addPage(EMPTY_LIST, page([run("09")], "", 10n), true);
+    let cur = applyEvent(l, { cursor: 11n, flowRunId: "10", state: state(StateType.PENDING, 50) }, ALL).list;
+    cur = applyEvent(cur, { cursor: 12n, flowRunId: "10", state: state(StateType.RUNNING, 60) }, ALL).list;
+    const next = upsertRuns(cur, [run("10", StateType.PENDING, 50)], ALL, 11n);
+    expect(ids(next)).toEqual(["10", "09"]);
+    expect(states(next)).toEqual([StateType.RUNNING, StateType.PENDING]);
+  });
+
+  it("remembers a bounded number of runs, the latest event of each", () => {
+    let l = addPage(EMPTY_LIST, page([run("zz")], "more", 0n), true);
+    for (let i = 1; i <= EARLY_MAX + 5; i++) {
+      l = applyEvent(l, { cursor: BigInt(i), flowRunId: `a${String(i).padStart(5, "0")}`, state: state(StateType.RUNNING, i) }, ALL).list;
+    }
+    expect(l.early.size).toBe(EARLY_MAX);
+    expect(l.early.has("a00001")).toBe(false);
+    expect(l.early.has(`a${String(EARLY_MAX + 5).padStart(5, "0")}`)).toBe(true);
+  });
+
+  it("offers only runs created since the read in other orders, and forgets them once loaded", () => {
+    const rules = { ...ALL, newestFirst: false };
+    // Oldest first, pages unread; the newest run when the list was read was "50".
+    const l = addPage(EMPTY_LIST, page([run("01"), run("02")], "more", 10n), true, "50");
+    // An old run (on a page not read yet) changes: not new.
+    const old = applyEvent(l, { cursor: 11n, flowRunId: "30", state: state(StateType.FAILED, 50) }, rules);
+    expect(old.fetch).toEqual([]);
+    expect(old.list.pending.size).toBe(0);
+    expect(upsertRuns(old.list, [run("30", StateType.FAILED, 50)], rules).pending.size).toBe(0);
+    // A run created since: new, offered.
+    const fresh = applyEvent(old.list, { cursor: 12n, flowRunId: "51", state: state(StateType.SCHEDULED, 60) }, rules);
+    expect(fresh.fetch).toEqual(["51"]);
+    const offered = upsertRuns(fresh.list, [run("51", StateType.SCHEDULED, 60)], rules);
+    expect([...offered.pending]).toEqual(["51"]);
+    // Scrolling reads the pages it is on: it is shown, and no longer counted.
+    const more = addPage(offered, page([run("30", StateType.PENDING, 1), run("51", StateType.SCHEDULED, 60)], "", 12n), false);
+    expect(ids(more)).toEqual(["01", "02", "30", "51"]);
+    expect(more.pending.size).toBe(0);
+    expect(more.early.size).toBe(0);
+  });
+
+  it("stops offering a new run that leaves the states the page shows", () => {
+    const rules = { states: [StateType.RUNNING], newestFirst: false };
+    const l = addPage(EMPTY_LIST, page([run("01", StateType.RUNNING)], "", 10n), true, "01");
+    const offered = upsertRuns(l, [run("05", StateType.RUNNING, 5)], rules);
+    expect([...offered.pending]).toEqual(["05"]);
+    const left = applyEvent(offered, { cursor: 11n, flowRunId: "05", state: state(StateType.COMPLETED, 9) }, rules);
+    expect(left.list.pending.size).toBe(0);
+  });
+});
+
+describe("re-renders", () => {
+  const rules = { states: [StateType.FAILED], newestFirst: true };
+  const l = addPage(EMPTY_LIST, page([run("09", StateType.FAILED, 10)], "", 10n), true);
+
+  it("shows the same list for events that change nothing shown, with the cursor moved on", () => {
+    // A state already shown, an older one, and a run the page does not show.
+    for (const event of [
+      { cursor: 11n, flowRunId: "09", state: l.runs[0].state! },
+      { cursor: 11n, flowRunId: "09", state: state(StateType.RUNNING, 5) },
+      { cursor: 11n, flowRunId: "07", state: state(StateType.RUNNING, 50) },
+    ]) {
+      const out = applyEvent(l, event, rules);
+      expect(sameView(out.list, l)).toBe(true);
+      expect(out.list.changes).toBe(l.changes);
+      expect(out.list.cursor).toBe(11n);
+    }
+  });
+
+  it("shows a new list, and counts a change, when a row or a matching run changes", () => {
+    const row = applyEvent(l, { cursor: 11n, flowRunId: "09", state: state(StateType.COMPLETED, 50) }, rules);
+    expect(sameView(row.list, l)).toBe(false);
+    expect(row.list.changes).toBe(l.changes + 1);
+    const other = applyEvent(l, { cursor: 11n, flowRunId: "10", state: state(StateType.FAILED, 50) }, rules);
+    expect(other.list.changes).toBe(l.changes + 1);
+    expect(sameView(other.list, l)).toBe(false);
   });
 });

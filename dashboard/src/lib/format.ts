@@ -120,17 +120,25 @@ export function formatTime(millis: number | undefined): string {
   );
 }
 
-/** A run's duration: its total run time, or, while it runs, the time since it started. */
+/** A run's duration: the time it has spent running. While it runs, its total run time (the
+ * earlier runs of a retried run) plus the time since the current Running state began; time
+ * spent waiting between attempts does not count. */
 export function runDuration(
-  run: { totalRunTime?: Duration; startTime?: Timestamp; endTime?: Timestamp; state?: { type: StateType } },
+  run: {
+    totalRunTime?: Duration;
+    startTime?: Timestamp;
+    endTime?: Timestamp;
+    state?: { type: StateType; timestamp?: Timestamp };
+  },
   now: number,
 ): number | undefined {
   const total = secondsOf(run.totalRunTime);
-  const start = millisOf(run.startTime);
-  if (run.state?.type === StateType.RUNNING && start !== undefined) {
-    return Math.max(total, (now - start) / 1000);
+  if (run.state?.type === StateType.RUNNING) {
+    const since = millisOf(run.state.timestamp) ?? millisOf(run.startTime);
+    if (since !== undefined) return total + Math.max(0, now - since) / 1000;
   }
   if (total > 0) return total;
+  const start = millisOf(run.startTime);
   const end = millisOf(run.endTime);
   if (start !== undefined && end !== undefined) return (end - start) / 1000;
   return undefined;

@@ -32,6 +32,12 @@ function useNow(ticking: boolean): number {
 export function Run() {
   const { params } = useRoute();
   const id = params.id ?? "";
+  // The router keeps this component when only the id changes (Back from one run to another):
+  // a key makes each run's page its own, with nothing left of the previous run's.
+  return <RunPage key={id} id={id} />;
+}
+
+function RunPage({ id }: { id: string }) {
   const view = useLiveRun(id);
   const { live, runError } = view;
   const [selected, setSelected] = useState<string | undefined>(undefined);

@@ -14,6 +14,7 @@ import { StateType } from "../gen/runwire/v1/state_pb";
 import { STATE_ORDER, formatDuration, formatRelative, formatTime, millisOf, runDuration } from "../lib/format";
 import { useNow } from "../runs/clock";
 import { FilterBar } from "../runs/FilterBar";
+import type { LiveList } from "../runs/liveList";
 import { type LiveStatus, useLiveRuns } from "../runs/useLiveRuns";
 import { rememberDeployments, rememberFlows, resolveNames, useNames } from "../runs/names";
 import {
@@ -86,11 +87,13 @@ export function Runs() {
     );
   }, [list.runs, list.loaded, flows]);
 
-  const [active, setActive] = useState(-1);
-  useEffect(() => setActive(-1), [key]);
-  const runsRef = useRef(list.runs);
-  runsRef.current = list.runs;
-  useRowKeys(runsRef, active, setActive, route);
+  // The keyboard's row is a run, not a position: runs arriving at the top move it down.
+  const [activeId, setActiveId] = useState<string | undefined>(undefined);
+  useEffect(() => setActiveId(undefined), [key]);
+  const active = activeId === undefined ? -1 : (list.index.get(activeId) ?? -1);
+  const runsRef = useRef(list);
+  runsRef.current = list;
+  useRowKeys(runsRef, activeId, setActiveId, route);
 
   const chartEnd = useMemo(() => new Date(), [pulse, key]);
   const chartStart = useMemo(
@@ -114,9 +117,9 @@ export function Runs() {
       class={isActive ? "active" : undefined}
       // One tab stop for the whole table (the keyboard's row); j/k and the arrows move within.
       tabIndex={isActive || (active < 0 && index === 0) ? 0 : -1}
-      onFocus={() => isActive || setActive(index)}
+      onFocus={() => isActive || setActiveId(run.id)}
       onClick={(e) => {
-        setActive(index);
+        setActiveId(run.id);
         const target = e.target as HTMLElement;
         if (target.closest("a, button") || getSelection()?.toString()) return;
         route(`/runs/${run.id}`);
@@ -346,49 +349,57 @@ function usePickers(ready: boolean): { flows?: Flow[]; deployments?: Deployment[
   return value;
 }
 
-/** j/k or the arrows move the keyboard's row, Home/End jump, Enter opens it. */
+/** j/k anywhere (but in a field), or the arrows and Home/End within the runs table, move the
+ * keyboard's row; Enter opens it. Outside the table the arrows and Home/End scroll the page. */
 function useRowKeys(
-  runs: { current: readonly FlowRun[] },
-  active: number,
-  setActive: (fn: (a: number) => number) => void,
+  list: { current: LiveList },
+  activeId: string | undefined,
+  setActiveId: (id: string | undefined) => void,
   route: (url: string) => void,
 ) {
-  const activeRef = useRef(active);
-  activeRef.current = active;
+  const activeRef = useRef(activeId);
+  activeRef.current = activeId;
   useEffect(() => {
     const onKey = (e: KeyboardEvent) => {
       if (e.ctrlKey || e.metaKey || e.altKey) return;
       const target = e.target as HTMLElement | null;
       if (target && (target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName))) return;
-      const n = runs.current.length;
+      const { runs, index } = list.current;
+      const n = runs.length;
       if (!n) return;
-      const move = (fn: (a: number) => number) => {
+      const inTable = !!target?.closest?.("[data-testid=runs-scroller]");
+      const current = activeRef.current === undefined ? -1 : (index.get(activeRef.current) ?? -1);
+      const move = (to: number) => {
         e.preventDefault();
-        setActive((a) => Math.max(0, Math.min(n - 1, fn(a))));
+        const run = runs[Math.max(0, Math.min(n - 1, to))];
+        activeRef.current = run.id;
+        setActiveId(run.id);
       };
       switch (e.key) {
         case "j":
-        case "ArrowDown":
-          return move((a) => a + 1);
+          return move(current + 1);
         case "k":
+          return move(current < 0 ? 0 : current - 1);
+        case "ArrowDown":
+          return inTable ? move(current + 1) : undefined;
         case "ArrowUp":
-          return move((a) => (a < 0 ? 0 : a - 1));
+          return inTable ? move(current < 0 ? 0 : current - 1) : undefined;
         case "Home":
-          return move(() => 0);
+          return inTable ? move(0) : undefined;
         case "End":
-          return move(() => n - 1);
+          return inTable ? move(n - 1) : undefined;
         case "Enter": {
           // Links and buttons keep their own Enter.
           if (target?.closest("a, button")) return;
-          const run = runs.current[activeRef.current];
-          if (run) {
+          const id = activeRef.current;
+          if (id !== undefined && index.has(id)) {
             e.preventDefault();
-            route(`/runs/${run.id}`);
+            route(`/runs/${id}`);
           }
         }
       }
     };
     addEventListener("keydown", onKey);
     return () => removeEventListener("keydown", onKey);
-  }, [runs, setActive, route]);
+  }, [list, setActiveId, route]);
 }

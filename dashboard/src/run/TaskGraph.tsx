@@ -1,3 +1,4 @@
+import { memo } from "preact/compat";
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import type { GraphNode } from "../gen/runwire/v1/graph_pb";
 import type { TaskRun } from "../gen/runwire/v1/task_run_pb";
@@ -15,7 +16,9 @@ function clip(name: string, width: number): string {
   return name.length <= room ? name : `${name.slice(0, Math.max(1, room - 1))}…`;
 }
 
-export function TaskGraph({
+/** Memoized: the run page re-renders each second while a run's duration ticks; the graph only
+ * when its nodes, states or selection change. */
+export const TaskGraph = memo(function TaskGraph({
   nodes,
   tasks,
   selected,
@@ -32,7 +35,11 @@ export function TaskGraph({
     // eslint-disable-next-line react-hooks/exhaustive-deps
     [key],
   );
-  const layout = useGraphLayout(input, key);
+  const { layout, where, error } = useGraphLayout(input, key);
+  // How often it has rendered, on its root as data-renders: the browser tests check that the
+  // page's ticking clock leaves it alone.
+  const renders = useRef(0);
+  renders.current++;
   const [zoom, setZoom] = useState<number | undefined>(undefined);
   const scroller = useRef<HTMLDivElement>(null);
   const byId = useMemo(() => new Map(nodes.map((n) => [n.id, n])), [nodes]);
@@ -59,13 +66,21 @@ export function TaskGraph({
   }, [selected]);
 
   if (nodes.length === 0) return <p class="empty">This run has no task runs yet.</p>;
-  if (!layout) return <p class="empty">Laying out {nodes.length} task runs…</p>;
+  if (!layout) {
+    return error === undefined ? (
+      <p class="empty">Laying out {nodes.length} task runs…</p>
+    ) : (
+      <p class="empty" role="alert">
+        The graph of {nodes.length} task runs could not be laid out; the table below lists them.
+      </p>
+    );
+  }
   const near = new Set<string>();
   if (selected) {
     for (const e of layout.edges) if (e.from === selected || e.to === selected) near.add(`${e.from}>${e.to}`);
   }
   return (
-    <div class="tg">
+    <div class="tg" data-renders={renders.current}>
       <div class="tg-tools">
         <span class="muted">{nodes.length} task runs</span>
         <span class="tg-zoom" role="group" aria-label="Zoom">
@@ -80,7 +95,7 @@ export function TaskGraph({
           </button>
         </span>
       </div>
-      <div class="tg-scroll" ref={scroller} data-testid="graph">
+      <div class="tg-scroll" ref={scroller} data-testid="graph" data-layout={where}>
         <svg
           width={layout.width * scale}
           height={layout.height * scale}
@@ -143,4 +158,4 @@ export function TaskGraph({
       </div>
     </div>
   );
-}
+});

@@ -3,12 +3,12 @@
 // Pure, so every ordering of answers and events can be pinned by unit tests.
 import type { FlowRun } from "../gen/runwire/v1/flow_run_pb";
 import type { Log } from "../gen/runwire/v1/log_pb";
-import { type State, StateType } from "../gen/runwire/v1/state_pb";
+import type { State } from "../gen/runwire/v1/state_pb";
 import type { TaskRun } from "../gen/runwire/v1/task_run_pb";
 import { StreamEnd_Reason, type WatchFlowRunResponse } from "../gen/runwire/v1/watch_pb";
 import { isTerminal, millisOf } from "../lib/format";
+import { advanceRun, stateOrder } from "../lib/runState";
 import { create } from "@bufbuild/protobuf";
-import { type Duration, DurationSchema } from "@bufbuild/protobuf/wkt";
 import { TaskRunSchema } from "../gen/runwire/v1/task_run_pb";
 
 /** The most log lines kept: a run that logs without end must not exhaust the tab. */
@@ -144,39 +144,8 @@ function mergeRun(incoming: FlowRun, states: State[]): FlowRun {
   return newest ? withState(incoming, newest) : incoming;
 }
 
-/** > 0 when `a` is newer than `b`. */
-function stateOrder(a: State, b: State): number {
-  return (millisOf(a.timestamp) ?? 0) - (millisOf(b.timestamp) ?? 0) || (a.timestamp?.nanos ?? 0) - (b.timestamp?.nanos ?? 0);
-}
-
-/** The run or task run after entering `state`, with the timing fields the server keeps
- * (first start, end, run count, time running) advanced as its bookkeeping does, so the page
- * need not wait for a refetch. A state older than the current one changes nothing. */
-export function withState<T extends FlowRun | TaskRun>(run: T, state: State): T {
-  const prev = run.state;
-  if (prev && (prev.id === state.id || stateOrder(prev, state) > 0)) return run;
-  const at = state.timestamp;
-  const next = { ...run, state };
-  if (state.type === StateType.RUNNING) {
-    next.runCount = run.runCount + 1;
-    if (!run.startTime) next.startTime = at;
-  }
-  if (prev?.type === StateType.RUNNING && prev.timestamp && at) {
-    next.totalRunTime = addDuration(run.totalRunTime, (millisOf(at) ?? 0) - (millisOf(prev.timestamp) ?? 0));
-  }
-  if (isTerminal(state.type)) {
-    if (next.startTime && !run.endTime) next.endTime = at;
-  } else if (isTerminal(prev?.type)) {
-    next.endTime = undefined;
-  }
-  return next;
-}
-
-function addDuration(d: Duration | undefined, millis: number): Duration {
-  const total = (d ? Number(d.seconds) * 1000 + d.nanos / 1e6 : 0) + Math.max(0, millis);
-  const seconds = Math.floor(total / 1000);
-  return create(DurationSchema, { seconds: BigInt(seconds), nanos: Math.round((total - seconds * 1000) * 1e6) });
-}
+/** The run or task run after entering `state` (the server's bookkeeping, done here too). */
+export const withState = advanceRun;
 
 function mergeStates(current: State[], incoming: State[]): State[] {
   if (incoming.length === 0) return current;

@@ -1,54 +1,60 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import { type GraphInput, type GraphLayout, layoutGraph } from "./graphLayout";
+import { LayoutQueue } from "./layoutQueue";
 
 /** Below this many nodes a layout takes milliseconds: done at once, without a worker's hop. */
 const INLINE = 80;
 
-let worker: Worker | undefined;
-let seq = 0;
-const waiting = new Map<number, (layout: GraphLayout) => void>();
+const queue = new LayoutQueue(() => new Worker(new URL("./layoutWorker.ts", import.meta.url), { type: "module" }));
 
-function layoutInWorker(input: GraphInput[]): Promise<GraphLayout> {
-  if (!worker) {
-    worker = new Worker(new URL("./layoutWorker.ts", import.meta.url), { type: "module" });
-    worker.onmessage = (e: MessageEvent<{ seq: number; layout: GraphLayout }>) => {
-      waiting.get(e.data.seq)?.(e.data.layout);
-      waiting.delete(e.data.seq);
-    };
+export interface LaidOut {
+  layout: GraphLayout | undefined;
+  /** Where the shown layout was computed. */
+  where: "inline" | "worker" | undefined;
+  /** The layout failed even on the page's thread. */
+  error: unknown;
+}
+
+function inline(input: GraphInput[]): LaidOut {
+  try {
+    return { layout: layoutGraph(input), where: "inline", error: undefined };
+  } catch (error) {
+    return { layout: undefined, where: undefined, error };
   }
-  const id = ++seq;
-  return new Promise((resolve) => {
-    waiting.set(id, resolve);
-    worker!.postMessage({ seq: id, input });
-  });
 }
 
 /** The layout of a graph, recomputed only when `shape` changes; a big graph keeps showing its
- * previous layout while the new one is computed. */
-export function useGraphLayout(input: GraphInput[], shape: string): GraphLayout | undefined {
-  const [layout, setLayout] = useState<GraphLayout | undefined>(() =>
-    input.length <= INLINE ? layoutGraph(input) : undefined,
+ * previous layout while the new one is computed. If the worker fails, the graph is laid out
+ * on the page's thread. */
+export function useGraphLayout(input: GraphInput[], shape: string): LaidOut {
+  const [state, setState] = useState<LaidOut>(() =>
+    input.length <= INLINE ? inline(input) : { layout: undefined, where: undefined, error: undefined },
   );
   const inputRef = useRef(input);
   inputRef.current = input;
   const first = useRef(true);
   useEffect(() => {
-    if (first.current && layout) {
+    if (first.current && state.layout) {
       first.current = false;
       return;
     }
     first.current = false;
     const nodes = inputRef.current;
-    if (nodes.length <= INLINE || typeof Worker === "undefined") {
-      setLayout(layoutGraph(nodes));
+    if (nodes.length <= INLINE || typeof Worker === "undefined" || queue.failed) {
+      setState(inline(nodes));
       return;
     }
     let current = true;
-    void layoutInWorker(nodes).then((l) => current && setLayout(l));
+    const job = queue.layout(nodes);
+    job.promise.then(
+      (layout) => current && setState({ layout, where: "worker", error: undefined }),
+      () => current && setState(inline(nodes)),
+    );
     return () => {
       current = false;
+      job.cancel();
     };
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [shape]);
-  return layout;
+  return state;
 }

@@ -9,17 +9,21 @@ export interface FilterBarProps {
   query: RunsQuery;
   flows: readonly Flow[];
   deployments: readonly Deployment[];
-  /** `replace` for changes made while typing, so history keeps one entry per search. */
+  /** `replace` for the later changes of one typing session, so history keeps one entry per search. */
   onChange: (next: RunsQuery, replace?: boolean) => void;
 }
 
 export function FilterBar({ query, flows, deployments, onChange }: FilterBarProps) {
   const [text, setText] = useState(query.q);
   const typed = useRef(query.q);
+  // Whether this typing session has made its history entry: its first change pushes one (Back
+  // returns to the URL before the search), later ones replace it.
+  const searching = useRef(false);
   // Back and forward change the URL under the box: follow it, unless it is our own echo.
   useEffect(() => {
     if (query.q !== typed.current) {
       typed.current = query.q;
+      searching.current = false;
       setText(query.q);
     }
   }, [query.q]);
@@ -30,7 +34,9 @@ export function FilterBar({ query, flows, deployments, onChange }: FilterBarProp
     if (text.trim() === latest.current.query.q) return;
     const t = setTimeout(() => {
       typed.current = text.trim();
-      latest.current.onChange({ ...latest.current.query, q: text.trim() }, true);
+      const replace = searching.current;
+      searching.current = true;
+      latest.current.onChange({ ...latest.current.query, q: text.trim() }, replace);
     }, DEBOUNCE_MS);
     return () => clearTimeout(t);
   }, [text]);
@@ -56,6 +62,9 @@ export function FilterBar({ query, flows, deployments, onChange }: FilterBarProp
         value={text}
         onInput={(e) => setText(e.currentTarget.value)}
         onKeyDown={(e) => e.key === "Escape" && (e.currentTarget.blur(), setText(""))}
+        onBlur={() => {
+          searching.current = false;
+        }}
       />
       <select
         aria-label="Flow"

@@ -4,8 +4,8 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { useCallback, useEffect, useRef, useState } from "preact/hooks";
 import { api } from "../api";
-import { type FlowRunCriteria, FlowRunCriteriaSchema, type FlowRunSort } from "../gen/runwire/v1/filters_pb";
-import { EMPTY_LIST, type ListRules, type LiveList, addPage, applyEvent, upsertRuns } from "./liveList";
+import { type FlowRunCriteria, FlowRunCriteriaSchema, FlowRunSort } from "../gen/runwire/v1/filters_pb";
+import { EMPTY_LIST, type ListRules, type LiveList, addPage, applyEvent, sameView, upsertRuns } from "./liveList";
 import { withIds } from "./query";
 
 export const PAGE_SIZE = 200;
@@ -27,8 +27,15 @@ export interface LiveRuns {
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal.addEventListener("abort", () => (clearTimeout(t), resolve()), { once: true });
+    const onAbort = () => {
+      clearTimeout(t);
+      resolve();
+    };
+    const t = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener("abort", onAbort, { once: true });
   });
 }
 
@@ -47,10 +54,12 @@ export function useLiveRuns(
   const ref = useRef<LiveList>(EMPTY_LIST);
   const session = useRef({ signal: new AbortController().signal, criteria, sort, loadingMore: false });
   const update = useCallback((fn: (l: LiveList) => LiveList) => {
-    const next = fn(ref.current);
-    if (next === ref.current) return;
+    const prev = ref.current;
+    const next = fn(prev);
+    if (next === prev) return;
     ref.current = next;
-    setList(next);
+    // A change that alters nothing shown (the cursor, remembered events) costs no render.
+    if (!sameView(prev, next)) setList(next);
   }, []);
   const reload = useCallback(() => setGeneration((g) => g + 1), []);
 
@@ -76,7 +85,7 @@ export function useLiveRuns(
           { filter: withIds(any, ids.slice(i, i + PAGE_SIZE)), pageSize: PAGE_SIZE },
           { signal },
         );
-        if (!signal.aborted) update((l) => upsertRuns(l, page.flowRuns, rules));
+        if (!signal.aborted) update((l) => upsertRuns(l, page.flowRuns, rules, page.watchCursor));
       }
     };
     const want = (ids: readonly string[]) => {
@@ -87,8 +96,15 @@ export function useLiveRuns(
 
     void (async () => {
       try {
+        // In orders other than newest-first the rows do not say which runs are new: the
+        // newest id before the read does (a run with a greater one was created since).
+        const horizon = rules.newestFirst
+          ? undefined
+          : await api.flowRuns
+              .listFlowRuns({ sort: FlowRunSort.ID_DESC, pageSize: 1 }, { signal })
+              .then((r) => r.flowRuns[0]?.id ?? "");
         const first = await api.flowRuns.listFlowRuns({ filter: criteria, sort, pageSize: PAGE_SIZE }, { signal });
-        update((l) => addPage(l, first, true));
+        update((l) => addPage(l, first, true, horizon));
       } catch (err) {
         if (!signal.aborted) setError(err);
         return;

@@ -1,1 +1,0 @@
-import{Q as e,Z as t}from"./ErrorBox-CT7OL30D.js";import{p as n}from"./index-BW1RhkxC.js";import{o as r}from"./parts-C-i6wZBz.js";function i(){let{path:i,query:a,route:o}=n(),[s,c]=t(a.q??``),l=r(s.trim());return e(()=>{(a.q??``)!==l&&o(l?`${i}?q=${encodeURIComponent(l)}`:i,!0)},[l]),{text:s,setText:c,query:l}}export{i as t};
