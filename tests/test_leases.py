@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import pendulum
 import pytest
 from google.protobuf import duration_pb2
 
+import runwire
 from runwire.v1 import flow_run_service_pb2 as pb
 from runwire.v1 import (
     flow_run_service_pb2_grpc,
@@ -32,7 +34,7 @@ from runwire.v1 import task_run_service_pb2 as tpb
 from runwire.v1 import watch_pb2 as wpb
 from runwire_server.server import RunningServer, serving
 from tests.conftest import fresh_postgres_database, make_settings
-from tests.helpers import expect_error, make_flow, make_run
+from tests.helpers import expect_error, make_flow, make_run, unique
 
 RUNNING = ST.State(type=ST.STATE_TYPE_RUNNING)
 # Quick leases for the tests: the reaper looks every 0.2 s, and starts a second after the server.
@@ -434,3 +436,25 @@ async def test_replicas_reap_each_run_once(tmp_path: Path) -> None:
             for run_id in run_ids:
                 assert await s.states(run_id) == ["Pending", "Running", "Crashed"]
             assert ended_leases(a, "flow_run") + ended_leases(b, "flow_run") == len(run_ids)
+
+
+async def test_the_client_library_takes_and_renews_leases(server_factory: Factory) -> None:
+    async with (
+        server_factory(lease_seconds=60, lease_check_seconds=3600) as srv,
+        runwire.AsyncClient(f"127.0.0.1:{srv.port}", timeout=10) as client,
+    ):
+        flow = await client.create_flow(unique("leased"))
+        run = await client.create_flow_run(flow.flow_id)
+        running = runwire.proposed_state("RUNNING")
+        await client.set_flow_run_state(run.flow_run_id, running, lease=timedelta(seconds=30))
+        task = await client.create_task_run(run.flow_run_id, "step")
+        await client.set_task_run_state(task.task_run_id, running, lease=5)
+        beat = await client.heartbeat_flow_run(
+            run.flow_run_id, lease=120, task_run_ids=[task.task_run_id]
+        )
+        assert isinstance(beat, runwire.Lease)
+        assert beat.state is not None and beat.state.type == runwire.StateType.RUNNING
+        assert beat.expires is not None and beat.expires > pendulum.now("UTC").add(seconds=119)
+        assert beat.renewed_task_run_ids == (task.task_run_id,)
+        task_beat = await client.heartbeat_task_run(task.task_run_id)
+        assert task_beat.expires is not None and task_beat.renewed_task_run_ids == ()
