@@ -108,7 +108,7 @@ async def server(
     are left to the servers of the retention tests: here one could land in the middle of a test
     that counts the statements the server runs."""
     db_path = tmp_path_factory.mktemp("server") / "runwire.db"
-    quiet = {"retention_interval_seconds": 86_400}
+    quiet = {"retention_interval_seconds": 86_400, "lease_check_seconds": 86_400}
     if request.param == "sqlite":
         async with serving(make_settings(db_path, **quiet)) as running:
             yield running

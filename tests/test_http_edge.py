@@ -327,6 +327,20 @@ async def test_every_method_answers_as_over_grpc(edge: Edge, g: Grpc):
         assert answer.result.status == ACCEPT and answer.result.state_written, answer
 
     await task_state(ST.State(type=ST.STATE_TYPE_RUNNING))
+    # Heartbeats renew the leases the two runs took on entering RUNNING.
+    beat = await e.call(
+        "TaskRunService/HeartbeatTaskRun",
+        tpb.HeartbeatTaskRunRequest(
+            task_run_id=task.id, lease_duration=duration_pb2.Duration(seconds=120)
+        ),
+    )
+    assert beat.state.type == ST.STATE_TYPE_RUNNING and beat.HasField("lease_expire_time")
+    flow_beat = await e.call(
+        "FlowRunService/HeartbeatFlowRun",
+        pb.HeartbeatFlowRunRequest(flow_run_id=run.id, task_run_ids=[task.id]),
+    )
+    assert flow_beat.state.type == ST.STATE_TYPE_RUNNING
+    assert list(flow_beat.renewed_task_run_ids) == [task.id]
     held = await same(
         "ConcurrencyLimitService/GetConcurrencyLimit", cpb.GetConcurrencyLimitRequest(tag=slot_tag)
     )

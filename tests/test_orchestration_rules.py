@@ -269,6 +269,34 @@ CASES = [
         Status.ACCEPT,
         "Cancelling",
     ),
+    # CancelRunsWhoseLeaseEnded
+    Case(
+        "cancel-lease-ended",
+        fr.CancelRunsWhoseLeaseEnded(),
+        st(S.RUNNING),
+        st(S.CANCELLING),
+        Status.REJECT,
+        "Cancelled",
+        "No process reports this run any more (its lease ended): cancelled at once.",
+        run={"lease_expires": NOW - timedelta(seconds=1)},
+    ),
+    Case(
+        "cancel-lease-live",
+        fr.CancelRunsWhoseLeaseEnded(),
+        st(S.RUNNING),
+        st(S.CANCELLING),
+        Status.ACCEPT,
+        "Cancelling",
+        run={"lease_expires": NOW + timedelta(seconds=30)},
+    ),
+    Case(
+        "cancel-no-lease",
+        fr.CancelRunsWhoseLeaseEnded(),
+        st(S.RUNNING),
+        st(S.CANCELLING),
+        Status.ACCEPT,
+        "Cancelling",
+    ),
     # PreventPendingTransitions
     Case(
         "second-claim",

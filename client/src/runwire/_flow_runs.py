@@ -9,7 +9,14 @@ from typing import Any
 from google.protobuf import field_mask_pb2, struct_pb2
 
 from runwire._plans import Owner, Paged, Rpc, Step, Steps, Unary
-from runwire._values import GraphNode, HistoryInterval, OrchestrationResult, proposed_state
+from runwire._values import (
+    GraphNode,
+    HistoryInterval,
+    Lease,
+    OrchestrationResult,
+    duration,
+    proposed_state,
+)
 from runwire._values import timestamp as _timestamp
 from runwire.states import State, StateType
 from runwire.v1 import filters_pb2, flow_run_pb2, flow_run_service_pb2, state_pb2
@@ -99,17 +106,45 @@ def list_flow_runs(
 
 
 def set_flow_run_state(
-    flow_run_id: str, state: state_pb2.State, *, force: bool = False
+    flow_run_id: str,
+    state: state_pb2.State,
+    *,
+    force: bool = False,
+    lease: timedelta | float | None = None,
 ) -> Unary[OrchestrationResult]:
-    """Propose a state for the run (see `proposed_state`); `force` skips the rules."""
+    """Propose a state for the run (see `proposed_state`); `force` skips the rules. A run
+    that enters RUNNING holds a lease of `lease` (a timedelta or seconds; None: the server's
+    default), which `heartbeat_flow_run` renews."""
     return Unary(
         Rpc(FLOW_RUNS, "SetFlowRunState"),
         flow_run_service_pb2.SetFlowRunStateRequest(
-            flow_run_id=flow_run_id, state=state, force=force
+            flow_run_id=flow_run_id,
+            state=state,
+            force=force,
+            lease_duration=None if lease is None else duration(lease),
         ),
         _result,
         # Safe to repeat only with a transition id: the server refuses the duplicate.
         idempotent=bool(state.state_details.transition_id),
+    )
+
+
+def heartbeat_flow_run(
+    flow_run_id: str,
+    *,
+    lease: timedelta | float | None = None,
+    task_run_ids: Sequence[str] = (),
+) -> Unary[Lease]:
+    """Renew the run's lease (for `lease`, or the length it took) and those of the listed task
+    runs of it; the answer says the run's state, so a reporter learns of a cancellation."""
+    return Unary(
+        Rpc(FLOW_RUNS, "HeartbeatFlowRun"),
+        flow_run_service_pb2.HeartbeatFlowRunRequest(
+            flow_run_id=flow_run_id,
+            lease_duration=None if lease is None else duration(lease),
+            task_run_ids=list(task_run_ids),
+        ),
+        lambda response, _: Lease.from_proto(response),
     )
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Generator, Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 from runwire._plans import Owner, Paged, Rpc, Step, Steps, Unary
-from runwire._values import OrchestrationResult
+from runwire._values import Lease, OrchestrationResult, duration
 from runwire.states import Result, State
 from runwire.v1 import filters_pb2, state_pb2, task_run_pb2, task_run_service_pb2
 from runwire.views import TaskRunView
@@ -100,16 +101,35 @@ def get_task_run_result(task_run_id: str) -> Unary[Any]:
 
 
 def set_task_run_state(
-    task_run_id: str, state: state_pb2.State, *, force: bool = False
+    task_run_id: str,
+    state: state_pb2.State,
+    *,
+    force: bool = False,
+    lease: timedelta | float | None = None,
 ) -> Unary[OrchestrationResult]:
-    """Propose a state for the task run (see `proposed_state`); `force` skips the rules."""
+    """Propose a state for the task run (see `proposed_state`); `force` skips the rules. A
+    task run that enters RUNNING holds a lease of `lease` (None: the server's default)."""
     return Unary(
         Rpc(TASK_RUNS, "SetTaskRunState"),
         task_run_service_pb2.SetTaskRunStateRequest(
-            task_run_id=task_run_id, state=state, force=force
+            task_run_id=task_run_id,
+            state=state,
+            force=force,
+            lease_duration=None if lease is None else duration(lease),
         ),
         lambda response, _: OrchestrationResult.from_proto(response.result),
         idempotent=False,
+    )
+
+
+def heartbeat_task_run(task_run_id: str, *, lease: timedelta | float | None = None) -> Unary[Lease]:
+    """Renew the task run's lease; the answer says its state."""
+    return Unary(
+        Rpc(TASK_RUNS, "HeartbeatTaskRun"),
+        task_run_service_pb2.HeartbeatTaskRunRequest(
+            task_run_id=task_run_id, lease_duration=None if lease is None else duration(lease)
+        ),
+        lambda response, _: Lease.from_proto(response),
     )
 
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 import pendulum
-from google.protobuf import timestamp_pb2
+from google.protobuf import duration_pb2, timestamp_pb2
 
 from runwire.states import Result, State, StateType
 from runwire.v1 import (
@@ -203,6 +203,36 @@ class OrchestrationResult:
             if message.details.HasField("delay")
             else None,
         )
+
+
+@dataclass(frozen=True)
+class Lease:
+    """What a heartbeat found: the run's current state, and when its lease now ends (None:
+    the run holds none, being neither RUNNING nor CANCELLING). A reporter stops its work when
+    the state is CANCELLING, PAUSED or final."""
+
+    state: State | None
+    expires: pendulum.DateTime | None
+    renewed_task_run_ids: tuple[str, ...] = ()
+
+    @classmethod
+    def from_proto(cls, message: Any) -> Lease:
+        """The value of a HeartbeatFlowRunResponse or HeartbeatTaskRunResponse."""
+        expires = None
+        if message.HasField("lease_expire_time"):
+            expires = moment(message.lease_expire_time.ToDatetime(tzinfo=UTC))
+        return cls(
+            state=State.from_proto(message.state) if message.HasField("state") else None,
+            expires=expires,
+            renewed_task_run_ids=tuple(getattr(message, "renewed_task_run_ids", ())),
+        )
+
+
+def duration(value: timedelta | float) -> duration_pb2.Duration:
+    """A Duration of a timedelta or of seconds."""
+    out = duration_pb2.Duration()
+    out.FromTimedelta(value if isinstance(value, timedelta) else timedelta(seconds=value))
+    return out
 
 
 _ROLES = {

@@ -246,6 +246,7 @@ class AsyncClient(ServiceStubs):
     update_flow_run = awaits(_flow_runs.update_flow_run)
     set_flow_run_state = awaits(_flow_runs.set_flow_run_state)
     resume_flow_run = awaits(_flow_runs.resume_flow_run)
+    heartbeat_flow_run = awaits(_flow_runs.heartbeat_flow_run)
     cancel_flow_run = awaits(_flow_runs.cancel_flow_run)
     retry_flow_run = awaits(_flow_runs.retry_flow_run)
     delete_flow_run = awaits(_flow_runs.delete_flow_run)
@@ -261,6 +262,7 @@ class AsyncClient(ServiceStubs):
     get_task_run_by_slug = awaits(_task_runs.get_task_run_by_slug)
     get_task_run_result = awaits(_task_runs.get_task_run_result)
     set_task_run_state = awaits(_task_runs.set_task_run_state)
+    heartbeat_task_run = awaits(_task_runs.heartbeat_task_run)
     list_task_run_states = awaits(_task_runs.list_task_run_states)
     task_run_messages = awaits(_task_runs.task_run_messages)
 

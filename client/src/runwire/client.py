@@ -208,6 +208,7 @@ class Client(ServiceStubs):
     update_flow_run = returns(_flow_runs.update_flow_run)
     set_flow_run_state = returns(_flow_runs.set_flow_run_state)
     resume_flow_run = returns(_flow_runs.resume_flow_run)
+    heartbeat_flow_run = returns(_flow_runs.heartbeat_flow_run)
     cancel_flow_run = returns(_flow_runs.cancel_flow_run)
     retry_flow_run = returns(_flow_runs.retry_flow_run)
     delete_flow_run = returns(_flow_runs.delete_flow_run)
@@ -223,6 +224,7 @@ class Client(ServiceStubs):
     get_task_run_by_slug = returns(_task_runs.get_task_run_by_slug)
     get_task_run_result = returns(_task_runs.get_task_run_result)
     set_task_run_state = returns(_task_runs.set_task_run_state)
+    heartbeat_task_run = returns(_task_runs.heartbeat_task_run)
     list_task_run_states = returns(_task_runs.list_task_run_states)
     task_run_messages = returns(_task_runs.task_run_messages)
 

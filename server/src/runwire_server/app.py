@@ -42,6 +42,7 @@ def orchestration_settings(settings: Settings) -> OrchestrationSettings:
         deployment_slot_wait_seconds=settings.deployment_slot_wait_seconds,
         tag_slot_wait_seconds=settings.tag_slot_wait_seconds,
         max_cache_key_length=settings.max_cache_key_length,
+        lease_seconds=settings.lease_seconds,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 import uuid6
 
@@ -34,3 +35,10 @@ def require_id(value: str, field: str) -> uuid.UUID:
     parsed = parse_id(value, field)
     assert parsed is not None
     return parsed
+
+
+def require_ids(values: Sequence[str], field: str, *, most: int) -> list[uuid.UUID]:
+    """A list of ids, each named by its place when it is not one, and at most `most` of them."""
+    if len(values) > most:
+        raise InvalidArgument(field, f"holds {len(values)} ids; at most {most} are taken")
+    return [require_id(value, f"{field}[{i}]") for i, value in enumerate(values)]

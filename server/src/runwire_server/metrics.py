@@ -50,6 +50,13 @@ class Metrics:
             buckets=(1, 2, 4, 8, 16, 32, 64),
             registry=self.registry,
         )
+        self.leases_ended = Counter(
+            "runwire_leases_ended",
+            "Runs whose reporter stopped heartbeating, by kind of run and the state they were "
+            "given (CRASHED, or CANCELLED for a run that was cancelling).",
+            ["run_kind", "state"],
+            registry=self.registry,
+        )
         self.pruned = Counter(
             "runwire_pruned_rows",
             "Rows removed by retention: watch events, run-deleted markers and flow runs.",

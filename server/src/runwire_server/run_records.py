@@ -54,6 +54,8 @@ class RunRecord(Record):
     end_time: datetime | None
     total_run_time: float  # seconds
     empirical_policy: dict[str, Any]
+    lease_expires: datetime | None
+    lease_seconds: float | None
     tags: list[str]
     state: StateRecord | None
 

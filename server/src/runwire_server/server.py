@@ -56,6 +56,7 @@ from runwire_server.http.serving import HttpServer
 from runwire_server.log_config import configure_logging
 from runwire_server.metrics import Metrics
 from runwire_server.services import Services
+from runwire_server.services.lease_reaper import LeaseReaper
 from runwire_server.services.retention import Retention
 from runwire_server.settings import (
     ConfigurationError,
@@ -147,6 +148,7 @@ class RunningServer:
     database_lock: FileLock | None = None  # SQLite: see storage.sqlite_lock
     retention: Retention | None = None
     pruning: asyncio.Task[None] | None = None
+    reaping: asyncio.Task[None] | None = None
     tracer: ServerTracer | None = None
 
     def reload_tokens(self, if_changed: bool = False) -> None:
@@ -183,7 +185,7 @@ class RunningServer:
         # One grace period for the whole stop: the drain, then whatever each edge still has
         # in flight, so that a supervisor that waits that long never has to kill the server.
         ends = time.monotonic() + grace
-        for task in (self.tokens_watch, self.pruning):
+        for task in (self.tokens_watch, self.pruning, self.reaping):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -411,6 +413,8 @@ async def _start(
     running.retention = Retention(db, settings, metrics)
     if running.retention.enabled:
         running.pruning = asyncio.create_task(running.retention.run())
+    reaper = LeaseReaper(db, settings, orchestration_settings(settings), metrics)
+    running.reaping = asyncio.create_task(reaper.run())
     return running
 
 

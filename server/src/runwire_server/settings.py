@@ -59,6 +59,7 @@ _AT_LEAST_ZERO = (
     "tokens_file_check_seconds",
     "event_retention_seconds",  # 0: keep for ever
     "run_retention_seconds",
+    "lease_seconds",  # 0: no lease unless the reporter asks for one
 )
 
 
@@ -152,6 +153,12 @@ class Settings:
     event_retention_seconds: float = 3 * 86_400
     run_retention_seconds: float = 0
     retention_interval_seconds: float = 60
+    # Leases (services.leases): a run entering RUNNING holds one this long unless its reporter
+    # names a length (0: none unless named); a reporter may name at most the maximum; the reaper
+    # looks for ended leases this often.
+    lease_seconds: float = 300
+    max_lease_seconds: float = 86_400
+    lease_check_seconds: float = 5
 
     @classmethod
     def load(
@@ -249,6 +256,21 @@ class Settings:
             raise ConfigurationError(
                 f"{setting('retention_interval_seconds')} must be more than 0, "
                 f"not {self.retention_interval_seconds!r}"
+            )
+        if self.lease_check_seconds <= 0:
+            raise ConfigurationError(
+                f"{setting('lease_check_seconds')} must be more than 0, "
+                f"not {self.lease_check_seconds!r}"
+            )
+        if self.max_lease_seconds < 1:
+            raise ConfigurationError(
+                f"{setting('max_lease_seconds')} must be at least 1, not {self.max_lease_seconds!r}"
+            )
+        if self.lease_seconds and not 1 <= self.lease_seconds <= self.max_lease_seconds:
+            raise ConfigurationError(
+                f"{setting('lease_seconds')} must be 0 (no lease unless a reporter asks) or "
+                f"between 1 and {setting('max_lease_seconds')} ({self.max_lease_seconds:g}), "
+                f"not {self.lease_seconds!r}"
             )
         # A run and its current state with an inline result must fit in one response.
         largest = 2 * self.max_object_bytes + self.max_inline_result_bytes + RESPONSE_RESERVE

@@ -146,6 +146,7 @@ class FlowRun(_message.Message):
     CREATED_FIELD_NUMBER: _builtins.int
     UPDATED_FIELD_NUMBER: _builtins.int
     INFRASTRUCTURE_PID_FIELD_NUMBER: _builtins.int
+    LEASE_EXPIRE_TIME_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned id (a time-ordered UUID, so newer runs sort after older ones)."""
     name: _builtins.str
@@ -238,6 +239,12 @@ class FlowRun(_message.Message):
     def updated(self) -> _timestamp_pb2.Timestamp:
         """When the run was last changed."""
 
+    @_builtins.property
+    def lease_expire_time(self) -> _timestamp_pb2.Timestamp:
+        """While the run holds a lease (RUNNING or CANCELLING, see SetFlowRunStateRequest.
+        lease_duration): when it ends unless its reporter sends a heartbeat. Server-maintained.
+        """
+
     def __init__(
         self,
         *,
@@ -269,10 +276,11 @@ class FlowRun(_message.Message):
         created: _timestamp_pb2.Timestamp | None = ...,
         updated: _timestamp_pb2.Timestamp | None = ...,
         infrastructure_pid: _builtins.str = ...,
+        lease_expire_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "created", b"created", "created_by", b"created_by", "empirical_policy", b"empirical_policy", "end_time", b"end_time", "estimated_run_time", b"estimated_run_time", "estimated_start_time_delta", b"estimated_start_time_delta", "expected_start_time", b"expected_start_time", "next_scheduled_start_time", b"next_scheduled_start_time", "parameters", b"parameters", "run_config", b"run_config", "start_time", b"start_time", "state", b"state", "total_run_time", b"total_run_time", "updated", b"updated"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "created", b"created", "created_by", b"created_by", "empirical_policy", b"empirical_policy", "end_time", b"end_time", "estimated_run_time", b"estimated_run_time", "estimated_start_time_delta", b"estimated_start_time_delta", "expected_start_time", b"expected_start_time", "lease_expire_time", b"lease_expire_time", "next_scheduled_start_time", b"next_scheduled_start_time", "parameters", b"parameters", "run_config", b"run_config", "start_time", b"start_time", "state", b"state", "total_run_time", b"total_run_time", "updated", b"updated"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "created", b"created", "created_by", b"created_by", "deployment_id", b"deployment_id", "empirical_policy", b"empirical_policy", "end_time", b"end_time", "estimated_run_time", b"estimated_run_time", "estimated_start_time_delta", b"estimated_start_time_delta", "expected_start_time", b"expected_start_time", "flow_id", b"flow_id", "flow_version", b"flow_version", "id", b"id", "idempotency_key", b"idempotency_key", "infrastructure_pid", b"infrastructure_pid", "labels", b"labels", "name", b"name", "next_scheduled_start_time", b"next_scheduled_start_time", "parameters", b"parameters", "parent_task_run_id", b"parent_task_run_id", "run_config", b"run_config", "run_count", b"run_count", "start_time", b"start_time", "state", b"state", "tags", b"tags", "total_run_time", b"total_run_time", "updated", b"updated", "work_pool_name", b"work_pool_name", "work_queue_name", b"work_queue_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "created", b"created", "created_by", b"created_by", "deployment_id", b"deployment_id", "empirical_policy", b"empirical_policy", "end_time", b"end_time", "estimated_run_time", b"estimated_run_time", "estimated_start_time_delta", b"estimated_start_time_delta", "expected_start_time", b"expected_start_time", "flow_id", b"flow_id", "flow_version", b"flow_version", "id", b"id", "idempotency_key", b"idempotency_key", "infrastructure_pid", b"infrastructure_pid", "labels", b"labels", "lease_expire_time", b"lease_expire_time", "name", b"name", "next_scheduled_start_time", b"next_scheduled_start_time", "parameters", b"parameters", "parent_task_run_id", b"parent_task_run_id", "run_config", b"run_config", "run_count", b"run_count", "start_time", b"start_time", "state", b"state", "tags", b"tags", "total_run_time", b"total_run_time", "updated", b"updated", "work_pool_name", b"work_pool_name", "work_queue_name", b"work_queue_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

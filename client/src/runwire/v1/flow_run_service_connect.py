@@ -22,7 +22,7 @@ from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DE
 from pyqwest import Client, SyncClient
 from runwire.v1.watch_pb2 import WatchFlowRunRequest, WatchFlowRunResponse, WatchFlowRunsRequest, WatchFlowRunsResponse
 
-from .flow_run_service_pb2 import CountFlowRunsRequest, CountFlowRunsResponse, CreateFlowRunRequest, CreateFlowRunResponse, DeleteFlowRunRequest, DeleteFlowRunResponse, GetFlowRunGraphRequest, GetFlowRunGraphResponse, GetFlowRunHistoryRequest, GetFlowRunHistoryResponse, GetFlowRunRequest, GetFlowRunResponse, ListFlowRunStatesRequest, ListFlowRunStatesResponse, ListFlowRunsRequest, ListFlowRunsResponse, ResumeFlowRunRequest, ResumeFlowRunResponse, SetFlowRunStateRequest, SetFlowRunStateResponse, UpdateFlowRunRequest, UpdateFlowRunResponse
+from .flow_run_service_pb2 import CountFlowRunsRequest, CountFlowRunsResponse, CreateFlowRunRequest, CreateFlowRunResponse, DeleteFlowRunRequest, DeleteFlowRunResponse, GetFlowRunGraphRequest, GetFlowRunGraphResponse, GetFlowRunHistoryRequest, GetFlowRunHistoryResponse, GetFlowRunRequest, GetFlowRunResponse, HeartbeatFlowRunRequest, HeartbeatFlowRunResponse, ListFlowRunStatesRequest, ListFlowRunStatesResponse, ListFlowRunsRequest, ListFlowRunsResponse, ResumeFlowRunRequest, ResumeFlowRunResponse, SetFlowRunStateRequest, SetFlowRunStateResponse, UpdateFlowRunRequest, UpdateFlowRunResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping
@@ -87,6 +87,13 @@ class FlowRunService(Protocol):
     async def resume_flow_run(self, request: ResumeFlowRunRequest, ctx: RequestContext[ResumeFlowRunRequest, ResumeFlowRunResponse], /) -> ResumeFlowRunResponse:
         """
         Resumes a paused or suspended flow run.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def heartbeat_flow_run(self, request: HeartbeatFlowRunRequest, ctx: RequestContext[HeartbeatFlowRunRequest, HeartbeatFlowRunResponse], /) -> HeartbeatFlowRunResponse:
+        """
+        Renews the lease of a RUNNING or CANCELLING flow run, and of task runs of it, and returns
+        the run's current state, so that its reporter learns of a cancellation or a pause.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -221,6 +228,17 @@ class FlowRunServiceASGIApplication(ConnectASGIApplication[FlowRunService]):
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.resume_flow_run,
+                ),
+                "/runwire.v1.FlowRunService/HeartbeatFlowRun": Endpoint.unary(
+                    method=MethodInfo(
+                        name="HeartbeatFlowRun",
+                        service_name="runwire.v1.FlowRunService",
+                        input=HeartbeatFlowRunRequest,
+                        output=HeartbeatFlowRunResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.heartbeat_flow_run,
                 ),
                 "/runwire.v1.FlowRunService/ListFlowRunStates": Endpoint.unary(
                     method=MethodInfo(
@@ -502,6 +520,30 @@ class FlowRunServiceClient(ConnectClient):
             headers=headers,
             timeout_ms=timeout_ms,
         )
+    async def heartbeat_flow_run(
+        self,
+        request: HeartbeatFlowRunRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> HeartbeatFlowRunResponse:
+        """
+        Renews the lease of a RUNNING or CANCELLING flow run, and of task runs of it, and returns
+        the run's current state, so that its reporter learns of a cancellation or a pause.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="HeartbeatFlowRun",
+                service_name="runwire.v1.FlowRunService",
+                input=HeartbeatFlowRunRequest,
+                output=HeartbeatFlowRunResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
     async def list_flow_run_states(
         self,
         request: ListFlowRunStatesRequest,
@@ -670,6 +712,13 @@ class FlowRunServiceSync(Protocol):
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
+    def heartbeat_flow_run(self, request: HeartbeatFlowRunRequest, ctx: RequestContext[HeartbeatFlowRunRequest, HeartbeatFlowRunResponse], /) -> HeartbeatFlowRunResponse:
+        """
+        Renews the lease of a RUNNING or CANCELLING flow run, and of task runs of it, and returns
+        the run's current state, so that its reporter learns of a cancellation or a pause.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
     def list_flow_run_states(self, request: ListFlowRunStatesRequest, ctx: RequestContext[ListFlowRunStatesRequest, ListFlowRunStatesResponse], /) -> ListFlowRunStatesResponse:
         """
         Lists a flow run's states, oldest first.
@@ -799,6 +848,17 @@ class FlowRunServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.resume_flow_run,
+                ),
+                "/runwire.v1.FlowRunService/HeartbeatFlowRun": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="HeartbeatFlowRun",
+                        service_name="runwire.v1.FlowRunService",
+                        input=HeartbeatFlowRunRequest,
+                        output=HeartbeatFlowRunResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.heartbeat_flow_run,
                 ),
                 "/runwire.v1.FlowRunService/ListFlowRunStates": EndpointSync.unary(
                     method=MethodInfo(
@@ -1074,6 +1134,30 @@ class FlowRunServiceClientSync(ConnectClientSync):
                 service_name="runwire.v1.FlowRunService",
                 input=ResumeFlowRunRequest,
                 output=ResumeFlowRunResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def heartbeat_flow_run(
+        self,
+        request: HeartbeatFlowRunRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> HeartbeatFlowRunResponse:
+        """
+        Renews the lease of a RUNNING or CANCELLING flow run, and of task runs of it, and returns
+        the run's current state, so that its reporter learns of a cancellation or a pause.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="HeartbeatFlowRun",
+                service_name="runwire.v1.FlowRunService",
+                input=HeartbeatFlowRunRequest,
+                output=HeartbeatFlowRunResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.UNARY,
             ),

@@ -354,6 +354,7 @@ class SetFlowRunStateRequest(_message.Message):
     FLOW_RUN_ID_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
     FORCE_FIELD_NUMBER: _builtins.int
+    LEASE_DURATION_FIELD_NUMBER: _builtins.int
     flow_run_id: _builtins.str
     """Id of the flow run."""
     force: _builtins.bool
@@ -362,16 +363,25 @@ class SetFlowRunStateRequest(_message.Message):
     def state(self) -> _state_pb2.State:
         """The proposed state; its id and timestamp are set by the server."""
 
+    @_builtins.property
+    def lease_duration(self) -> _duration_pb2.Duration:
+        """How long the run's lease lasts when the written state is RUNNING: the reporter renews it
+        with a heartbeat before it ends, or the server proposes CRASHED. Unset: the server's
+        default (RUNWIRE_LEASE_SECONDS; none when that is 0). At least 1 second and at most the
+        server's maximum (RUNWIRE_MAX_LEASE_SECONDS).
+        """
+
     def __init__(
         self,
         *,
         flow_run_id: _builtins.str = ...,
         state: _state_pb2.State | None = ...,
         force: _builtins.bool = ...,
+        lease_duration: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["state", b"state"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["lease_duration", b"lease_duration", "state", b"state"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["flow_run_id", b"flow_run_id", "force", b"force", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["flow_run_id", b"flow_run_id", "force", b"force", "lease_duration", b"lease_duration", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -452,6 +462,84 @@ class ResumeFlowRunResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ResumeFlowRunResponse: _TypeAlias = ResumeFlowRunResponse  # noqa: Y015
+
+@_typing.final
+class HeartbeatFlowRunRequest(_message.Message):
+    """Request of HeartbeatFlowRun."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FLOW_RUN_ID_FIELD_NUMBER: _builtins.int
+    LEASE_DURATION_FIELD_NUMBER: _builtins.int
+    TASK_RUN_IDS_FIELD_NUMBER: _builtins.int
+    flow_run_id: _builtins.str
+    """Id of the flow run."""
+    @_builtins.property
+    def lease_duration(self) -> _duration_pb2.Duration:
+        """The lease's new length from now. Unset: the length it was given when the run entered
+        RUNNING. The same bounds as SetFlowRunStateRequest.lease_duration.
+        """
+
+    @_builtins.property
+    def task_run_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Task runs of this flow run whose leases the same reporter renews, at most 1,000. Those
+        that are not RUNNING or CANCELLING, or not of this flow run, are left as they are.
+        """
+
+    def __init__(
+        self,
+        *,
+        flow_run_id: _builtins.str = ...,
+        lease_duration: _duration_pb2.Duration | None = ...,
+        task_run_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["lease_duration", b"lease_duration"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["flow_run_id", b"flow_run_id", "lease_duration", b"lease_duration", "task_run_ids", b"task_run_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HeartbeatFlowRunRequest: _TypeAlias = HeartbeatFlowRunRequest  # noqa: Y015
+
+@_typing.final
+class HeartbeatFlowRunResponse(_message.Message):
+    """Response of HeartbeatFlowRun."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: _builtins.int
+    LEASE_EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    RENEWED_TASK_RUN_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def state(self) -> _state_pb2.State:
+        """The run's current state. A reporter stops its work when this is CANCELLING, PAUSED or
+        a terminal state.
+        """
+
+    @_builtins.property
+    def lease_expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When the renewed lease ends; unset when the run holds no lease (it is not RUNNING or
+        CANCELLING, or it entered RUNNING without one).
+        """
+
+    @_builtins.property
+    def renewed_task_run_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Ids of the listed task runs whose leases were renewed."""
+
+    def __init__(
+        self,
+        *,
+        state: _state_pb2.State | None = ...,
+        lease_expire_time: _timestamp_pb2.Timestamp | None = ...,
+        renewed_task_run_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["lease_expire_time", b"lease_expire_time", "state", b"state"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lease_expire_time", b"lease_expire_time", "renewed_task_run_ids", b"renewed_task_run_ids", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HeartbeatFlowRunResponse: _TypeAlias = HeartbeatFlowRunResponse  # noqa: Y015
 
 @_typing.final
 class ListFlowRunStatesRequest(_message.Message):

@@ -76,6 +76,11 @@ class FlowRunServiceStub:
                 request_serializer=runwire_dot_v1_dot_flow__run__service__pb2.ResumeFlowRunRequest.SerializeToString,
                 response_deserializer=runwire_dot_v1_dot_flow__run__service__pb2.ResumeFlowRunResponse.FromString,
                 _registered_method=True)
+        self.HeartbeatFlowRun = channel.unary_unary(
+                '/runwire.v1.FlowRunService/HeartbeatFlowRun',
+                request_serializer=runwire_dot_v1_dot_flow__run__service__pb2.HeartbeatFlowRunRequest.SerializeToString,
+                response_deserializer=runwire_dot_v1_dot_flow__run__service__pb2.HeartbeatFlowRunResponse.FromString,
+                _registered_method=True)
         self.ListFlowRunStates = channel.unary_unary(
                 '/runwire.v1.FlowRunService/ListFlowRunStates',
                 request_serializer=runwire_dot_v1_dot_flow__run__service__pb2.ListFlowRunStatesRequest.SerializeToString,
@@ -163,6 +168,14 @@ class FlowRunServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def HeartbeatFlowRun(self, request, context):
+        """Renews the lease of a RUNNING or CANCELLING flow run, and of task runs of it, and returns
+        the run's current state, so that its reporter learns of a cancellation or a pause.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListFlowRunStates(self, request, context):
         """Lists a flow run's states, oldest first.
         """
@@ -240,6 +253,11 @@ def add_FlowRunServiceServicer_to_server(servicer, server):
                     servicer.ResumeFlowRun,
                     request_deserializer=runwire_dot_v1_dot_flow__run__service__pb2.ResumeFlowRunRequest.FromString,
                     response_serializer=runwire_dot_v1_dot_flow__run__service__pb2.ResumeFlowRunResponse.SerializeToString,
+            ),
+            'HeartbeatFlowRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.HeartbeatFlowRun,
+                    request_deserializer=runwire_dot_v1_dot_flow__run__service__pb2.HeartbeatFlowRunRequest.FromString,
+                    response_serializer=runwire_dot_v1_dot_flow__run__service__pb2.HeartbeatFlowRunResponse.SerializeToString,
             ),
             'ListFlowRunStates': grpc.unary_unary_rpc_method_handler(
                     servicer.ListFlowRunStates,
@@ -484,6 +502,33 @@ class FlowRunService:
             '/runwire.v1.FlowRunService/ResumeFlowRun',
             runwire_dot_v1_dot_flow__run__service__pb2.ResumeFlowRunRequest.SerializeToString,
             runwire_dot_v1_dot_flow__run__service__pb2.ResumeFlowRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HeartbeatFlowRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runwire.v1.FlowRunService/HeartbeatFlowRun',
+            runwire_dot_v1_dot_flow__run__service__pb2.HeartbeatFlowRunRequest.SerializeToString,
+            runwire_dot_v1_dot_flow__run__service__pb2.HeartbeatFlowRunResponse.FromString,
             options,
             channel_credentials,
             insecure,

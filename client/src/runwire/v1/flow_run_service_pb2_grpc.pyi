@@ -50,6 +50,10 @@ class FlowRunServiceStub:
     """Proposes a new state; orchestration rules decide what is written."""
     ResumeFlowRun: _grpc.UnaryUnaryMultiCallable[_flow_run_service_pb2.ResumeFlowRunRequest, _flow_run_service_pb2.ResumeFlowRunResponse]
     """Resumes a paused or suspended flow run."""
+    HeartbeatFlowRun: _grpc.UnaryUnaryMultiCallable[_flow_run_service_pb2.HeartbeatFlowRunRequest, _flow_run_service_pb2.HeartbeatFlowRunResponse]
+    """Renews the lease of a RUNNING or CANCELLING flow run, and of task runs of it, and returns
+    the run's current state, so that its reporter learns of a cancellation or a pause.
+    """
     ListFlowRunStates: _grpc.UnaryUnaryMultiCallable[_flow_run_service_pb2.ListFlowRunStatesRequest, _flow_run_service_pb2.ListFlowRunStatesResponse]
     """Lists a flow run's states, oldest first."""
     GetFlowRunHistory: _grpc.UnaryUnaryMultiCallable[_flow_run_service_pb2.GetFlowRunHistoryRequest, _flow_run_service_pb2.GetFlowRunHistoryResponse]
@@ -82,6 +86,10 @@ class FlowRunServiceAsyncStub(FlowRunServiceStub):
     """Proposes a new state; orchestration rules decide what is written."""
     ResumeFlowRun: _aio.UnaryUnaryMultiCallable[_flow_run_service_pb2.ResumeFlowRunRequest, _flow_run_service_pb2.ResumeFlowRunResponse]  # type: ignore[assignment]
     """Resumes a paused or suspended flow run."""
+    HeartbeatFlowRun: _aio.UnaryUnaryMultiCallable[_flow_run_service_pb2.HeartbeatFlowRunRequest, _flow_run_service_pb2.HeartbeatFlowRunResponse]  # type: ignore[assignment]
+    """Renews the lease of a RUNNING or CANCELLING flow run, and of task runs of it, and returns
+    the run's current state, so that its reporter learns of a cancellation or a pause.
+    """
     ListFlowRunStates: _aio.UnaryUnaryMultiCallable[_flow_run_service_pb2.ListFlowRunStatesRequest, _flow_run_service_pb2.ListFlowRunStatesResponse]  # type: ignore[assignment]
     """Lists a flow run's states, oldest first."""
     GetFlowRunHistory: _aio.UnaryUnaryMultiCallable[_flow_run_service_pb2.GetFlowRunHistoryRequest, _flow_run_service_pb2.GetFlowRunHistoryResponse]  # type: ignore[assignment]
@@ -159,6 +167,16 @@ class FlowRunServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_flow_run_service_pb2.ResumeFlowRunResponse, _abc.Awaitable[_flow_run_service_pb2.ResumeFlowRunResponse]]:
         """Resumes a paused or suspended flow run."""
+
+    @_abc_1.abstractmethod
+    def HeartbeatFlowRun(
+        self,
+        request: _flow_run_service_pb2.HeartbeatFlowRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_flow_run_service_pb2.HeartbeatFlowRunResponse, _abc.Awaitable[_flow_run_service_pb2.HeartbeatFlowRunResponse]]:
+        """Renews the lease of a RUNNING or CANCELLING flow run, and of task runs of it, and returns
+        the run's current state, so that its reporter learns of a cancellation or a pause.
+        """
 
     @_abc_1.abstractmethod
     def ListFlowRunStates(

@@ -186,6 +186,7 @@ class TaskRun(_message.Message):
     ESTIMATED_START_TIME_DELTA_FIELD_NUMBER: _builtins.int
     CREATED_FIELD_NUMBER: _builtins.int
     UPDATED_FIELD_NUMBER: _builtins.int
+    LEASE_EXPIRE_TIME_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned id (a time-ordered UUID)."""
     flow_run_id: _builtins.str
@@ -264,6 +265,12 @@ class TaskRun(_message.Message):
     def updated(self) -> _timestamp_pb2.Timestamp:
         """When the task run was last changed."""
 
+    @_builtins.property
+    def lease_expire_time(self) -> _timestamp_pb2.Timestamp:
+        """While the task run holds a lease: when it ends unless its reporter sends a heartbeat.
+        Server-maintained.
+        """
+
     def __init__(
         self,
         *,
@@ -291,10 +298,11 @@ class TaskRun(_message.Message):
         estimated_start_time_delta: _duration_pb2.Duration | None = ...,
         created: _timestamp_pb2.Timestamp | None = ...,
         updated: _timestamp_pb2.Timestamp | None = ...,
+        lease_expire_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_map_index", b"_map_index", "cache_expiration", b"cache_expiration", "created", b"created", "empirical_policy", b"empirical_policy", "end_time", b"end_time", "estimated_run_time", b"estimated_run_time", "estimated_start_time_delta", b"estimated_start_time_delta", "expected_start_time", b"expected_start_time", "map_index", b"map_index", "next_scheduled_start_time", b"next_scheduled_start_time", "start_time", b"start_time", "state", b"state", "total_run_time", b"total_run_time", "updated", b"updated"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_map_index", b"_map_index", "cache_expiration", b"cache_expiration", "created", b"created", "empirical_policy", b"empirical_policy", "end_time", b"end_time", "estimated_run_time", b"estimated_run_time", "estimated_start_time_delta", b"estimated_start_time_delta", "expected_start_time", b"expected_start_time", "lease_expire_time", b"lease_expire_time", "map_index", b"map_index", "next_scheduled_start_time", b"next_scheduled_start_time", "start_time", b"start_time", "state", b"state", "total_run_time", b"total_run_time", "updated", b"updated"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_map_index", b"_map_index", "cache_expiration", b"cache_expiration", "cache_key", b"cache_key", "created", b"created", "dynamic_key", b"dynamic_key", "empirical_policy", b"empirical_policy", "end_time", b"end_time", "estimated_run_time", b"estimated_run_time", "estimated_start_time_delta", b"estimated_start_time_delta", "expected_start_time", b"expected_start_time", "flow_run_id", b"flow_run_id", "flow_run_run_count", b"flow_run_run_count", "id", b"id", "map_index", b"map_index", "name", b"name", "next_scheduled_start_time", b"next_scheduled_start_time", "run_count", b"run_count", "start_time", b"start_time", "state", b"state", "tags", b"tags", "task_inputs", b"task_inputs", "task_key", b"task_key", "task_version", b"task_version", "total_run_time", b"total_run_time", "updated", b"updated"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_map_index", b"_map_index", "cache_expiration", b"cache_expiration", "cache_key", b"cache_key", "created", b"created", "dynamic_key", b"dynamic_key", "empirical_policy", b"empirical_policy", "end_time", b"end_time", "estimated_run_time", b"estimated_run_time", "estimated_start_time_delta", b"estimated_start_time_delta", "expected_start_time", b"expected_start_time", "flow_run_id", b"flow_run_id", "flow_run_run_count", b"flow_run_run_count", "id", b"id", "lease_expire_time", b"lease_expire_time", "map_index", b"map_index", "name", b"name", "next_scheduled_start_time", b"next_scheduled_start_time", "run_count", b"run_count", "start_time", b"start_time", "state", b"state", "tags", b"tags", "task_inputs", b"task_inputs", "task_key", b"task_key", "task_version", b"task_version", "total_run_time", b"total_run_time", "updated", b"updated"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__map_index: _TypeAlias = _typing.Literal["map_index"]  # noqa: Y015
     _WhichOneofArgType__map_index: _TypeAlias = _typing.Literal["_map_index", b"_map_index"]  # noqa: Y015

@@ -21,7 +21,7 @@ from connectrpc.protocol import ProtocolType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from pyqwest import Client, SyncClient
 
-from .task_run_service_pb2 import CountTaskRunsRequest, CountTaskRunsResponse, CreateTaskRunRequest, CreateTaskRunResponse, DeleteTaskRunRequest, DeleteTaskRunResponse, GetTaskRunBySlugRequest, GetTaskRunBySlugResponse, GetTaskRunRequest, GetTaskRunResponse, GetTaskRunResultRequest, GetTaskRunResultResponse, ListTaskRunStatesRequest, ListTaskRunStatesResponse, ListTaskRunsRequest, ListTaskRunsResponse, SetTaskRunStateRequest, SetTaskRunStateResponse
+from .task_run_service_pb2 import CountTaskRunsRequest, CountTaskRunsResponse, CreateTaskRunRequest, CreateTaskRunResponse, DeleteTaskRunRequest, DeleteTaskRunResponse, GetTaskRunBySlugRequest, GetTaskRunBySlugResponse, GetTaskRunRequest, GetTaskRunResponse, GetTaskRunResultRequest, GetTaskRunResultResponse, HeartbeatTaskRunRequest, HeartbeatTaskRunResponse, ListTaskRunStatesRequest, ListTaskRunStatesResponse, ListTaskRunsRequest, ListTaskRunsResponse, SetTaskRunStateRequest, SetTaskRunStateResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Iterable, Mapping
@@ -74,6 +74,12 @@ class TaskRunService(Protocol):
     async def set_task_run_state(self, request: SetTaskRunStateRequest, ctx: RequestContext[SetTaskRunStateRequest, SetTaskRunStateResponse], /) -> SetTaskRunStateResponse:
         """
         Proposes a new state; orchestration rules decide what is written.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def heartbeat_task_run(self, request: HeartbeatTaskRunRequest, ctx: RequestContext[HeartbeatTaskRunRequest, HeartbeatTaskRunResponse], /) -> HeartbeatTaskRunResponse:
+        """
+        Renews the lease of a RUNNING or CANCELLING task run and returns its current state.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -174,6 +180,17 @@ class TaskRunServiceASGIApplication(ConnectASGIApplication[TaskRunService]):
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.set_task_run_state,
+                ),
+                "/runwire.v1.TaskRunService/HeartbeatTaskRun": Endpoint.unary(
+                    method=MethodInfo(
+                        name="HeartbeatTaskRun",
+                        service_name="runwire.v1.TaskRunService",
+                        input=HeartbeatTaskRunRequest,
+                        output=HeartbeatTaskRunResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.heartbeat_task_run,
                 ),
                 "/runwire.v1.TaskRunService/ListTaskRunStates": Endpoint.unary(
                     method=MethodInfo(
@@ -387,6 +404,29 @@ class TaskRunServiceClient(ConnectClient):
             headers=headers,
             timeout_ms=timeout_ms,
         )
+    async def heartbeat_task_run(
+        self,
+        request: HeartbeatTaskRunRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> HeartbeatTaskRunResponse:
+        """
+        Renews the lease of a RUNNING or CANCELLING task run and returns its current state.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="HeartbeatTaskRun",
+                service_name="runwire.v1.TaskRunService",
+                input=HeartbeatTaskRunRequest,
+                output=HeartbeatTaskRunResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
     async def list_task_run_states(
         self,
         request: ListTaskRunStatesRequest,
@@ -497,6 +537,12 @@ class TaskRunServiceSync(Protocol):
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
+    def heartbeat_task_run(self, request: HeartbeatTaskRunRequest, ctx: RequestContext[HeartbeatTaskRunRequest, HeartbeatTaskRunResponse], /) -> HeartbeatTaskRunResponse:
+        """
+        Renews the lease of a RUNNING or CANCELLING task run and returns its current state.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
     def list_task_run_states(self, request: ListTaskRunStatesRequest, ctx: RequestContext[ListTaskRunStatesRequest, ListTaskRunStatesResponse], /) -> ListTaskRunStatesResponse:
         """
         Lists a task run's states, oldest first.
@@ -592,6 +638,17 @@ class TaskRunServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.set_task_run_state,
+                ),
+                "/runwire.v1.TaskRunService/HeartbeatTaskRun": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="HeartbeatTaskRun",
+                        service_name="runwire.v1.TaskRunService",
+                        input=HeartbeatTaskRunRequest,
+                        output=HeartbeatTaskRunResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.heartbeat_task_run,
                 ),
                 "/runwire.v1.TaskRunService/ListTaskRunStates": EndpointSync.unary(
                     method=MethodInfo(
@@ -799,6 +856,29 @@ class TaskRunServiceClientSync(ConnectClientSync):
                 service_name="runwire.v1.TaskRunService",
                 input=SetTaskRunStateRequest,
                 output=SetTaskRunStateResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def heartbeat_task_run(
+        self,
+        request: HeartbeatTaskRunRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> HeartbeatTaskRunResponse:
+        """
+        Renews the lease of a RUNNING or CANCELLING task run and returns its current state.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="HeartbeatTaskRun",
+                service_name="runwire.v1.TaskRunService",
+                input=HeartbeatTaskRunRequest,
+                output=HeartbeatTaskRunResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.UNARY,
             ),

@@ -5,7 +5,9 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from runwire.v1 import filters_pb2 as _filters_pb2
 from runwire.v1 import orchestration_pb2 as _orchestration_pb2
@@ -341,6 +343,7 @@ class SetTaskRunStateRequest(_message.Message):
     TASK_RUN_ID_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
     FORCE_FIELD_NUMBER: _builtins.int
+    LEASE_DURATION_FIELD_NUMBER: _builtins.int
     task_run_id: _builtins.str
     """Id of the task run."""
     force: _builtins.bool
@@ -349,20 +352,89 @@ class SetTaskRunStateRequest(_message.Message):
     def state(self) -> _state_pb2.State:
         """The proposed state; its id and timestamp are set by the server."""
 
+    @_builtins.property
+    def lease_duration(self) -> _duration_pb2.Duration:
+        """How long the run's lease lasts when the written state is RUNNING: the reporter renews it
+        with a heartbeat before it ends, or the server proposes CRASHED. Unset: the server's
+        default (RUNWIRE_LEASE_SECONDS; none when that is 0). At least 1 second and at most the
+        server's maximum (RUNWIRE_MAX_LEASE_SECONDS).
+        """
+
     def __init__(
         self,
         *,
         task_run_id: _builtins.str = ...,
         state: _state_pb2.State | None = ...,
         force: _builtins.bool = ...,
+        lease_duration: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["state", b"state"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["lease_duration", b"lease_duration", "state", b"state"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["force", b"force", "state", b"state", "task_run_id", b"task_run_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["force", b"force", "lease_duration", b"lease_duration", "state", b"state", "task_run_id", b"task_run_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SetTaskRunStateRequest: _TypeAlias = SetTaskRunStateRequest  # noqa: Y015
+
+@_typing.final
+class HeartbeatTaskRunRequest(_message.Message):
+    """Request of HeartbeatTaskRun."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_RUN_ID_FIELD_NUMBER: _builtins.int
+    LEASE_DURATION_FIELD_NUMBER: _builtins.int
+    task_run_id: _builtins.str
+    """Id of the task run."""
+    @_builtins.property
+    def lease_duration(self) -> _duration_pb2.Duration:
+        """The lease's new length from now. Unset: the length it was given when the task run
+        entered RUNNING. The same bounds as SetTaskRunStateRequest.lease_duration.
+        """
+
+    def __init__(
+        self,
+        *,
+        task_run_id: _builtins.str = ...,
+        lease_duration: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["lease_duration", b"lease_duration"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lease_duration", b"lease_duration", "task_run_id", b"task_run_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HeartbeatTaskRunRequest: _TypeAlias = HeartbeatTaskRunRequest  # noqa: Y015
+
+@_typing.final
+class HeartbeatTaskRunResponse(_message.Message):
+    """Response of HeartbeatTaskRun."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: _builtins.int
+    LEASE_EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def state(self) -> _state_pb2.State:
+        """The task run's current state."""
+
+    @_builtins.property
+    def lease_expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When the renewed lease ends; unset when the task run holds no lease."""
+
+    def __init__(
+        self,
+        *,
+        state: _state_pb2.State | None = ...,
+        lease_expire_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["lease_expire_time", b"lease_expire_time", "state", b"state"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lease_expire_time", b"lease_expire_time", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HeartbeatTaskRunResponse: _TypeAlias = HeartbeatTaskRunResponse  # noqa: Y015
 
 @_typing.final
 class SetTaskRunStateResponse(_message.Message):

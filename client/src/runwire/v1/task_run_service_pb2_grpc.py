@@ -65,6 +65,11 @@ class TaskRunServiceStub:
                 request_serializer=runwire_dot_v1_dot_task__run__service__pb2.SetTaskRunStateRequest.SerializeToString,
                 response_deserializer=runwire_dot_v1_dot_task__run__service__pb2.SetTaskRunStateResponse.FromString,
                 _registered_method=True)
+        self.HeartbeatTaskRun = channel.unary_unary(
+                '/runwire.v1.TaskRunService/HeartbeatTaskRun',
+                request_serializer=runwire_dot_v1_dot_task__run__service__pb2.HeartbeatTaskRunRequest.SerializeToString,
+                response_deserializer=runwire_dot_v1_dot_task__run__service__pb2.HeartbeatTaskRunResponse.FromString,
+                _registered_method=True)
         self.ListTaskRunStates = channel.unary_unary(
                 '/runwire.v1.TaskRunService/ListTaskRunStates',
                 request_serializer=runwire_dot_v1_dot_task__run__service__pb2.ListTaskRunStatesRequest.SerializeToString,
@@ -128,6 +133,13 @@ class TaskRunServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def HeartbeatTaskRun(self, request, context):
+        """Renews the lease of a RUNNING or CANCELLING task run and returns its current state.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListTaskRunStates(self, request, context):
         """Lists a task run's states, oldest first.
         """
@@ -181,6 +193,11 @@ def add_TaskRunServiceServicer_to_server(servicer, server):
                     servicer.SetTaskRunState,
                     request_deserializer=runwire_dot_v1_dot_task__run__service__pb2.SetTaskRunStateRequest.FromString,
                     response_serializer=runwire_dot_v1_dot_task__run__service__pb2.SetTaskRunStateResponse.SerializeToString,
+            ),
+            'HeartbeatTaskRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.HeartbeatTaskRun,
+                    request_deserializer=runwire_dot_v1_dot_task__run__service__pb2.HeartbeatTaskRunRequest.FromString,
+                    response_serializer=runwire_dot_v1_dot_task__run__service__pb2.HeartbeatTaskRunResponse.SerializeToString,
             ),
             'ListTaskRunStates': grpc.unary_unary_rpc_method_handler(
                     servicer.ListTaskRunStates,
@@ -361,6 +378,33 @@ class TaskRunService:
             '/runwire.v1.TaskRunService/SetTaskRunState',
             runwire_dot_v1_dot_task__run__service__pb2.SetTaskRunStateRequest.SerializeToString,
             runwire_dot_v1_dot_task__run__service__pb2.SetTaskRunStateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HeartbeatTaskRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runwire.v1.TaskRunService/HeartbeatTaskRun',
+            runwire_dot_v1_dot_task__run__service__pb2.HeartbeatTaskRunRequest.SerializeToString,
+            runwire_dot_v1_dot_task__run__service__pb2.HeartbeatTaskRunResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -45,6 +45,8 @@ class TaskRunServiceStub:
     """Counts task runs that match the filters."""
     SetTaskRunState: _grpc.UnaryUnaryMultiCallable[_task_run_service_pb2.SetTaskRunStateRequest, _task_run_service_pb2.SetTaskRunStateResponse]
     """Proposes a new state; orchestration rules decide what is written."""
+    HeartbeatTaskRun: _grpc.UnaryUnaryMultiCallable[_task_run_service_pb2.HeartbeatTaskRunRequest, _task_run_service_pb2.HeartbeatTaskRunResponse]
+    """Renews the lease of a RUNNING or CANCELLING task run and returns its current state."""
     ListTaskRunStates: _grpc.UnaryUnaryMultiCallable[_task_run_service_pb2.ListTaskRunStatesRequest, _task_run_service_pb2.ListTaskRunStatesResponse]
     """Lists a task run's states, oldest first."""
     GetTaskRunResult: _grpc.UnaryUnaryMultiCallable[_task_run_service_pb2.GetTaskRunResultRequest, _task_run_service_pb2.GetTaskRunResultResponse]
@@ -69,6 +71,8 @@ class TaskRunServiceAsyncStub(TaskRunServiceStub):
     """Counts task runs that match the filters."""
     SetTaskRunState: _aio.UnaryUnaryMultiCallable[_task_run_service_pb2.SetTaskRunStateRequest, _task_run_service_pb2.SetTaskRunStateResponse]  # type: ignore[assignment]
     """Proposes a new state; orchestration rules decide what is written."""
+    HeartbeatTaskRun: _aio.UnaryUnaryMultiCallable[_task_run_service_pb2.HeartbeatTaskRunRequest, _task_run_service_pb2.HeartbeatTaskRunResponse]  # type: ignore[assignment]
+    """Renews the lease of a RUNNING or CANCELLING task run and returns its current state."""
     ListTaskRunStates: _aio.UnaryUnaryMultiCallable[_task_run_service_pb2.ListTaskRunStatesRequest, _task_run_service_pb2.ListTaskRunStatesResponse]  # type: ignore[assignment]
     """Lists a task run's states, oldest first."""
     GetTaskRunResult: _aio.UnaryUnaryMultiCallable[_task_run_service_pb2.GetTaskRunResultRequest, _task_run_service_pb2.GetTaskRunResultResponse]  # type: ignore[assignment]
@@ -126,6 +130,14 @@ class TaskRunServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_task_run_service_pb2.SetTaskRunStateResponse, _abc.Awaitable[_task_run_service_pb2.SetTaskRunStateResponse]]:
         """Proposes a new state; orchestration rules decide what is written."""
+
+    @_abc_1.abstractmethod
+    def HeartbeatTaskRun(
+        self,
+        request: _task_run_service_pb2.HeartbeatTaskRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_run_service_pb2.HeartbeatTaskRunResponse, _abc.Awaitable[_task_run_service_pb2.HeartbeatTaskRunResponse]]:
+        """Renews the lease of a RUNNING or CANCELLING task run and returns its current state."""
 
     @_abc_1.abstractmethod
     def ListTaskRunStates(

@@ -12,6 +12,7 @@ from typing import TypeVar
 from google.protobuf.message import Message
 
 from runwire.v1 import orchestration_pb2, state_pb2
+from runwire_server import wire_scalars
 from runwire_server.convert import outcome_to_proto, parse_proposed_state, stamp
 from runwire_server.errors import FailedPrecondition, InvalidArgument
 from runwire_server.metrics import Metrics
@@ -40,6 +41,7 @@ _SERVER_FIELDS = frozenset(
         "total_run_time",
         "estimated_run_time",
         "estimated_start_time_delta",
+        "lease_expire_time",
     }
 )
 
@@ -92,6 +94,19 @@ class AppContext:
             message, field, max_inline_result=self.settings.max_inline_result_bytes
         )
         return lambda at: stamp(state, at)
+
+    def lease(self, request: Message, field: str = "lease_duration") -> float | None:
+        """The lease length a request names, in seconds; None when it names none."""
+        if not request.HasField(field):
+            return None
+        seconds = wire_scalars.to_timedelta(getattr(request, field), field).total_seconds()
+        most = self.settings.max_lease_seconds
+        if not 1 <= seconds <= most:
+            raise InvalidArgument(
+                field,
+                f"must be from 1 s to {most:g} s (RUNWIRE_MAX_LEASE_SECONDS), not {seconds:g} s",
+            )
+        return seconds
 
     def paged(
         self,

@@ -16,12 +16,16 @@ from runwire_server.api.watch_requests import runs_watch_options, watch_options
 from runwire_server.convert.events import runs_watch_message, watch_message
 from runwire_server.errors import InvalidArgument, ShuttingDown, quote
 from runwire_server.events.watch import Shutdown
-from runwire_server.ids import parse_id, require_id
+from runwire_server.ids import parse_id, require_id, require_ids
 from runwire_server.run_records import FlowRunRecord
 from runwire_server.services import flow_runs
 from runwire_server.services.states import pending
 
 Context = grpc.aio.ServicerContext[Any, Any]
+
+
+# Task runs one heartbeat may renew beside its flow run.
+MAX_HEARTBEAT_TASKS = 1000
 
 
 class FlowRunServicer(pb_grpc.FlowRunServiceServicer):
@@ -99,7 +103,7 @@ class FlowRunServicer(pb_grpc.FlowRunServiceServicer):
             raise InvalidArgument("state", "is required")
         proposal = self._app.proposal(request.state, "state")
         outcome = await self._app.services.flow_runs.set_state(
-            run_id, proposal, force=request.force
+            run_id, proposal, force=request.force, lease_seconds=self._app.lease(request)
         )
         return pb.SetFlowRunStateResponse(result=self._app.orchestrated("flow_run", outcome))
 
@@ -109,6 +113,18 @@ class FlowRunServicer(pb_grpc.FlowRunServiceServicer):
         run_id = require_id(request.flow_run_id, "flow_run_id")
         outcome = await self._app.services.flow_runs.resume(run_id)
         return pb.ResumeFlowRunResponse(result=self._app.orchestrated("flow_run", outcome))
+
+    async def HeartbeatFlowRun(
+        self, request: pb.HeartbeatFlowRunRequest, context: Context
+    ) -> pb.HeartbeatFlowRunResponse:
+        run_id = require_id(request.flow_run_id, "flow_run_id")
+        seconds = self._app.lease(request)
+        task_run_ids = require_ids(request.task_run_ids, "task_run_ids", most=MAX_HEARTBEAT_TASKS)
+        lease = await self._app.services.leases.heartbeat_flow_run(run_id, seconds, task_run_ids)
+        return pb.HeartbeatFlowRunResponse(
+            **convert.lease_fields(lease),
+            renewed_task_run_ids=[str(i) for i in lease.renewed_task_runs],
+        )
 
     async def ListFlowRunStates(
         self, request: pb.ListFlowRunStatesRequest, context: Context

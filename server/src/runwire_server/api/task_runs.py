@@ -61,9 +61,17 @@ class TaskRunServicer(task_run_service_pb2_grpc.TaskRunServiceServicer):
             raise InvalidArgument("state", "is required")
         proposed = self._app.proposal(request.state, "state")
         outcome = await self._app.services.task_runs.set_state(
-            run_id, proposed, force=request.force
+            run_id, proposed, force=request.force, lease_seconds=self._app.lease(request)
         )
         return pb.SetTaskRunStateResponse(result=self._app.orchestrated("task_run", outcome))
+
+    async def HeartbeatTaskRun(
+        self, request: pb.HeartbeatTaskRunRequest, context: Context
+    ) -> pb.HeartbeatTaskRunResponse:
+        run_id = require_id(request.task_run_id, "task_run_id")
+        seconds = self._app.lease(request)
+        lease = await self._app.services.leases.heartbeat_task_run(run_id, seconds)
+        return pb.HeartbeatTaskRunResponse(**convert.lease_fields(lease))
 
     async def GetTaskRunBySlug(
         self, request: pb.GetTaskRunBySlugRequest, context: Context

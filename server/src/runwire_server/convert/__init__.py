@@ -27,6 +27,7 @@ from runwire_server.convert.server_info import server_info_to_proto
 from runwire_server.convert.states import (
     details_from_proto,
     details_to_proto,
+    lease_fields,
     parse_proposed_state,
     result_from_proto,
     result_reference,
@@ -49,6 +50,7 @@ __all__ = [
     "flow_to_proto",
     "format_id",
     "graph_node_to_proto",
+    "lease_fields",
     "log_to_proto",
     "outcome_to_proto",
     "parse_proposed_state",

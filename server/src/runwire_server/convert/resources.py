@@ -104,6 +104,7 @@ def run_timing(row: RunRecord, at: datetime) -> dict[str, Any]:
         "total_run_time": duration(row.total_run_time),
         "estimated_run_time": duration(bookkeeping.estimated_run_time(row, at)),
         "estimated_start_time_delta": duration(bookkeeping.estimated_start_time_delta(row, at)),
+        "lease_expire_time": timestamp(row.lease_expires),
     }
 
 

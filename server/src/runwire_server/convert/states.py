@@ -16,6 +16,7 @@ from runwire_server.convert.scalars import (
 from runwire_server.errors import InvalidArgument
 from runwire_server.orchestration.states import State, StateType
 from runwire_server.run_records import TIME_DETAILS, StateRecord, state_from_row
+from runwire_server.services.leases import Lease
 from runwire_server.validation import no_nul
 from runwire_server.wire_scalars import (
     TYPE_TO_PROTO,
@@ -113,6 +114,15 @@ def parse_proposed_state(message: state_pb2.State, field: str, *, max_inline_res
         details=details,
         result=result,
     )
+
+
+def lease_fields(lease: Lease) -> dict[str, Any]:
+    """A heartbeat's answer, as the fields HeartbeatFlowRunResponse and
+    HeartbeatTaskRunResponse share."""
+    return {
+        "state": None if lease.state is None else state_to_proto(lease.state),
+        "lease_expire_time": timestamp(lease.expires),
+    }
 
 
 def state_to_proto(state: State) -> state_pb2.State:

@@ -43,6 +43,8 @@ class RunFacts:
     next_scheduled_start_time: datetime | None = None
     run_count: int = 0
     empirical_policy: dict[str, Any] = field(default_factory=dict)
+    # When the run's lease ends (None: it holds none); read only, the service keeps it.
+    lease_expires: datetime | None = None
     # Flow runs
     deployment_id: uuid.UUID | None = None
     parent_task_run_id: uuid.UUID | None = None
@@ -104,6 +106,8 @@ class Settings:
     deployment_slot_wait_seconds: int = 30
     tag_slot_wait_seconds: int = 30
     max_cache_key_length: int = 2000
+    # The lease a run takes on entering RUNNING when its reporter names none; 0: none.
+    lease_seconds: float = 0.0
 
 
 @dataclass

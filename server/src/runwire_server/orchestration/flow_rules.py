@@ -124,6 +124,22 @@ class BypassCancellingFlowRunsWithNoInfra(Rule):
             )
 
 
+class CancelRunsWhoseLeaseEnded(Rule):
+    """A RUNNING run whose lease has ended has no reporter left to finish a cancellation, so
+    it is cancelled at once rather than left CANCELLING."""
+
+    FROM = frozenset({S.RUNNING})
+    TO = frozenset({S.CANCELLING})
+
+    def before(self, scope: Scope) -> None:
+        t = scope.transition
+        if t.run.lease_expires is not None and t.run.lease_expires <= t.now:
+            scope.reject(
+                make_state(scope, S.CANCELLED),
+                "No process reports this run any more (its lease ended): cancelled at once.",
+            )
+
+
 class PreventPendingTransitions(Rule):
     """Only one worker can claim a run: PENDING is entered once per attempt."""
 
@@ -292,6 +308,7 @@ CORE_FLOW_POLICY = Policy(
         HandleFlowTerminalStateTransitions(),
         EnforceCancellingToCancelledTransition(),
         BypassCancellingFlowRunsWithNoInfra(),
+        CancelRunsWhoseLeaseEnded(),
         PreventPendingTransitions(),
         ValidateDeploymentConcurrencyAtRunning(),
         SecureFlowConcurrencySlots(),
@@ -312,6 +329,7 @@ MINIMAL_FLOW_POLICY = Policy(
     rules=(
         PreventResultDataLoss(),
         BypassCancellingFlowRunsWithNoInfra(),
+        CancelRunsWhoseLeaseEnded(),
         ReleaseFlowConcurrencySlots(),
     ),
     transforms=FLOW_TRANSFORMS,

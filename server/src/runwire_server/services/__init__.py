@@ -14,6 +14,7 @@ from runwire_server.services.deployments import DeploymentService
 from runwire_server.services.flow_runs import FlowRunService
 from runwire_server.services.flows import FlowService
 from runwire_server.services.history import HistoryService
+from runwire_server.services.leases import LeaseService
 from runwire_server.services.logs import LogService
 from runwire_server.services.task_runs import TaskRunService
 from runwire_server.storage.database import Database
@@ -29,6 +30,7 @@ class Services:
     concurrency_limits: ConcurrencyLimitService
     history: HistoryService
     watch: WatchService
+    leases: LeaseService
 
     @classmethod
     def over(
@@ -48,4 +50,5 @@ class Services:
             concurrency_limits=ConcurrencyLimitService(db, tokens),
             history=HistoryService(db),
             watch=WatchService(db, broadcaster, codec),
+            leases=LeaseService(db, orchestration),
         )

@@ -141,10 +141,15 @@ def set_flow_run_state(
     *,
     force: bool,
     settings: OrchestrationSettings,
+    lease_seconds: float | None = None,
 ) -> Outcome:
     run = lock_run(session, run_rows.FLOW, flow_run_id)
     policy = MINIMAL_FLOW_POLICY if force else CORE_FLOW_POLICY
-    return Outcome.of(orchestrate_run(session, run_rows.FLOW, run, proposal, policy, settings))
+    return Outcome.of(
+        orchestrate_run(
+            session, run_rows.FLOW, run, proposal, policy, settings, lease_seconds=lease_seconds
+        )
+    )
 
 
 def resume_flow_run(
@@ -324,11 +329,23 @@ class FlowRunService(RunService):
         await self._db.write(lambda s: delete_flow_run(s, flow_run_id))
 
     async def set_state(
-        self, flow_run_id: uuid.UUID, proposal: Proposal, *, force: bool
+        self,
+        flow_run_id: uuid.UUID,
+        proposal: Proposal,
+        *,
+        force: bool,
+        lease_seconds: float | None = None,
     ) -> Outcome:
+        """What orchestration made of the proposal. A run it puts in RUNNING holds a lease of
+        `lease_seconds`, or the server's default."""
         return await self._db.write(
             lambda s: set_flow_run_state(
-                s, flow_run_id, proposal, force=force, settings=self._orchestration
+                s,
+                flow_run_id,
+                proposal,
+                force=force,
+                settings=self._orchestration,
+                lease_seconds=lease_seconds,
             )
         )
 

@@ -136,15 +136,19 @@ def orchestrate_run(
     settings: Settings,
     *,
     initial: State | None = None,
+    lease_seconds: float | None = None,
 ) -> Transition:
     """Run `policy` on the proposal for `run` (read under its lock) and write the result.
 
+    A run whose written state is RUNNING takes a lease of `lease_seconds` (or the settings'
+    default), keeps it while CANCELLING, and gives it up in any other state.
     `run` is updated in place to what was written, so the caller can answer with it.
     """
     is_flow = tables.is_flow
     conn = session.connection()
     fields = _COMMON + (_FLOW_ONLY if is_flow else _TASK_ONLY)
     facts = RunFacts(id=run.id, **{name: getattr(run, name) for name in fields})
+    facts.lease_expires = run.lease_expires
     if not is_flow:
         facts.tags = run.tags
     # Orchestration may change the policy document in place: compare against a copy.
@@ -195,9 +199,30 @@ def orchestrate_run(
     if transition.written and transition.validated is not None:
         changes["state_id"] = run.state_id = transition.validated.id
         changes["updated"] = run.updated = at
+        changes.update(_lease_change(run, transition.validated, at, lease_seconds, settings))
         _record_state_event(session, run, transition.validated)
     update_run(conn, tables, run.id, changes)
     return transition
+
+
+LEASED = frozenset({StateType.RUNNING, StateType.CANCELLING})
+
+
+def _lease_change(
+    run: RunRecord, state: State, at: datetime, seconds: float | None, settings: Settings
+) -> dict[str, Any]:
+    """The lease columns `run` takes with its new `state` (set on `run` as well)."""
+    if state.type is StateType.RUNNING:
+        length = seconds or settings.lease_seconds or None
+        expires = None if length is None else at + timedelta(seconds=length)
+    elif state.type in LEASED:
+        return {}  # CANCELLING: the reporter still has to finish the run
+    else:
+        length = expires = None
+    if (run.lease_expires, run.lease_seconds) == (expires, length):
+        return {}
+    run.lease_expires, run.lease_seconds = expires, length
+    return {"lease_expires": expires, "lease_seconds": length}
 
 
 def _record_state_event(session: Session, run: RunRecord, state: State) -> None:

@@ -103,10 +103,15 @@ def set_task_run_state(
     *,
     force: bool,
     settings: OrchestrationSettings,
+    lease_seconds: float | None = None,
 ) -> Outcome:
     run = lock_run(session, run_rows.TASK, task_run_id)
     policy = MINIMAL_TASK_POLICY if force else CORE_TASK_POLICY
-    return Outcome.of(orchestrate_run(session, run_rows.TASK, run, proposal, policy, settings))
+    return Outcome.of(
+        orchestrate_run(
+            session, run_rows.TASK, run, proposal, policy, settings, lease_seconds=lease_seconds
+        )
+    )
 
 
 def get_task_run_by_slug(
@@ -245,11 +250,23 @@ class TaskRunService(RunService):
         return await self._db.read(lambda s: get_task_run_by_slug(s, flow_run_id, slug, map_index))
 
     async def set_state(
-        self, task_run_id: uuid.UUID, proposal: Proposal, *, force: bool
+        self,
+        task_run_id: uuid.UUID,
+        proposal: Proposal,
+        *,
+        force: bool,
+        lease_seconds: float | None = None,
     ) -> Outcome:
+        """What orchestration made of the proposal. A run it puts in RUNNING holds a lease of
+        `lease_seconds`, or the server's default."""
         return await self._db.write(
             lambda s: set_task_run_state(
-                s, task_run_id, proposal, force=force, settings=self._orchestration
+                s,
+                task_run_id,
+                proposal,
+                force=force,
+                settings=self._orchestration,
+                lease_seconds=lease_seconds,
             )
         )
 

@@ -158,6 +158,10 @@ class RunColumnsMixin(TimestampsMixin):
     end_time: Mapped[datetime | None]
     total_run_time: Mapped[float] = mapped_column(Float, default=0.0)  # seconds
     empirical_policy: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # While the run is RUNNING or CANCELLING with a lease (services.leases): when the lease
+    # ends unless its reporter renews it, and the length each renewal gives by default.
+    lease_expires: Mapped[datetime | None]
+    lease_seconds: Mapped[float | None] = mapped_column(Float)
 
 
 class StateColumnsMixin:
@@ -220,6 +224,7 @@ class FlowRun(TaggedMixin, RunColumnsMixin, Base):
         Index("ix_flow_runs_expected_start_time", "expected_start_time", "id"),
         Index("ix_flow_runs_next_scheduled", "next_scheduled_start_time", "id"),
         Index("ix_flow_runs_end_time", "end_time", "id"),
+        Index("ix_flow_runs_lease_expires", "lease_expires"),
     )
 
 
@@ -305,6 +310,7 @@ class TaskRun(TaggedMixin, RunColumnsMixin, Base):
         Index("ix_task_runs_name", "name", "id"),
         Index("ix_task_runs_expected_start_time", "expected_start_time", "id"),
         Index("ix_task_runs_end_time", "end_time", "id"),
+        Index("ix_task_runs_lease_expires", "lease_expires"),
     )
 
 

@@ -26,7 +26,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file runwire/v1/flow_run_service.proto.
  */
 export const file_runwire_v1_flow_run_service: GenFile = /*@__PURE__*/
-  fileDesc("CiFydW53aXJlL3YxL2Zsb3dfcnVuX3NlcnZpY2UucHJvdG8SCnJ1bndpcmUudjEiPQoUQ3JlYXRlRmxvd1J1blJlcXVlc3QSJQoIZmxvd19ydW4YASABKAsyEy5ydW53aXJlLnYxLkZsb3dSdW4iTwoVQ3JlYXRlRmxvd1J1blJlc3BvbnNlEiUKCGZsb3dfcnVuGAEgASgLMhMucnVud2lyZS52MS5GbG93UnVuEg8KB2NyZWF0ZWQYAiABKAgiKAoRR2V0Rmxvd1J1blJlcXVlc3QSEwoLZmxvd19ydW5faWQYASABKAkiOwoSR2V0Rmxvd1J1blJlc3BvbnNlEiUKCGZsb3dfcnVuGAEgASgLMhMucnVud2lyZS52MS5GbG93UnVuIqABChNMaXN0Rmxvd1J1bnNSZXF1ZXN0EisKBmZpbHRlchgBIAEoCzIbLnJ1bndpcmUudjEuRmxvd1J1bkNyaXRlcmlhEiUKBHNvcnQYAiABKA4yFy5ydW53aXJlLnYxLkZsb3dSdW5Tb3J0EhEKCXBhZ2Vfc2l6ZRgDIAEoBRIOCgZvZmZzZXQYBCABKAUSEgoKcGFnZV90b2tlbhgFIAEoCSJtChRMaXN0Rmxvd1J1bnNSZXNwb25zZRImCglmbG93X3J1bnMYASADKAsyEy5ydW53aXJlLnYxLkZsb3dSdW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEhQKDHdhdGNoX2N1cnNvchgDIAEoAyJDChRDb3VudEZsb3dSdW5zUmVxdWVzdBIrCgZmaWx0ZXIYASABKAsyGy5ydW53aXJlLnYxLkZsb3dSdW5Dcml0ZXJpYSImChVDb3VudEZsb3dSdW5zUmVzcG9uc2USDQoFY291bnQYASABKAMibgoUVXBkYXRlRmxvd1J1blJlcXVlc3QSJQoIZmxvd19ydW4YASABKAsyEy5ydW53aXJlLnYxLkZsb3dSdW4SLwoLdXBkYXRlX21hc2sYAiABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrIj4KFVVwZGF0ZUZsb3dSdW5SZXNwb25zZRIlCghmbG93X3J1bhgBIAEoCzITLnJ1bndpcmUudjEuRmxvd1J1biIrChREZWxldGVGbG93UnVuUmVxdWVzdBITCgtmbG93X3J1bl9pZBgBIAEoCSIXChVEZWxldGVGbG93UnVuUmVzcG9uc2UiXgoWU2V0Rmxvd1J1blN0YXRlUmVxdWVzdBITCgtmbG93X3J1bl9pZBgBIAEoCRIgCgVzdGF0ZRgCIAEoCzIRLnJ1bndpcmUudjEuU3RhdGUSDQoFZm9yY2UYAyABKAgiSgoXU2V0Rmxvd1J1blN0YXRlUmVzcG9uc2USLwoGcmVzdWx0GAEgASgLMh8ucnVud2lyZS52MS5PcmNoZXN0cmF0aW9uUmVzdWx0IlcKFFJlc3VtZUZsb3dSdW5SZXF1ZXN0EhMKC2Zsb3dfcnVuX2lkGAEgASgJEioKCXJ1bl9pbnB1dBgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QiSAoVUmVzdW1lRmxvd1J1blJlc3BvbnNlEi8KBnJlc3VsdBgBIAEoCzIfLnJ1bndpcmUudjEuT3JjaGVzdHJhdGlvblJlc3VsdCJWChhMaXN0Rmxvd1J1blN0YXRlc1JlcXVlc3QSEwoLZmxvd19ydW5faWQYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkiVwoZTGlzdEZsb3dSdW5TdGF0ZXNSZXNwb25zZRIhCgZzdGF0ZXMYASADKAsyES5ydW53aXJlLnYxLlN0YXRlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSLgAQoYR2V0Rmxvd1J1bkhpc3RvcnlSZXF1ZXN0EjEKDWhpc3Rvcnlfc3RhcnQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2hpc3RvcnlfZW5kGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIzChBoaXN0b3J5X2ludGVydmFsGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEisKBmZpbHRlchgEIAEoCzIbLnJ1bndpcmUudjEuRmxvd1J1bkNyaXRlcmlhIksKGUdldEZsb3dSdW5IaXN0b3J5UmVzcG9uc2USLgoJaW50ZXJ2YWxzGAEgAygLMhsucnVud2lyZS52MS5IaXN0b3J5SW50ZXJ2YWwiLQoWR2V0Rmxvd1J1bkdyYXBoUmVxdWVzdBITCgtmbG93X3J1bl9pZBgBIAEoCSI/ChdHZXRGbG93UnVuR3JhcGhSZXNwb25zZRIkCgVub2RlcxgBIAMoCzIVLnJ1bndpcmUudjEuR3JhcGhOb2RlMocJCg5GbG93UnVuU2VydmljZRJUCg1DcmVhdGVGbG93UnVuEiAucnVud2lyZS52MS5DcmVhdGVGbG93UnVuUmVxdWVzdBohLnJ1bndpcmUudjEuQ3JlYXRlRmxvd1J1blJlc3BvbnNlEksKCkdldEZsb3dSdW4SHS5ydW53aXJlLnYxLkdldEZsb3dSdW5SZXF1ZXN0Gh4ucnVud2lyZS52MS5HZXRGbG93UnVuUmVzcG9uc2USUQoMTGlzdEZsb3dSdW5zEh8ucnVud2lyZS52MS5MaXN0Rmxvd1J1bnNSZXF1ZXN0GiAucnVud2lyZS52MS5MaXN0Rmxvd1J1bnNSZXNwb25zZRJUCg1Db3VudEZsb3dSdW5zEiAucnVud2lyZS52MS5Db3VudEZsb3dSdW5zUmVxdWVzdBohLnJ1bndpcmUudjEuQ291bnRGbG93UnVuc1Jlc3BvbnNlElQKDVVwZGF0ZUZsb3dSdW4SIC5ydW53aXJlLnYxLlVwZGF0ZUZsb3dSdW5SZXF1ZXN0GiEucnVud2lyZS52MS5VcGRhdGVGbG93UnVuUmVzcG9uc2USVAoNRGVsZXRlRmxvd1J1bhIgLnJ1bndpcmUudjEuRGVsZXRlRmxvd1J1blJlcXVlc3QaIS5ydW53aXJlLnYxLkRlbGV0ZUZsb3dSdW5SZXNwb25zZRJaCg9TZXRGbG93UnVuU3RhdGUSIi5ydW53aXJlLnYxLlNldEZsb3dSdW5TdGF0ZVJlcXVlc3QaIy5ydW53aXJlLnYxLlNldEZsb3dSdW5TdGF0ZVJlc3BvbnNlElQKDVJlc3VtZUZsb3dSdW4SIC5ydW53aXJlLnYxLlJlc3VtZUZsb3dSdW5SZXF1ZXN0GiEucnVud2lyZS52MS5SZXN1bWVGbG93UnVuUmVzcG9uc2USYAoRTGlzdEZsb3dSdW5TdGF0ZXMSJC5ydW53aXJlLnYxLkxpc3RGbG93UnVuU3RhdGVzUmVxdWVzdBolLnJ1bndpcmUudjEuTGlzdEZsb3dSdW5TdGF0ZXNSZXNwb25zZRJgChFHZXRGbG93UnVuSGlzdG9yeRIkLnJ1bndpcmUudjEuR2V0Rmxvd1J1bkhpc3RvcnlSZXF1ZXN0GiUucnVud2lyZS52MS5HZXRGbG93UnVuSGlzdG9yeVJlc3BvbnNlEloKD0dldEZsb3dSdW5HcmFwaBIiLnJ1bndpcmUudjEuR2V0Rmxvd1J1bkdyYXBoUmVxdWVzdBojLnJ1bndpcmUudjEuR2V0Rmxvd1J1bkdyYXBoUmVzcG9uc2USUwoMV2F0Y2hGbG93UnVuEh8ucnVud2lyZS52MS5XYXRjaEZsb3dSdW5SZXF1ZXN0GiAucnVud2lyZS52MS5XYXRjaEZsb3dSdW5SZXNwb25zZTABElYKDVdhdGNoRmxvd1J1bnMSIC5ydW53aXJlLnYxLldhdGNoRmxvd1J1bnNSZXF1ZXN0GiEucnVud2lyZS52MS5XYXRjaEZsb3dSdW5zUmVzcG9uc2UwAWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp, file_runwire_v1_filters, file_runwire_v1_flow_run, file_runwire_v1_graph, file_runwire_v1_history, file_runwire_v1_orchestration, file_runwire_v1_state, file_runwire_v1_watch]);
+  fileDesc("CiFydW53aXJlL3YxL2Zsb3dfcnVuX3NlcnZpY2UucHJvdG8SCnJ1bndpcmUudjEiPQoUQ3JlYXRlRmxvd1J1blJlcXVlc3QSJQoIZmxvd19ydW4YASABKAsyEy5ydW53aXJlLnYxLkZsb3dSdW4iTwoVQ3JlYXRlRmxvd1J1blJlc3BvbnNlEiUKCGZsb3dfcnVuGAEgASgLMhMucnVud2lyZS52MS5GbG93UnVuEg8KB2NyZWF0ZWQYAiABKAgiKAoRR2V0Rmxvd1J1blJlcXVlc3QSEwoLZmxvd19ydW5faWQYASABKAkiOwoSR2V0Rmxvd1J1blJlc3BvbnNlEiUKCGZsb3dfcnVuGAEgASgLMhMucnVud2lyZS52MS5GbG93UnVuIqABChNMaXN0Rmxvd1J1bnNSZXF1ZXN0EisKBmZpbHRlchgBIAEoCzIbLnJ1bndpcmUudjEuRmxvd1J1bkNyaXRlcmlhEiUKBHNvcnQYAiABKA4yFy5ydW53aXJlLnYxLkZsb3dSdW5Tb3J0EhEKCXBhZ2Vfc2l6ZRgDIAEoBRIOCgZvZmZzZXQYBCABKAUSEgoKcGFnZV90b2tlbhgFIAEoCSJtChRMaXN0Rmxvd1J1bnNSZXNwb25zZRImCglmbG93X3J1bnMYASADKAsyEy5ydW53aXJlLnYxLkZsb3dSdW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEhQKDHdhdGNoX2N1cnNvchgDIAEoAyJDChRDb3VudEZsb3dSdW5zUmVxdWVzdBIrCgZmaWx0ZXIYASABKAsyGy5ydW53aXJlLnYxLkZsb3dSdW5Dcml0ZXJpYSImChVDb3VudEZsb3dSdW5zUmVzcG9uc2USDQoFY291bnQYASABKAMibgoUVXBkYXRlRmxvd1J1blJlcXVlc3QSJQoIZmxvd19ydW4YASABKAsyEy5ydW53aXJlLnYxLkZsb3dSdW4SLwoLdXBkYXRlX21hc2sYAiABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrIj4KFVVwZGF0ZUZsb3dSdW5SZXNwb25zZRIlCghmbG93X3J1bhgBIAEoCzITLnJ1bndpcmUudjEuRmxvd1J1biIrChREZWxldGVGbG93UnVuUmVxdWVzdBITCgtmbG93X3J1bl9pZBgBIAEoCSIXChVEZWxldGVGbG93UnVuUmVzcG9uc2UikQEKFlNldEZsb3dSdW5TdGF0ZVJlcXVlc3QSEwoLZmxvd19ydW5faWQYASABKAkSIAoFc3RhdGUYAiABKAsyES5ydW53aXJlLnYxLlN0YXRlEg0KBWZvcmNlGAMgASgIEjEKDmxlYXNlX2R1cmF0aW9uGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIkoKF1NldEZsb3dSdW5TdGF0ZVJlc3BvbnNlEi8KBnJlc3VsdBgBIAEoCzIfLnJ1bndpcmUudjEuT3JjaGVzdHJhdGlvblJlc3VsdCJXChRSZXN1bWVGbG93UnVuUmVxdWVzdBITCgtmbG93X3J1bl9pZBgBIAEoCRIqCglydW5faW5wdXQYAiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0IkgKFVJlc3VtZUZsb3dSdW5SZXNwb25zZRIvCgZyZXN1bHQYASABKAsyHy5ydW53aXJlLnYxLk9yY2hlc3RyYXRpb25SZXN1bHQidwoXSGVhcnRiZWF0Rmxvd1J1blJlcXVlc3QSEwoLZmxvd19ydW5faWQYASABKAkSMQoObGVhc2VfZHVyYXRpb24YAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFAoMdGFza19ydW5faWRzGAMgAygJIpEBChhIZWFydGJlYXRGbG93UnVuUmVzcG9uc2USIAoFc3RhdGUYASABKAsyES5ydW53aXJlLnYxLlN0YXRlEjUKEWxlYXNlX2V4cGlyZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIcChRyZW5ld2VkX3Rhc2tfcnVuX2lkcxgDIAMoCSJWChhMaXN0Rmxvd1J1blN0YXRlc1JlcXVlc3QSEwoLZmxvd19ydW5faWQYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkiVwoZTGlzdEZsb3dSdW5TdGF0ZXNSZXNwb25zZRIhCgZzdGF0ZXMYASADKAsyES5ydW53aXJlLnYxLlN0YXRlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSLgAQoYR2V0Rmxvd1J1bkhpc3RvcnlSZXF1ZXN0EjEKDWhpc3Rvcnlfc3RhcnQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2hpc3RvcnlfZW5kGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIzChBoaXN0b3J5X2ludGVydmFsGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEisKBmZpbHRlchgEIAEoCzIbLnJ1bndpcmUudjEuRmxvd1J1bkNyaXRlcmlhIksKGUdldEZsb3dSdW5IaXN0b3J5UmVzcG9uc2USLgoJaW50ZXJ2YWxzGAEgAygLMhsucnVud2lyZS52MS5IaXN0b3J5SW50ZXJ2YWwiLQoWR2V0Rmxvd1J1bkdyYXBoUmVxdWVzdBITCgtmbG93X3J1bl9pZBgBIAEoCSI/ChdHZXRGbG93UnVuR3JhcGhSZXNwb25zZRIkCgVub2RlcxgBIAMoCzIVLnJ1bndpcmUudjEuR3JhcGhOb2RlMuYJCg5GbG93UnVuU2VydmljZRJUCg1DcmVhdGVGbG93UnVuEiAucnVud2lyZS52MS5DcmVhdGVGbG93UnVuUmVxdWVzdBohLnJ1bndpcmUudjEuQ3JlYXRlRmxvd1J1blJlc3BvbnNlEksKCkdldEZsb3dSdW4SHS5ydW53aXJlLnYxLkdldEZsb3dSdW5SZXF1ZXN0Gh4ucnVud2lyZS52MS5HZXRGbG93UnVuUmVzcG9uc2USUQoMTGlzdEZsb3dSdW5zEh8ucnVud2lyZS52MS5MaXN0Rmxvd1J1bnNSZXF1ZXN0GiAucnVud2lyZS52MS5MaXN0Rmxvd1J1bnNSZXNwb25zZRJUCg1Db3VudEZsb3dSdW5zEiAucnVud2lyZS52MS5Db3VudEZsb3dSdW5zUmVxdWVzdBohLnJ1bndpcmUudjEuQ291bnRGbG93UnVuc1Jlc3BvbnNlElQKDVVwZGF0ZUZsb3dSdW4SIC5ydW53aXJlLnYxLlVwZGF0ZUZsb3dSdW5SZXF1ZXN0GiEucnVud2lyZS52MS5VcGRhdGVGbG93UnVuUmVzcG9uc2USVAoNRGVsZXRlRmxvd1J1bhIgLnJ1bndpcmUudjEuRGVsZXRlRmxvd1J1blJlcXVlc3QaIS5ydW53aXJlLnYxLkRlbGV0ZUZsb3dSdW5SZXNwb25zZRJaCg9TZXRGbG93UnVuU3RhdGUSIi5ydW53aXJlLnYxLlNldEZsb3dSdW5TdGF0ZVJlcXVlc3QaIy5ydW53aXJlLnYxLlNldEZsb3dSdW5TdGF0ZVJlc3BvbnNlElQKDVJlc3VtZUZsb3dSdW4SIC5ydW53aXJlLnYxLlJlc3VtZUZsb3dSdW5SZXF1ZXN0GiEucnVud2lyZS52MS5SZXN1bWVGbG93UnVuUmVzcG9uc2USXQoQSGVhcnRiZWF0Rmxvd1J1bhIjLnJ1bndpcmUudjEuSGVhcnRiZWF0Rmxvd1J1blJlcXVlc3QaJC5ydW53aXJlLnYxLkhlYXJ0YmVhdEZsb3dSdW5SZXNwb25zZRJgChFMaXN0Rmxvd1J1blN0YXRlcxIkLnJ1bndpcmUudjEuTGlzdEZsb3dSdW5TdGF0ZXNSZXF1ZXN0GiUucnVud2lyZS52MS5MaXN0Rmxvd1J1blN0YXRlc1Jlc3BvbnNlEmAKEUdldEZsb3dSdW5IaXN0b3J5EiQucnVud2lyZS52MS5HZXRGbG93UnVuSGlzdG9yeVJlcXVlc3QaJS5ydW53aXJlLnYxLkdldEZsb3dSdW5IaXN0b3J5UmVzcG9uc2USWgoPR2V0Rmxvd1J1bkdyYXBoEiIucnVud2lyZS52MS5HZXRGbG93UnVuR3JhcGhSZXF1ZXN0GiMucnVud2lyZS52MS5HZXRGbG93UnVuR3JhcGhSZXNwb25zZRJTCgxXYXRjaEZsb3dSdW4SHy5ydW53aXJlLnYxLldhdGNoRmxvd1J1blJlcXVlc3QaIC5ydW53aXJlLnYxLldhdGNoRmxvd1J1blJlc3BvbnNlMAESVgoNV2F0Y2hGbG93UnVucxIgLnJ1bndpcmUudjEuV2F0Y2hGbG93UnVuc1JlcXVlc3QaIS5ydW53aXJlLnYxLldhdGNoRmxvd1J1bnNSZXNwb25zZTABYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp, file_runwire_v1_filters, file_runwire_v1_flow_run, file_runwire_v1_graph, file_runwire_v1_history, file_runwire_v1_orchestration, file_runwire_v1_state, file_runwire_v1_watch]);
 
 /**
  * Request of CreateFlowRun.
@@ -360,6 +360,16 @@ export type SetFlowRunStateRequest = Message<"runwire.v1.SetFlowRunStateRequest"
    * @generated from field: bool force = 3;
    */
   force: boolean;
+
+  /**
+   * How long the run's lease lasts when the written state is RUNNING: the reporter renews it
+   * with a heartbeat before it ends, or the server proposes CRASHED. Unset: the server's
+   * default (RUNWIRE_LEASE_SECONDS; none when that is 0). At least 1 second and at most the
+   * server's maximum (RUNWIRE_MAX_LEASE_SECONDS).
+   *
+   * @generated from field: google.protobuf.Duration lease_duration = 4;
+   */
+  leaseDuration?: Duration | undefined;
 };
 
 /**
@@ -440,6 +450,80 @@ export const ResumeFlowRunResponseSchema: GenMessage<ResumeFlowRunResponse> = /*
   messageDesc(file_runwire_v1_flow_run_service, 15);
 
 /**
+ * Request of HeartbeatFlowRun.
+ *
+ * @generated from message runwire.v1.HeartbeatFlowRunRequest
+ */
+export type HeartbeatFlowRunRequest = Message<"runwire.v1.HeartbeatFlowRunRequest"> & {
+  /**
+   * Id of the flow run.
+   *
+   * @generated from field: string flow_run_id = 1;
+   */
+  flowRunId: string;
+
+  /**
+   * The lease's new length from now. Unset: the length it was given when the run entered
+   * RUNNING. The same bounds as SetFlowRunStateRequest.lease_duration.
+   *
+   * @generated from field: google.protobuf.Duration lease_duration = 2;
+   */
+  leaseDuration?: Duration | undefined;
+
+  /**
+   * Task runs of this flow run whose leases the same reporter renews, at most 1,000. Those
+   * that are not RUNNING or CANCELLING, or not of this flow run, are left as they are.
+   *
+   * @generated from field: repeated string task_run_ids = 3;
+   */
+  taskRunIds: string[];
+};
+
+/**
+ * Describes the message runwire.v1.HeartbeatFlowRunRequest.
+ * Use `create(HeartbeatFlowRunRequestSchema)` to create a new message.
+ */
+export const HeartbeatFlowRunRequestSchema: GenMessage<HeartbeatFlowRunRequest> = /*@__PURE__*/
+  messageDesc(file_runwire_v1_flow_run_service, 16);
+
+/**
+ * Response of HeartbeatFlowRun.
+ *
+ * @generated from message runwire.v1.HeartbeatFlowRunResponse
+ */
+export type HeartbeatFlowRunResponse = Message<"runwire.v1.HeartbeatFlowRunResponse"> & {
+  /**
+   * The run's current state. A reporter stops its work when this is CANCELLING, PAUSED or
+   * a terminal state.
+   *
+   * @generated from field: runwire.v1.State state = 1;
+   */
+  state?: State | undefined;
+
+  /**
+   * When the renewed lease ends; unset when the run holds no lease (it is not RUNNING or
+   * CANCELLING, or it entered RUNNING without one).
+   *
+   * @generated from field: google.protobuf.Timestamp lease_expire_time = 2;
+   */
+  leaseExpireTime?: Timestamp | undefined;
+
+  /**
+   * Ids of the listed task runs whose leases were renewed.
+   *
+   * @generated from field: repeated string renewed_task_run_ids = 3;
+   */
+  renewedTaskRunIds: string[];
+};
+
+/**
+ * Describes the message runwire.v1.HeartbeatFlowRunResponse.
+ * Use `create(HeartbeatFlowRunResponseSchema)` to create a new message.
+ */
+export const HeartbeatFlowRunResponseSchema: GenMessage<HeartbeatFlowRunResponse> = /*@__PURE__*/
+  messageDesc(file_runwire_v1_flow_run_service, 17);
+
+/**
  * Request of ListFlowRunStates.
  *
  * @generated from message runwire.v1.ListFlowRunStatesRequest
@@ -472,7 +556,7 @@ export type ListFlowRunStatesRequest = Message<"runwire.v1.ListFlowRunStatesRequ
  * Use `create(ListFlowRunStatesRequestSchema)` to create a new message.
  */
 export const ListFlowRunStatesRequestSchema: GenMessage<ListFlowRunStatesRequest> = /*@__PURE__*/
-  messageDesc(file_runwire_v1_flow_run_service, 16);
+  messageDesc(file_runwire_v1_flow_run_service, 18);
 
 /**
  * Response of ListFlowRunStates.
@@ -500,7 +584,7 @@ export type ListFlowRunStatesResponse = Message<"runwire.v1.ListFlowRunStatesRes
  * Use `create(ListFlowRunStatesResponseSchema)` to create a new message.
  */
 export const ListFlowRunStatesResponseSchema: GenMessage<ListFlowRunStatesResponse> = /*@__PURE__*/
-  messageDesc(file_runwire_v1_flow_run_service, 17);
+  messageDesc(file_runwire_v1_flow_run_service, 19);
 
 /**
  * Request of GetFlowRunHistory.
@@ -542,7 +626,7 @@ export type GetFlowRunHistoryRequest = Message<"runwire.v1.GetFlowRunHistoryRequ
  * Use `create(GetFlowRunHistoryRequestSchema)` to create a new message.
  */
 export const GetFlowRunHistoryRequestSchema: GenMessage<GetFlowRunHistoryRequest> = /*@__PURE__*/
-  messageDesc(file_runwire_v1_flow_run_service, 18);
+  messageDesc(file_runwire_v1_flow_run_service, 20);
 
 /**
  * Response of GetFlowRunHistory.
@@ -563,7 +647,7 @@ export type GetFlowRunHistoryResponse = Message<"runwire.v1.GetFlowRunHistoryRes
  * Use `create(GetFlowRunHistoryResponseSchema)` to create a new message.
  */
 export const GetFlowRunHistoryResponseSchema: GenMessage<GetFlowRunHistoryResponse> = /*@__PURE__*/
-  messageDesc(file_runwire_v1_flow_run_service, 19);
+  messageDesc(file_runwire_v1_flow_run_service, 21);
 
 /**
  * Request of GetFlowRunGraph.
@@ -584,7 +668,7 @@ export type GetFlowRunGraphRequest = Message<"runwire.v1.GetFlowRunGraphRequest"
  * Use `create(GetFlowRunGraphRequestSchema)` to create a new message.
  */
 export const GetFlowRunGraphRequestSchema: GenMessage<GetFlowRunGraphRequest> = /*@__PURE__*/
-  messageDesc(file_runwire_v1_flow_run_service, 20);
+  messageDesc(file_runwire_v1_flow_run_service, 22);
 
 /**
  * Response of GetFlowRunGraph.
@@ -605,7 +689,7 @@ export type GetFlowRunGraphResponse = Message<"runwire.v1.GetFlowRunGraphRespons
  * Use `create(GetFlowRunGraphResponseSchema)` to create a new message.
  */
 export const GetFlowRunGraphResponseSchema: GenMessage<GetFlowRunGraphResponse> = /*@__PURE__*/
-  messageDesc(file_runwire_v1_flow_run_service, 21);
+  messageDesc(file_runwire_v1_flow_run_service, 23);
 
 /**
  * Flow runs: their creation, states, history and live events.
@@ -692,6 +776,17 @@ export const FlowRunService: GenService<{
     methodKind: "unary";
     input: typeof ResumeFlowRunRequestSchema;
     output: typeof ResumeFlowRunResponseSchema;
+  },
+  /**
+   * Renews the lease of a RUNNING or CANCELLING flow run, and of task runs of it, and returns
+   * the run's current state, so that its reporter learns of a cancellation or a pause.
+   *
+   * @generated from rpc runwire.v1.FlowRunService.HeartbeatFlowRun
+   */
+  heartbeatFlowRun: {
+    methodKind: "unary";
+    input: typeof HeartbeatFlowRunRequestSchema;
+    output: typeof HeartbeatFlowRunResponseSchema;
   },
   /**
    * Lists a flow run's states, oldest first.
