@@ -318,6 +318,14 @@ async def test_every_method_answers_as_over_grpc(edge: Edge, g: Grpc):
         moving=True,
     )
     assert without_clock(by_slug.task_run) == without_clock(task)
+    retagged = await e.call(
+        "TaskRunService/UpdateTaskRun",
+        tpb.UpdateTaskRunRequest(
+            task_run=task_run_pb2.TaskRun(id=task.id, tags=[slot_tag, "extra"]),
+            update_mask=field_mask_pb2.FieldMask(paths=["tags"]),
+        ),
+    )
+    assert list(retagged.task_run.tags) == sorted([slot_tag, "extra"])
 
     async def task_state(state: ST.State) -> None:
         answer = await e.call(

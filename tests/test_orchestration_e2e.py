@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
-from google.protobuf import duration_pb2
+from google.protobuf import duration_pb2, json_format, struct_pb2
 
 from runwire.v1 import concurrency_limit_service_pb2 as cpb
 from runwire.v1 import concurrency_limit_service_pb2_grpc as cgrpc
@@ -549,3 +549,76 @@ async def test_an_expired_cache_entry_is_not_used(flows, runs, task_runs):
     second = await make_task(task_runs, run.id)
     miss = await propose_task(task_runs, second.id, state(ST.STATE_TYPE_RUNNING, cache_key=key))
     assert miss.status == ACCEPT and miss.state.name == "Running"
+
+
+APPROVAL = {
+    "type": "object",
+    "properties": {"approved": {"type": "boolean"}, "note": {"type": "string"}},
+    "required": ["approved"],
+    "additionalProperties": False,
+}
+
+
+def struct(value: dict) -> struct_pb2.Struct:
+    out = struct_pb2.Struct()
+    out.update(value)
+    return out
+
+
+async def test_a_run_that_waits_for_input_resumes_only_with_input_that_matches(flows, runs):
+    run = await new_run(flows, runs)
+    await propose(runs, run.id, state(ST.STATE_TYPE_RUNNING))
+    waiting = state(ST.STATE_TYPE_PAUSED, pause_key="approve")
+    waiting.state_details.run_input_schema.CopyFrom(struct(APPROVAL))
+    paused = await propose(runs, run.id, waiting)
+    assert paused.status == ACCEPT
+    assert json_format.MessageToDict(paused.state.state_details.run_input_schema) == APPROVAL
+
+    async def resume(run_input: dict | None) -> opb.OrchestrationResult:
+        request = pb.ResumeFlowRunRequest(flow_run_id=run.id)
+        if run_input is not None:
+            request.run_input.CopyFrom(struct(run_input))
+        return (await runs.ResumeFlowRun(request)).result
+
+    for bad, reason in (
+        (None, "This run waits for input: resume it with run_input matching its schema."),
+        ({}, "Run input does not match its schema: 'approved' is a required property"),
+        ({"approved": "yes"}, "'yes' is not of type 'boolean' (at ['approved'])"),
+        ({"approved": True, "extra": 1}, "Additional properties are not allowed"),
+    ):
+        refused = await resume(bad)
+        assert refused.status == REJECT and not refused.state_written, bad
+        assert reason in refused.details.reason, (bad, refused.details.reason)
+        assert refused.state.type == ST.STATE_TYPE_PAUSED
+    resumed = await resume({"approved": True, "note": "ship it"})
+    assert resumed.status == ACCEPT and resumed.state.type == ST.STATE_TYPE_RUNNING
+    given = json_format.MessageToDict(resumed.state.state_details.run_input)
+    assert given == {"approved": True, "note": "ship it"}
+    got = (await runs.GetFlowRun(pb.GetFlowRunRequest(flow_run_id=run.id))).flow_run
+    assert json_format.MessageToDict(got.state.state_details.run_input) == given
+
+
+async def test_input_schemas_are_checked_when_proposed(flows, runs):
+    run = await new_run(flows, runs)
+    await propose(runs, run.id, state(ST.STATE_TYPE_RUNNING))
+    bad = state(ST.STATE_TYPE_PAUSED)
+    bad.state_details.run_input_schema.CopyFrom(struct({"type": "no-such-type"}))
+    await expect_error(
+        runs.SetFlowRunState(pb.SetFlowRunStateRequest(flow_run_id=run.id, state=bad)),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "state.state_details.run_input_schema",
+    )
+    not_a_pause = state(ST.STATE_TYPE_COMPLETED)
+    not_a_pause.state_details.run_input_schema.CopyFrom(struct(APPROVAL))
+    await expect_error(
+        runs.SetFlowRunState(pb.SetFlowRunStateRequest(flow_run_id=run.id, state=not_a_pause)),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "state.state_details.run_input_schema",
+    )
+    # A client cannot write the input itself: the server keeps it for resumes.
+    forged = state(ST.STATE_TYPE_COMPLETED)
+    forged.state_details.run_input.CopyFrom(struct({"approved": True}))
+    done = await propose(runs, run.id, forged)
+    assert done.status == ACCEPT and not done.state.state_details.HasField("run_input")
+    got = (await runs.GetFlowRun(pb.GetFlowRunRequest(flow_run_id=run.id))).flow_run
+    assert got.state.type == ST.STATE_TYPE_COMPLETED

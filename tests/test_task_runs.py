@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from pathlib import Path
 
 import fsspec
 import grpc
+import pytest
 import pytest_asyncio
+from google.protobuf import field_mask_pb2
 
+import runwire
 from runwire.v1 import filters_pb2 as f
 from runwire.v1 import flow_run_pb2, task_run_pb2
 from runwire.v1 import flow_run_service_pb2 as pb
@@ -364,3 +368,132 @@ async def test_create_answers_with_the_run_as_get_reads_it(flows, runs, task_run
     read = await task_runs.GetTaskRun(tpb.GetTaskRunRequest(task_run_id=made.id))
     assert list(made.tags) == ["y", "z"]
     assert _without_estimates(made) == _without_estimates(read.task_run)
+
+
+async def test_mapped_children_page_in_map_order(flows, runs, task_runs, server):
+    # Made in a shuffled order, so that id order and map order differ.
+    run = await running_run(flows, runs)
+    order = [5, 0, 9, 3, 7, 1, 8, 2, 6, 4]
+    await task(task_runs, run.id, "cube")
+    made = {
+        i: await task(task_runs, run.id, "cube", dynamic_key=str(i), map_index=i) for i in order
+    }
+    children = tpb.TaskRunCriteria(
+        task_runs=f.TaskRunFilter(
+            flow_run_id=f.StringFilter(any_of=f.StringList(values=[run.id])),
+            task_key=f.StringFilter(any_of=f.StringList(values=["cube"])),
+            map_index=f.IntFilter(ge=0),
+        )
+    )
+    for sort, expected in (
+        (f.TASK_RUN_SORT_MAP_INDEX_ASC, list(range(10))),
+        (f.TASK_RUN_SORT_MAP_INDEX_DESC, list(range(9, -1, -1))),
+    ):
+        seen, token = [], ""
+        while True:
+            page = await task_runs.ListTaskRuns(
+                tpb.ListTaskRunsRequest(filter=children, sort=sort, page_size=3, page_token=token)
+            )
+            seen += [t.map_index for t in page.task_runs]
+            token = page.next_page_token
+            if not token:
+                break
+        assert seen == expected
+    window = tpb.TaskRunCriteria(
+        task_runs=f.TaskRunFilter(
+            flow_run_id=f.StringFilter(any_of=f.StringList(values=[run.id])),
+            map_index=f.IntFilter(ge=3, le=5),
+        )
+    )
+    some = await task_runs.ListTaskRuns(
+        tpb.ListTaskRunsRequest(filter=window, sort=f.TASK_RUN_SORT_MAP_INDEX_ASC)
+    )
+    assert [t.id for t in some.task_runs] == [made[i].id for i in (3, 4, 5)]
+
+    # The library's view pages through them in order (a blocking client, off the loop the
+    # server answers on).
+    def through_the_view() -> list[int]:
+        with runwire.Client(f"127.0.0.1:{server.port}", timeout=10) as client:
+            parent = client.get_task_run_by_slug("cube", run.id)
+            lone = client.get_task_run(made[0].id)
+            with pytest.raises(TypeError, match="is not a mapped task"):
+                next(lone.iter_mapped())
+            return [c.map_index for c in parent.iter_mapped()]
+
+    assert await asyncio.to_thread(through_the_view) == list(range(10))
+
+
+async def test_update_a_task_runs_name_and_tags(flows, runs, task_runs):
+    run = await running_run(flows, runs)
+    made = await task(task_runs, run.id, "load", tags=["a", "b"])
+
+    async def update(paths, **fields):
+        response = await task_runs.UpdateTaskRun(
+            tpb.UpdateTaskRunRequest(
+                task_run=task_run_pb2.TaskRun(id=made.id, **fields),
+                update_mask=field_mask_pb2.FieldMask(paths=paths),
+            )
+        )
+        return response.task_run
+
+    renamed = await update(["name"], name="load-orders", tags=["ignored"])
+    assert renamed.name == "load-orders" and list(renamed.tags) == ["a", "b"]
+    retagged = await update(["tags"], tags=["z", "a"])
+    assert retagged.name == "load-orders" and sorted(retagged.tags) == ["a", "z"]
+    both = await update([], name="load-all", tags=[])
+    assert both.name == "load-all" and sorted(both.tags) == ["a", "z"]  # empty tags: not set
+    got = await task_runs.GetTaskRun(tpb.GetTaskRunRequest(task_run_id=made.id))
+    assert got.task_run.name == "load-all" and sorted(got.task_run.tags) == ["a", "z"]
+    for paths, fields, field in (
+        (["task_key"], {"task_key": "x"}, "update_mask"),
+        (["name"], {"name": ""}, "task_run.name"),
+        ([], {}, "update_mask"),
+        (["tags"], {"tags": ["x" * 300]}, "task_run.tags[0]"),
+    ):
+        await expect_error(
+            task_runs.UpdateTaskRun(
+                tpb.UpdateTaskRunRequest(
+                    task_run=task_run_pb2.TaskRun(id=made.id, **fields),
+                    update_mask=field_mask_pb2.FieldMask(paths=paths),
+                )
+            ),
+            INVALID,
+            field,
+        )
+    after = (await task_runs.GetTaskRun(tpb.GetTaskRunRequest(task_run_id=made.id))).task_run
+    assert (after.name, after.tags, after.updated) == (
+        got.task_run.name,
+        got.task_run.tags,
+        got.task_run.updated,
+    )
+    await expect_error(
+        task_runs.UpdateTaskRun(
+            tpb.UpdateTaskRunRequest(
+                task_run=task_run_pb2.TaskRun(id=str(uuid.uuid4()), name="x"),
+                update_mask=field_mask_pb2.FieldMask(paths=["name"]),
+            )
+        ),
+        NOT_FOUND,
+    )
+
+
+async def test_the_client_library_updates_task_runs_and_resumes_with_input(server):
+    async with runwire.AsyncClient(f"127.0.0.1:{server.port}", timeout=10) as client:
+        flow = await client.create_flow(unique("sdk"))
+        run = await client.create_flow_run(flow.flow_id)
+        await client.set_flow_run_state(run.flow_run_id, runwire.proposed_state("RUNNING"))
+        made = await client.create_task_run(run.flow_run_id, "step", tags=["a"])
+        renamed = await client.update_task_run(made.task_run_id, name="first step")
+        assert renamed.name == "first step" and list(renamed.raw.tags) == ["a"]
+        retagged = await client.update_task_run(made.task_run_id, tags=["b", "c"])
+        assert retagged.name == "first step" and list(retagged.raw.tags) == ["b", "c"]
+        pause = ST.State(type=ST.STATE_TYPE_PAUSED)
+        pause.state_details.run_input_schema.update(
+            {"type": "object", "required": ["n"], "properties": {"n": {"type": "integer"}}}
+        )
+        await client.set_flow_run_state(run.flow_run_id, pause)
+        refused = await client.resume_flow_run(run.flow_run_id, {"n": "one"})
+        assert refused.status == "REJECT" and "'one' is not of type 'integer'" in refused.reason
+        resumed = await client.resume_flow_run(run.flow_run_id, {"n": 1})
+        assert resumed.status == "ACCEPT" and resumed.state is not None
+        assert resumed.state.type == runwire.StateType.RUNNING

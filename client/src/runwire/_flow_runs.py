@@ -148,11 +148,18 @@ def heartbeat_flow_run(
     )
 
 
-def resume_flow_run(flow_run_id: str) -> Unary[OrchestrationResult]:
-    """Resume a paused run."""
+def resume_flow_run(
+    flow_run_id: str, run_input: Mapping[str, Any] | None = None
+) -> Unary[OrchestrationResult]:
+    """Resume a paused run. A run that waits for input is resumed only with `run_input` that
+    matches the schema it paused with; otherwise the result is a REJECT saying why."""
+    given = None
+    if run_input is not None:
+        given = struct_pb2.Struct()
+        given.update(dict(run_input))
     return Unary(
         Rpc(FLOW_RUNS, "ResumeFlowRun"),
-        flow_run_service_pb2.ResumeFlowRunRequest(flow_run_id=flow_run_id),
+        flow_run_service_pb2.ResumeFlowRunRequest(flow_run_id=flow_run_id, run_input=given),
         _result,
         idempotent=False,
     )

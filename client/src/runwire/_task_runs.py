@@ -6,6 +6,8 @@ from collections.abc import Generator, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
+from google.protobuf import field_mask_pb2
+
 from runwire._plans import Owner, Paged, Rpc, Step, Steps, Unary
 from runwire._values import Lease, OrchestrationResult, duration
 from runwire.states import Result, State
@@ -119,6 +121,21 @@ def set_task_run_state(
         ),
         lambda response, _: OrchestrationResult.from_proto(response.result),
         idempotent=False,
+    )
+
+
+def update_task_run(
+    task_run_id: str, *, name: str | None = None, tags: Sequence[str] | None = None
+) -> Unary[TaskRunView]:
+    """Rename a task run, or replace its tags; what is not given stays as it is."""
+    run = task_run_pb2.TaskRun(id=task_run_id, name=name or "", tags=list(tags or ()))
+    paths = [path for path, value in (("name", name), ("tags", tags)) if value is not None]
+    return Unary(
+        Rpc(TASK_RUNS, "UpdateTaskRun"),
+        task_run_service_pb2.UpdateTaskRunRequest(
+            task_run=run, update_mask=field_mask_pb2.FieldMask(paths=paths)
+        ),
+        lambda response, owner: TaskRunView.from_proto(owner, response.task_run),
     )
 
 

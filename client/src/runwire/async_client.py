@@ -263,6 +263,7 @@ class AsyncClient(ServiceStubs):
     get_task_run_result = awaits(_task_runs.get_task_run_result)
     set_task_run_state = awaits(_task_runs.set_task_run_state)
     heartbeat_task_run = awaits(_task_runs.heartbeat_task_run)
+    update_task_run = awaits(_task_runs.update_task_run)
     list_task_run_states = awaits(_task_runs.list_task_run_states)
     task_run_messages = awaits(_task_runs.task_run_messages)
 

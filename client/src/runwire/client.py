@@ -225,6 +225,7 @@ class Client(ServiceStubs):
     get_task_run_result = returns(_task_runs.get_task_run_result)
     set_task_run_state = returns(_task_runs.set_task_run_state)
     heartbeat_task_run = returns(_task_runs.heartbeat_task_run)
+    update_task_run = returns(_task_runs.update_task_run)
     list_task_run_states = returns(_task_runs.list_task_run_states)
     task_run_messages = returns(_task_runs.task_run_messages)
 

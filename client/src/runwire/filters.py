@@ -69,8 +69,10 @@ def task_runs(
     task_keys: Iterable[str] | None = None,
     states: Iterable[StateType | str] | None = None,
     tags_all: Iterable[str] | None = None,
+    map_index_at_least: int | None = None,
 ) -> task_run_service_pb2.TaskRunCriteria:
-    """Criteria for ListTaskRuns; every argument given must hold."""
+    """Criteria for ListTaskRuns; every argument given must hold. `map_index_at_least=0`
+    keeps a mapped task's children."""
     runs = f.TaskRunFilter()
     if flow_run_ids is not None:
         runs.flow_run_id.any_of.CopyFrom(_strings(flow_run_ids))
@@ -83,4 +85,6 @@ def task_runs(
         runs.state.type.any_of.CopyFrom(f.StateTypeList(values=types))
     if tags_all is not None:
         runs.tags.all_of.CopyFrom(_strings(tags_all))
+    if map_index_at_least is not None:
+        runs.map_index.ge = map_index_at_least
     return task_run_service_pb2.TaskRunCriteria(task_runs=runs)

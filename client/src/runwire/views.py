@@ -23,9 +23,9 @@ import pendulum
 from google.protobuf import json_format
 
 from runwire._values import FlowRunLog, FlowView, moment
-from runwire.errors import NoClient, NotFound
+from runwire.errors import NoClient
 from runwire.states import State
-from runwire.v1 import flow_run_pb2, task_run_pb2
+from runwire.v1 import filters_pb2, flow_run_pb2, task_run_pb2, task_run_service_pb2
 
 MAX_TASK_RUNS = 1000
 
@@ -46,6 +46,15 @@ class ViewClient(Protocol):
     def get_task_run_result(self, task_run_id: str) -> Any: ...
 
     def task_run_messages(self, flow_run_id: str) -> list[task_run_pb2.TaskRun]: ...
+
+    def list_task_runs(
+        self,
+        criteria: task_run_service_pb2.TaskRunCriteria | None = None,
+        *,
+        sort: filters_pb2.TaskRunSort.ValueType = filters_pb2.TASK_RUN_SORT_ID_DESC,
+        page_size: int = 200,
+        limit: int | None = None,
+    ) -> Iterator[TaskRunView]: ...
 
     def list_logs(
         self,
@@ -178,27 +187,31 @@ class TaskRunView:
         return self._memo.result
 
     def iter_mapped(self) -> Iterator[TaskRunView]:
-        """The mapped children, one lookup at a time, in map order."""
-        if self.map_index != -1 or not self._has_child(0):
+        """The mapped children in map order, read a page at a time."""
+        children = iter(()) if self.map_index != -1 else self._children()
+        first = next(children, None)
+        if first is None:
             raise TypeError(
                 f"Task run {self.task_run_id!r} ({self.task_slug}) is not a mapped task."
             )
-        index = 0
-        while True:
-            try:
-                yield TaskRunView.from_task_slug(
-                    self.task_slug, self.flow_run_id, index, client=self._client
-                )
-            except NotFound:
-                return
-            index += 1
+        yield first
+        yield from children
 
-    def _has_child(self, index: int) -> bool:
-        try:
-            TaskRunView.from_task_slug(self.task_slug, self.flow_run_id, index, client=self._client)
-        except NotFound:
-            return False
-        return True
+    def _children(self) -> Iterator[TaskRunView]:
+        criteria = task_run_service_pb2.TaskRunCriteria(
+            task_runs=filters_pb2.TaskRunFilter(
+                flow_run_id=filters_pb2.StringFilter(
+                    any_of=filters_pb2.StringList(values=[self.flow_run_id])
+                ),
+                task_key=filters_pb2.StringFilter(
+                    any_of=filters_pb2.StringList(values=[self.task_slug])
+                ),
+                map_index=filters_pb2.IntFilter(ge=0),
+            )
+        )
+        return current_client(self._client).list_task_runs(
+            criteria, sort=filters_pb2.TASK_RUN_SORT_MAP_INDEX_ASC
+        )
 
 
 class _FlowRunMemo:

@@ -92,6 +92,8 @@ class TaskRunRecord(RunRecord):
 
 # The state details that are times: stored as ISO text in the JSON document.
 TIME_DETAILS = ("scheduled_time", "cache_expiration", "pause_timeout")
+# The state details that are JSON documents of their own (Structs in the contract).
+STRUCT_DETAILS = ("run_input_schema", "run_input")
 
 
 def details_to_json(details: dict[str, Any]) -> dict[str, Any]:

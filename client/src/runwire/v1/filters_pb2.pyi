@@ -135,6 +135,10 @@ class _TaskRunSortEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TaskRunSo
     """By name, A to Z."""
     TASK_RUN_SORT_NAME_DESC: _TaskRunSort.ValueType  # 8
     """By name, Z to A."""
+    TASK_RUN_SORT_MAP_INDEX_ASC: _TaskRunSort.ValueType  # 9
+    """By map index, lowest first: a mapped task's children in the order of their inputs."""
+    TASK_RUN_SORT_MAP_INDEX_DESC: _TaskRunSort.ValueType  # 10
+    """By map index, highest first."""
 
 class TaskRunSort(_TaskRunSort, metaclass=_TaskRunSortEnumTypeWrapper):
     """Orders of ListTaskRuns. Every order breaks ties by id in the same direction."""
@@ -157,6 +161,10 @@ TASK_RUN_SORT_NAME_ASC: TaskRunSort.ValueType  # 7
 """By name, A to Z."""
 TASK_RUN_SORT_NAME_DESC: TaskRunSort.ValueType  # 8
 """By name, Z to A."""
+TASK_RUN_SORT_MAP_INDEX_ASC: TaskRunSort.ValueType  # 9
+"""By map index, lowest first: a mapped task's children in the order of their inputs."""
+TASK_RUN_SORT_MAP_INDEX_DESC: TaskRunSort.ValueType  # 10
+"""By map index, highest first."""
 Global___TaskRunSort: _TypeAlias = TaskRunSort  # noqa: Y015
 
 class _LogSort:
@@ -775,6 +783,7 @@ class TaskRunFilter(_message.Message):
     SUBFLOW_RUNS_FIELD_NUMBER: _builtins.int
     FLOW_RUN_ID_FIELD_NUMBER: _builtins.int
     TASK_KEY_FIELD_NUMBER: _builtins.int
+    MAP_INDEX_FIELD_NUMBER: _builtins.int
     operator: Global___FilterOperator.ValueType
     """How the criteria set here are combined."""
     @_builtins.property
@@ -819,6 +828,12 @@ class TaskRunFilter(_message.Message):
     def task_key(self) -> Global___StringFilter:
         """Criteria on the task key (slug)."""
 
+    @_builtins.property
+    def map_index(self) -> Global___IntFilter:
+        """Criteria on the map index: -1 for a task run that is not mapped, 0, 1, 2, ... for the
+        children of a mapped task.
+        """
+
     def __init__(
         self,
         *,
@@ -833,10 +848,11 @@ class TaskRunFilter(_message.Message):
         subflow_runs: Global___ExistsFilter | None = ...,
         flow_run_id: Global___StringFilter | None = ...,
         task_key: Global___StringFilter | None = ...,
+        map_index: Global___IntFilter | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "expected_start_time", b"expected_start_time", "flow_run_id", b"flow_run_id", "id", b"id", "name", b"name", "start_time", b"start_time", "state", b"state", "subflow_runs", b"subflow_runs", "tags", b"tags", "task_key", b"task_key"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "expected_start_time", b"expected_start_time", "flow_run_id", b"flow_run_id", "id", b"id", "map_index", b"map_index", "name", b"name", "start_time", b"start_time", "state", b"state", "subflow_runs", b"subflow_runs", "tags", b"tags", "task_key", b"task_key"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "expected_start_time", b"expected_start_time", "flow_run_id", b"flow_run_id", "id", b"id", "name", b"name", "operator", b"operator", "start_time", b"start_time", "state", b"state", "subflow_runs", b"subflow_runs", "tags", b"tags", "task_key", b"task_key"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "expected_start_time", b"expected_start_time", "flow_run_id", b"flow_run_id", "id", b"id", "map_index", b"map_index", "name", b"name", "operator", b"operator", "start_time", b"start_time", "state", b"state", "subflow_runs", b"subflow_runs", "tags", b"tags", "task_key", b"task_key"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -22,22 +22,23 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16runwire/v1/state.proto\x12\nrunwire.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"`\n\x0fResultReference\x12\x12\n\nserializer\x18\x01 \x01(\t\x12\x16\n\x0cinline_value\x18\x02 \x01(\x0cH\x00\x12\x16\n\x0clocation_uri\x18\x03 \x01(\tH\x00\x42\t\n\x07storage\"\xa0\x03\n\x0cStateDetails\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\x12\x13\n\x0btask_run_id\x18\x02 \x01(\t\x12\x32\n\x0escheduled_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tcache_key\x18\x04 \x01(\t\x12\x34\n\x10\x63\x61\x63he_expiration\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rpause_timeout\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10pause_reschedule\x18\x07 \x01(\x08\x12\x11\n\tpause_key\x18\x08 \x01(\t\x12\x16\n\tretriable\x18\t \x01(\x08H\x00\x88\x01\x01\x12\x15\n\rtransition_id\x18\n \x01(\t\x12\x1a\n\x12untrackable_result\x18\x0b \x01(\x08\x12\x19\n\x11\x63hild_flow_run_id\x18\x0c \x01(\t\x12\x15\n\rrefresh_cache\x18\r \x01(\x08\x42\x0c\n\n_retriable\"\xe4\x01\n\x05State\x12\n\n\x02id\x18\x01 \x01(\t\x12#\n\x04type\x18\x02 \x01(\x0e\x32\x15.runwire.v1.StateType\x12\x0c\n\x04name\x18\x03 \x01(\t\x12-\n\ttimestamp\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07message\x18\x05 \x01(\t\x12/\n\rstate_details\x18\x06 \x01(\x0b\x32\x18.runwire.v1.StateDetails\x12+\n\x06result\x18\x07 \x01(\x0b\x32\x1b.runwire.v1.ResultReference*\x86\x02\n\tStateType\x12\x1a\n\x16STATE_TYPE_UNSPECIFIED\x10\x00\x12\x18\n\x14STATE_TYPE_SCHEDULED\x10\x01\x12\x16\n\x12STATE_TYPE_PENDING\x10\x02\x12\x16\n\x12STATE_TYPE_RUNNING\x10\x03\x12\x18\n\x14STATE_TYPE_COMPLETED\x10\x04\x12\x15\n\x11STATE_TYPE_FAILED\x10\x05\x12\x18\n\x14STATE_TYPE_CANCELLED\x10\x06\x12\x16\n\x12STATE_TYPE_CRASHED\x10\x07\x12\x15\n\x11STATE_TYPE_PAUSED\x10\x08\x12\x19\n\x15STATE_TYPE_CANCELLING\x10\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16runwire/v1/state.proto\x12\nrunwire.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"`\n\x0fResultReference\x12\x12\n\nserializer\x18\x01 \x01(\t\x12\x16\n\x0cinline_value\x18\x02 \x01(\x0cH\x00\x12\x16\n\x0clocation_uri\x18\x03 \x01(\tH\x00\x42\t\n\x07storage\"\xff\x03\n\x0cStateDetails\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\x12\x13\n\x0btask_run_id\x18\x02 \x01(\t\x12\x32\n\x0escheduled_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tcache_key\x18\x04 \x01(\t\x12\x34\n\x10\x63\x61\x63he_expiration\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rpause_timeout\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10pause_reschedule\x18\x07 \x01(\x08\x12\x11\n\tpause_key\x18\x08 \x01(\t\x12\x16\n\tretriable\x18\t \x01(\x08H\x00\x88\x01\x01\x12\x15\n\rtransition_id\x18\n \x01(\t\x12\x1a\n\x12untrackable_result\x18\x0b \x01(\x08\x12\x19\n\x11\x63hild_flow_run_id\x18\x0c \x01(\t\x12\x15\n\rrefresh_cache\x18\r \x01(\x08\x12\x31\n\x10run_input_schema\x18\x0e \x01(\x0b\x32\x17.google.protobuf.Struct\x12*\n\trun_input\x18\x0f \x01(\x0b\x32\x17.google.protobuf.StructB\x0c\n\n_retriable\"\xe4\x01\n\x05State\x12\n\n\x02id\x18\x01 \x01(\t\x12#\n\x04type\x18\x02 \x01(\x0e\x32\x15.runwire.v1.StateType\x12\x0c\n\x04name\x18\x03 \x01(\t\x12-\n\ttimestamp\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07message\x18\x05 \x01(\t\x12/\n\rstate_details\x18\x06 \x01(\x0b\x32\x18.runwire.v1.StateDetails\x12+\n\x06result\x18\x07 \x01(\x0b\x32\x1b.runwire.v1.ResultReference*\x86\x02\n\tStateType\x12\x1a\n\x16STATE_TYPE_UNSPECIFIED\x10\x00\x12\x18\n\x14STATE_TYPE_SCHEDULED\x10\x01\x12\x16\n\x12STATE_TYPE_PENDING\x10\x02\x12\x16\n\x12STATE_TYPE_RUNNING\x10\x03\x12\x18\n\x14STATE_TYPE_COMPLETED\x10\x04\x12\x15\n\x11STATE_TYPE_FAILED\x10\x05\x12\x18\n\x14STATE_TYPE_CANCELLED\x10\x06\x12\x16\n\x12STATE_TYPE_CRASHED\x10\x07\x12\x15\n\x11STATE_TYPE_PAUSED\x10\x08\x12\x19\n\x15STATE_TYPE_CANCELLING\x10\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'runwire.v1.state_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STATETYPE']._serialized_start=820
-  _globals['_STATETYPE']._serialized_end=1082
-  _globals['_RESULTREFERENCE']._serialized_start=71
-  _globals['_RESULTREFERENCE']._serialized_end=167
-  _globals['_STATEDETAILS']._serialized_start=170
-  _globals['_STATEDETAILS']._serialized_end=586
-  _globals['_STATE']._serialized_start=589
-  _globals['_STATE']._serialized_end=817
+  _globals['_STATETYPE']._serialized_start=945
+  _globals['_STATETYPE']._serialized_end=1207
+  _globals['_RESULTREFERENCE']._serialized_start=101
+  _globals['_RESULTREFERENCE']._serialized_end=197
+  _globals['_STATEDETAILS']._serialized_start=200
+  _globals['_STATEDETAILS']._serialized_end=711
+  _globals['_STATE']._serialized_start=714
+  _globals['_STATE']._serialized_end=942
 # @@protoc_insertion_point(module_scope)

@@ -5,6 +5,7 @@ isort:skip_file
 
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
@@ -121,6 +122,8 @@ class StateDetails(_message.Message):
     UNTRACKABLE_RESULT_FIELD_NUMBER: _builtins.int
     CHILD_FLOW_RUN_ID_FIELD_NUMBER: _builtins.int
     REFRESH_CACHE_FIELD_NUMBER: _builtins.int
+    RUN_INPUT_SCHEMA_FIELD_NUMBER: _builtins.int
+    RUN_INPUT_FIELD_NUMBER: _builtins.int
     flow_run_id: _builtins.str
     """The flow run this state belongs to (set by the server)."""
     task_run_id: _builtins.str
@@ -157,6 +160,18 @@ class StateDetails(_message.Message):
     def pause_timeout(self) -> _timestamp_pb2.Timestamp:
         """For PAUSED states: after this time the run can no longer be resumed."""
 
+    @_builtins.property
+    def run_input_schema(self) -> _struct_pb2.Struct:
+        """For PAUSED flow-run states: the JSON Schema (draft 2020-12) of the input the run waits
+        for. ResumeFlowRun is then refused (REJECT, with the reason) unless its run_input matches.
+        """
+
+    @_builtins.property
+    def run_input(self) -> _struct_pb2.Struct:
+        """For the state a resume wrote: the input ResumeFlowRun gave, as it matched
+        run_input_schema. Set by the server.
+        """
+
     def __init__(
         self,
         *,
@@ -173,10 +188,12 @@ class StateDetails(_message.Message):
         untrackable_result: _builtins.bool = ...,
         child_flow_run_id: _builtins.str = ...,
         refresh_cache: _builtins.bool = ...,
+        run_input_schema: _struct_pb2.Struct | None = ...,
+        run_input: _struct_pb2.Struct | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_retriable", b"_retriable", "cache_expiration", b"cache_expiration", "pause_timeout", b"pause_timeout", "retriable", b"retriable", "scheduled_time", b"scheduled_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_retriable", b"_retriable", "cache_expiration", b"cache_expiration", "pause_timeout", b"pause_timeout", "retriable", b"retriable", "run_input", b"run_input", "run_input_schema", b"run_input_schema", "scheduled_time", b"scheduled_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_retriable", b"_retriable", "cache_expiration", b"cache_expiration", "cache_key", b"cache_key", "child_flow_run_id", b"child_flow_run_id", "flow_run_id", b"flow_run_id", "pause_key", b"pause_key", "pause_reschedule", b"pause_reschedule", "pause_timeout", b"pause_timeout", "refresh_cache", b"refresh_cache", "retriable", b"retriable", "scheduled_time", b"scheduled_time", "task_run_id", b"task_run_id", "transition_id", b"transition_id", "untrackable_result", b"untrackable_result"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_retriable", b"_retriable", "cache_expiration", b"cache_expiration", "cache_key", b"cache_key", "child_flow_run_id", b"child_flow_run_id", "flow_run_id", b"flow_run_id", "pause_key", b"pause_key", "pause_reschedule", b"pause_reschedule", "pause_timeout", b"pause_timeout", "refresh_cache", b"refresh_cache", "retriable", b"retriable", "run_input", b"run_input", "run_input_schema", b"run_input_schema", "scheduled_time", b"scheduled_time", "task_run_id", b"task_run_id", "transition_id", b"transition_id", "untrackable_result", b"untrackable_result"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__retriable: _TypeAlias = _typing.Literal["retriable"]  # noqa: Y015
     _WhichOneofArgType__retriable: _TypeAlias = _typing.Literal["_retriable", b"_retriable"]  # noqa: Y015

@@ -21,7 +21,7 @@ from connectrpc.protocol import ProtocolType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from pyqwest import Client, SyncClient
 
-from .task_run_service_pb2 import CountTaskRunsRequest, CountTaskRunsResponse, CreateTaskRunRequest, CreateTaskRunResponse, DeleteTaskRunRequest, DeleteTaskRunResponse, GetTaskRunBySlugRequest, GetTaskRunBySlugResponse, GetTaskRunRequest, GetTaskRunResponse, GetTaskRunResultRequest, GetTaskRunResultResponse, HeartbeatTaskRunRequest, HeartbeatTaskRunResponse, ListTaskRunStatesRequest, ListTaskRunStatesResponse, ListTaskRunsRequest, ListTaskRunsResponse, SetTaskRunStateRequest, SetTaskRunStateResponse
+from .task_run_service_pb2 import CountTaskRunsRequest, CountTaskRunsResponse, CreateTaskRunRequest, CreateTaskRunResponse, DeleteTaskRunRequest, DeleteTaskRunResponse, GetTaskRunBySlugRequest, GetTaskRunBySlugResponse, GetTaskRunRequest, GetTaskRunResponse, GetTaskRunResultRequest, GetTaskRunResultResponse, HeartbeatTaskRunRequest, HeartbeatTaskRunResponse, ListTaskRunStatesRequest, ListTaskRunStatesResponse, ListTaskRunsRequest, ListTaskRunsResponse, SetTaskRunStateRequest, SetTaskRunStateResponse, UpdateTaskRunRequest, UpdateTaskRunResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Iterable, Mapping
@@ -56,6 +56,12 @@ class TaskRunService(Protocol):
     async def get_task_run_by_slug(self, request: GetTaskRunBySlugRequest, ctx: RequestContext[GetTaskRunBySlugRequest, GetTaskRunBySlugResponse], /) -> GetTaskRunBySlugResponse:
         """
         Returns one task run by its slug within a flow run.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def update_task_run(self, request: UpdateTaskRunRequest, ctx: RequestContext[UpdateTaskRunRequest, UpdateTaskRunResponse], /) -> UpdateTaskRunResponse:
+        """
+        Updates a task run's name or tags; only the paths in the field mask change.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -147,6 +153,17 @@ class TaskRunServiceASGIApplication(ConnectASGIApplication[TaskRunService]):
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.get_task_run_by_slug,
+                ),
+                "/runwire.v1.TaskRunService/UpdateTaskRun": Endpoint.unary(
+                    method=MethodInfo(
+                        name="UpdateTaskRun",
+                        service_name="runwire.v1.TaskRunService",
+                        input=UpdateTaskRunRequest,
+                        output=UpdateTaskRunResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.update_task_run,
                 ),
                 "/runwire.v1.TaskRunService/ListTaskRuns": Endpoint.unary(
                     method=MethodInfo(
@@ -329,6 +346,29 @@ class TaskRunServiceClient(ConnectClient):
                 service_name="runwire.v1.TaskRunService",
                 input=GetTaskRunBySlugRequest,
                 output=GetTaskRunBySlugResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    async def update_task_run(
+        self,
+        request: UpdateTaskRunRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> UpdateTaskRunResponse:
+        """
+        Updates a task run's name or tags; only the paths in the field mask change.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="UpdateTaskRun",
+                service_name="runwire.v1.TaskRunService",
+                input=UpdateTaskRunRequest,
+                output=UpdateTaskRunResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.UNARY,
             ),
@@ -519,6 +559,12 @@ class TaskRunServiceSync(Protocol):
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
+    def update_task_run(self, request: UpdateTaskRunRequest, ctx: RequestContext[UpdateTaskRunRequest, UpdateTaskRunResponse], /) -> UpdateTaskRunResponse:
+        """
+        Updates a task run's name or tags; only the paths in the field mask change.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
     def list_task_runs(self, request: ListTaskRunsRequest, ctx: RequestContext[ListTaskRunsRequest, ListTaskRunsResponse], /) -> ListTaskRunsResponse:
         """
         Lists task runs that match the filters, one page at a time.
@@ -605,6 +651,17 @@ class TaskRunServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.get_task_run_by_slug,
+                ),
+                "/runwire.v1.TaskRunService/UpdateTaskRun": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="UpdateTaskRun",
+                        service_name="runwire.v1.TaskRunService",
+                        input=UpdateTaskRunRequest,
+                        output=UpdateTaskRunResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.update_task_run,
                 ),
                 "/runwire.v1.TaskRunService/ListTaskRuns": EndpointSync.unary(
                     method=MethodInfo(
@@ -787,6 +844,29 @@ class TaskRunServiceClientSync(ConnectClientSync):
                 service_name="runwire.v1.TaskRunService",
                 input=GetTaskRunBySlugRequest,
                 output=GetTaskRunBySlugResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def update_task_run(
+        self,
+        request: UpdateTaskRunRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> UpdateTaskRunResponse:
+        """
+        Updates a task run's name or tags; only the paths in the field mask change.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="UpdateTaskRun",
+                service_name="runwire.v1.TaskRunService",
+                input=UpdateTaskRunRequest,
+                output=UpdateTaskRunResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.UNARY,
             ),

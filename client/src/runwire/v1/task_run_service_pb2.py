@@ -23,6 +23,7 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from runwire.v1 import filters_pb2 as runwire_dot_v1_dot_filters__pb2
 from runwire.v1 import orchestration_pb2 as runwire_dot_v1_dot_orchestration__pb2
@@ -30,55 +31,59 @@ from runwire.v1 import state_pb2 as runwire_dot_v1_dot_state__pb2
 from runwire.v1 import task_run_pb2 as runwire_dot_v1_dot_task__run__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!runwire/v1/task_run_service.proto\x12\nrunwire.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18runwire/v1/filters.proto\x1a\x1erunwire/v1/orchestration.proto\x1a\x16runwire/v1/state.proto\x1a\x19runwire/v1/task_run.proto\"\xc7\x01\n\x0fTaskRunCriteria\x12%\n\x05\x66lows\x18\x01 \x01(\x0b\x32\x16.runwire.v1.FlowFilter\x12,\n\tflow_runs\x18\x02 \x01(\x0b\x32\x19.runwire.v1.FlowRunFilter\x12,\n\ttask_runs\x18\x03 \x01(\x0b\x32\x19.runwire.v1.TaskRunFilter\x12\x31\n\x0b\x64\x65ployments\x18\x04 \x01(\x0b\x32\x1c.runwire.v1.DeploymentFilter\"=\n\x14\x43reateTaskRunRequest\x12%\n\x08task_run\x18\x01 \x01(\x0b\x32\x13.runwire.v1.TaskRun\"O\n\x15\x43reateTaskRunResponse\x12%\n\x08task_run\x18\x01 \x01(\x0b\x32\x13.runwire.v1.TaskRun\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"(\n\x11GetTaskRunRequest\x12\x13\n\x0btask_run_id\x18\x01 \x01(\t\";\n\x12GetTaskRunResponse\x12%\n\x08task_run\x18\x01 \x01(\x0b\x32\x13.runwire.v1.TaskRun\"g\n\x17GetTaskRunBySlugRequest\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\x12\x11\n\ttask_slug\x18\x02 \x01(\t\x12\x16\n\tmap_index\x18\x03 \x01(\x05H\x00\x88\x01\x01\x42\x0c\n\n_map_index\"A\n\x18GetTaskRunBySlugResponse\x12%\n\x08task_run\x18\x01 \x01(\x0b\x32\x13.runwire.v1.TaskRun\"\xa0\x01\n\x13ListTaskRunsRequest\x12+\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x1b.runwire.v1.TaskRunCriteria\x12%\n\x04sort\x18\x02 \x01(\x0e\x32\x17.runwire.v1.TaskRunSort\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x0e\n\x06offset\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"W\n\x14ListTaskRunsResponse\x12&\n\ttask_runs\x18\x01 \x03(\x0b\x32\x13.runwire.v1.TaskRun\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"C\n\x14\x43ountTaskRunsRequest\x12+\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x1b.runwire.v1.TaskRunCriteria\"&\n\x15\x43ountTaskRunsResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\x03\"\x91\x01\n\x16SetTaskRunStateRequest\x12\x13\n\x0btask_run_id\x18\x01 \x01(\t\x12 \n\x05state\x18\x02 \x01(\x0b\x32\x11.runwire.v1.State\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\x12\x31\n\x0elease_duration\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"a\n\x17HeartbeatTaskRunRequest\x12\x13\n\x0btask_run_id\x18\x01 \x01(\t\x12\x31\n\x0elease_duration\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"s\n\x18HeartbeatTaskRunResponse\x12 \n\x05state\x18\x01 \x01(\x0b\x32\x11.runwire.v1.State\x12\x35\n\x11lease_expire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"J\n\x17SetTaskRunStateResponse\x12/\n\x06result\x18\x01 \x01(\x0b\x32\x1f.runwire.v1.OrchestrationResult\"V\n\x18ListTaskRunStatesRequest\x12\x13\n\x0btask_run_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"W\n\x19ListTaskRunStatesResponse\x12!\n\x06states\x18\x01 \x03(\x0b\x32\x11.runwire.v1.State\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\".\n\x17GetTaskRunResultRequest\x12\x13\n\x0btask_run_id\x18\x01 \x01(\t\"{\n\x18GetTaskRunResultResponse\x12+\n\x06result\x18\x01 \x01(\x0b\x32\x1b.runwire.v1.ResultReference\x12\x32\n\rchild_results\x18\x02 \x03(\x0b\x32\x1b.runwire.v1.ResultReference\"+\n\x14\x44\x65leteTaskRunRequest\x12\x13\n\x0btask_run_id\x18\x01 \x01(\t\"\x17\n\x15\x44\x65leteTaskRunResponse2\x8d\x07\n\x0eTaskRunService\x12T\n\rCreateTaskRun\x12 .runwire.v1.CreateTaskRunRequest\x1a!.runwire.v1.CreateTaskRunResponse\x12K\n\nGetTaskRun\x12\x1d.runwire.v1.GetTaskRunRequest\x1a\x1e.runwire.v1.GetTaskRunResponse\x12]\n\x10GetTaskRunBySlug\x12#.runwire.v1.GetTaskRunBySlugRequest\x1a$.runwire.v1.GetTaskRunBySlugResponse\x12Q\n\x0cListTaskRuns\x12\x1f.runwire.v1.ListTaskRunsRequest\x1a .runwire.v1.ListTaskRunsResponse\x12T\n\rCountTaskRuns\x12 .runwire.v1.CountTaskRunsRequest\x1a!.runwire.v1.CountTaskRunsResponse\x12Z\n\x0fSetTaskRunState\x12\".runwire.v1.SetTaskRunStateRequest\x1a#.runwire.v1.SetTaskRunStateResponse\x12]\n\x10HeartbeatTaskRun\x12#.runwire.v1.HeartbeatTaskRunRequest\x1a$.runwire.v1.HeartbeatTaskRunResponse\x12`\n\x11ListTaskRunStates\x12$.runwire.v1.ListTaskRunStatesRequest\x1a%.runwire.v1.ListTaskRunStatesResponse\x12]\n\x10GetTaskRunResult\x12#.runwire.v1.GetTaskRunResultRequest\x1a$.runwire.v1.GetTaskRunResultResponse\x12T\n\rDeleteTaskRun\x12 .runwire.v1.DeleteTaskRunRequest\x1a!.runwire.v1.DeleteTaskRunResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!runwire/v1/task_run_service.proto\x12\nrunwire.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18runwire/v1/filters.proto\x1a\x1erunwire/v1/orchestration.proto\x1a\x16runwire/v1/state.proto\x1a\x19runwire/v1/task_run.proto\"\xc7\x01\n\x0fTaskRunCriteria\x12%\n\x05\x66lows\x18\x01 \x01(\x0b\x32\x16.runwire.v1.FlowFilter\x12,\n\tflow_runs\x18\x02 \x01(\x0b\x32\x19.runwire.v1.FlowRunFilter\x12,\n\ttask_runs\x18\x03 \x01(\x0b\x32\x19.runwire.v1.TaskRunFilter\x12\x31\n\x0b\x64\x65ployments\x18\x04 \x01(\x0b\x32\x1c.runwire.v1.DeploymentFilter\"=\n\x14\x43reateTaskRunRequest\x12%\n\x08task_run\x18\x01 \x01(\x0b\x32\x13.runwire.v1.TaskRun\"O\n\x15\x43reateTaskRunResponse\x12%\n\x08task_run\x18\x01 \x01(\x0b\x32\x13.runwire.v1.TaskRun\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"(\n\x11GetTaskRunRequest\x12\x13\n\x0btask_run_id\x18\x01 \x01(\t\";\n\x12GetTaskRunResponse\x12%\n\x08task_run\x18\x01 \x01(\x0b\x32\x13.runwire.v1.TaskRun\"g\n\x17GetTaskRunBySlugRequest\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\x12\x11\n\ttask_slug\x18\x02 \x01(\t\x12\x16\n\tmap_index\x18\x03 \x01(\x05H\x00\x88\x01\x01\x42\x0c\n\n_map_index\"A\n\x18GetTaskRunBySlugResponse\x12%\n\x08task_run\x18\x01 \x01(\x0b\x32\x13.runwire.v1.TaskRun\"\xa0\x01\n\x13ListTaskRunsRequest\x12+\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x1b.runwire.v1.TaskRunCriteria\x12%\n\x04sort\x18\x02 \x01(\x0e\x32\x17.runwire.v1.TaskRunSort\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x0e\n\x06offset\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"W\n\x14ListTaskRunsResponse\x12&\n\ttask_runs\x18\x01 \x03(\x0b\x32\x13.runwire.v1.TaskRun\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"C\n\x14\x43ountTaskRunsRequest\x12+\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x1b.runwire.v1.TaskRunCriteria\"&\n\x15\x43ountTaskRunsResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\x03\"\x91\x01\n\x16SetTaskRunStateRequest\x12\x13\n\x0btask_run_id\x18\x01 \x01(\t\x12 \n\x05state\x18\x02 \x01(\x0b\x32\x11.runwire.v1.State\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\x12\x31\n\x0elease_duration\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"n\n\x14UpdateTaskRunRequest\x12%\n\x08task_run\x18\x01 \x01(\x0b\x32\x13.runwire.v1.TaskRun\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\">\n\x15UpdateTaskRunResponse\x12%\n\x08task_run\x18\x01 \x01(\x0b\x32\x13.runwire.v1.TaskRun\"a\n\x17HeartbeatTaskRunRequest\x12\x13\n\x0btask_run_id\x18\x01 \x01(\t\x12\x31\n\x0elease_duration\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"s\n\x18HeartbeatTaskRunResponse\x12 \n\x05state\x18\x01 \x01(\x0b\x32\x11.runwire.v1.State\x12\x35\n\x11lease_expire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"J\n\x17SetTaskRunStateResponse\x12/\n\x06result\x18\x01 \x01(\x0b\x32\x1f.runwire.v1.OrchestrationResult\"V\n\x18ListTaskRunStatesRequest\x12\x13\n\x0btask_run_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"W\n\x19ListTaskRunStatesResponse\x12!\n\x06states\x18\x01 \x03(\x0b\x32\x11.runwire.v1.State\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\".\n\x17GetTaskRunResultRequest\x12\x13\n\x0btask_run_id\x18\x01 \x01(\t\"{\n\x18GetTaskRunResultResponse\x12+\n\x06result\x18\x01 \x01(\x0b\x32\x1b.runwire.v1.ResultReference\x12\x32\n\rchild_results\x18\x02 \x03(\x0b\x32\x1b.runwire.v1.ResultReference\"+\n\x14\x44\x65leteTaskRunRequest\x12\x13\n\x0btask_run_id\x18\x01 \x01(\t\"\x17\n\x15\x44\x65leteTaskRunResponse2\xe3\x07\n\x0eTaskRunService\x12T\n\rCreateTaskRun\x12 .runwire.v1.CreateTaskRunRequest\x1a!.runwire.v1.CreateTaskRunResponse\x12K\n\nGetTaskRun\x12\x1d.runwire.v1.GetTaskRunRequest\x1a\x1e.runwire.v1.GetTaskRunResponse\x12]\n\x10GetTaskRunBySlug\x12#.runwire.v1.GetTaskRunBySlugRequest\x1a$.runwire.v1.GetTaskRunBySlugResponse\x12T\n\rUpdateTaskRun\x12 .runwire.v1.UpdateTaskRunRequest\x1a!.runwire.v1.UpdateTaskRunResponse\x12Q\n\x0cListTaskRuns\x12\x1f.runwire.v1.ListTaskRunsRequest\x1a .runwire.v1.ListTaskRunsResponse\x12T\n\rCountTaskRuns\x12 .runwire.v1.CountTaskRunsRequest\x1a!.runwire.v1.CountTaskRunsResponse\x12Z\n\x0fSetTaskRunState\x12\".runwire.v1.SetTaskRunStateRequest\x1a#.runwire.v1.SetTaskRunStateResponse\x12]\n\x10HeartbeatTaskRun\x12#.runwire.v1.HeartbeatTaskRunRequest\x1a$.runwire.v1.HeartbeatTaskRunResponse\x12`\n\x11ListTaskRunStates\x12$.runwire.v1.ListTaskRunStatesRequest\x1a%.runwire.v1.ListTaskRunStatesResponse\x12]\n\x10GetTaskRunResult\x12#.runwire.v1.GetTaskRunResultRequest\x1a$.runwire.v1.GetTaskRunResultResponse\x12T\n\rDeleteTaskRun\x12 .runwire.v1.DeleteTaskRunRequest\x1a!.runwire.v1.DeleteTaskRunResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'runwire.v1.task_run_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TASKRUNCRITERIA']._serialized_start=224
-  _globals['_TASKRUNCRITERIA']._serialized_end=423
-  _globals['_CREATETASKRUNREQUEST']._serialized_start=425
-  _globals['_CREATETASKRUNREQUEST']._serialized_end=486
-  _globals['_CREATETASKRUNRESPONSE']._serialized_start=488
-  _globals['_CREATETASKRUNRESPONSE']._serialized_end=567
-  _globals['_GETTASKRUNREQUEST']._serialized_start=569
-  _globals['_GETTASKRUNREQUEST']._serialized_end=609
-  _globals['_GETTASKRUNRESPONSE']._serialized_start=611
-  _globals['_GETTASKRUNRESPONSE']._serialized_end=670
-  _globals['_GETTASKRUNBYSLUGREQUEST']._serialized_start=672
-  _globals['_GETTASKRUNBYSLUGREQUEST']._serialized_end=775
-  _globals['_GETTASKRUNBYSLUGRESPONSE']._serialized_start=777
-  _globals['_GETTASKRUNBYSLUGRESPONSE']._serialized_end=842
-  _globals['_LISTTASKRUNSREQUEST']._serialized_start=845
-  _globals['_LISTTASKRUNSREQUEST']._serialized_end=1005
-  _globals['_LISTTASKRUNSRESPONSE']._serialized_start=1007
-  _globals['_LISTTASKRUNSRESPONSE']._serialized_end=1094
-  _globals['_COUNTTASKRUNSREQUEST']._serialized_start=1096
-  _globals['_COUNTTASKRUNSREQUEST']._serialized_end=1163
-  _globals['_COUNTTASKRUNSRESPONSE']._serialized_start=1165
-  _globals['_COUNTTASKRUNSRESPONSE']._serialized_end=1203
-  _globals['_SETTASKRUNSTATEREQUEST']._serialized_start=1206
-  _globals['_SETTASKRUNSTATEREQUEST']._serialized_end=1351
-  _globals['_HEARTBEATTASKRUNREQUEST']._serialized_start=1353
-  _globals['_HEARTBEATTASKRUNREQUEST']._serialized_end=1450
-  _globals['_HEARTBEATTASKRUNRESPONSE']._serialized_start=1452
-  _globals['_HEARTBEATTASKRUNRESPONSE']._serialized_end=1567
-  _globals['_SETTASKRUNSTATERESPONSE']._serialized_start=1569
-  _globals['_SETTASKRUNSTATERESPONSE']._serialized_end=1643
-  _globals['_LISTTASKRUNSTATESREQUEST']._serialized_start=1645
-  _globals['_LISTTASKRUNSTATESREQUEST']._serialized_end=1731
-  _globals['_LISTTASKRUNSTATESRESPONSE']._serialized_start=1733
-  _globals['_LISTTASKRUNSTATESRESPONSE']._serialized_end=1820
-  _globals['_GETTASKRUNRESULTREQUEST']._serialized_start=1822
-  _globals['_GETTASKRUNRESULTREQUEST']._serialized_end=1868
-  _globals['_GETTASKRUNRESULTRESPONSE']._serialized_start=1870
-  _globals['_GETTASKRUNRESULTRESPONSE']._serialized_end=1993
-  _globals['_DELETETASKRUNREQUEST']._serialized_start=1995
-  _globals['_DELETETASKRUNREQUEST']._serialized_end=2038
-  _globals['_DELETETASKRUNRESPONSE']._serialized_start=2040
-  _globals['_DELETETASKRUNRESPONSE']._serialized_end=2063
-  _globals['_TASKRUNSERVICE']._serialized_start=2066
-  _globals['_TASKRUNSERVICE']._serialized_end=2975
+  _globals['_TASKRUNCRITERIA']._serialized_start=258
+  _globals['_TASKRUNCRITERIA']._serialized_end=457
+  _globals['_CREATETASKRUNREQUEST']._serialized_start=459
+  _globals['_CREATETASKRUNREQUEST']._serialized_end=520
+  _globals['_CREATETASKRUNRESPONSE']._serialized_start=522
+  _globals['_CREATETASKRUNRESPONSE']._serialized_end=601
+  _globals['_GETTASKRUNREQUEST']._serialized_start=603
+  _globals['_GETTASKRUNREQUEST']._serialized_end=643
+  _globals['_GETTASKRUNRESPONSE']._serialized_start=645
+  _globals['_GETTASKRUNRESPONSE']._serialized_end=704
+  _globals['_GETTASKRUNBYSLUGREQUEST']._serialized_start=706
+  _globals['_GETTASKRUNBYSLUGREQUEST']._serialized_end=809
+  _globals['_GETTASKRUNBYSLUGRESPONSE']._serialized_start=811
+  _globals['_GETTASKRUNBYSLUGRESPONSE']._serialized_end=876
+  _globals['_LISTTASKRUNSREQUEST']._serialized_start=879
+  _globals['_LISTTASKRUNSREQUEST']._serialized_end=1039
+  _globals['_LISTTASKRUNSRESPONSE']._serialized_start=1041
+  _globals['_LISTTASKRUNSRESPONSE']._serialized_end=1128
+  _globals['_COUNTTASKRUNSREQUEST']._serialized_start=1130
+  _globals['_COUNTTASKRUNSREQUEST']._serialized_end=1197
+  _globals['_COUNTTASKRUNSRESPONSE']._serialized_start=1199
+  _globals['_COUNTTASKRUNSRESPONSE']._serialized_end=1237
+  _globals['_SETTASKRUNSTATEREQUEST']._serialized_start=1240
+  _globals['_SETTASKRUNSTATEREQUEST']._serialized_end=1385
+  _globals['_UPDATETASKRUNREQUEST']._serialized_start=1387
+  _globals['_UPDATETASKRUNREQUEST']._serialized_end=1497
+  _globals['_UPDATETASKRUNRESPONSE']._serialized_start=1499
+  _globals['_UPDATETASKRUNRESPONSE']._serialized_end=1561
+  _globals['_HEARTBEATTASKRUNREQUEST']._serialized_start=1563
+  _globals['_HEARTBEATTASKRUNREQUEST']._serialized_end=1660
+  _globals['_HEARTBEATTASKRUNRESPONSE']._serialized_start=1662
+  _globals['_HEARTBEATTASKRUNRESPONSE']._serialized_end=1777
+  _globals['_SETTASKRUNSTATERESPONSE']._serialized_start=1779
+  _globals['_SETTASKRUNSTATERESPONSE']._serialized_end=1853
+  _globals['_LISTTASKRUNSTATESREQUEST']._serialized_start=1855
+  _globals['_LISTTASKRUNSTATESREQUEST']._serialized_end=1941
+  _globals['_LISTTASKRUNSTATESRESPONSE']._serialized_start=1943
+  _globals['_LISTTASKRUNSTATESRESPONSE']._serialized_end=2030
+  _globals['_GETTASKRUNRESULTREQUEST']._serialized_start=2032
+  _globals['_GETTASKRUNRESULTREQUEST']._serialized_end=2078
+  _globals['_GETTASKRUNRESULTRESPONSE']._serialized_start=2080
+  _globals['_GETTASKRUNRESULTRESPONSE']._serialized_end=2203
+  _globals['_DELETETASKRUNREQUEST']._serialized_start=2205
+  _globals['_DELETETASKRUNREQUEST']._serialized_end=2248
+  _globals['_DELETETASKRUNRESPONSE']._serialized_start=2250
+  _globals['_DELETETASKRUNRESPONSE']._serialized_end=2273
+  _globals['_TASKRUNSERVICE']._serialized_start=2276
+  _globals['_TASKRUNSERVICE']._serialized_end=3271
 # @@protoc_insertion_point(module_scope)

@@ -6,6 +6,7 @@ isort:skip_file
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -375,6 +376,60 @@ class SetTaskRunStateRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SetTaskRunStateRequest: _TypeAlias = SetTaskRunStateRequest  # noqa: Y015
+
+@_typing.final
+class UpdateTaskRunRequest(_message.Message):
+    """Request of UpdateTaskRun."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_RUN_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def task_run(self) -> _task_run_pb2.TaskRun:
+        """The task run, with its id and the new values of the fields the mask names."""
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """Fields to change: name, tags. Empty means every one of them set in task_run."""
+
+    def __init__(
+        self,
+        *,
+        task_run: _task_run_pb2.TaskRun | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["task_run", b"task_run", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["task_run", b"task_run", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateTaskRunRequest: _TypeAlias = UpdateTaskRunRequest  # noqa: Y015
+
+@_typing.final
+class UpdateTaskRunResponse(_message.Message):
+    """Response of UpdateTaskRun."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_RUN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def task_run(self) -> _task_run_pb2.TaskRun:
+        """The task run as it is after the update."""
+
+    def __init__(
+        self,
+        *,
+        task_run: _task_run_pb2.TaskRun | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["task_run", b"task_run"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["task_run", b"task_run"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateTaskRunResponse: _TypeAlias = UpdateTaskRunResponse  # noqa: Y015
 
 @_typing.final
 class HeartbeatTaskRunRequest(_message.Message):

@@ -50,6 +50,11 @@ class TaskRunServiceStub:
                 request_serializer=runwire_dot_v1_dot_task__run__service__pb2.GetTaskRunBySlugRequest.SerializeToString,
                 response_deserializer=runwire_dot_v1_dot_task__run__service__pb2.GetTaskRunBySlugResponse.FromString,
                 _registered_method=True)
+        self.UpdateTaskRun = channel.unary_unary(
+                '/runwire.v1.TaskRunService/UpdateTaskRun',
+                request_serializer=runwire_dot_v1_dot_task__run__service__pb2.UpdateTaskRunRequest.SerializeToString,
+                response_deserializer=runwire_dot_v1_dot_task__run__service__pb2.UpdateTaskRunResponse.FromString,
+                _registered_method=True)
         self.ListTaskRuns = channel.unary_unary(
                 '/runwire.v1.TaskRunService/ListTaskRuns',
                 request_serializer=runwire_dot_v1_dot_task__run__service__pb2.ListTaskRunsRequest.SerializeToString,
@@ -107,6 +112,13 @@ class TaskRunServiceServicer:
 
     def GetTaskRunBySlug(self, request, context):
         """Returns one task run by its slug within a flow run.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateTaskRun(self, request, context):
+        """Updates a task run's name or tags; only the paths in the field mask change.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -178,6 +190,11 @@ def add_TaskRunServiceServicer_to_server(servicer, server):
                     servicer.GetTaskRunBySlug,
                     request_deserializer=runwire_dot_v1_dot_task__run__service__pb2.GetTaskRunBySlugRequest.FromString,
                     response_serializer=runwire_dot_v1_dot_task__run__service__pb2.GetTaskRunBySlugResponse.SerializeToString,
+            ),
+            'UpdateTaskRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateTaskRun,
+                    request_deserializer=runwire_dot_v1_dot_task__run__service__pb2.UpdateTaskRunRequest.FromString,
+                    response_serializer=runwire_dot_v1_dot_task__run__service__pb2.UpdateTaskRunResponse.SerializeToString,
             ),
             'ListTaskRuns': grpc.unary_unary_rpc_method_handler(
                     servicer.ListTaskRuns,
@@ -297,6 +314,33 @@ class TaskRunService:
             '/runwire.v1.TaskRunService/GetTaskRunBySlug',
             runwire_dot_v1_dot_task__run__service__pb2.GetTaskRunBySlugRequest.SerializeToString,
             runwire_dot_v1_dot_task__run__service__pb2.GetTaskRunBySlugResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateTaskRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runwire.v1.TaskRunService/UpdateTaskRun',
+            runwire_dot_v1_dot_task__run__service__pb2.UpdateTaskRunRequest.SerializeToString,
+            runwire_dot_v1_dot_task__run__service__pb2.UpdateTaskRunResponse.FromString,
             options,
             channel_credentials,
             insecure,

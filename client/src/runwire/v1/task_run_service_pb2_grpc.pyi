@@ -39,6 +39,8 @@ class TaskRunServiceStub:
     """Returns one task run by id."""
     GetTaskRunBySlug: _grpc.UnaryUnaryMultiCallable[_task_run_service_pb2.GetTaskRunBySlugRequest, _task_run_service_pb2.GetTaskRunBySlugResponse]
     """Returns one task run by its slug within a flow run."""
+    UpdateTaskRun: _grpc.UnaryUnaryMultiCallable[_task_run_service_pb2.UpdateTaskRunRequest, _task_run_service_pb2.UpdateTaskRunResponse]
+    """Updates a task run's name or tags; only the paths in the field mask change."""
     ListTaskRuns: _grpc.UnaryUnaryMultiCallable[_task_run_service_pb2.ListTaskRunsRequest, _task_run_service_pb2.ListTaskRunsResponse]
     """Lists task runs that match the filters, one page at a time."""
     CountTaskRuns: _grpc.UnaryUnaryMultiCallable[_task_run_service_pb2.CountTaskRunsRequest, _task_run_service_pb2.CountTaskRunsResponse]
@@ -65,6 +67,8 @@ class TaskRunServiceAsyncStub(TaskRunServiceStub):
     """Returns one task run by id."""
     GetTaskRunBySlug: _aio.UnaryUnaryMultiCallable[_task_run_service_pb2.GetTaskRunBySlugRequest, _task_run_service_pb2.GetTaskRunBySlugResponse]  # type: ignore[assignment]
     """Returns one task run by its slug within a flow run."""
+    UpdateTaskRun: _aio.UnaryUnaryMultiCallable[_task_run_service_pb2.UpdateTaskRunRequest, _task_run_service_pb2.UpdateTaskRunResponse]  # type: ignore[assignment]
+    """Updates a task run's name or tags; only the paths in the field mask change."""
     ListTaskRuns: _aio.UnaryUnaryMultiCallable[_task_run_service_pb2.ListTaskRunsRequest, _task_run_service_pb2.ListTaskRunsResponse]  # type: ignore[assignment]
     """Lists task runs that match the filters, one page at a time."""
     CountTaskRuns: _aio.UnaryUnaryMultiCallable[_task_run_service_pb2.CountTaskRunsRequest, _task_run_service_pb2.CountTaskRunsResponse]  # type: ignore[assignment]
@@ -106,6 +110,14 @@ class TaskRunServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_task_run_service_pb2.GetTaskRunBySlugResponse, _abc.Awaitable[_task_run_service_pb2.GetTaskRunBySlugResponse]]:
         """Returns one task run by its slug within a flow run."""
+
+    @_abc_1.abstractmethod
+    def UpdateTaskRun(
+        self,
+        request: _task_run_service_pb2.UpdateTaskRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_run_service_pb2.UpdateTaskRunResponse, _abc.Awaitable[_task_run_service_pb2.UpdateTaskRunResponse]]:
+        """Updates a task run's name or tags; only the paths in the field mask change."""
 
     @_abc_1.abstractmethod
     def ListTaskRuns(

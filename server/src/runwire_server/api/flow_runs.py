@@ -111,7 +111,12 @@ class FlowRunServicer(pb_grpc.FlowRunServiceServicer):
         self, request: pb.ResumeFlowRunRequest, context: Context
     ) -> pb.ResumeFlowRunResponse:
         run_id = require_id(request.flow_run_id, "flow_run_id")
-        outcome = await self._app.services.flow_runs.resume(run_id)
+        run_input = (
+            convert.struct_to_dict(request.run_input, "run_input")
+            if request.HasField("run_input")
+            else None
+        )
+        outcome = await self._app.services.flow_runs.resume(run_id, run_input)
         return pb.ResumeFlowRunResponse(result=self._app.orchestrated("flow_run", outcome))
 
     async def HeartbeatFlowRun(

@@ -73,6 +73,13 @@ class TaskRunServicer(task_run_service_pb2_grpc.TaskRunServiceServicer):
         lease = await self._app.services.leases.heartbeat_task_run(run_id, seconds)
         return pb.HeartbeatTaskRunResponse(**convert.lease_fields(lease))
 
+    async def UpdateTaskRun(
+        self, request: pb.UpdateTaskRunRequest, context: Context
+    ) -> pb.UpdateTaskRunResponse:
+        run_id = require_id(request.task_run.id, "task_run.id")
+        run = await self._app.services.task_runs.update(run_id, task_run_changes(request))
+        return pb.UpdateTaskRunResponse(task_run=convert.task_run_to_proto(run, clock.now()))
+
     async def GetTaskRunBySlug(
         self, request: pb.GetTaskRunBySlugRequest, context: Context
     ) -> pb.GetTaskRunBySlugResponse:
@@ -169,6 +176,28 @@ def task_run_values(msg: task_run_pb2.TaskRun) -> task_runs.TaskRunValues:
         ),
         task_inputs=inputs,
     )
+
+
+def task_run_changes(request: pb.UpdateTaskRunRequest) -> dict[str, Any]:
+    msg = request.task_run
+    paths = list(request.update_mask.paths)
+    if not paths:
+        # AIP-134: without a mask, every field the client set is replaced.
+        paths = [f.name for f, _ in msg.ListFields() if f.name in task_runs.UPDATABLE]
+        if not paths:
+            raise InvalidArgument("update_mask", "names no field and task_run sets none to change")
+    for path in paths:
+        if path not in task_runs.UPDATABLE:
+            raise InvalidArgument(
+                "update_mask",
+                f"{quote(path)} cannot be updated; allowed: {sorted(task_runs.UPDATABLE)}",
+            )
+    changes: dict[str, Any] = {}
+    if "name" in paths:
+        changes["name"] = validation.text(msg.name, "task_run.name", required=True)
+    if "tags" in paths:
+        changes["tags"] = validation.tags(msg.tags, "task_run.tags")
+    return changes
 
 
 class ConcurrencyLimitServicer(cgrpc.ConcurrencyLimitServiceServicer):

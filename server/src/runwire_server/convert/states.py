@@ -6,16 +6,21 @@ import base64
 from datetime import UTC, datetime
 from typing import Any
 
+import jsonschema
+from jsonschema import Draft202012Validator
+
 from runwire.v1 import (
     state_pb2,
 )
 from runwire_server.convert.scalars import (
+    dict_to_struct,
     format_id,
+    struct_to_dict,
     timestamp,
 )
 from runwire_server.errors import InvalidArgument
 from runwire_server.orchestration.states import State, StateType
-from runwire_server.run_records import TIME_DETAILS, StateRecord, state_from_row
+from runwire_server.run_records import STRUCT_DETAILS, TIME_DETAILS, StateRecord, state_from_row
 from runwire_server.services.leases import Lease
 from runwire_server.validation import no_nul
 from runwire_server.wire_scalars import (
@@ -30,6 +35,8 @@ def details_from_proto(details: state_pb2.StateDetails, path: str) -> dict[str, 
     for field, value in details.ListFields():
         if field.name in TIME_DETAILS:
             out[field.name] = to_datetime(value, f"{path}.{field.name}")
+        elif field.name in STRUCT_DETAILS:
+            out[field.name] = struct_to_dict(value, f"{path}.{field.name}")
         else:
             out[field.name] = value
     return out
@@ -42,6 +49,8 @@ def details_to_proto(details: dict[str, Any]) -> state_pb2.StateDetails:
             continue
         if name in TIME_DETAILS:
             getattr(out, name).CopyFrom(timestamp(value))
+        elif name in STRUCT_DETAILS:
+            getattr(out, name).CopyFrom(dict_to_struct(value))
         else:
             setattr(out, name, value)
     return out
@@ -88,6 +97,15 @@ def stamp(state: State, at: datetime) -> State:
     return state.replace(timestamp=at)
 
 
+def check_schema(schema: dict[str, Any], field: str) -> None:
+    """Refuse a JSON Schema that its own metaschema refuses (draft 2020-12 unless it says)."""
+    validator = jsonschema.validators.validator_for(schema, default=Draft202012Validator)
+    try:
+        validator.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        raise InvalidArgument(field, f"is not a valid JSON Schema: {exc.message}") from None
+
+
 def parse_proposed_state(message: state_pb2.State, field: str, *, max_inline_result: int) -> State:
     """Validate and convert a proposed state once; `stamp` gives it its time later."""
     if not message.ByteSize() and field:
@@ -99,8 +117,14 @@ def parse_proposed_state(message: state_pb2.State, field: str, *, max_inline_res
         if isinstance(value, str):
             no_nul(value, f"{field}.state_details.{detail.name}")
     details = details_from_proto(message.state_details, f"{field}.state_details")
-    for owned in ("flow_run_id", "task_run_id"):
+    for owned in ("flow_run_id", "task_run_id", "run_input"):
         details.pop(owned, None)  # the server fills these in
+    if "run_input_schema" in details:
+        if state_type is not StateType.PAUSED:
+            raise InvalidArgument(
+                f"{field}.state_details.run_input_schema", "is for PAUSED states only"
+            )
+        check_schema(details["run_input_schema"], f"{field}.state_details.run_input_schema")
     result = (
         result_from_proto(message.result, f"{field}.result", max_inline_result)
         if message.HasField("result")

@@ -9,6 +9,8 @@ from datetime import datetime
 from typing import Any
 
 import coolname
+import jsonschema
+from jsonschema import Draft202012Validator
 from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session
 
@@ -153,13 +155,24 @@ def set_flow_run_state(
 
 
 def resume_flow_run(
-    session: Session, flow_run_id: uuid.UUID, settings: OrchestrationSettings
+    session: Session,
+    flow_run_id: uuid.UUID,
+    settings: OrchestrationSettings,
+    run_input: dict[str, Any] | None = None,
 ) -> Outcome:
-    """Propose the state that resumes a paused run: Running, or Resuming for a suspended one."""
+    """Propose the state that resumes a paused run: Running, or Resuming for a suspended one.
+    A run that waits for input (a schema in its paused state) is resumed only with input that
+    matches; the input goes into the details of the state the resume writes."""
     run = lock_run(session, run_rows.FLOW, flow_run_id)
     initial = current_state(run)
     if initial is None or initial.type is not StateType.PAUSED:
         return Outcome(Status.ABORT, initial, False, "Cannot resume a flow run that is not paused.")
+    schema = initial.details.get("run_input_schema")
+    if schema is not None:
+        mismatch = input_mismatch(schema, run_input)
+        if mismatch:
+            return Outcome(Status.REJECT, initial, False, mismatch)
+    given = {} if run_input is None else {"run_input": run_input}
 
     def proposal(at: datetime) -> State:
         if initial.details.get("pause_reschedule"):
@@ -167,15 +180,27 @@ def resume_flow_run(
                 type=StateType.SCHEDULED,
                 name="Resuming",
                 timestamp=at,
-                details={"scheduled_time": at},
+                details={"scheduled_time": at, **given},
             )
-        return State(type=StateType.RUNNING, name="Running", timestamp=at)
+        return State(type=StateType.RUNNING, name="Running", timestamp=at, details=given)
 
     return Outcome.of(
         orchestrate_run(
             session, run_rows.FLOW, run, proposal, CORE_FLOW_POLICY, settings, initial=initial
         )
     )
+
+
+def input_mismatch(schema: dict[str, Any], run_input: dict[str, Any] | None) -> str:
+    """Why `run_input` does not match the paused run's schema; empty when it does."""
+    if run_input is None:
+        return "This run waits for input: resume it with run_input matching its schema."
+    validator = jsonschema.validators.validator_for(schema, default=Draft202012Validator)(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(run_input))
+    if error is None:
+        return ""
+    where = "".join(f"[{p!r}]" for p in error.absolute_path) or "the input"
+    return f"Run input does not match its schema: {error.message} (at {where})."
 
 
 _SORTS: dict[int, SortKey] = {
@@ -349,8 +374,12 @@ class FlowRunService(RunService):
             )
         )
 
-    async def resume(self, flow_run_id: uuid.UUID) -> Outcome:
-        return await self._db.write(lambda s: resume_flow_run(s, flow_run_id, self._orchestration))
+    async def resume(
+        self, flow_run_id: uuid.UUID, run_input: dict[str, Any] | None = None
+    ) -> Outcome:
+        return await self._db.write(
+            lambda s: resume_flow_run(s, flow_run_id, self._orchestration, run_input)
+        )
 
     async def states(self, flow_run_id: uuid.UUID, page: PageRequest) -> Page[State]:
         """The run's states, oldest first."""

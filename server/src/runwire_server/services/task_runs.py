@@ -11,6 +11,7 @@ from sqlalchemy import Connection, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from runwire.v1 import filters_pb2 as tf
+from runwire_server.clock import now
 from runwire_server.errors import FailedPrecondition, NotFound
 from runwire_server.orchestration.context import Settings as OrchestrationSettings
 from runwire_server.orchestration.states import TERMINAL_TYPES, State
@@ -29,7 +30,7 @@ from runwire_server.services.states import (
 from runwire_server.storage import filters, run_rows
 from runwire_server.storage import models as m
 from runwire_server.storage.paging import SortKey, choose_sort, fetch_page
-from runwire_server.storage.rows import get_or_404, require_exists
+from runwire_server.storage.rows import get_or_404, require_exists, set_tags
 from runwire_server.storage.run_rows import read_run
 
 T = m.TaskRun
@@ -150,6 +151,8 @@ _SORTS: dict[int, SortKey] = {
     tf.TASK_RUN_SORT_END_TIME_DESC: SortKey(T.id, True, T.end_time, lambda r: r.end_time),
     tf.TASK_RUN_SORT_NAME_ASC: SortKey(T.id, False, T.name, lambda r: r.name),
     tf.TASK_RUN_SORT_NAME_DESC: SortKey(T.id, True, T.name, lambda r: r.name),
+    tf.TASK_RUN_SORT_MAP_INDEX_ASC: SortKey(T.id, False, T.map_index, lambda r: r.map_index),
+    tf.TASK_RUN_SORT_MAP_INDEX_DESC: SortKey(T.id, True, T.map_index, lambda r: r.map_index),
 }
 
 
@@ -176,6 +179,20 @@ def count_task_runs(session: Session, criteria: Any) -> int:
     if clause is not None:
         statement = statement.where(clause)
     return int(session.scalar(statement) or 0)
+
+
+UPDATABLE = frozenset({"name", "tags"})
+
+
+def update_task_run(session: Session, task_run_id: uuid.UUID, changes: dict[str, Any]) -> None:
+    run = get_task_run(session, task_run_id)
+    for name, value in changes.items():
+        if name == "tags":
+            set_tags(run, m.TaskRunTag, value)
+        else:
+            setattr(run, name, value)
+    run.updated = now()
+    session.flush()
 
 
 def delete_task_run(session: Session, task_run_id: uuid.UUID) -> None:
@@ -275,6 +292,15 @@ class TaskRunService(RunService):
 
     async def count(self, criteria: Any) -> int:
         return await self._db.read(lambda s: count_task_runs(s, criteria))
+
+    async def update(self, task_run_id: uuid.UUID, changes: dict[str, Any]) -> TaskRunRecord:
+        """The task run with `changes` (of UPDATABLE fields) made."""
+
+        def work(session: Session) -> TaskRunRecord:
+            update_task_run(session, task_run_id, changes)
+            return read_task_run(session.connection(), task_run_id)
+
+        return await self._db.write(work)
 
     async def delete(self, task_run_id: uuid.UUID) -> None:
         await self._db.write(lambda s: delete_task_run(s, task_run_id))

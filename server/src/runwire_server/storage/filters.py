@@ -291,6 +291,7 @@ def task_run_clause(flt: f.TaskRunFilter, path: str) -> Clause | None:
             subflow,
             id_clause(flt.flow_run_id, t.flow_run_id, f"{path}.flow_run_id"),
             string_clause(flt.task_key, t.task_key, f"{path}.task_key"),
+            int_clause(flt.map_index, t.map_index),
         ],
     )
 

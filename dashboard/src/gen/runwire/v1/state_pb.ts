@@ -5,14 +5,14 @@
 import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { Message } from "@bufbuild/protobuf";
+import { file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { JsonObject, Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file runwire/v1/state.proto.
  */
 export const file_runwire_v1_state: GenFile = /*@__PURE__*/
-  fileDesc("ChZydW53aXJlL3YxL3N0YXRlLnByb3RvEgpydW53aXJlLnYxImAKD1Jlc3VsdFJlZmVyZW5jZRISCgpzZXJpYWxpemVyGAEgASgJEhYKDGlubGluZV92YWx1ZRgCIAEoDEgAEhYKDGxvY2F0aW9uX3VyaRgDIAEoCUgAQgkKB3N0b3JhZ2UioAMKDFN0YXRlRGV0YWlscxITCgtmbG93X3J1bl9pZBgBIAEoCRITCgt0YXNrX3J1bl9pZBgCIAEoCRIyCg5zY2hlZHVsZWRfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJY2FjaGVfa2V5GAQgASgJEjQKEGNhY2hlX2V4cGlyYXRpb24YBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjEKDXBhdXNlX3RpbWVvdXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhgKEHBhdXNlX3Jlc2NoZWR1bGUYByABKAgSEQoJcGF1c2Vfa2V5GAggASgJEhYKCXJldHJpYWJsZRgJIAEoCEgAiAEBEhUKDXRyYW5zaXRpb25faWQYCiABKAkSGgoSdW50cmFja2FibGVfcmVzdWx0GAsgASgIEhkKEWNoaWxkX2Zsb3dfcnVuX2lkGAwgASgJEhUKDXJlZnJlc2hfY2FjaGUYDSABKAhCDAoKX3JldHJpYWJsZSLkAQoFU3RhdGUSCgoCaWQYASABKAkSIwoEdHlwZRgCIAEoDjIVLnJ1bndpcmUudjEuU3RhdGVUeXBlEgwKBG5hbWUYAyABKAkSLQoJdGltZXN0YW1wGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdtZXNzYWdlGAUgASgJEi8KDXN0YXRlX2RldGFpbHMYBiABKAsyGC5ydW53aXJlLnYxLlN0YXRlRGV0YWlscxIrCgZyZXN1bHQYByABKAsyGy5ydW53aXJlLnYxLlJlc3VsdFJlZmVyZW5jZSqGAgoJU3RhdGVUeXBlEhoKFlNUQVRFX1RZUEVfVU5TUEVDSUZJRUQQABIYChRTVEFURV9UWVBFX1NDSEVEVUxFRBABEhYKElNUQVRFX1RZUEVfUEVORElORxACEhYKElNUQVRFX1RZUEVfUlVOTklORxADEhgKFFNUQVRFX1RZUEVfQ09NUExFVEVEEAQSFQoRU1RBVEVfVFlQRV9GQUlMRUQQBRIYChRTVEFURV9UWVBFX0NBTkNFTExFRBAGEhYKElNUQVRFX1RZUEVfQ1JBU0hFRBAHEhUKEVNUQVRFX1RZUEVfUEFVU0VEEAgSGQoVU1RBVEVfVFlQRV9DQU5DRUxMSU5HEAliBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("ChZydW53aXJlL3YxL3N0YXRlLnByb3RvEgpydW53aXJlLnYxImAKD1Jlc3VsdFJlZmVyZW5jZRISCgpzZXJpYWxpemVyGAEgASgJEhYKDGlubGluZV92YWx1ZRgCIAEoDEgAEhYKDGxvY2F0aW9uX3VyaRgDIAEoCUgAQgkKB3N0b3JhZ2Ui/wMKDFN0YXRlRGV0YWlscxITCgtmbG93X3J1bl9pZBgBIAEoCRITCgt0YXNrX3J1bl9pZBgCIAEoCRIyCg5zY2hlZHVsZWRfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJY2FjaGVfa2V5GAQgASgJEjQKEGNhY2hlX2V4cGlyYXRpb24YBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjEKDXBhdXNlX3RpbWVvdXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhgKEHBhdXNlX3Jlc2NoZWR1bGUYByABKAgSEQoJcGF1c2Vfa2V5GAggASgJEhYKCXJldHJpYWJsZRgJIAEoCEgAiAEBEhUKDXRyYW5zaXRpb25faWQYCiABKAkSGgoSdW50cmFja2FibGVfcmVzdWx0GAsgASgIEhkKEWNoaWxkX2Zsb3dfcnVuX2lkGAwgASgJEhUKDXJlZnJlc2hfY2FjaGUYDSABKAgSMQoQcnVuX2lucHV0X3NjaGVtYRgOIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSKgoJcnVuX2lucHV0GA8gASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdEIMCgpfcmV0cmlhYmxlIuQBCgVTdGF0ZRIKCgJpZBgBIAEoCRIjCgR0eXBlGAIgASgOMhUucnVud2lyZS52MS5TdGF0ZVR5cGUSDAoEbmFtZRgDIAEoCRItCgl0aW1lc3RhbXAYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB21lc3NhZ2UYBSABKAkSLwoNc3RhdGVfZGV0YWlscxgGIAEoCzIYLnJ1bndpcmUudjEuU3RhdGVEZXRhaWxzEisKBnJlc3VsdBgHIAEoCzIbLnJ1bndpcmUudjEuUmVzdWx0UmVmZXJlbmNlKoYCCglTdGF0ZVR5cGUSGgoWU1RBVEVfVFlQRV9VTlNQRUNJRklFRBAAEhgKFFNUQVRFX1RZUEVfU0NIRURVTEVEEAESFgoSU1RBVEVfVFlQRV9QRU5ESU5HEAISFgoSU1RBVEVfVFlQRV9SVU5OSU5HEAMSGAoUU1RBVEVfVFlQRV9DT01QTEVURUQQBBIVChFTVEFURV9UWVBFX0ZBSUxFRBAFEhgKFFNUQVRFX1RZUEVfQ0FOQ0VMTEVEEAYSFgoSU1RBVEVfVFlQRV9DUkFTSEVEEAcSFQoRU1RBVEVfVFlQRV9QQVVTRUQQCBIZChVTVEFURV9UWVBFX0NBTkNFTExJTkcQCWIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * Where the result of a run that reached this state can be read.
@@ -156,6 +156,22 @@ export type StateDetails = Message<"runwire.v1.StateDetails"> & {
    * @generated from field: bool refresh_cache = 13;
    */
   refreshCache: boolean;
+
+  /**
+   * For PAUSED flow-run states: the JSON Schema (draft 2020-12) of the input the run waits
+   * for. ResumeFlowRun is then refused (REJECT, with the reason) unless its run_input matches.
+   *
+   * @generated from field: google.protobuf.Struct run_input_schema = 14;
+   */
+  runInputSchema?: JsonObject | undefined;
+
+  /**
+   * For the state a resume wrote: the input ResumeFlowRun gave, as it matched
+   * run_input_schema. Set by the server.
+   *
+   * @generated from field: google.protobuf.Struct run_input = 15;
+   */
+  runInput?: JsonObject | undefined;
 };
 
 /**

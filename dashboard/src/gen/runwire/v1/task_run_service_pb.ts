@@ -4,8 +4,8 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Duration, FieldMask, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { DeploymentFilter, FlowFilter, FlowRunFilter, TaskRunFilter, TaskRunSort } from "./filters_pb";
 import { file_runwire_v1_filters } from "./filters_pb";
 import type { OrchestrationResult } from "./orchestration_pb";
@@ -20,7 +20,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file runwire/v1/task_run_service.proto.
  */
 export const file_runwire_v1_task_run_service: GenFile = /*@__PURE__*/
-  fileDesc("CiFydW53aXJlL3YxL3Rhc2tfcnVuX3NlcnZpY2UucHJvdG8SCnJ1bndpcmUudjEixwEKD1Rhc2tSdW5Dcml0ZXJpYRIlCgVmbG93cxgBIAEoCzIWLnJ1bndpcmUudjEuRmxvd0ZpbHRlchIsCglmbG93X3J1bnMYAiABKAsyGS5ydW53aXJlLnYxLkZsb3dSdW5GaWx0ZXISLAoJdGFza19ydW5zGAMgASgLMhkucnVud2lyZS52MS5UYXNrUnVuRmlsdGVyEjEKC2RlcGxveW1lbnRzGAQgASgLMhwucnVud2lyZS52MS5EZXBsb3ltZW50RmlsdGVyIj0KFENyZWF0ZVRhc2tSdW5SZXF1ZXN0EiUKCHRhc2tfcnVuGAEgASgLMhMucnVud2lyZS52MS5UYXNrUnVuIk8KFUNyZWF0ZVRhc2tSdW5SZXNwb25zZRIlCgh0YXNrX3J1bhgBIAEoCzITLnJ1bndpcmUudjEuVGFza1J1bhIPCgdjcmVhdGVkGAIgASgIIigKEUdldFRhc2tSdW5SZXF1ZXN0EhMKC3Rhc2tfcnVuX2lkGAEgASgJIjsKEkdldFRhc2tSdW5SZXNwb25zZRIlCgh0YXNrX3J1bhgBIAEoCzITLnJ1bndpcmUudjEuVGFza1J1biJnChdHZXRUYXNrUnVuQnlTbHVnUmVxdWVzdBITCgtmbG93X3J1bl9pZBgBIAEoCRIRCgl0YXNrX3NsdWcYAiABKAkSFgoJbWFwX2luZGV4GAMgASgFSACIAQFCDAoKX21hcF9pbmRleCJBChhHZXRUYXNrUnVuQnlTbHVnUmVzcG9uc2USJQoIdGFza19ydW4YASABKAsyEy5ydW53aXJlLnYxLlRhc2tSdW4ioAEKE0xpc3RUYXNrUnVuc1JlcXVlc3QSKwoGZmlsdGVyGAEgASgLMhsucnVud2lyZS52MS5UYXNrUnVuQ3JpdGVyaWESJQoEc29ydBgCIAEoDjIXLnJ1bndpcmUudjEuVGFza1J1blNvcnQSEQoJcGFnZV9zaXplGAMgASgFEg4KBm9mZnNldBgEIAEoBRISCgpwYWdlX3Rva2VuGAUgASgJIlcKFExpc3RUYXNrUnVuc1Jlc3BvbnNlEiYKCXRhc2tfcnVucxgBIAMoCzITLnJ1bndpcmUudjEuVGFza1J1bhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiQwoUQ291bnRUYXNrUnVuc1JlcXVlc3QSKwoGZmlsdGVyGAEgASgLMhsucnVud2lyZS52MS5UYXNrUnVuQ3JpdGVyaWEiJgoVQ291bnRUYXNrUnVuc1Jlc3BvbnNlEg0KBWNvdW50GAEgASgDIpEBChZTZXRUYXNrUnVuU3RhdGVSZXF1ZXN0EhMKC3Rhc2tfcnVuX2lkGAEgASgJEiAKBXN0YXRlGAIgASgLMhEucnVud2lyZS52MS5TdGF0ZRINCgVmb3JjZRgDIAEoCBIxCg5sZWFzZV9kdXJhdGlvbhgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJhChdIZWFydGJlYXRUYXNrUnVuUmVxdWVzdBITCgt0YXNrX3J1bl9pZBgBIAEoCRIxCg5sZWFzZV9kdXJhdGlvbhgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJzChhIZWFydGJlYXRUYXNrUnVuUmVzcG9uc2USIAoFc3RhdGUYASABKAsyES5ydW53aXJlLnYxLlN0YXRlEjUKEWxlYXNlX2V4cGlyZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJKChdTZXRUYXNrUnVuU3RhdGVSZXNwb25zZRIvCgZyZXN1bHQYASABKAsyHy5ydW53aXJlLnYxLk9yY2hlc3RyYXRpb25SZXN1bHQiVgoYTGlzdFRhc2tSdW5TdGF0ZXNSZXF1ZXN0EhMKC3Rhc2tfcnVuX2lkGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJIlcKGUxpc3RUYXNrUnVuU3RhdGVzUmVzcG9uc2USIQoGc3RhdGVzGAEgAygLMhEucnVud2lyZS52MS5TdGF0ZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiLgoXR2V0VGFza1J1blJlc3VsdFJlcXVlc3QSEwoLdGFza19ydW5faWQYASABKAkiewoYR2V0VGFza1J1blJlc3VsdFJlc3BvbnNlEisKBnJlc3VsdBgBIAEoCzIbLnJ1bndpcmUudjEuUmVzdWx0UmVmZXJlbmNlEjIKDWNoaWxkX3Jlc3VsdHMYAiADKAsyGy5ydW53aXJlLnYxLlJlc3VsdFJlZmVyZW5jZSIrChREZWxldGVUYXNrUnVuUmVxdWVzdBITCgt0YXNrX3J1bl9pZBgBIAEoCSIXChVEZWxldGVUYXNrUnVuUmVzcG9uc2UyjQcKDlRhc2tSdW5TZXJ2aWNlElQKDUNyZWF0ZVRhc2tSdW4SIC5ydW53aXJlLnYxLkNyZWF0ZVRhc2tSdW5SZXF1ZXN0GiEucnVud2lyZS52MS5DcmVhdGVUYXNrUnVuUmVzcG9uc2USSwoKR2V0VGFza1J1bhIdLnJ1bndpcmUudjEuR2V0VGFza1J1blJlcXVlc3QaHi5ydW53aXJlLnYxLkdldFRhc2tSdW5SZXNwb25zZRJdChBHZXRUYXNrUnVuQnlTbHVnEiMucnVud2lyZS52MS5HZXRUYXNrUnVuQnlTbHVnUmVxdWVzdBokLnJ1bndpcmUudjEuR2V0VGFza1J1bkJ5U2x1Z1Jlc3BvbnNlElEKDExpc3RUYXNrUnVucxIfLnJ1bndpcmUudjEuTGlzdFRhc2tSdW5zUmVxdWVzdBogLnJ1bndpcmUudjEuTGlzdFRhc2tSdW5zUmVzcG9uc2USVAoNQ291bnRUYXNrUnVucxIgLnJ1bndpcmUudjEuQ291bnRUYXNrUnVuc1JlcXVlc3QaIS5ydW53aXJlLnYxLkNvdW50VGFza1J1bnNSZXNwb25zZRJaCg9TZXRUYXNrUnVuU3RhdGUSIi5ydW53aXJlLnYxLlNldFRhc2tSdW5TdGF0ZVJlcXVlc3QaIy5ydW53aXJlLnYxLlNldFRhc2tSdW5TdGF0ZVJlc3BvbnNlEl0KEEhlYXJ0YmVhdFRhc2tSdW4SIy5ydW53aXJlLnYxLkhlYXJ0YmVhdFRhc2tSdW5SZXF1ZXN0GiQucnVud2lyZS52MS5IZWFydGJlYXRUYXNrUnVuUmVzcG9uc2USYAoRTGlzdFRhc2tSdW5TdGF0ZXMSJC5ydW53aXJlLnYxLkxpc3RUYXNrUnVuU3RhdGVzUmVxdWVzdBolLnJ1bndpcmUudjEuTGlzdFRhc2tSdW5TdGF0ZXNSZXNwb25zZRJdChBHZXRUYXNrUnVuUmVzdWx0EiMucnVud2lyZS52MS5HZXRUYXNrUnVuUmVzdWx0UmVxdWVzdBokLnJ1bndpcmUudjEuR2V0VGFza1J1blJlc3VsdFJlc3BvbnNlElQKDURlbGV0ZVRhc2tSdW4SIC5ydW53aXJlLnYxLkRlbGV0ZVRhc2tSdW5SZXF1ZXN0GiEucnVud2lyZS52MS5EZWxldGVUYXNrUnVuUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_runwire_v1_filters, file_runwire_v1_orchestration, file_runwire_v1_state, file_runwire_v1_task_run]);
+  fileDesc("CiFydW53aXJlL3YxL3Rhc2tfcnVuX3NlcnZpY2UucHJvdG8SCnJ1bndpcmUudjEixwEKD1Rhc2tSdW5Dcml0ZXJpYRIlCgVmbG93cxgBIAEoCzIWLnJ1bndpcmUudjEuRmxvd0ZpbHRlchIsCglmbG93X3J1bnMYAiABKAsyGS5ydW53aXJlLnYxLkZsb3dSdW5GaWx0ZXISLAoJdGFza19ydW5zGAMgASgLMhkucnVud2lyZS52MS5UYXNrUnVuRmlsdGVyEjEKC2RlcGxveW1lbnRzGAQgASgLMhwucnVud2lyZS52MS5EZXBsb3ltZW50RmlsdGVyIj0KFENyZWF0ZVRhc2tSdW5SZXF1ZXN0EiUKCHRhc2tfcnVuGAEgASgLMhMucnVud2lyZS52MS5UYXNrUnVuIk8KFUNyZWF0ZVRhc2tSdW5SZXNwb25zZRIlCgh0YXNrX3J1bhgBIAEoCzITLnJ1bndpcmUudjEuVGFza1J1bhIPCgdjcmVhdGVkGAIgASgIIigKEUdldFRhc2tSdW5SZXF1ZXN0EhMKC3Rhc2tfcnVuX2lkGAEgASgJIjsKEkdldFRhc2tSdW5SZXNwb25zZRIlCgh0YXNrX3J1bhgBIAEoCzITLnJ1bndpcmUudjEuVGFza1J1biJnChdHZXRUYXNrUnVuQnlTbHVnUmVxdWVzdBITCgtmbG93X3J1bl9pZBgBIAEoCRIRCgl0YXNrX3NsdWcYAiABKAkSFgoJbWFwX2luZGV4GAMgASgFSACIAQFCDAoKX21hcF9pbmRleCJBChhHZXRUYXNrUnVuQnlTbHVnUmVzcG9uc2USJQoIdGFza19ydW4YASABKAsyEy5ydW53aXJlLnYxLlRhc2tSdW4ioAEKE0xpc3RUYXNrUnVuc1JlcXVlc3QSKwoGZmlsdGVyGAEgASgLMhsucnVud2lyZS52MS5UYXNrUnVuQ3JpdGVyaWESJQoEc29ydBgCIAEoDjIXLnJ1bndpcmUudjEuVGFza1J1blNvcnQSEQoJcGFnZV9zaXplGAMgASgFEg4KBm9mZnNldBgEIAEoBRISCgpwYWdlX3Rva2VuGAUgASgJIlcKFExpc3RUYXNrUnVuc1Jlc3BvbnNlEiYKCXRhc2tfcnVucxgBIAMoCzITLnJ1bndpcmUudjEuVGFza1J1bhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiQwoUQ291bnRUYXNrUnVuc1JlcXVlc3QSKwoGZmlsdGVyGAEgASgLMhsucnVud2lyZS52MS5UYXNrUnVuQ3JpdGVyaWEiJgoVQ291bnRUYXNrUnVuc1Jlc3BvbnNlEg0KBWNvdW50GAEgASgDIpEBChZTZXRUYXNrUnVuU3RhdGVSZXF1ZXN0EhMKC3Rhc2tfcnVuX2lkGAEgASgJEiAKBXN0YXRlGAIgASgLMhEucnVud2lyZS52MS5TdGF0ZRINCgVmb3JjZRgDIAEoCBIxCg5sZWFzZV9kdXJhdGlvbhgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJuChRVcGRhdGVUYXNrUnVuUmVxdWVzdBIlCgh0YXNrX3J1bhgBIAEoCzITLnJ1bndpcmUudjEuVGFza1J1bhIvCgt1cGRhdGVfbWFzaxgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2siPgoVVXBkYXRlVGFza1J1blJlc3BvbnNlEiUKCHRhc2tfcnVuGAEgASgLMhMucnVud2lyZS52MS5UYXNrUnVuImEKF0hlYXJ0YmVhdFRhc2tSdW5SZXF1ZXN0EhMKC3Rhc2tfcnVuX2lkGAEgASgJEjEKDmxlYXNlX2R1cmF0aW9uGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uInMKGEhlYXJ0YmVhdFRhc2tSdW5SZXNwb25zZRIgCgVzdGF0ZRgBIAEoCzIRLnJ1bndpcmUudjEuU3RhdGUSNQoRbGVhc2VfZXhwaXJlX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIkoKF1NldFRhc2tSdW5TdGF0ZVJlc3BvbnNlEi8KBnJlc3VsdBgBIAEoCzIfLnJ1bndpcmUudjEuT3JjaGVzdHJhdGlvblJlc3VsdCJWChhMaXN0VGFza1J1blN0YXRlc1JlcXVlc3QSEwoLdGFza19ydW5faWQYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkiVwoZTGlzdFRhc2tSdW5TdGF0ZXNSZXNwb25zZRIhCgZzdGF0ZXMYASADKAsyES5ydW53aXJlLnYxLlN0YXRlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIuChdHZXRUYXNrUnVuUmVzdWx0UmVxdWVzdBITCgt0YXNrX3J1bl9pZBgBIAEoCSJ7ChhHZXRUYXNrUnVuUmVzdWx0UmVzcG9uc2USKwoGcmVzdWx0GAEgASgLMhsucnVud2lyZS52MS5SZXN1bHRSZWZlcmVuY2USMgoNY2hpbGRfcmVzdWx0cxgCIAMoCzIbLnJ1bndpcmUudjEuUmVzdWx0UmVmZXJlbmNlIisKFERlbGV0ZVRhc2tSdW5SZXF1ZXN0EhMKC3Rhc2tfcnVuX2lkGAEgASgJIhcKFURlbGV0ZVRhc2tSdW5SZXNwb25zZTLjBwoOVGFza1J1blNlcnZpY2USVAoNQ3JlYXRlVGFza1J1bhIgLnJ1bndpcmUudjEuQ3JlYXRlVGFza1J1blJlcXVlc3QaIS5ydW53aXJlLnYxLkNyZWF0ZVRhc2tSdW5SZXNwb25zZRJLCgpHZXRUYXNrUnVuEh0ucnVud2lyZS52MS5HZXRUYXNrUnVuUmVxdWVzdBoeLnJ1bndpcmUudjEuR2V0VGFza1J1blJlc3BvbnNlEl0KEEdldFRhc2tSdW5CeVNsdWcSIy5ydW53aXJlLnYxLkdldFRhc2tSdW5CeVNsdWdSZXF1ZXN0GiQucnVud2lyZS52MS5HZXRUYXNrUnVuQnlTbHVnUmVzcG9uc2USVAoNVXBkYXRlVGFza1J1bhIgLnJ1bndpcmUudjEuVXBkYXRlVGFza1J1blJlcXVlc3QaIS5ydW53aXJlLnYxLlVwZGF0ZVRhc2tSdW5SZXNwb25zZRJRCgxMaXN0VGFza1J1bnMSHy5ydW53aXJlLnYxLkxpc3RUYXNrUnVuc1JlcXVlc3QaIC5ydW53aXJlLnYxLkxpc3RUYXNrUnVuc1Jlc3BvbnNlElQKDUNvdW50VGFza1J1bnMSIC5ydW53aXJlLnYxLkNvdW50VGFza1J1bnNSZXF1ZXN0GiEucnVud2lyZS52MS5Db3VudFRhc2tSdW5zUmVzcG9uc2USWgoPU2V0VGFza1J1blN0YXRlEiIucnVud2lyZS52MS5TZXRUYXNrUnVuU3RhdGVSZXF1ZXN0GiMucnVud2lyZS52MS5TZXRUYXNrUnVuU3RhdGVSZXNwb25zZRJdChBIZWFydGJlYXRUYXNrUnVuEiMucnVud2lyZS52MS5IZWFydGJlYXRUYXNrUnVuUmVxdWVzdBokLnJ1bndpcmUudjEuSGVhcnRiZWF0VGFza1J1blJlc3BvbnNlEmAKEUxpc3RUYXNrUnVuU3RhdGVzEiQucnVud2lyZS52MS5MaXN0VGFza1J1blN0YXRlc1JlcXVlc3QaJS5ydW53aXJlLnYxLkxpc3RUYXNrUnVuU3RhdGVzUmVzcG9uc2USXQoQR2V0VGFza1J1blJlc3VsdBIjLnJ1bndpcmUudjEuR2V0VGFza1J1blJlc3VsdFJlcXVlc3QaJC5ydW53aXJlLnYxLkdldFRhc2tSdW5SZXN1bHRSZXNwb25zZRJUCg1EZWxldGVUYXNrUnVuEiAucnVud2lyZS52MS5EZWxldGVUYXNrUnVuUmVxdWVzdBohLnJ1bndpcmUudjEuRGVsZXRlVGFza1J1blJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_runwire_v1_filters, file_runwire_v1_orchestration, file_runwire_v1_state, file_runwire_v1_task_run]);
 
 /**
  * Which task runs: criteria on them and on their related objects, combined with AND.
@@ -376,6 +376,55 @@ export const SetTaskRunStateRequestSchema: GenMessage<SetTaskRunStateRequest> = 
   messageDesc(file_runwire_v1_task_run_service, 11);
 
 /**
+ * Request of UpdateTaskRun.
+ *
+ * @generated from message runwire.v1.UpdateTaskRunRequest
+ */
+export type UpdateTaskRunRequest = Message<"runwire.v1.UpdateTaskRunRequest"> & {
+  /**
+   * The task run, with its id and the new values of the fields the mask names.
+   *
+   * @generated from field: runwire.v1.TaskRun task_run = 1;
+   */
+  taskRun?: TaskRun | undefined;
+
+  /**
+   * Fields to change: name, tags. Empty means every one of them set in task_run.
+   *
+   * @generated from field: google.protobuf.FieldMask update_mask = 2;
+   */
+  updateMask?: FieldMask | undefined;
+};
+
+/**
+ * Describes the message runwire.v1.UpdateTaskRunRequest.
+ * Use `create(UpdateTaskRunRequestSchema)` to create a new message.
+ */
+export const UpdateTaskRunRequestSchema: GenMessage<UpdateTaskRunRequest> = /*@__PURE__*/
+  messageDesc(file_runwire_v1_task_run_service, 12);
+
+/**
+ * Response of UpdateTaskRun.
+ *
+ * @generated from message runwire.v1.UpdateTaskRunResponse
+ */
+export type UpdateTaskRunResponse = Message<"runwire.v1.UpdateTaskRunResponse"> & {
+  /**
+   * The task run as it is after the update.
+   *
+   * @generated from field: runwire.v1.TaskRun task_run = 1;
+   */
+  taskRun?: TaskRun | undefined;
+};
+
+/**
+ * Describes the message runwire.v1.UpdateTaskRunResponse.
+ * Use `create(UpdateTaskRunResponseSchema)` to create a new message.
+ */
+export const UpdateTaskRunResponseSchema: GenMessage<UpdateTaskRunResponse> = /*@__PURE__*/
+  messageDesc(file_runwire_v1_task_run_service, 13);
+
+/**
  * Request of HeartbeatTaskRun.
  *
  * @generated from message runwire.v1.HeartbeatTaskRunRequest
@@ -402,7 +451,7 @@ export type HeartbeatTaskRunRequest = Message<"runwire.v1.HeartbeatTaskRunReques
  * Use `create(HeartbeatTaskRunRequestSchema)` to create a new message.
  */
 export const HeartbeatTaskRunRequestSchema: GenMessage<HeartbeatTaskRunRequest> = /*@__PURE__*/
-  messageDesc(file_runwire_v1_task_run_service, 12);
+  messageDesc(file_runwire_v1_task_run_service, 14);
 
 /**
  * Response of HeartbeatTaskRun.
@@ -430,7 +479,7 @@ export type HeartbeatTaskRunResponse = Message<"runwire.v1.HeartbeatTaskRunRespo
  * Use `create(HeartbeatTaskRunResponseSchema)` to create a new message.
  */
 export const HeartbeatTaskRunResponseSchema: GenMessage<HeartbeatTaskRunResponse> = /*@__PURE__*/
-  messageDesc(file_runwire_v1_task_run_service, 13);
+  messageDesc(file_runwire_v1_task_run_service, 15);
 
 /**
  * Response of SetTaskRunState.
@@ -451,7 +500,7 @@ export type SetTaskRunStateResponse = Message<"runwire.v1.SetTaskRunStateRespons
  * Use `create(SetTaskRunStateResponseSchema)` to create a new message.
  */
 export const SetTaskRunStateResponseSchema: GenMessage<SetTaskRunStateResponse> = /*@__PURE__*/
-  messageDesc(file_runwire_v1_task_run_service, 14);
+  messageDesc(file_runwire_v1_task_run_service, 16);
 
 /**
  * Request of ListTaskRunStates.
@@ -486,7 +535,7 @@ export type ListTaskRunStatesRequest = Message<"runwire.v1.ListTaskRunStatesRequ
  * Use `create(ListTaskRunStatesRequestSchema)` to create a new message.
  */
 export const ListTaskRunStatesRequestSchema: GenMessage<ListTaskRunStatesRequest> = /*@__PURE__*/
-  messageDesc(file_runwire_v1_task_run_service, 15);
+  messageDesc(file_runwire_v1_task_run_service, 17);
 
 /**
  * Response of ListTaskRunStates.
@@ -514,7 +563,7 @@ export type ListTaskRunStatesResponse = Message<"runwire.v1.ListTaskRunStatesRes
  * Use `create(ListTaskRunStatesResponseSchema)` to create a new message.
  */
 export const ListTaskRunStatesResponseSchema: GenMessage<ListTaskRunStatesResponse> = /*@__PURE__*/
-  messageDesc(file_runwire_v1_task_run_service, 16);
+  messageDesc(file_runwire_v1_task_run_service, 18);
 
 /**
  * Request of GetTaskRunResult.
@@ -535,7 +584,7 @@ export type GetTaskRunResultRequest = Message<"runwire.v1.GetTaskRunResultReques
  * Use `create(GetTaskRunResultRequestSchema)` to create a new message.
  */
 export const GetTaskRunResultRequestSchema: GenMessage<GetTaskRunResultRequest> = /*@__PURE__*/
-  messageDesc(file_runwire_v1_task_run_service, 17);
+  messageDesc(file_runwire_v1_task_run_service, 19);
 
 /**
  * Response of GetTaskRunResult.
@@ -563,7 +612,7 @@ export type GetTaskRunResultResponse = Message<"runwire.v1.GetTaskRunResultRespo
  * Use `create(GetTaskRunResultResponseSchema)` to create a new message.
  */
 export const GetTaskRunResultResponseSchema: GenMessage<GetTaskRunResultResponse> = /*@__PURE__*/
-  messageDesc(file_runwire_v1_task_run_service, 18);
+  messageDesc(file_runwire_v1_task_run_service, 20);
 
 /**
  * Request of DeleteTaskRun.
@@ -584,7 +633,7 @@ export type DeleteTaskRunRequest = Message<"runwire.v1.DeleteTaskRunRequest"> & 
  * Use `create(DeleteTaskRunRequestSchema)` to create a new message.
  */
 export const DeleteTaskRunRequestSchema: GenMessage<DeleteTaskRunRequest> = /*@__PURE__*/
-  messageDesc(file_runwire_v1_task_run_service, 19);
+  messageDesc(file_runwire_v1_task_run_service, 21);
 
 /**
  * Response of DeleteTaskRun.
@@ -599,7 +648,7 @@ export type DeleteTaskRunResponse = Message<"runwire.v1.DeleteTaskRunResponse"> 
  * Use `create(DeleteTaskRunResponseSchema)` to create a new message.
  */
 export const DeleteTaskRunResponseSchema: GenMessage<DeleteTaskRunResponse> = /*@__PURE__*/
-  messageDesc(file_runwire_v1_task_run_service, 20);
+  messageDesc(file_runwire_v1_task_run_service, 22);
 
 /**
  * Task runs: the tasks executed inside flow runs.
@@ -636,6 +685,16 @@ export const TaskRunService: GenService<{
     methodKind: "unary";
     input: typeof GetTaskRunBySlugRequestSchema;
     output: typeof GetTaskRunBySlugResponseSchema;
+  },
+  /**
+   * Updates a task run's name or tags; only the paths in the field mask change.
+   *
+   * @generated from rpc runwire.v1.TaskRunService.UpdateTaskRun
+   */
+  updateTaskRun: {
+    methodKind: "unary";
+    input: typeof UpdateTaskRunRequestSchema;
+    output: typeof UpdateTaskRunResponseSchema;
   },
   /**
    * Lists task runs that match the filters, one page at a time.
