@@ -1,1 +1,0 @@
-import{Q as e,Z as t}from"./ErrorBox-B4-SKVoQ.js";import{h as n}from"./index-CCGluYqp.js";import{o as r}from"./parts-bdXrWOpe.js";function i(){let{path:i,query:a,route:o}=n(),[s,c]=t(a.q??``),l=r(s.trim());return e(()=>{(a.q??``)!==l&&o(l?`${i}?q=${encodeURIComponent(l)}`:i,!0)},[l]),{text:s,setText:c,query:l}}export{i as t};
