@@ -14,6 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from runwire import filters
+    from runwire._decorators import Flow, Task, exponential_backoff, flow, task
+    from runwire._engine import RunRefused
+    from runwire._futures import TaskFuture, unmapped
+    from runwire._pause import pause_flow_run
+    from runwire._run_context import RunCancelled, get_run_logger
     from runwire._values import (
         ConcurrencyLimit,
         Deployment,
@@ -49,6 +54,14 @@ if TYPE_CHECKING:
 # The names are imported when first used, so that importing a submodule (the command line,
 # runwire.cli) does not import gRPC: gRPC reads its logging settings when it is imported.
 _HOMES = {
+    **dict.fromkeys(
+        ("Flow", "Task", "exponential_backoff", "flow", "task"),
+        "_decorators",
+    ),
+    **dict.fromkeys(("TaskFuture", "unmapped"), "_futures"),
+    "RunRefused": "_engine",
+    "pause_flow_run": "_pause",
+    **dict.fromkeys(("RunCancelled", "get_run_logger"), "_run_context"),
     "AsyncClient": "async_client",
     "Client": "client",
     **dict.fromkeys(
@@ -120,6 +133,7 @@ __all__ = [
     "DeadlineExceeded",
     "Deployment",
     "FailedPrecondition",
+    "Flow",
     "FlowRunLog",
     "FlowRunView",
     "FlowView",
@@ -134,16 +148,26 @@ __all__ = [
     "PermissionDenied",
     "ResourceExhausted",
     "Result",
+    "RunCancelled",
+    "RunRefused",
     "RunwireError",
     "ServerInfo",
     "State",
     "StateType",
+    "Task",
+    "TaskFuture",
     "TaskRunView",
     "TlsMismatch",
     "Unauthenticated",
     "Unavailable",
     "current_client",
+    "exponential_backoff",
     "filters",
+    "flow",
+    "get_run_logger",
+    "pause_flow_run",
     "proposed_state",
+    "task",
+    "unmapped",
     "watch_flow_run",
 ]

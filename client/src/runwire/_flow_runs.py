@@ -40,9 +40,13 @@ def create_flow_run(
     idempotency_key: str = "",
     deployment_id: str = "",
     state: state_pb2.State | None = None,
+    retries: int | None = None,
+    retry_delay: timedelta | float | None = None,
+    parent_task_run_id: str = "",
 ) -> Unary[FlowRunView]:
     """Create a run of a flow; with an `idempotency_key`, a second create with the same key
-    returns the first run instead of making another."""
+    returns the first run instead of making another. `retries` and `retry_delay` are the
+    run's retry policy; `parent_task_run_id` makes it a subflow of that task run's flow run."""
     params = struct_pb2.Struct()
     params.update(dict(parameters or {}))
     run = flow_run_pb2.FlowRun(
@@ -54,6 +58,10 @@ def create_flow_run(
         idempotency_key=idempotency_key,
         deployment_id=deployment_id,
         state=state,
+        parent_task_run_id=parent_task_run_id,
+        empirical_policy=flow_run_pb2.FlowRunPolicy(
+            retries=retries, retry_delay=None if retry_delay is None else duration(retry_delay)
+        ),
     )
     return Unary(
         Rpc(FLOW_RUNS, "CreateFlowRun"),

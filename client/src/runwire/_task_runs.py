@@ -31,10 +31,13 @@ def create_task_run(
     retries: int = 0,
     upstream: Mapping[str, Sequence[str]] | None = None,
     state: state_pb2.State | None = None,
+    retry_delays: Sequence[timedelta | float] = (),
+    name: str = "",
 ) -> Unary[TaskRunView]:
     """Create (or, for the same flow run, key and dynamic key, get) a task run.
 
-    `upstream` maps each argument name to the ids of the task runs its value came from.
+    `upstream` maps each argument name to the ids of the task runs its value came from;
+    `retry_delays` are the waits before each retry (the last one repeats).
     """
     inputs = {
         name: task_run_pb2.TaskInputList(
@@ -53,7 +56,10 @@ def create_task_run(
         dynamic_key=dynamic_key,
         map_index=map_index,
         tags=list(tags),
-        empirical_policy=task_run_pb2.TaskRunPolicy(retries=retries),
+        name=name,
+        empirical_policy=task_run_pb2.TaskRunPolicy(
+            retries=retries, retry_delays=[duration(d) for d in retry_delays]
+        ),
         task_inputs=inputs,
         state=state,
     )
