@@ -20,8 +20,8 @@ from runwire.states import StateType
 if TYPE_CHECKING:
     from runwire.client import Client
 
-# How often a flow's reporter renews its lease; the lease is three times as long, so one lost
-# heartbeat never crashes a live run.
+# How often a flow's reporter renews its lease; the lease is three times as long (at least
+# 5 s), so that a lost heartbeat or a busy moment never crashes a live run.
 HEARTBEAT_VARIABLE = "RUNWIRE_HEARTBEAT_SECONDS"
 LOG_BATCH = 200  # log lines a batch carries at most
 LOG_EVERY = 1.0  # seconds between sends of what is buffered
@@ -32,7 +32,7 @@ def heartbeat_seconds() -> float:
 
 
 def lease_seconds() -> float:
-    return max(1.0, 3 * heartbeat_seconds())
+    return max(5.0, 3 * heartbeat_seconds())
 
 
 @dataclass
