@@ -392,9 +392,6 @@ def _resolve(
 ) -> dict[str, list[str]]:
     """Replace futures among the bound arguments by their results; return, for each
     argument, the task runs its value came from."""
-    for future in call.wait_for:
-        if isinstance(future, TaskFuture):
-            future.wait()
     upstream: dict[str, list[str]] = {}
 
     def value_of(name: str, value: Any) -> Any:

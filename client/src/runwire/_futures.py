@@ -18,7 +18,6 @@ class Call:
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     map_index: int = -1
-    wait_for: tuple[Any, ...] = ()
     # For a mapped call: the task runs whose results were mapped over, by argument position
     # or name (each element has no origin of its own).
     mapped_from: dict[int | str, str] = field(default_factory=dict)

@@ -114,7 +114,6 @@ class Reporter:
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="runwire-reporter", daemon=True)
         self.cancelling = threading.Event()
-        self.state_type: StateType | None = None
         self.on_cancel: Callable[[], None] | None = None
 
     def start(self) -> None:
@@ -149,7 +148,6 @@ class Reporter:
         )
         if lease.state is None:
             return
-        self.state_type = lease.state.type
         if lease.state.type in (StateType.CANCELLING, StateType.CANCELLED):
             first = not self.cancelling.is_set()
             self.cancelling.set()

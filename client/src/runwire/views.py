@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import pendulum
 from google.protobuf import json_format
 
+from runwire import filters
 from runwire._values import FlowRunLog, FlowView, moment
 from runwire.errors import NoClient
 from runwire.states import State
@@ -198,16 +199,8 @@ class TaskRunView:
         yield from children
 
     def _children(self) -> Iterator[TaskRunView]:
-        criteria = task_run_service_pb2.TaskRunCriteria(
-            task_runs=filters_pb2.TaskRunFilter(
-                flow_run_id=filters_pb2.StringFilter(
-                    any_of=filters_pb2.StringList(values=[self.flow_run_id])
-                ),
-                task_key=filters_pb2.StringFilter(
-                    any_of=filters_pb2.StringList(values=[self.task_slug])
-                ),
-                map_index=filters_pb2.IntFilter(ge=0),
-            )
+        criteria = filters.task_runs(
+            flow_run_ids=[self.flow_run_id], task_keys=[self.task_slug], map_index_at_least=0
         )
         return current_client(self._client).list_task_runs(
             criteria, sort=filters_pb2.TASK_RUN_SORT_MAP_INDEX_ASC

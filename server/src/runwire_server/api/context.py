@@ -9,12 +9,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from google.protobuf import field_mask_pb2
 from google.protobuf.message import Message
 
 from runwire.v1 import orchestration_pb2, state_pb2
 from runwire_server import wire_scalars
 from runwire_server.convert import outcome_to_proto, parse_proposed_state, stamp
-from runwire_server.errors import FailedPrecondition, InvalidArgument
+from runwire_server.errors import FailedPrecondition, InvalidArgument, quote
 from runwire_server.metrics import Metrics
 from runwire_server.pages import Page, PageRequest, page_request
 from runwire_server.services import Services
@@ -152,6 +153,24 @@ class AppContext:
             default_size=self.settings.default_page_size,
             max_size=self.settings.max_page_size,
         )
+
+
+def update_paths(
+    mask: field_mask_pb2.FieldMask, message: Message, updatable: frozenset[str], what: str
+) -> list[str]:
+    """The fields an update changes: the mask's paths, each one `updatable`; without a mask
+    (AIP-134), every updatable field the message (the request's field `what`) sets."""
+    paths = list(mask.paths)
+    if not paths:
+        paths = [f.name for f, _ in message.ListFields() if f.name in updatable]
+        if not paths:
+            raise InvalidArgument("update_mask", f"names no field and {what} sets none to change")
+    for path in paths:
+        if path not in updatable:
+            raise InvalidArgument(
+                "update_mask", f"{quote(path)} cannot be updated; allowed: {sorted(updatable)}"
+            )
+    return paths
 
 
 def fingerprint(request: Message) -> str:

@@ -11,10 +11,10 @@ from runwire.v1 import flow_run_pb2, history_pb2, state_pb2, watch_pb2
 from runwire.v1 import flow_run_service_pb2 as pb
 from runwire.v1 import flow_run_service_pb2_grpc as pb_grpc
 from runwire_server import clock, convert, validation, wire_scalars
-from runwire_server.api.context import AppContext
+from runwire_server.api.context import AppContext, update_paths
 from runwire_server.api.watch_requests import runs_watch_options, watch_options
 from runwire_server.convert.events import runs_watch_message, watch_message
-from runwire_server.errors import InvalidArgument, ShuttingDown, quote
+from runwire_server.errors import InvalidArgument, ShuttingDown
 from runwire_server.events.watch import Shutdown
 from runwire_server.ids import parse_id, require_id, require_ids
 from runwire_server.run_records import FlowRunRecord
@@ -254,18 +254,7 @@ def _settable_fields(msg: flow_run_pb2.FlowRun, prefix: str) -> dict[str, Any]:
 
 def flow_run_changes(request: pb.UpdateFlowRunRequest) -> dict[str, Any]:
     msg = request.flow_run
-    paths = list(request.update_mask.paths)
-    if not paths:
-        # AIP-134: without a mask, every field the client set is replaced.
-        paths = [f.name for f, _ in msg.ListFields() if f.name in flow_runs.UPDATABLE]
-        if not paths:
-            raise InvalidArgument("update_mask", "names no field and flow_run sets none to change")
-    for path in paths:
-        if path not in flow_runs.UPDATABLE:
-            raise InvalidArgument(
-                "update_mask",
-                f"{quote(path)} cannot be updated; allowed: {sorted(flow_runs.UPDATABLE)}",
-            )
+    paths = update_paths(request.update_mask, msg, flow_runs.UPDATABLE, "flow_run")
     if "name" in paths and not msg.name:
         raise InvalidArgument("flow_run.name", "cannot be cleared")
     values = _settable_fields(msg, "flow_run")

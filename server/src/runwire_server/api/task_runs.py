@@ -17,7 +17,7 @@ from runwire.v1 import (
 )
 from runwire.v1 import task_run_service_pb2 as pb
 from runwire_server import clock, convert, validation, wire_scalars
-from runwire_server.api.context import AppContext
+from runwire_server.api.context import AppContext, update_paths
 from runwire_server.errors import InvalidArgument, quote
 from runwire_server.ids import parse_id, require_id
 from runwire_server.services import logs, task_runs
@@ -180,18 +180,7 @@ def task_run_values(msg: task_run_pb2.TaskRun) -> task_runs.TaskRunValues:
 
 def task_run_changes(request: pb.UpdateTaskRunRequest) -> dict[str, Any]:
     msg = request.task_run
-    paths = list(request.update_mask.paths)
-    if not paths:
-        # AIP-134: without a mask, every field the client set is replaced.
-        paths = [f.name for f, _ in msg.ListFields() if f.name in task_runs.UPDATABLE]
-        if not paths:
-            raise InvalidArgument("update_mask", "names no field and task_run sets none to change")
-    for path in paths:
-        if path not in task_runs.UPDATABLE:
-            raise InvalidArgument(
-                "update_mask",
-                f"{quote(path)} cannot be updated; allowed: {sorted(task_runs.UPDATABLE)}",
-            )
+    paths = update_paths(request.update_mask, msg, task_runs.UPDATABLE, "task_run")
     changes: dict[str, Any] = {}
     if "name" in paths:
         changes["name"] = validation.text(msg.name, "task_run.name", required=True)
