@@ -197,6 +197,40 @@ def test_logs_say_which_task_wrote_each_line_and_filter(address, runs):
     assert cli(address, "flow-run", "logs", "done-run", "--task", "nope").returncode == 1
 
 
+def test_resume_with_input_is_checked_against_what_the_run_waits_for(address, tmp_path):
+    with Client(address) as client:
+        flow = client.create_flow("cli-approvals")
+        run = client.create_flow_run(flow.flow_id, name="release-1-4")
+        client.set_flow_run_state(run.flow_run_id, proposed_state(StateType.RUNNING))
+        paused = proposed_state(StateType.PAUSED, pause_key="approval")
+        paused.state_details.run_input_schema.update(
+            {
+                "type": "object",
+                "properties": {"approved": {"type": "boolean"}},
+                "required": ["approved"],
+            }
+        )
+        client.set_flow_run_state(run.flow_run_id, paused)
+    not_json = cli(address, "flow-run", "resume", "release-1-4", "--input", "{approved")
+    assert not_json.returncode == 2 and "--input" in not_json.stderr
+    assert "is not JSON" in not_json.stderr
+    not_object = cli(address, "flow-run", "resume", "release-1-4", "--input", "[1]")
+    assert not_object.returncode == 2 and "must be a JSON object" in not_object.stderr
+    missing = cli(address, "flow-run", "resume", "release-1-4", "--input", "@/nonexistent.json")
+    assert missing.returncode == 2 and "cannot read /nonexistent.json" in missing.stderr
+    wrong = cli(address, "flow-run", "resume", "release-1-4", "--input", '{"approved": "yes"}')
+    assert wrong.returncode == 1 and "Refused" in wrong.stdout and "Paused" in wrong.stdout
+    with Client(address) as client:
+        assert client.get_flow_run(run.flow_run_id).state.type is StateType.PAUSED
+    answer = tmp_path / "answer.json"
+    answer.write_text('{"approved": true}')
+    resumed = cli(address, "flow-run", "resume", "release-1-4", "--input", f"@{answer}")
+    assert resumed.returncode == 0 and "Running" in resumed.stdout
+    with Client(address) as client:
+        state = client.get_flow_run(run.flow_run_id).state
+    assert state.type is StateType.RUNNING and state.details["run_input"] == {"approved": True}
+
+
 def test_steering_commands_and_their_exit_codes(address, runs):
     cancelled = cli(address, "flow-run", "cancel", "waiting-run")
     # A scheduled run has no infrastructure: it is cancelled at once.

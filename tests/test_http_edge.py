@@ -23,6 +23,7 @@ from typing import Any
 import grpc
 import httpx
 import pytest
+import uuid6
 from connectrpc.protocol import ProtocolType
 from google.protobuf import duration_pb2, field_mask_pb2, struct_pb2
 from google.rpc import error_details_pb2
@@ -74,6 +75,7 @@ from tests.wire import CORRUPT
 UNARY_PROTOCOLS = (CONNECT_JSON, CONNECT_PROTO, GRPC_WEB)
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
 ACCEPT = orchestration_pb2.SET_STATE_STATUS_ACCEPT
+ABORT = orchestration_pb2.SET_STATE_STATUS_ABORT
 
 
 def base_url(running: RunningServer, scheme: str = "http") -> str:
@@ -473,6 +475,25 @@ async def test_every_method_answers_as_over_grpc(edge: Edge, g: Grpc):
         "Running",
         "Completed",
     ]
+
+    # A task run reported with its states once the flow run has finished: the rules refuse
+    # RUNNING, and the report says so; sent again, it is answered with what was made.
+    reported_id = str(uuid6.uuid7())
+    report = tpb.ReportTaskRunsRequest(
+        reports=[
+            tpb.TaskRunReport(
+                task_run=task_run_pb2.TaskRun(id=reported_id, flow_run_id=run.id, task_key="late"),
+                states=[ST.State(type=ST.STATE_TYPE_RUNNING)],
+            )
+        ]
+    )
+    (first,) = (await e.call("TaskRunService/ReportTaskRuns", report)).results
+    assert first.task_run_id == reported_id and first.created and first.accepted_count == 0
+    assert first.result.status == ABORT and "enclosing flow must be running" in (
+        first.result.details.reason
+    )
+    (again,) = (await e.call("TaskRunService/ReportTaskRuns", report)).results
+    assert not again.created and again.result.state.name == "Pending"
 
     # Taken apart again.
     await e.call("TaskRunService/DeleteTaskRun", tpb.DeleteTaskRunRequest(task_run_id=task.id))

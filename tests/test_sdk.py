@@ -8,10 +8,12 @@ import asyncio
 import contextvars
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -20,7 +22,12 @@ from typing import Any
 import pytest
 
 import runwire
-from tests.conftest import RUNWIRE_CLI, ServerProcess, start_server_process
+from tests.conftest import (
+    RUNWIRE_CLI,
+    ServerProcess,
+    fresh_postgres_database,
+    start_server_process,
+)
 
 
 @pytest.fixture(scope="module")
@@ -498,6 +505,126 @@ def test_a_flow_killed_with_sigkill_becomes_crashed_within_its_lease(
         runwire.filters.task_runs(flow_run_ids=[crashed.flow_run_id], states=["RUNNING"])
     )
     assert list(running_tasks) == []
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def crashes_counted(metrics_port: int) -> float:
+    """What a server's metric counts of the flow runs its reaper crashed."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    for line in text.splitlines():
+        counter = line.startswith("runwire_leases_ended_total{")
+        if counter and 'run_kind="flow_run"' in line and 'state="CRASHED"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_two_postgresql_replicas_record_one_crash_of_a_killed_flow(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    base = os.environ.get("RUNWIRE_TEST_POSTGRES_URL")
+    if not base:
+        pytest.skip("RUNWIRE_TEST_POSTGRES_URL is not set")
+    saved = dict(os.environ)
+    with fresh_postgres_database(base) as url:
+        metrics = [free_port(), free_port()]
+        servers = []
+        try:
+            # A short default lease, which is also how long a reaper waits after its start.
+            os.environ.update({"RUNWIRE_LEASE_SECONDS": "2", "RUNWIRE_LEASE_CHECK_SECONDS": "0.5"})
+            for port in metrics:
+                os.environ["RUNWIRE_METRICS_ADDRESS"] = f"127.0.0.1:{port}"
+                servers.append(start_server_process(url, "--http-address", "off"))
+                servers[-1].drain_output()
+            os.environ.clear()
+            os.environ.update(saved)
+            first, second = servers
+            name = unique("killed-on-replicas")
+            process = subprocess.Popen(
+                [sys.executable, "-c", KILLED_FLOW, f"127.0.0.1:{first.port}", name],
+                stdout=subprocess.PIPE,
+                text=True,
+                env={**os.environ, "RUNWIRE_HEARTBEAT_SECONDS": "0.3"},  # a lease of 5 s
+            )
+            try:
+                assert process.stdout is not None
+                assert process.stdout.readline().startswith("tick")
+                process.send_signal(signal.SIGKILL)
+                killed = time.monotonic()
+            finally:
+                process.kill()
+                process.wait()
+            with runwire.Client(f"127.0.0.1:{second.port}", timeout=10) as client:
+                crashed = wait_for_state(client, name, runwire.StateType.CRASHED, within=20)
+                assert time.monotonic() - killed < 5 + 0.5 + 3
+                time.sleep(2)  # time for a second crash, were both reapers to take the run
+                states = [s.type for s in the_run(client, name).states]
+            assert states.count(runwire.StateType.CRASHED) == 1, states
+            assert states[-1] is runwire.StateType.CRASHED
+            assert sum(crashes_counted(port) for port in metrics) == 1
+            assert crashed.state.message.startswith("The process reporting this run")
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+            for server in servers:
+                server.stop()
+
+
+def test_a_long_task_shows_as_running_while_it_runs(client: runwire.Client) -> None:
+    name = unique("long-task")
+    started = threading.Event()
+
+    @runwire.task
+    def quick() -> int:
+        time.sleep(0.2)
+        return 1
+
+    @runwire.task
+    def slow() -> int:
+        started.set()
+        time.sleep(3)
+        return 2
+
+    @runwire.flow(name=name)
+    def job() -> int:
+        return quick() + slow()
+
+    thread, outcome = run_in_thread(job)
+    run = wait_for_state(client, name, runwire.StateType.RUNNING)
+    started.wait(10)
+    # Reported open once it has run a second, the task is RUNNING on the server (with a
+    # lease its flow's heartbeats renew) until it ends.
+    deadline = time.monotonic() + 10
+    while True:
+        tasks = {
+            t.name: t
+            for t in client.list_task_runs(
+                runwire.filters.task_runs(flow_run_ids=[run.flow_run_id])
+            )
+        }
+        if "slow-0" in tasks and tasks["slow-0"].state.type is runwire.StateType.RUNNING:
+            break
+        assert time.monotonic() < deadline, tasks
+        time.sleep(0.1)
+    assert outcome == {} and tasks["quick-0"].state.type is runwire.StateType.COMPLETED
+    thread.join(20)
+    assert outcome.get("value") == 3
+    finished = {
+        t.name: t
+        for t in client.list_task_runs(runwire.filters.task_runs(flow_run_ids=[run.flow_run_id]))
+    }
+    assert task_states(client, the_run(client, name)) == {
+        "quick-0": ["Pending", "Running", "Completed"],
+        "slow-0": ["Pending", "Running", "Completed"],
+    }
+    # The states were reported with the times they happened: each run lasted as its task.
+    assert 0.2 <= finished["quick-0"].raw.total_run_time.ToTimedelta().total_seconds() < 1.5
+    assert 3 <= finished["slow-0"].raw.total_run_time.ToTimedelta().total_seconds() < 5
 
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

@@ -17,7 +17,7 @@ import time
 import traceback
 from collections.abc import Callable, Generator, Mapping
 from concurrent.futures import Future, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
@@ -36,8 +36,11 @@ from runwire._run_context import (
     lease_seconds,
     task_run_context,
 )
+from runwire._task_reports import PendingReport, new_task_run_id
+from runwire._task_runs import task_run_message
 from runwire._values import OrchestrationResult, proposed_state
 from runwire.states import State, StateType
+from runwire.v1 import state_pb2
 
 if TYPE_CHECKING:
     from runwire.client import Client
@@ -273,7 +276,9 @@ def flow_steps(
             state = claim.state
             if state is None or state.type is not StateType.RUNNING:
                 raise RunRefused(f"flow run {run_id}: {claim.reason or claim.status}")
-            context.calls.clear()  # a retry calls its tasks by the same keys
+            if context.calls:  # a retry: it calls its tasks by the same keys, whose runs exist
+                context.calls.clear()
+                context.batching = False
             try:
                 value = yield Body(flow.fn, bound.args, bound.kwargs, flow.timeout_seconds, context)
                 yield Io(lambda: _settle(context))
@@ -303,10 +308,12 @@ def flow_steps(
 
 
 def _settle(context: FlowRunContext) -> None:
-    """Wait for the tasks the flow submitted, so that their states are written first."""
+    """Wait for the tasks the flow submitted, and for the reports of the tasks it ran, so that
+    their states are written before the flow's."""
     with context.lock:
         pending = list(context.futures)
     wait(pending)
+    context.reporter.drain()
 
 
 def task_steps(task: TaskOptions, context: FlowRunContext, call: Call) -> Steps:
@@ -317,26 +324,30 @@ def task_steps(task: TaskOptions, context: FlowRunContext, call: Call) -> Steps:
     bound = inspect.signature(task.fn).bind(*call.args, **call.kwargs)
     bound.apply_defaults()
     upstream = yield Io(lambda: _resolve(context, call, bound))
-    key = context.next_key(task.name)
-    made = yield Io(
-        lambda: client.create_task_run(
-            context.flow_run_id,
-            task.name,
-            dynamic_key=key,
-            map_index=call.map_index,
-            tags=task.tags,
-            retries=task.retries,
-            retry_delays=task.retry_delays(),
-            upstream=upstream,
-        )
-    )
-    task_run_id = call.task_run_id = made.task_run_id
-    call.known.set()
+    fields = {
+        "dynamic_key": context.next_key(task.name),
+        "map_index": call.map_index,
+        "tags": task.tags,
+        "retries": task.retries,
+        "retry_delays": task.retry_delays(),
+        "upstream": upstream,
+    }
     cache_key = task.cache_key_fn(bound.arguments) if task.cache_key_fn else ""
     details: dict[str, Any] = {"cache_key": cache_key} if cache_key else {}
     if cache_key and task.refresh_cache:
         details["refresh_cache"] = True
-    running = TaskRunContext(task_run_id, task.name, task.log_prints or context.log_prints)
+    running = TaskRunContext("", task.name, task.log_prints or context.log_prints)
+    if context.batching and not cache_key and not task.tags:
+        # No rule can hold this task back: it starts now, and its run is reported in a batch.
+        ran = yield from _batched_try(task, context, call, bound, fields, running)
+        if ran.done:
+            return ran.value
+        task_run_id = call.task_run_id  # the server scheduled a retry
+    else:
+        made = yield Io(lambda: client.create_task_run(context.flow_run_id, task.name, **fields))
+        task_run_id = call.task_run_id = made.task_run_id
+        call.known.set()
+    running = replace(running, task_run_id=task_run_id)
     while True:
         claim: OrchestrationResult = yield Io(
             lambda: client.set_task_run_state(
@@ -385,6 +396,74 @@ def task_steps(task: TaskOptions, context: FlowRunContext, call: Call) -> Steps:
         yield Io(partial(client.set_task_run_state, task_run_id, completed))
         context.remember(value, task_run_id)
         return value
+
+
+@dataclass(frozen=True)
+class _Ran:
+    done: bool
+    value: Any = None
+
+
+def _batched_try(
+    task: TaskOptions,
+    context: FlowRunContext,
+    call: Call,
+    bound: inspect.BoundArguments,
+    fields: dict[str, Any],
+    running: TaskRunContext,
+) -> Generator[Op, Any, _Ran]:
+    """The first try of a task that starts without asking the server: its run is queued for
+    the reporter, and ended there, unless it failed and the server has a retry for it."""
+    reports = context.reporter.reports
+    task_run_id = call.task_run_id = new_task_run_id()
+    run = task_run_message(context.flow_run_id, task.name, task_run_id=task_run_id, **fields)
+    report = yield Io(lambda: reports.start(run, _seen(StateType.RUNNING)))
+    call.known.set()
+    try:
+        value = yield Body(
+            task.fn,
+            bound.args,
+            bound.kwargs,
+            task.timeout_seconds,
+            context,
+            replace(running, task_run_id=task_run_id),
+        )
+    except (RunCancelled, asyncio.CancelledError):
+        yield Io(lambda: _end(context, report, _seen(StateType.CANCELLED)))
+        raise
+    except Exception as exc:
+        failure = _seen(StateType.FAILED, message=_failure(exc))
+        failed = yield Io(lambda: _end(context, report, failure, wait=True))
+        if failed is not None and failed.type is StateType.SCHEDULED:
+            yield Sleep(_retry_wait(failed))
+            return _Ran(False)
+        raise
+    result = to_result(value, persist=task.persist_result is not False)
+    yield Io(lambda: _end(context, report, _seen(StateType.COMPLETED, result=result)))
+    context.remember(value, task_run_id)
+    return _Ran(True, value)
+
+
+def _seen(state_type: StateType, **fields: Any) -> state_pb2.State:
+    """A state to report, stamped with the time it happened."""
+    state = proposed_state(state_type, **fields)
+    state.timestamp.GetCurrentTime()
+    return state
+
+
+def _end(
+    context: FlowRunContext, report: PendingReport, state: state_pb2.State, *, wait: bool = False
+) -> State | None:
+    """End a reported task run with `state`; with `wait`, return the state the server wrote."""
+    reporter = context.reporter
+    if reporter.reports.end(report, state):
+        return reporter.reports.wait(report).result.state if wait else None
+    # Sent open: the task run is running on the server, and its end is proposed here.
+    reporter.reports.wait(report)
+    try:
+        return context.client.set_task_run_state(report.task_run_id, state).state
+    finally:
+        reporter.task_ended(report.task_run_id)
 
 
 def _resolve(

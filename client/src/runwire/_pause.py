@@ -45,6 +45,7 @@ def pause_flow_run(
     if schema is not None:
         state.state_details.run_input_schema.update(schema)
     client = context.client
+    context.reporter.drain()  # the tasks that ran before the pause are written first
     paused = client.set_flow_run_state(context.flow_run_id, state)
     if paused.state is None or paused.state.type is not StateType.PAUSED:
         raise RunRefused(f"flow run {context.flow_run_id}: {paused.reason or paused.status}")

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from runwire._task_reports import TaskReports
 from runwire.states import StateType
 
 if TYPE_CHECKING:
@@ -53,6 +54,9 @@ class FlowRunContext:
     executor: ThreadPoolExecutor | None = None
     futures: list[Any] = field(default_factory=list)
     pauses: int = 0
+    # Whether tasks that no rule can hold back start without asking the server (in a flow
+    # run's first attempt; a retry finds its tasks' runs made before).
+    batching: bool = True
 
     def next_key(self, task_key: str) -> str:
         with self.lock:
@@ -115,15 +119,39 @@ class Reporter:
         self._thread = threading.Thread(target=self._loop, name="runwire-reporter", daemon=True)
         self.cancelling = threading.Event()
         self.on_cancel: Callable[[], None] | None = None
+        self.reports = TaskReports(client, self.task_started, self._refused)
+        self._refusals = 0  # since the last heartbeat
+        self._refused_total = 0
 
     def start(self) -> None:
         self._thread.start()
+        self.reports.start_sending()
 
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
         self._thread.join()
+        self.reports.stop_sending()
         self.flush()
+
+    def drain(self) -> None:
+        """Send every queued task run and wait for the answers, so that the server has the
+        states of the flow's tasks before the flow's own; raises what stopped a report."""
+        self.reports.wait_idle()
+        failure, self.reports.failure = self.reports.failure, None
+        if failure is not None:
+            raise failure  # once: the flow then reports its failure
+        if self._refused_total and not self.cancelling.is_set():
+            self.heartbeat()
+
+    def _refused(self, reason: str) -> None:
+        """A report not taken as it was: most often because the flow run is being cancelled,
+        which the next heartbeat, made at once, learns."""
+        logging.getLogger("runwire.reporter").debug("report refused: %s", reason)
+        with self._lock:
+            self._refusals += 1
+            self._refused_total += 1
+        self._wake.set()
 
     def task_started(self, task_run_id: str) -> None:
         with self._lock:
@@ -157,6 +185,12 @@ class Reporter:
     def flush(self) -> None:
         with self._lock:
             lines, self._logs = self._logs, []
+        # The lines of a task whose run is still in the report queue wait for it.
+        waiting = self.reports.unanswered({task_run_id for _, _, task_run_id in lines})
+        if waiting:
+            with self._lock:
+                self._logs[:0] = [line for line in lines if line[2] in waiting]
+            lines = [line for line in lines if line[2] not in waiting]
         by_task: dict[str, list[tuple[int, str]]] = {}
         for level, message, task_run_id in lines:
             by_task.setdefault(task_run_id, []).append((level, message))
@@ -176,6 +210,10 @@ class Reporter:
             self._wake.clear()
             try:
                 self.flush()
+                with self._lock:
+                    refused, self._refusals = self._refusals, 0
+                if refused and not self.cancelling.is_set():
+                    next_beat = time.monotonic()
                 if time.monotonic() >= next_beat:
                     next_beat = time.monotonic() + every
                     self.heartbeat()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -19,6 +20,48 @@ TASK_RUNS = "task_runs"
 
 def _view(response: Any, owner: Owner) -> TaskRunView:
     return TaskRunView.from_proto(owner, response.task_run)
+
+
+def task_run_message(
+    flow_run_id: str,
+    task_key: str,
+    *,
+    dynamic_key: str = "",
+    map_index: int = -1,
+    tags: Sequence[str] = (),
+    retries: int = 0,
+    upstream: Mapping[str, Sequence[str]] | None = None,
+    state: state_pb2.State | None = None,
+    retry_delays: Sequence[timedelta | float] = (),
+    name: str = "",
+    task_run_id: str = "",
+) -> task_run_pb2.TaskRun:
+    """A task run to create (see create_task_run)."""
+    inputs = {
+        name: task_run_pb2.TaskInputList(
+            inputs=[
+                task_run_pb2.TaskInput(
+                    input_type=task_run_pb2.TaskInput.INPUT_TYPE_TASK_RUN, task_run_id=source
+                )
+                for source in sources
+            ]
+        )
+        for name, sources in (upstream or {}).items()
+    }
+    return task_run_pb2.TaskRun(
+        id=task_run_id,
+        flow_run_id=flow_run_id,
+        task_key=task_key,
+        dynamic_key=dynamic_key,
+        map_index=map_index,
+        tags=list(tags),
+        name=name,
+        empirical_policy=task_run_pb2.TaskRunPolicy(
+            retries=retries, retry_delays=[duration(d) for d in retry_delays]
+        ),
+        task_inputs=inputs,
+        state=state,
+    )
 
 
 def create_task_run(
@@ -39,34 +82,53 @@ def create_task_run(
     `upstream` maps each argument name to the ids of the task runs its value came from;
     `retry_delays` are the waits before each retry (the last one repeats).
     """
-    inputs = {
-        name: task_run_pb2.TaskInputList(
-            inputs=[
-                task_run_pb2.TaskInput(
-                    input_type=task_run_pb2.TaskInput.INPUT_TYPE_TASK_RUN, task_run_id=source
-                )
-                for source in sources
-            ]
-        )
-        for name, sources in (upstream or {}).items()
-    }
-    task_run = task_run_pb2.TaskRun(
-        flow_run_id=flow_run_id,
-        task_key=task_key,
+    task_run = task_run_message(
+        flow_run_id,
+        task_key,
         dynamic_key=dynamic_key,
         map_index=map_index,
-        tags=list(tags),
-        name=name,
-        empirical_policy=task_run_pb2.TaskRunPolicy(
-            retries=retries, retry_delays=[duration(d) for d in retry_delays]
-        ),
-        task_inputs=inputs,
+        tags=tags,
+        retries=retries,
+        upstream=upstream,
         state=state,
+        retry_delays=retry_delays,
+        name=name,
     )
     return Unary(
         Rpc(TASK_RUNS, "CreateTaskRun"),
         task_run_service_pb2.CreateTaskRunRequest(task_run=task_run),
         _view,
+    )
+
+
+@dataclass(frozen=True)
+class ReportedTaskRun:
+    """What the server made of one report of ReportTaskRuns."""
+
+    task_run_id: str
+    created: bool
+    accepted_count: int
+    result: OrchestrationResult
+
+
+def report_task_runs(
+    reports: Sequence[task_run_service_pb2.TaskRunReport],
+) -> Unary[list[ReportedTaskRun]]:
+    """Create task runs with the ids the reporter chose and propose their states, in one
+    call; safe to retry."""
+
+    def answers(response: Any, _: Owner) -> list[ReportedTaskRun]:
+        return [
+            ReportedTaskRun(
+                r.task_run_id, r.created, r.accepted_count, OrchestrationResult.from_proto(r.result)
+            )
+            for r in response.results
+        ]
+
+    return Unary(
+        Rpc(TASK_RUNS, "ReportTaskRuns"),
+        task_run_service_pb2.ReportTaskRunsRequest(reports=reports),
+        answers,
     )
 
 

@@ -187,14 +187,49 @@ def _force_cancel(client: Client, flow_run_id: str) -> OrchestrationResult:
 
 @flow_run_app.command("resume")
 @_connect.connected
-def flow_run_resume(run: Run) -> None:
-    """Resume a paused flow run.
+def flow_run_resume(
+    run: Run,
+    run_input: Annotated[
+        str | None,
+        typer.Option(
+            "--input",
+            metavar="JSON",
+            help="the input a run paused for: a JSON object, or @FILE to read one from a file",
+        ),
+    ] = None,
+) -> None:
+    """Resume a paused flow run. A run that paused for input (`pause_flow_run(wait_for_input=
+    ...)`) is resumed only with input that matches the schema it waits for; otherwise it stays
+    paused, with the reason, and the exit code is 1.
 
     \b
     Examples:
       runwire flow-run resume 01a2256a
+      runwire flow-run resume release-1-4 --input '{"approved": true, "by": "ada"}'
+      runwire flow-run resume release-1-4 --input @answer.json
     """
-    _steer(run, lambda client, flow_run_id: client.resume_flow_run(flow_run_id))
+    given = None if run_input is None else _json_object(run_input, "--input")
+    _steer(run, lambda client, flow_run_id: client.resume_flow_run(flow_run_id, given))
+
+
+def _json_object(text: str, option: str) -> dict[str, Any]:
+    """The JSON object an option gives, inline or (after @) in a file."""
+    import json
+    from pathlib import Path
+
+    if text.startswith("@"):
+        try:
+            text = Path(text[1:]).read_text()
+        except OSError as exc:
+            message = f"cannot read {text[1:]}: {exc.strerror}"
+            raise typer.BadParameter(message, param_hint=option) from None
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise typer.BadParameter(f"is not JSON: {exc}", param_hint=option) from None
+    if not isinstance(value, dict):
+        raise typer.BadParameter("must be a JSON object ({...})", param_hint=option)
+    return value
 
 
 @flow_run_app.command("retry")

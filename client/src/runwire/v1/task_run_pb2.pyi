@@ -188,7 +188,7 @@ class TaskRun(_message.Message):
     UPDATED_FIELD_NUMBER: _builtins.int
     LEASE_EXPIRE_TIME_FIELD_NUMBER: _builtins.int
     id: _builtins.str
-    """Server-assigned id (a time-ordered UUID)."""
+    """Server-assigned id (a time-ordered UUID); ReportTaskRuns takes one the reporter chose."""
     flow_run_id: _builtins.str
     """The flow run this task run belongs to."""
     task_key: _builtins.str

@@ -21,7 +21,7 @@ from connectrpc.protocol import ProtocolType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from pyqwest import Client, SyncClient
 
-from .task_run_service_pb2 import CountTaskRunsRequest, CountTaskRunsResponse, CreateTaskRunRequest, CreateTaskRunResponse, DeleteTaskRunRequest, DeleteTaskRunResponse, GetTaskRunBySlugRequest, GetTaskRunBySlugResponse, GetTaskRunRequest, GetTaskRunResponse, GetTaskRunResultRequest, GetTaskRunResultResponse, HeartbeatTaskRunRequest, HeartbeatTaskRunResponse, ListTaskRunStatesRequest, ListTaskRunStatesResponse, ListTaskRunsRequest, ListTaskRunsResponse, SetTaskRunStateRequest, SetTaskRunStateResponse, UpdateTaskRunRequest, UpdateTaskRunResponse
+from .task_run_service_pb2 import CountTaskRunsRequest, CountTaskRunsResponse, CreateTaskRunRequest, CreateTaskRunResponse, DeleteTaskRunRequest, DeleteTaskRunResponse, GetTaskRunBySlugRequest, GetTaskRunBySlugResponse, GetTaskRunRequest, GetTaskRunResponse, GetTaskRunResultRequest, GetTaskRunResultResponse, HeartbeatTaskRunRequest, HeartbeatTaskRunResponse, ListTaskRunStatesRequest, ListTaskRunStatesResponse, ListTaskRunsRequest, ListTaskRunsResponse, ReportTaskRunsRequest, ReportTaskRunsResponse, SetTaskRunStateRequest, SetTaskRunStateResponse, UpdateTaskRunRequest, UpdateTaskRunResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Iterable, Mapping
@@ -80,6 +80,15 @@ class TaskRunService(Protocol):
     async def set_task_run_state(self, request: SetTaskRunStateRequest, ctx: RequestContext[SetTaskRunStateRequest, SetTaskRunStateResponse], /) -> SetTaskRunStateResponse:
         """
         Proposes a new state; orchestration rules decide what is written.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def report_task_runs(self, request: ReportTaskRunsRequest, ctx: RequestContext[ReportTaskRunsRequest, ReportTaskRunsResponse], /) -> ReportTaskRunsResponse:
+        """
+        Creates task runs and proposes their states, many in one call: what a reporter sends for
+        tasks it ran without waiting for the server. Every state goes through the same rules as in
+        SetTaskRunState. Safe to retry: the reporter chooses the task runs' ids, and a report whose
+        task run exists already is answered with that run's current state.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -197,6 +206,17 @@ class TaskRunServiceASGIApplication(ConnectASGIApplication[TaskRunService]):
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.set_task_run_state,
+                ),
+                "/runwire.v1.TaskRunService/ReportTaskRuns": Endpoint.unary(
+                    method=MethodInfo(
+                        name="ReportTaskRuns",
+                        service_name="runwire.v1.TaskRunService",
+                        input=ReportTaskRunsRequest,
+                        output=ReportTaskRunsResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.report_task_runs,
                 ),
                 "/runwire.v1.TaskRunService/HeartbeatTaskRun": Endpoint.unary(
                     method=MethodInfo(
@@ -444,6 +464,32 @@ class TaskRunServiceClient(ConnectClient):
             headers=headers,
             timeout_ms=timeout_ms,
         )
+    async def report_task_runs(
+        self,
+        request: ReportTaskRunsRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> ReportTaskRunsResponse:
+        """
+        Creates task runs and proposes their states, many in one call: what a reporter sends for
+        tasks it ran without waiting for the server. Every state goes through the same rules as in
+        SetTaskRunState. Safe to retry: the reporter chooses the task runs' ids, and a report whose
+        task run exists already is answered with that run's current state.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="ReportTaskRuns",
+                service_name="runwire.v1.TaskRunService",
+                input=ReportTaskRunsRequest,
+                output=ReportTaskRunsResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
     async def heartbeat_task_run(
         self,
         request: HeartbeatTaskRunRequest,
@@ -583,6 +629,15 @@ class TaskRunServiceSync(Protocol):
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
+    def report_task_runs(self, request: ReportTaskRunsRequest, ctx: RequestContext[ReportTaskRunsRequest, ReportTaskRunsResponse], /) -> ReportTaskRunsResponse:
+        """
+        Creates task runs and proposes their states, many in one call: what a reporter sends for
+        tasks it ran without waiting for the server. Every state goes through the same rules as in
+        SetTaskRunState. Safe to retry: the reporter chooses the task runs' ids, and a report whose
+        task run exists already is answered with that run's current state.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
     def heartbeat_task_run(self, request: HeartbeatTaskRunRequest, ctx: RequestContext[HeartbeatTaskRunRequest, HeartbeatTaskRunResponse], /) -> HeartbeatTaskRunResponse:
         """
         Renews the lease of a RUNNING or CANCELLING task run and returns its current state.
@@ -695,6 +750,17 @@ class TaskRunServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.set_task_run_state,
+                ),
+                "/runwire.v1.TaskRunService/ReportTaskRuns": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="ReportTaskRuns",
+                        service_name="runwire.v1.TaskRunService",
+                        input=ReportTaskRunsRequest,
+                        output=ReportTaskRunsResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.report_task_runs,
                 ),
                 "/runwire.v1.TaskRunService/HeartbeatTaskRun": EndpointSync.unary(
                     method=MethodInfo(
@@ -936,6 +1002,32 @@ class TaskRunServiceClientSync(ConnectClientSync):
                 service_name="runwire.v1.TaskRunService",
                 input=SetTaskRunStateRequest,
                 output=SetTaskRunStateResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def report_task_runs(
+        self,
+        request: ReportTaskRunsRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> ReportTaskRunsResponse:
+        """
+        Creates task runs and proposes their states, many in one call: what a reporter sends for
+        tasks it ran without waiting for the server. Every state goes through the same rules as in
+        SetTaskRunState. Safe to retry: the reporter chooses the task runs' ids, and a report whose
+        task run exists already is answered with that run's current state.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="ReportTaskRuns",
+                service_name="runwire.v1.TaskRunService",
+                input=ReportTaskRunsRequest,
+                output=ReportTaskRunsResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.UNARY,
             ),

@@ -432,6 +432,133 @@ class UpdateTaskRunResponse(_message.Message):
 Global___UpdateTaskRunResponse: _TypeAlias = UpdateTaskRunResponse  # noqa: Y015
 
 @_typing.final
+class ReportTaskRunsRequest(_message.Message):
+    """Request of ReportTaskRuns."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPORTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def reports(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaskRunReport]:
+        """The task runs, applied in order in one transaction: all of them are written or, when the
+        call fails, none. At most 1,000.
+        """
+
+    def __init__(
+        self,
+        *,
+        reports: _abc.Iterable[Global___TaskRunReport] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reports", b"reports"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportTaskRunsRequest: _TypeAlias = ReportTaskRunsRequest  # noqa: Y015
+
+@_typing.final
+class TaskRunReport(_message.Message):
+    """One task run of a ReportTaskRuns call, and the states it went through."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_RUN_FIELD_NUMBER: _builtins.int
+    STATES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def task_run(self) -> _task_run_pb2.TaskRun:
+        """The task run to create, as in CreateTaskRun, with its `id` set: a UUID the reporter chose
+        (version 7, so that id order stays creation order, is best). Its `state` is ignored: a
+        reported task run starts PENDING, just before the time of its first state.
+        """
+
+    @_builtins.property
+    def states(self) -> _containers.RepeatedCompositeFieldContainer[_state_pb2.State]:
+        """The states to propose after PENDING, in order (RUNNING, then COMPLETED, say). Each one's
+        `timestamp` is when the reporter saw it happen; the server keeps it when it falls after
+        the run's previous state and not after the time of the write, and takes the nearest time
+        that does otherwise. The first proposal not accepted ends the report. At most 10.
+        """
+
+    def __init__(
+        self,
+        *,
+        task_run: _task_run_pb2.TaskRun | None = ...,
+        states: _abc.Iterable[_state_pb2.State] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["task_run", b"task_run"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["states", b"states", "task_run", b"task_run"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TaskRunReport: _TypeAlias = TaskRunReport  # noqa: Y015
+
+@_typing.final
+class ReportTaskRunsResponse(_message.Message):
+    """Response of ReportTaskRuns."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaskRunReportResult]:
+        """One per report, in the order of the request."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___TaskRunReportResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportTaskRunsResponse: _TypeAlias = ReportTaskRunsResponse  # noqa: Y015
+
+@_typing.final
+class TaskRunReportResult(_message.Message):
+    """What became of one TaskRunReport."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_RUN_ID_FIELD_NUMBER: _builtins.int
+    CREATED_FIELD_NUMBER: _builtins.int
+    ACCEPTED_COUNT_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    task_run_id: _builtins.str
+    """Id of the task run."""
+    created: _builtins.bool
+    """True if this call created the task run; false if it existed already (a retried call),
+    in which case nothing was proposed and `result.state` is its current state.
+    """
+    accepted_count: _builtins.int
+    """The number of the report's states that were accepted."""
+    @_builtins.property
+    def result(self) -> _orchestration_pb2.OrchestrationResult:
+        """The decision on the last state proposed: ACCEPT when every state was accepted, or the
+        decision that ended the report. Its state is the run's state after the report.
+        """
+
+    def __init__(
+        self,
+        *,
+        task_run_id: _builtins.str = ...,
+        created: _builtins.bool = ...,
+        accepted_count: _builtins.int = ...,
+        result: _orchestration_pb2.OrchestrationResult | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_count", b"accepted_count", "created", b"created", "result", b"result", "task_run_id", b"task_run_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TaskRunReportResult: _TypeAlias = TaskRunReportResult  # noqa: Y015
+
+@_typing.final
 class HeartbeatTaskRunRequest(_message.Message):
     """Request of HeartbeatTaskRun."""
 

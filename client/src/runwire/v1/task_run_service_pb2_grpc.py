@@ -70,6 +70,11 @@ class TaskRunServiceStub:
                 request_serializer=runwire_dot_v1_dot_task__run__service__pb2.SetTaskRunStateRequest.SerializeToString,
                 response_deserializer=runwire_dot_v1_dot_task__run__service__pb2.SetTaskRunStateResponse.FromString,
                 _registered_method=True)
+        self.ReportTaskRuns = channel.unary_unary(
+                '/runwire.v1.TaskRunService/ReportTaskRuns',
+                request_serializer=runwire_dot_v1_dot_task__run__service__pb2.ReportTaskRunsRequest.SerializeToString,
+                response_deserializer=runwire_dot_v1_dot_task__run__service__pb2.ReportTaskRunsResponse.FromString,
+                _registered_method=True)
         self.HeartbeatTaskRun = channel.unary_unary(
                 '/runwire.v1.TaskRunService/HeartbeatTaskRun',
                 request_serializer=runwire_dot_v1_dot_task__run__service__pb2.HeartbeatTaskRunRequest.SerializeToString,
@@ -145,6 +150,16 @@ class TaskRunServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportTaskRuns(self, request, context):
+        """Creates task runs and proposes their states, many in one call: what a reporter sends for
+        tasks it ran without waiting for the server. Every state goes through the same rules as in
+        SetTaskRunState. Safe to retry: the reporter chooses the task runs' ids, and a report whose
+        task run exists already is answered with that run's current state.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def HeartbeatTaskRun(self, request, context):
         """Renews the lease of a RUNNING or CANCELLING task run and returns its current state.
         """
@@ -210,6 +225,11 @@ def add_TaskRunServiceServicer_to_server(servicer, server):
                     servicer.SetTaskRunState,
                     request_deserializer=runwire_dot_v1_dot_task__run__service__pb2.SetTaskRunStateRequest.FromString,
                     response_serializer=runwire_dot_v1_dot_task__run__service__pb2.SetTaskRunStateResponse.SerializeToString,
+            ),
+            'ReportTaskRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportTaskRuns,
+                    request_deserializer=runwire_dot_v1_dot_task__run__service__pb2.ReportTaskRunsRequest.FromString,
+                    response_serializer=runwire_dot_v1_dot_task__run__service__pb2.ReportTaskRunsResponse.SerializeToString,
             ),
             'HeartbeatTaskRun': grpc.unary_unary_rpc_method_handler(
                     servicer.HeartbeatTaskRun,
@@ -422,6 +442,33 @@ class TaskRunService:
             '/runwire.v1.TaskRunService/SetTaskRunState',
             runwire_dot_v1_dot_task__run__service__pb2.SetTaskRunStateRequest.SerializeToString,
             runwire_dot_v1_dot_task__run__service__pb2.SetTaskRunStateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportTaskRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runwire.v1.TaskRunService/ReportTaskRuns',
+            runwire_dot_v1_dot_task__run__service__pb2.ReportTaskRunsRequest.SerializeToString,
+            runwire_dot_v1_dot_task__run__service__pb2.ReportTaskRunsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -47,6 +47,12 @@ class TaskRunServiceStub:
     """Counts task runs that match the filters."""
     SetTaskRunState: _grpc.UnaryUnaryMultiCallable[_task_run_service_pb2.SetTaskRunStateRequest, _task_run_service_pb2.SetTaskRunStateResponse]
     """Proposes a new state; orchestration rules decide what is written."""
+    ReportTaskRuns: _grpc.UnaryUnaryMultiCallable[_task_run_service_pb2.ReportTaskRunsRequest, _task_run_service_pb2.ReportTaskRunsResponse]
+    """Creates task runs and proposes their states, many in one call: what a reporter sends for
+    tasks it ran without waiting for the server. Every state goes through the same rules as in
+    SetTaskRunState. Safe to retry: the reporter chooses the task runs' ids, and a report whose
+    task run exists already is answered with that run's current state.
+    """
     HeartbeatTaskRun: _grpc.UnaryUnaryMultiCallable[_task_run_service_pb2.HeartbeatTaskRunRequest, _task_run_service_pb2.HeartbeatTaskRunResponse]
     """Renews the lease of a RUNNING or CANCELLING task run and returns its current state."""
     ListTaskRunStates: _grpc.UnaryUnaryMultiCallable[_task_run_service_pb2.ListTaskRunStatesRequest, _task_run_service_pb2.ListTaskRunStatesResponse]
@@ -75,6 +81,12 @@ class TaskRunServiceAsyncStub(TaskRunServiceStub):
     """Counts task runs that match the filters."""
     SetTaskRunState: _aio.UnaryUnaryMultiCallable[_task_run_service_pb2.SetTaskRunStateRequest, _task_run_service_pb2.SetTaskRunStateResponse]  # type: ignore[assignment]
     """Proposes a new state; orchestration rules decide what is written."""
+    ReportTaskRuns: _aio.UnaryUnaryMultiCallable[_task_run_service_pb2.ReportTaskRunsRequest, _task_run_service_pb2.ReportTaskRunsResponse]  # type: ignore[assignment]
+    """Creates task runs and proposes their states, many in one call: what a reporter sends for
+    tasks it ran without waiting for the server. Every state goes through the same rules as in
+    SetTaskRunState. Safe to retry: the reporter chooses the task runs' ids, and a report whose
+    task run exists already is answered with that run's current state.
+    """
     HeartbeatTaskRun: _aio.UnaryUnaryMultiCallable[_task_run_service_pb2.HeartbeatTaskRunRequest, _task_run_service_pb2.HeartbeatTaskRunResponse]  # type: ignore[assignment]
     """Renews the lease of a RUNNING or CANCELLING task run and returns its current state."""
     ListTaskRunStates: _aio.UnaryUnaryMultiCallable[_task_run_service_pb2.ListTaskRunStatesRequest, _task_run_service_pb2.ListTaskRunStatesResponse]  # type: ignore[assignment]
@@ -142,6 +154,18 @@ class TaskRunServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_task_run_service_pb2.SetTaskRunStateResponse, _abc.Awaitable[_task_run_service_pb2.SetTaskRunStateResponse]]:
         """Proposes a new state; orchestration rules decide what is written."""
+
+    @_abc_1.abstractmethod
+    def ReportTaskRuns(
+        self,
+        request: _task_run_service_pb2.ReportTaskRunsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_run_service_pb2.ReportTaskRunsResponse, _abc.Awaitable[_task_run_service_pb2.ReportTaskRunsResponse]]:
+        """Creates task runs and proposes their states, many in one call: what a reporter sends for
+        tasks it ran without waiting for the server. Every state goes through the same rules as in
+        SetTaskRunState. Safe to retry: the reporter chooses the task runs' ids, and a report whose
+        task run exists already is answered with that run's current state.
+        """
 
     @_abc_1.abstractmethod
     def HeartbeatTaskRun(

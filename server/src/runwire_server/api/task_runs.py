@@ -20,10 +20,14 @@ from runwire_server import clock, convert, validation, wire_scalars
 from runwire_server.api.context import AppContext, update_paths
 from runwire_server.errors import InvalidArgument, quote
 from runwire_server.ids import parse_id, require_id
-from runwire_server.services import logs, task_runs
+from runwire_server.services import logs, task_reports, task_runs
 from runwire_server.services.states import pending
 
 Context = grpc.aio.ServicerContext[Any, Any]
+
+# A report call's size: enough for a reporter's batch, few enough to keep a transaction short.
+MAX_REPORTS = 1000
+MAX_REPORTED_STATES = 10
 
 
 class TaskRunServicer(task_run_service_pb2_grpc.TaskRunServiceServicer):
@@ -64,6 +68,52 @@ class TaskRunServicer(task_run_service_pb2_grpc.TaskRunServiceServicer):
             run_id, proposed, force=request.force, lease_seconds=self._app.lease(request)
         )
         return pb.SetTaskRunStateResponse(result=self._app.orchestrated("task_run", outcome))
+
+    async def ReportTaskRuns(
+        self, request: pb.ReportTaskRunsRequest, context: Context
+    ) -> pb.ReportTaskRunsResponse:
+        if len(request.reports) > MAX_REPORTS:
+            raise InvalidArgument(
+                "reports", f"has {len(request.reports)} reports; at most {MAX_REPORTS} are taken"
+            )
+        reports = [
+            self._report(report, f"reports[{i}]") for i, report in enumerate(request.reports)
+        ]
+        results = await self._app.services.task_reports.report(reports)
+        return pb.ReportTaskRunsResponse(
+            results=[
+                pb.TaskRunReportResult(
+                    task_run_id=str(done.task_run_id),
+                    created=done.created,
+                    accepted_count=done.accepted,
+                    result=self._app.orchestrated("task_run", done.outcome),
+                )
+                for done in results
+            ]
+        )
+
+    def _report(self, report: pb.TaskRunReport, field: str) -> task_reports.TaskRunReport:
+        msg = report.task_run
+        self._app.check_object(msg, f"{field}.task_run")
+        if len(report.states) > MAX_REPORTED_STATES:
+            raise InvalidArgument(
+                f"{field}.states",
+                f"has {len(report.states)} states; at most {MAX_REPORTED_STATES} are taken",
+            )
+        states = [
+            task_reports.ReportedState(
+                self._app.proposal(state, f"{field}.states[{i}]"),
+                wire_scalars.to_datetime(state.timestamp, f"{field}.states[{i}].timestamp")
+                if state.HasField("timestamp")
+                else None,
+            )
+            for i, state in enumerate(report.states)
+        ]
+        return task_reports.TaskRunReport(
+            task_run_id=require_id(msg.id, f"{field}.task_run.id"),
+            values=task_run_values(msg, f"{field}.task_run"),
+            states=states,
+        )
 
     async def HeartbeatTaskRun(
         self, request: pb.HeartbeatTaskRunRequest, context: Context
@@ -143,36 +193,36 @@ class TaskRunServicer(task_run_service_pb2_grpc.TaskRunServiceServicer):
         )
 
 
-def task_run_values(msg: task_run_pb2.TaskRun) -> task_runs.TaskRunValues:
+def task_run_values(msg: task_run_pb2.TaskRun, field: str = "task_run") -> task_runs.TaskRunValues:
     from google.protobuf import json_format
 
     map_index = msg.map_index if msg.HasField("map_index") else -1
     if map_index < -1:
-        raise InvalidArgument("task_run.map_index", "must be -1 (not mapped) or an index >= 0")
+        raise InvalidArgument(f"{field}.map_index", "must be -1 (not mapped) or an index >= 0")
     inputs: dict[str, list[dict[str, Any]]] = {}
     for name, values in msg.task_inputs.items():
         for index, source in enumerate(values.inputs):
             if source.input_type == task_run_pb2.TaskInput.INPUT_TYPE_TASK_RUN:
                 require_id(
-                    source.task_run_id, f"task_run.task_inputs[{quote(name)}][{index}].task_run_id"
+                    source.task_run_id, f"{field}.task_inputs[{quote(name)}][{index}].task_run_id"
                 )
         inputs[name] = [json_format.MessageToDict(i) for i in values.inputs]
     return task_runs.TaskRunValues(
-        flow_run_id=require_id(msg.flow_run_id, "task_run.flow_run_id"),
-        task_key=validation.text(msg.task_key, "task_run.task_key", required=True) or "",
-        name=validation.text(msg.name, "task_run.name"),
-        dynamic_key=validation.text(msg.dynamic_key, "task_run.dynamic_key") or "",
+        flow_run_id=require_id(msg.flow_run_id, f"{field}.flow_run_id"),
+        task_key=validation.text(msg.task_key, f"{field}.task_key", required=True) or "",
+        name=validation.text(msg.name, f"{field}.name"),
+        dynamic_key=validation.text(msg.dynamic_key, f"{field}.dynamic_key") or "",
         map_index=map_index,
-        tags=validation.tags(msg.tags, "task_run.tags"),
-        cache_key=validation.text(msg.cache_key, "task_run.cache_key", max_length=10_000),
+        tags=validation.tags(msg.tags, f"{field}.tags"),
+        cache_key=validation.text(msg.cache_key, f"{field}.cache_key", max_length=10_000),
         cache_expiration=(
-            wire_scalars.to_datetime(msg.cache_expiration, "task_run.cache_expiration")
+            wire_scalars.to_datetime(msg.cache_expiration, f"{field}.cache_expiration")
             if msg.HasField("cache_expiration")
             else None
         ),
-        task_version=validation.text(msg.task_version, "task_run.task_version"),
+        task_version=validation.text(msg.task_version, f"{field}.task_version"),
         empirical_policy=convert.task_run_policy_from_proto(
-            msg.empirical_policy, "task_run.empirical_policy"
+            msg.empirical_policy, f"{field}.empirical_policy"
         ),
         task_inputs=inputs,
     )

@@ -16,6 +16,7 @@ from runwire_server.services.flows import FlowService
 from runwire_server.services.history import HistoryService
 from runwire_server.services.leases import LeaseService
 from runwire_server.services.logs import LogService
+from runwire_server.services.task_reports import TaskReportService
 from runwire_server.services.task_runs import TaskRunService
 from runwire_server.storage.database import Database
 
@@ -26,6 +27,7 @@ class Services:
     deployments: DeploymentService
     flow_runs: FlowRunService
     task_runs: TaskRunService
+    task_reports: TaskReportService
     logs: LogService
     concurrency_limits: ConcurrencyLimitService
     history: HistoryService
@@ -46,6 +48,7 @@ class Services:
             deployments=DeploymentService(db, tokens),
             flow_runs=FlowRunService(db, tokens, orchestration),
             task_runs=TaskRunService(db, tokens, orchestration),
+            task_reports=TaskReportService(db, tokens, orchestration),
             logs=LogService(db, tokens),
             concurrency_limits=ConcurrencyLimitService(db, tokens),
             history=HistoryService(db),

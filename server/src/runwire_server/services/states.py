@@ -88,9 +88,10 @@ def current_state(run: RunRecord) -> State | None:
     return None if run.state is None else state_from_row(run.state)
 
 
-def transition_time(initial: State | None) -> datetime:
-    """Now, but strictly after the current state, so a run's history order is never ambiguous."""
-    at = now()
+def transition_time(initial: State | None, reported: datetime | None = None) -> datetime:
+    """Now, or the time a reporter saw the change happen (`reported`) when that is earlier,
+    but strictly after the current state, so a run's history order is never ambiguous."""
+    at = now() if reported is None else min(reported, now())
     if initial is not None and at <= initial.timestamp:
         at = initial.timestamp + timedelta(microseconds=1)
     return at
@@ -111,11 +112,16 @@ def create_run(
     initial: Proposal,
     policy: Policy,
     settings: Settings,
+    *,
+    reported: datetime | None = None,
+    store: SqlStore | None = None,
+    unwritten: dict[str, Any] | None = None,
 ) -> tuple[RunT, bool]:
     """Insert a run and give it its initial state, or return the run its unique key names
-    (`find`) and False. `row` holds the client's values; the id, counters and times every new
-    run starts with are set here. A new run's record comes from the values written, not a read
-    back."""
+    (`find`) and False. `row` holds the client's values (an id among them when the client
+    chose it); the counters and times every new run starts with are set here. The initial
+    state takes the time a reporter gives (`reported`, see transition_time). A new run's
+    record comes from the values written, not a read back."""
     at = now()
     row = {"id": new_id(), "run_count": 0, "total_run_time": 0.0, **row, "created": at}
     row["updated"] = at
@@ -123,7 +129,17 @@ def create_run(
     if not created:
         return read_run(session.connection(), tables, run_id), False
     run = new_record(tables, row, tags)
-    orchestrate_run(session, tables, run, initial, policy, settings)
+    orchestrate_run(
+        session,
+        tables,
+        run,
+        initial,
+        policy,
+        settings,
+        reported=reported,
+        store=store,
+        unwritten=unwritten,
+    )
     return run, True
 
 
@@ -137,11 +153,18 @@ def orchestrate_run(
     *,
     initial: State | None = None,
     lease_seconds: float | None = None,
+    reported: datetime | None = None,
+    store: SqlStore | None = None,
+    unwritten: dict[str, Any] | None = None,
 ) -> Transition:
     """Run `policy` on the proposal for `run` (read under its lock) and write the result.
 
     A run whose written state is RUNNING takes a lease of `lease_seconds` (or the settings'
-    default), keeps it while CANCELLING, and gives it up in any other state.
+    default), keeps it while CANCELLING, and gives it up in any other state. The state is
+    written at the time a reporter gives (`reported`, see transition_time), or now. The rules
+    ask `store` (by default a SqlStore over the session) what they need to know. With
+    `unwritten`, the run's changed columns are added to it for the caller to write once,
+    after several transitions (of a run made in this transaction, which no other sees).
     `run` is updated in place to what was written, so the caller can answer with it.
     """
     is_flow = tables.is_flow
@@ -154,7 +177,7 @@ def orchestrate_run(
     # Orchestration may change the policy document in place: compare against a copy.
     policy_before = copy.deepcopy(run.empirical_policy)
     initial = current_state(run) if initial is None else initial
-    at = transition_time(initial)
+    at = transition_time(initial, reported)
 
     def write(state: State) -> State:
         details: dict[str, Any] = {**state.details}
@@ -184,7 +207,7 @@ def orchestrate_run(
         initial,
         proposal(at),
         now=at,
-        store=SqlStore(session, mirror_subflow_state),
+        store=store or SqlStore(session, mirror_subflow_state),
         write=write,
         settings=settings,
         passthrough=(SQLAlchemyError,),
@@ -197,11 +220,18 @@ def orchestrate_run(
             changes[name] = value
             setattr(run, name, value)
     if transition.written and transition.validated is not None:
+        # The run's update time and its lease run from the write, whatever time the state took.
+        written_at = at if reported is None else now()
         changes["state_id"] = run.state_id = transition.validated.id
-        changes["updated"] = run.updated = at
-        changes.update(_lease_change(run, transition.validated, at, lease_seconds, settings))
+        changes["updated"] = run.updated = written_at
+        changes.update(
+            _lease_change(run, transition.validated, written_at, lease_seconds, settings)
+        )
         _record_state_event(session, run, transition.validated)
-    update_run(conn, tables, run.id, changes)
+    if unwritten is None:
+        update_run(conn, tables, run.id, changes)
+    else:
+        unwritten.update(changes)
     return transition
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, select
@@ -27,6 +28,7 @@ from runwire_server.services.states import (
     lock_run,
     orchestrate_run,
 )
+from runwire_server.services.store import SqlStore
 from runwire_server.storage import filters, run_rows
 from runwire_server.storage import models as m
 from runwire_server.storage.paging import SortKey, choose_sort, fetch_page
@@ -64,7 +66,24 @@ _BY_KEY = select(_TASKS.c.id).where(
 def create_task_run(
     session: Session, values: TaskRunValues, initial: Proposal, settings: OrchestrationSettings
 ) -> tuple[TaskRunRecord, bool]:
+    """The new task run, or the flow run's run of the same key and False."""
     require_exists(session, m.FlowRun, values.flow_run_id, "flow run")
+    return insert_task_run(session, values, initial, settings)
+
+
+def insert_task_run(
+    session: Session,
+    values: TaskRunValues,
+    initial: Proposal,
+    settings: OrchestrationSettings,
+    *,
+    run_id: uuid.UUID | None = None,
+    reported: datetime | None = None,
+    store: SqlStore | None = None,
+    unwritten: dict[str, Any] | None = None,
+) -> tuple[TaskRunRecord, bool]:
+    """create_task_run for a flow run known to exist, with the id the client chose (if any)
+    and the time its initial state was reported (see services.states.create_run)."""
 
     def find() -> uuid.UUID | None:
         key = {"flow_run_id": values.flow_run_id, "task_key": values.task_key}
@@ -83,8 +102,20 @@ def create_task_run(
         "task_inputs": values.task_inputs,
         "flow_run_run_count": 0,
     }
+    if run_id is not None:
+        row["id"] = run_id
     return create_run(
-        session, run_rows.TASK, row, values.tags, find, initial, MINIMAL_TASK_POLICY, settings
+        session,
+        run_rows.TASK,
+        row,
+        values.tags,
+        find,
+        initial,
+        MINIMAL_TASK_POLICY,
+        settings,
+        reported=reported,
+        store=store,
+        unwritten=unwritten,
     )
 
 

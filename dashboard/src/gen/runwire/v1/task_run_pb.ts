@@ -155,7 +155,7 @@ export const TaskInputListSchema: GenMessage<TaskInputList> = /*@__PURE__*/
  */
 export type TaskRun = Message<"runwire.v1.TaskRun"> & {
   /**
-   * Server-assigned id (a time-ordered UUID).
+   * Server-assigned id (a time-ordered UUID); ReportTaskRuns takes one the reporter chose.
    *
    * @generated from field: string id = 1;
    */

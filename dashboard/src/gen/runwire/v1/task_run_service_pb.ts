@@ -20,7 +20,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file runwire/v1/task_run_service.proto.
  */
 export const file_runwire_v1_task_run_service: GenFile = /*@__PURE__*/
-  fileDesc("CiFydW53aXJlL3YxL3Rhc2tfcnVuX3NlcnZpY2UucHJvdG8SCnJ1bndpcmUudjEixwEKD1Rhc2tSdW5Dcml0ZXJpYRIlCgVmbG93cxgBIAEoCzIWLnJ1bndpcmUudjEuRmxvd0ZpbHRlchIsCglmbG93X3J1bnMYAiABKAsyGS5ydW53aXJlLnYxLkZsb3dSdW5GaWx0ZXISLAoJdGFza19ydW5zGAMgASgLMhkucnVud2lyZS52MS5UYXNrUnVuRmlsdGVyEjEKC2RlcGxveW1lbnRzGAQgASgLMhwucnVud2lyZS52MS5EZXBsb3ltZW50RmlsdGVyIj0KFENyZWF0ZVRhc2tSdW5SZXF1ZXN0EiUKCHRhc2tfcnVuGAEgASgLMhMucnVud2lyZS52MS5UYXNrUnVuIk8KFUNyZWF0ZVRhc2tSdW5SZXNwb25zZRIlCgh0YXNrX3J1bhgBIAEoCzITLnJ1bndpcmUudjEuVGFza1J1bhIPCgdjcmVhdGVkGAIgASgIIigKEUdldFRhc2tSdW5SZXF1ZXN0EhMKC3Rhc2tfcnVuX2lkGAEgASgJIjsKEkdldFRhc2tSdW5SZXNwb25zZRIlCgh0YXNrX3J1bhgBIAEoCzITLnJ1bndpcmUudjEuVGFza1J1biJnChdHZXRUYXNrUnVuQnlTbHVnUmVxdWVzdBITCgtmbG93X3J1bl9pZBgBIAEoCRIRCgl0YXNrX3NsdWcYAiABKAkSFgoJbWFwX2luZGV4GAMgASgFSACIAQFCDAoKX21hcF9pbmRleCJBChhHZXRUYXNrUnVuQnlTbHVnUmVzcG9uc2USJQoIdGFza19ydW4YASABKAsyEy5ydW53aXJlLnYxLlRhc2tSdW4ioAEKE0xpc3RUYXNrUnVuc1JlcXVlc3QSKwoGZmlsdGVyGAEgASgLMhsucnVud2lyZS52MS5UYXNrUnVuQ3JpdGVyaWESJQoEc29ydBgCIAEoDjIXLnJ1bndpcmUudjEuVGFza1J1blNvcnQSEQoJcGFnZV9zaXplGAMgASgFEg4KBm9mZnNldBgEIAEoBRISCgpwYWdlX3Rva2VuGAUgASgJIlcKFExpc3RUYXNrUnVuc1Jlc3BvbnNlEiYKCXRhc2tfcnVucxgBIAMoCzITLnJ1bndpcmUudjEuVGFza1J1bhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiQwoUQ291bnRUYXNrUnVuc1JlcXVlc3QSKwoGZmlsdGVyGAEgASgLMhsucnVud2lyZS52MS5UYXNrUnVuQ3JpdGVyaWEiJgoVQ291bnRUYXNrUnVuc1Jlc3BvbnNlEg0KBWNvdW50GAEgASgDIpEBChZTZXRUYXNrUnVuU3RhdGVSZXF1ZXN0EhMKC3Rhc2tfcnVuX2lkGAEgASgJEiAKBXN0YXRlGAIgASgLMhEucnVud2lyZS52MS5TdGF0ZRINCgVmb3JjZRgDIAEoCBIxCg5sZWFzZV9kdXJhdGlvbhgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJuChRVcGRhdGVUYXNrUnVuUmVxdWVzdBIlCgh0YXNrX3J1bhgBIAEoCzITLnJ1bndpcmUudjEuVGFza1J1bhIvCgt1cGRhdGVfbWFzaxgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2siPgoVVXBkYXRlVGFza1J1blJlc3BvbnNlEiUKCHRhc2tfcnVuGAEgASgLMhMucnVud2lyZS52MS5UYXNrUnVuImEKF0hlYXJ0YmVhdFRhc2tSdW5SZXF1ZXN0EhMKC3Rhc2tfcnVuX2lkGAEgASgJEjEKDmxlYXNlX2R1cmF0aW9uGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uInMKGEhlYXJ0YmVhdFRhc2tSdW5SZXNwb25zZRIgCgVzdGF0ZRgBIAEoCzIRLnJ1bndpcmUudjEuU3RhdGUSNQoRbGVhc2VfZXhwaXJlX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIkoKF1NldFRhc2tSdW5TdGF0ZVJlc3BvbnNlEi8KBnJlc3VsdBgBIAEoCzIfLnJ1bndpcmUudjEuT3JjaGVzdHJhdGlvblJlc3VsdCJWChhMaXN0VGFza1J1blN0YXRlc1JlcXVlc3QSEwoLdGFza19ydW5faWQYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkiVwoZTGlzdFRhc2tSdW5TdGF0ZXNSZXNwb25zZRIhCgZzdGF0ZXMYASADKAsyES5ydW53aXJlLnYxLlN0YXRlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIuChdHZXRUYXNrUnVuUmVzdWx0UmVxdWVzdBITCgt0YXNrX3J1bl9pZBgBIAEoCSJ7ChhHZXRUYXNrUnVuUmVzdWx0UmVzcG9uc2USKwoGcmVzdWx0GAEgASgLMhsucnVud2lyZS52MS5SZXN1bHRSZWZlcmVuY2USMgoNY2hpbGRfcmVzdWx0cxgCIAMoCzIbLnJ1bndpcmUudjEuUmVzdWx0UmVmZXJlbmNlIisKFERlbGV0ZVRhc2tSdW5SZXF1ZXN0EhMKC3Rhc2tfcnVuX2lkGAEgASgJIhcKFURlbGV0ZVRhc2tSdW5SZXNwb25zZTLjBwoOVGFza1J1blNlcnZpY2USVAoNQ3JlYXRlVGFza1J1bhIgLnJ1bndpcmUudjEuQ3JlYXRlVGFza1J1blJlcXVlc3QaIS5ydW53aXJlLnYxLkNyZWF0ZVRhc2tSdW5SZXNwb25zZRJLCgpHZXRUYXNrUnVuEh0ucnVud2lyZS52MS5HZXRUYXNrUnVuUmVxdWVzdBoeLnJ1bndpcmUudjEuR2V0VGFza1J1blJlc3BvbnNlEl0KEEdldFRhc2tSdW5CeVNsdWcSIy5ydW53aXJlLnYxLkdldFRhc2tSdW5CeVNsdWdSZXF1ZXN0GiQucnVud2lyZS52MS5HZXRUYXNrUnVuQnlTbHVnUmVzcG9uc2USVAoNVXBkYXRlVGFza1J1bhIgLnJ1bndpcmUudjEuVXBkYXRlVGFza1J1blJlcXVlc3QaIS5ydW53aXJlLnYxLlVwZGF0ZVRhc2tSdW5SZXNwb25zZRJRCgxMaXN0VGFza1J1bnMSHy5ydW53aXJlLnYxLkxpc3RUYXNrUnVuc1JlcXVlc3QaIC5ydW53aXJlLnYxLkxpc3RUYXNrUnVuc1Jlc3BvbnNlElQKDUNvdW50VGFza1J1bnMSIC5ydW53aXJlLnYxLkNvdW50VGFza1J1bnNSZXF1ZXN0GiEucnVud2lyZS52MS5Db3VudFRhc2tSdW5zUmVzcG9uc2USWgoPU2V0VGFza1J1blN0YXRlEiIucnVud2lyZS52MS5TZXRUYXNrUnVuU3RhdGVSZXF1ZXN0GiMucnVud2lyZS52MS5TZXRUYXNrUnVuU3RhdGVSZXNwb25zZRJdChBIZWFydGJlYXRUYXNrUnVuEiMucnVud2lyZS52MS5IZWFydGJlYXRUYXNrUnVuUmVxdWVzdBokLnJ1bndpcmUudjEuSGVhcnRiZWF0VGFza1J1blJlc3BvbnNlEmAKEUxpc3RUYXNrUnVuU3RhdGVzEiQucnVud2lyZS52MS5MaXN0VGFza1J1blN0YXRlc1JlcXVlc3QaJS5ydW53aXJlLnYxLkxpc3RUYXNrUnVuU3RhdGVzUmVzcG9uc2USXQoQR2V0VGFza1J1blJlc3VsdBIjLnJ1bndpcmUudjEuR2V0VGFza1J1blJlc3VsdFJlcXVlc3QaJC5ydW53aXJlLnYxLkdldFRhc2tSdW5SZXN1bHRSZXNwb25zZRJUCg1EZWxldGVUYXNrUnVuEiAucnVud2lyZS52MS5EZWxldGVUYXNrUnVuUmVxdWVzdBohLnJ1bndpcmUudjEuRGVsZXRlVGFza1J1blJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_runwire_v1_filters, file_runwire_v1_orchestration, file_runwire_v1_state, file_runwire_v1_task_run]);
+  fileDesc("CiFydW53aXJlL3YxL3Rhc2tfcnVuX3NlcnZpY2UucHJvdG8SCnJ1bndpcmUudjEixwEKD1Rhc2tSdW5Dcml0ZXJpYRIlCgVmbG93cxgBIAEoCzIWLnJ1bndpcmUudjEuRmxvd0ZpbHRlchIsCglmbG93X3J1bnMYAiABKAsyGS5ydW53aXJlLnYxLkZsb3dSdW5GaWx0ZXISLAoJdGFza19ydW5zGAMgASgLMhkucnVud2lyZS52MS5UYXNrUnVuRmlsdGVyEjEKC2RlcGxveW1lbnRzGAQgASgLMhwucnVud2lyZS52MS5EZXBsb3ltZW50RmlsdGVyIj0KFENyZWF0ZVRhc2tSdW5SZXF1ZXN0EiUKCHRhc2tfcnVuGAEgASgLMhMucnVud2lyZS52MS5UYXNrUnVuIk8KFUNyZWF0ZVRhc2tSdW5SZXNwb25zZRIlCgh0YXNrX3J1bhgBIAEoCzITLnJ1bndpcmUudjEuVGFza1J1bhIPCgdjcmVhdGVkGAIgASgIIigKEUdldFRhc2tSdW5SZXF1ZXN0EhMKC3Rhc2tfcnVuX2lkGAEgASgJIjsKEkdldFRhc2tSdW5SZXNwb25zZRIlCgh0YXNrX3J1bhgBIAEoCzITLnJ1bndpcmUudjEuVGFza1J1biJnChdHZXRUYXNrUnVuQnlTbHVnUmVxdWVzdBITCgtmbG93X3J1bl9pZBgBIAEoCRIRCgl0YXNrX3NsdWcYAiABKAkSFgoJbWFwX2luZGV4GAMgASgFSACIAQFCDAoKX21hcF9pbmRleCJBChhHZXRUYXNrUnVuQnlTbHVnUmVzcG9uc2USJQoIdGFza19ydW4YASABKAsyEy5ydW53aXJlLnYxLlRhc2tSdW4ioAEKE0xpc3RUYXNrUnVuc1JlcXVlc3QSKwoGZmlsdGVyGAEgASgLMhsucnVud2lyZS52MS5UYXNrUnVuQ3JpdGVyaWESJQoEc29ydBgCIAEoDjIXLnJ1bndpcmUudjEuVGFza1J1blNvcnQSEQoJcGFnZV9zaXplGAMgASgFEg4KBm9mZnNldBgEIAEoBRISCgpwYWdlX3Rva2VuGAUgASgJIlcKFExpc3RUYXNrUnVuc1Jlc3BvbnNlEiYKCXRhc2tfcnVucxgBIAMoCzITLnJ1bndpcmUudjEuVGFza1J1bhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiQwoUQ291bnRUYXNrUnVuc1JlcXVlc3QSKwoGZmlsdGVyGAEgASgLMhsucnVud2lyZS52MS5UYXNrUnVuQ3JpdGVyaWEiJgoVQ291bnRUYXNrUnVuc1Jlc3BvbnNlEg0KBWNvdW50GAEgASgDIpEBChZTZXRUYXNrUnVuU3RhdGVSZXF1ZXN0EhMKC3Rhc2tfcnVuX2lkGAEgASgJEiAKBXN0YXRlGAIgASgLMhEucnVud2lyZS52MS5TdGF0ZRINCgVmb3JjZRgDIAEoCBIxCg5sZWFzZV9kdXJhdGlvbhgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJuChRVcGRhdGVUYXNrUnVuUmVxdWVzdBIlCgh0YXNrX3J1bhgBIAEoCzITLnJ1bndpcmUudjEuVGFza1J1bhIvCgt1cGRhdGVfbWFzaxgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2siPgoVVXBkYXRlVGFza1J1blJlc3BvbnNlEiUKCHRhc2tfcnVuGAEgASgLMhMucnVud2lyZS52MS5UYXNrUnVuIkMKFVJlcG9ydFRhc2tSdW5zUmVxdWVzdBIqCgdyZXBvcnRzGAEgAygLMhkucnVud2lyZS52MS5UYXNrUnVuUmVwb3J0IlkKDVRhc2tSdW5SZXBvcnQSJQoIdGFza19ydW4YASABKAsyEy5ydW53aXJlLnYxLlRhc2tSdW4SIQoGc3RhdGVzGAIgAygLMhEucnVud2lyZS52MS5TdGF0ZSJKChZSZXBvcnRUYXNrUnVuc1Jlc3BvbnNlEjAKB3Jlc3VsdHMYASADKAsyHy5ydW53aXJlLnYxLlRhc2tSdW5SZXBvcnRSZXN1bHQihAEKE1Rhc2tSdW5SZXBvcnRSZXN1bHQSEwoLdGFza19ydW5faWQYASABKAkSDwoHY3JlYXRlZBgCIAEoCBIWCg5hY2NlcHRlZF9jb3VudBgDIAEoBRIvCgZyZXN1bHQYBCABKAsyHy5ydW53aXJlLnYxLk9yY2hlc3RyYXRpb25SZXN1bHQiYQoXSGVhcnRiZWF0VGFza1J1blJlcXVlc3QSEwoLdGFza19ydW5faWQYASABKAkSMQoObGVhc2VfZHVyYXRpb24YAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24icwoYSGVhcnRiZWF0VGFza1J1blJlc3BvbnNlEiAKBXN0YXRlGAEgASgLMhEucnVud2lyZS52MS5TdGF0ZRI1ChFsZWFzZV9leHBpcmVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiSgoXU2V0VGFza1J1blN0YXRlUmVzcG9uc2USLwoGcmVzdWx0GAEgASgLMh8ucnVud2lyZS52MS5PcmNoZXN0cmF0aW9uUmVzdWx0IlYKGExpc3RUYXNrUnVuU3RhdGVzUmVxdWVzdBITCgt0YXNrX3J1bl9pZBgBIAEoCRIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCSJXChlMaXN0VGFza1J1blN0YXRlc1Jlc3BvbnNlEiEKBnN0YXRlcxgBIAMoCzIRLnJ1bndpcmUudjEuU3RhdGUSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIi4KF0dldFRhc2tSdW5SZXN1bHRSZXF1ZXN0EhMKC3Rhc2tfcnVuX2lkGAEgASgJInsKGEdldFRhc2tSdW5SZXN1bHRSZXNwb25zZRIrCgZyZXN1bHQYASABKAsyGy5ydW53aXJlLnYxLlJlc3VsdFJlZmVyZW5jZRIyCg1jaGlsZF9yZXN1bHRzGAIgAygLMhsucnVud2lyZS52MS5SZXN1bHRSZWZlcmVuY2UiKwoURGVsZXRlVGFza1J1blJlcXVlc3QSEwoLdGFza19ydW5faWQYASABKAkiFwoVRGVsZXRlVGFza1J1blJlc3BvbnNlMrwICg5UYXNrUnVuU2VydmljZRJUCg1DcmVhdGVUYXNrUnVuEiAucnVud2lyZS52MS5DcmVhdGVUYXNrUnVuUmVxdWVzdBohLnJ1bndpcmUudjEuQ3JlYXRlVGFza1J1blJlc3BvbnNlEksKCkdldFRhc2tSdW4SHS5ydW53aXJlLnYxLkdldFRhc2tSdW5SZXF1ZXN0Gh4ucnVud2lyZS52MS5HZXRUYXNrUnVuUmVzcG9uc2USXQoQR2V0VGFza1J1bkJ5U2x1ZxIjLnJ1bndpcmUudjEuR2V0VGFza1J1bkJ5U2x1Z1JlcXVlc3QaJC5ydW53aXJlLnYxLkdldFRhc2tSdW5CeVNsdWdSZXNwb25zZRJUCg1VcGRhdGVUYXNrUnVuEiAucnVud2lyZS52MS5VcGRhdGVUYXNrUnVuUmVxdWVzdBohLnJ1bndpcmUudjEuVXBkYXRlVGFza1J1blJlc3BvbnNlElEKDExpc3RUYXNrUnVucxIfLnJ1bndpcmUudjEuTGlzdFRhc2tSdW5zUmVxdWVzdBogLnJ1bndpcmUudjEuTGlzdFRhc2tSdW5zUmVzcG9uc2USVAoNQ291bnRUYXNrUnVucxIgLnJ1bndpcmUudjEuQ291bnRUYXNrUnVuc1JlcXVlc3QaIS5ydW53aXJlLnYxLkNvdW50VGFza1J1bnNSZXNwb25zZRJaCg9TZXRUYXNrUnVuU3RhdGUSIi5ydW53aXJlLnYxLlNldFRhc2tSdW5TdGF0ZVJlcXVlc3QaIy5ydW53aXJlLnYxLlNldFRhc2tSdW5TdGF0ZVJlc3BvbnNlElcKDlJlcG9ydFRhc2tSdW5zEiEucnVud2lyZS52MS5SZXBvcnRUYXNrUnVuc1JlcXVlc3QaIi5ydW53aXJlLnYxLlJlcG9ydFRhc2tSdW5zUmVzcG9uc2USXQoQSGVhcnRiZWF0VGFza1J1bhIjLnJ1bndpcmUudjEuSGVhcnRiZWF0VGFza1J1blJlcXVlc3QaJC5ydW53aXJlLnYxLkhlYXJ0YmVhdFRhc2tSdW5SZXNwb25zZRJgChFMaXN0VGFza1J1blN0YXRlcxIkLnJ1bndpcmUudjEuTGlzdFRhc2tSdW5TdGF0ZXNSZXF1ZXN0GiUucnVud2lyZS52MS5MaXN0VGFza1J1blN0YXRlc1Jlc3BvbnNlEl0KEEdldFRhc2tSdW5SZXN1bHQSIy5ydW53aXJlLnYxLkdldFRhc2tSdW5SZXN1bHRSZXF1ZXN0GiQucnVud2lyZS52MS5HZXRUYXNrUnVuUmVzdWx0UmVzcG9uc2USVAoNRGVsZXRlVGFza1J1bhIgLnJ1bndpcmUudjEuRGVsZXRlVGFza1J1blJlcXVlc3QaIS5ydW53aXJlLnYxLkRlbGV0ZVRhc2tSdW5SZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_runwire_v1_filters, file_runwire_v1_orchestration, file_runwire_v1_state, file_runwire_v1_task_run]);
 
 /**
  * Which task runs: criteria on them and on their related objects, combined with AND.
@@ -425,6 +425,126 @@ export const UpdateTaskRunResponseSchema: GenMessage<UpdateTaskRunResponse> = /*
   messageDesc(file_runwire_v1_task_run_service, 13);
 
 /**
+ * Request of ReportTaskRuns.
+ *
+ * @generated from message runwire.v1.ReportTaskRunsRequest
+ */
+export type ReportTaskRunsRequest = Message<"runwire.v1.ReportTaskRunsRequest"> & {
+  /**
+   * The task runs, applied in order in one transaction: all of them are written or, when the
+   * call fails, none. At most 1,000.
+   *
+   * @generated from field: repeated runwire.v1.TaskRunReport reports = 1;
+   */
+  reports: TaskRunReport[];
+};
+
+/**
+ * Describes the message runwire.v1.ReportTaskRunsRequest.
+ * Use `create(ReportTaskRunsRequestSchema)` to create a new message.
+ */
+export const ReportTaskRunsRequestSchema: GenMessage<ReportTaskRunsRequest> = /*@__PURE__*/
+  messageDesc(file_runwire_v1_task_run_service, 14);
+
+/**
+ * One task run of a ReportTaskRuns call, and the states it went through.
+ *
+ * @generated from message runwire.v1.TaskRunReport
+ */
+export type TaskRunReport = Message<"runwire.v1.TaskRunReport"> & {
+  /**
+   * The task run to create, as in CreateTaskRun, with its `id` set: a UUID the reporter chose
+   * (version 7, so that id order stays creation order, is best). Its `state` is ignored: a
+   * reported task run starts PENDING, just before the time of its first state.
+   *
+   * @generated from field: runwire.v1.TaskRun task_run = 1;
+   */
+  taskRun?: TaskRun | undefined;
+
+  /**
+   * The states to propose after PENDING, in order (RUNNING, then COMPLETED, say). Each one's
+   * `timestamp` is when the reporter saw it happen; the server keeps it when it falls after
+   * the run's previous state and not after the time of the write, and takes the nearest time
+   * that does otherwise. The first proposal not accepted ends the report. At most 10.
+   *
+   * @generated from field: repeated runwire.v1.State states = 2;
+   */
+  states: State[];
+};
+
+/**
+ * Describes the message runwire.v1.TaskRunReport.
+ * Use `create(TaskRunReportSchema)` to create a new message.
+ */
+export const TaskRunReportSchema: GenMessage<TaskRunReport> = /*@__PURE__*/
+  messageDesc(file_runwire_v1_task_run_service, 15);
+
+/**
+ * Response of ReportTaskRuns.
+ *
+ * @generated from message runwire.v1.ReportTaskRunsResponse
+ */
+export type ReportTaskRunsResponse = Message<"runwire.v1.ReportTaskRunsResponse"> & {
+  /**
+   * One per report, in the order of the request.
+   *
+   * @generated from field: repeated runwire.v1.TaskRunReportResult results = 1;
+   */
+  results: TaskRunReportResult[];
+};
+
+/**
+ * Describes the message runwire.v1.ReportTaskRunsResponse.
+ * Use `create(ReportTaskRunsResponseSchema)` to create a new message.
+ */
+export const ReportTaskRunsResponseSchema: GenMessage<ReportTaskRunsResponse> = /*@__PURE__*/
+  messageDesc(file_runwire_v1_task_run_service, 16);
+
+/**
+ * What became of one TaskRunReport.
+ *
+ * @generated from message runwire.v1.TaskRunReportResult
+ */
+export type TaskRunReportResult = Message<"runwire.v1.TaskRunReportResult"> & {
+  /**
+   * Id of the task run.
+   *
+   * @generated from field: string task_run_id = 1;
+   */
+  taskRunId: string;
+
+  /**
+   * True if this call created the task run; false if it existed already (a retried call),
+   * in which case nothing was proposed and `result.state` is its current state.
+   *
+   * @generated from field: bool created = 2;
+   */
+  created: boolean;
+
+  /**
+   * The number of the report's states that were accepted.
+   *
+   * @generated from field: int32 accepted_count = 3;
+   */
+  acceptedCount: number;
+
+  /**
+   * The decision on the last state proposed: ACCEPT when every state was accepted, or the
+   * decision that ended the report. Its state is the run's state after the report.
+   *
+   * @generated from field: runwire.v1.OrchestrationResult result = 4;
+   */
+  result?: OrchestrationResult | undefined;
+};
+
+/**
+ * Describes the message runwire.v1.TaskRunReportResult.
+ * Use `create(TaskRunReportResultSchema)` to create a new message.
+ */
+export const TaskRunReportResultSchema: GenMessage<TaskRunReportResult> = /*@__PURE__*/
+  messageDesc(file_runwire_v1_task_run_service, 17);
+
+/**
  * Request of HeartbeatTaskRun.
  *
  * @generated from message runwire.v1.HeartbeatTaskRunRequest
@@ -451,7 +571,7 @@ export type HeartbeatTaskRunRequest = Message<"runwire.v1.HeartbeatTaskRunReques
  * Use `create(HeartbeatTaskRunRequestSchema)` to create a new message.
  */
 export const HeartbeatTaskRunRequestSchema: GenMessage<HeartbeatTaskRunRequest> = /*@__PURE__*/
-  messageDesc(file_runwire_v1_task_run_service, 14);
+  messageDesc(file_runwire_v1_task_run_service, 18);
 
 /**
  * Response of HeartbeatTaskRun.
@@ -479,7 +599,7 @@ export type HeartbeatTaskRunResponse = Message<"runwire.v1.HeartbeatTaskRunRespo
  * Use `create(HeartbeatTaskRunResponseSchema)` to create a new message.
  */
 export const HeartbeatTaskRunResponseSchema: GenMessage<HeartbeatTaskRunResponse> = /*@__PURE__*/
-  messageDesc(file_runwire_v1_task_run_service, 15);
+  messageDesc(file_runwire_v1_task_run_service, 19);
 
 /**
  * Response of SetTaskRunState.
@@ -500,7 +620,7 @@ export type SetTaskRunStateResponse = Message<"runwire.v1.SetTaskRunStateRespons
  * Use `create(SetTaskRunStateResponseSchema)` to create a new message.
  */
 export const SetTaskRunStateResponseSchema: GenMessage<SetTaskRunStateResponse> = /*@__PURE__*/
-  messageDesc(file_runwire_v1_task_run_service, 16);
+  messageDesc(file_runwire_v1_task_run_service, 20);
 
 /**
  * Request of ListTaskRunStates.
@@ -535,7 +655,7 @@ export type ListTaskRunStatesRequest = Message<"runwire.v1.ListTaskRunStatesRequ
  * Use `create(ListTaskRunStatesRequestSchema)` to create a new message.
  */
 export const ListTaskRunStatesRequestSchema: GenMessage<ListTaskRunStatesRequest> = /*@__PURE__*/
-  messageDesc(file_runwire_v1_task_run_service, 17);
+  messageDesc(file_runwire_v1_task_run_service, 21);
 
 /**
  * Response of ListTaskRunStates.
@@ -563,7 +683,7 @@ export type ListTaskRunStatesResponse = Message<"runwire.v1.ListTaskRunStatesRes
  * Use `create(ListTaskRunStatesResponseSchema)` to create a new message.
  */
 export const ListTaskRunStatesResponseSchema: GenMessage<ListTaskRunStatesResponse> = /*@__PURE__*/
-  messageDesc(file_runwire_v1_task_run_service, 18);
+  messageDesc(file_runwire_v1_task_run_service, 22);
 
 /**
  * Request of GetTaskRunResult.
@@ -584,7 +704,7 @@ export type GetTaskRunResultRequest = Message<"runwire.v1.GetTaskRunResultReques
  * Use `create(GetTaskRunResultRequestSchema)` to create a new message.
  */
 export const GetTaskRunResultRequestSchema: GenMessage<GetTaskRunResultRequest> = /*@__PURE__*/
-  messageDesc(file_runwire_v1_task_run_service, 19);
+  messageDesc(file_runwire_v1_task_run_service, 23);
 
 /**
  * Response of GetTaskRunResult.
@@ -612,7 +732,7 @@ export type GetTaskRunResultResponse = Message<"runwire.v1.GetTaskRunResultRespo
  * Use `create(GetTaskRunResultResponseSchema)` to create a new message.
  */
 export const GetTaskRunResultResponseSchema: GenMessage<GetTaskRunResultResponse> = /*@__PURE__*/
-  messageDesc(file_runwire_v1_task_run_service, 20);
+  messageDesc(file_runwire_v1_task_run_service, 24);
 
 /**
  * Request of DeleteTaskRun.
@@ -633,7 +753,7 @@ export type DeleteTaskRunRequest = Message<"runwire.v1.DeleteTaskRunRequest"> & 
  * Use `create(DeleteTaskRunRequestSchema)` to create a new message.
  */
 export const DeleteTaskRunRequestSchema: GenMessage<DeleteTaskRunRequest> = /*@__PURE__*/
-  messageDesc(file_runwire_v1_task_run_service, 21);
+  messageDesc(file_runwire_v1_task_run_service, 25);
 
 /**
  * Response of DeleteTaskRun.
@@ -648,7 +768,7 @@ export type DeleteTaskRunResponse = Message<"runwire.v1.DeleteTaskRunResponse"> 
  * Use `create(DeleteTaskRunResponseSchema)` to create a new message.
  */
 export const DeleteTaskRunResponseSchema: GenMessage<DeleteTaskRunResponse> = /*@__PURE__*/
-  messageDesc(file_runwire_v1_task_run_service, 22);
+  messageDesc(file_runwire_v1_task_run_service, 26);
 
 /**
  * Task runs: the tasks executed inside flow runs.
@@ -725,6 +845,19 @@ export const TaskRunService: GenService<{
     methodKind: "unary";
     input: typeof SetTaskRunStateRequestSchema;
     output: typeof SetTaskRunStateResponseSchema;
+  },
+  /**
+   * Creates task runs and proposes their states, many in one call: what a reporter sends for
+   * tasks it ran without waiting for the server. Every state goes through the same rules as in
+   * SetTaskRunState. Safe to retry: the reporter chooses the task runs' ids, and a report whose
+   * task run exists already is answered with that run's current state.
+   *
+   * @generated from rpc runwire.v1.TaskRunService.ReportTaskRuns
+   */
+  reportTaskRuns: {
+    methodKind: "unary";
+    input: typeof ReportTaskRunsRequestSchema;
+    output: typeof ReportTaskRunsResponseSchema;
   },
   /**
    * Renews the lease of a RUNNING or CANCELLING task run and returns its current state.
