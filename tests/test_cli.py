@@ -218,6 +218,10 @@ def test_resume_with_input_is_checked_against_what_the_run_waits_for(address, tm
     assert not_object.returncode == 2 and "must be a JSON object" in not_object.stderr
     missing = cli(address, "flow-run", "resume", "release-1-4", "--input", "@/nonexistent.json")
     assert missing.returncode == 2 and "cannot read /nonexistent.json" in missing.stderr
+    latin = tmp_path / "latin.json"
+    latin.write_bytes('{"by": "Zoë"}'.encode("latin-1"))
+    not_text = cli(address, "flow-run", "resume", "release-1-4", "--input", f"@{latin}")
+    assert not_text.returncode == 2 and "is not UTF-8 text" in not_text.stderr
     wrong = cli(address, "flow-run", "resume", "release-1-4", "--input", '{"approved": "yes"}')
     assert wrong.returncode == 1 and "Refused" in wrong.stdout and "Paused" in wrong.stdout
     with Client(address) as client:

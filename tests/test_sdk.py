@@ -575,6 +575,28 @@ def test_two_postgresql_replicas_record_one_crash_of_a_killed_flow(
                 server.stop()
 
 
+def test_tasks_with_large_results_are_reported_in_batches_that_fit(
+    client: runwire.Client,
+) -> None:
+    name = unique("large-results")
+
+    @runwire.task
+    def big(i: int) -> str:
+        return str(i) * 60_000  # each result near the 64 KiB kept inline
+
+    @runwire.flow(name=name)
+    def job(n: int) -> int:
+        return sum(len(big(i)) for i in range(n))
+
+    assert job(150) > 4 * 1024 * 1024  # more than one request to the server may carry
+    run = the_run(client, name)
+    assert run.state.type is runwire.StateType.COMPLETED
+    tasks = list(client.list_task_runs(runwire.filters.task_runs(flow_run_ids=[run.flow_run_id])))
+    assert len(tasks) == 150
+    assert {t.state.type for t in tasks} == {runwire.StateType.COMPLETED}
+    assert tasks[0].get_result() == tasks[0].name.split("-")[1] * 60_000
+
+
 def test_a_long_task_shows_as_running_while_it_runs(client: runwire.Client) -> None:
     name = unique("long-task")
     started = threading.Event()

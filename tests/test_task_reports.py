@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import grpc
 import uuid6
+from google.protobuf import duration_pb2
 
 from runwire.v1 import flow_run_service_pb2 as pb
 from runwire.v1 import orchestration_pb2, task_run_pb2
@@ -28,10 +29,11 @@ def new_id() -> str:
 
 
 def report(flow_run_id: str, task_key: str, *states: ST.State, **fields) -> tpb.TaskRunReport:
+    lease = fields.pop("lease_duration", None)
     run = task_run_pb2.TaskRun(
         id=fields.pop("id", None) or new_id(), flow_run_id=flow_run_id, task_key=task_key, **fields
     )
-    return tpb.TaskRunReport(task_run=run, states=states)
+    return tpb.TaskRunReport(task_run=run, states=states, lease_duration=lease)
 
 
 def at(type_: int, when: datetime, **fields) -> ST.State:
@@ -59,6 +61,7 @@ async def test_reports_make_runs_with_their_ids_states_and_times(flows, runs, ta
         run.id,
         "load",
         at(RUNNING, began + timedelta(seconds=3)),
+        lease_duration=duration_pb2.Duration(seconds=45),
         task_inputs={
             "rows": task_run_pb2.TaskInputList(
                 inputs=[
@@ -93,6 +96,8 @@ async def test_reports_make_runs_with_their_ids_states_and_times(flows, runs, ta
         tpb.HeartbeatTaskRunRequest(task_run_id=second.task_run.id)
     )
     assert beat.state.type == RUNNING
+    lease = beat.lease_expire_time.ToDatetime(tzinfo=UTC) - datetime.now(UTC)
+    assert timedelta(seconds=40) < lease <= timedelta(seconds=45)
     ended = await task_runs.SetTaskRunState(
         tpb.SetTaskRunStateRequest(task_run_id=second.task_run.id, state=ST.State(type=COMPLETED))
     )
@@ -114,12 +119,26 @@ async def test_a_report_sent_again_is_answered_without_writing_twice(flows, runs
         assert answered.result.status == ACCEPT and answered.result.state == made.result.state
         names = [name for name, _ in await states_of(task_runs, made.task_run_id)]
         assert names == ["Pending", "Running", "Completed"]
-    # Two calls at once, as a client's retry racing its first try: still one of each.
+    # Calls at once, as a client's retries racing its first try: still one of each, and every
+    # call is answered with the run's state.
     other = tpb.ReportTaskRunsRequest(
         reports=[report(run.id, "u", ST.State(type=RUNNING), ST.State(type=COMPLETED))]
     )
-    both = await asyncio.gather(task_runs.ReportTaskRuns(other), task_runs.ReportTaskRuns(other))
-    assert sorted(b.results[0].created for b in both) == [False, True]
+    racing = await asyncio.gather(*[task_runs.ReportTaskRuns(other) for _ in range(8)])
+    assert sorted(r.results[0].created for r in racing) == [False] * 7 + [True]
+    assert {r.results[0].result.state.name for r in racing} == {"Completed"}
+    assert {r.results[0].result.status for r in racing} == {ACCEPT}
+    # One id sent with different keys at once: one of them is made, the others are refused.
+    shared = new_id()
+    keys = [
+        tpb.ReportTaskRunsRequest(reports=[report(run.id, f"k{i}", id=shared)]) for i in range(8)
+    ]
+    answers = await asyncio.gather(*[task_runs.ReportTaskRuns(r) for r in keys])
+    made = [a.results[0] for a in answers if a.results[0].created]
+    assert len(made) == 1
+    refused = [a.results[0] for a in answers if not a.results[0].created]
+    assert all(r.result.status == ABORT for r in refused)
+    assert all("another task run's" in r.result.details.reason for r in refused)
 
 
 async def test_the_task_rules_decide_each_reported_state(flows, runs, task_runs):
@@ -218,6 +237,14 @@ async def test_bad_reports_are_refused_naming_the_field_and_write_nothing(flows,
     await refused(report(run.id, "t", ST.State()), "reports[1].states[0]")
     await refused(report(run.id, "t", *[ST.State(type=RUNNING)] * 11), "reports[1].states")
     await refused(report(new_id(), "t", ST.State(type=RUNNING)), None, grpc.StatusCode.NOT_FOUND)
+    await refused(
+        report(run.id, "t", at(RUNNING, datetime(1999, 12, 31, tzinfo=UTC))),
+        "reports[1].states[0].timestamp",
+    )
+    await refused(
+        report(run.id, "t", lease_duration=duration_pb2.Duration(seconds=0)),
+        "reports[1].lease_duration",
+    )
     too_many = tpb.ReportTaskRunsRequest(reports=[report(run.id, "t")] * 1001)
     await expect_error(task_runs.ReportTaskRuns(too_many), INVALID, "reports")
     await expect_error(

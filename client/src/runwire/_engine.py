@@ -12,6 +12,7 @@ import asyncio
 import contextvars
 import inspect
 import json
+import logging
 import threading
 import time
 import traceback
@@ -36,7 +37,7 @@ from runwire._run_context import (
     lease_seconds,
     task_run_context,
 )
-from runwire._task_reports import PendingReport, new_task_run_id
+from runwire._task_reports import PendingReport, new_task_run_id, stamped
 from runwire._task_runs import task_run_message
 from runwire._values import OrchestrationResult, proposed_state
 from runwire.states import State, StateType
@@ -283,7 +284,7 @@ def flow_steps(
                 value = yield Body(flow.fn, bound.args, bound.kwargs, flow.timeout_seconds, context)
                 yield Io(lambda: _settle(context))
             except (RunCancelled, asyncio.CancelledError):
-                yield Io(lambda: _settle(context))
+                yield Io(lambda: _settle(context, quiet=True))
                 yield Io(
                     lambda: client.set_flow_run_state(
                         run_id, proposed_state(StateType.CANCELLED, message="Cancelled on request.")
@@ -291,7 +292,7 @@ def flow_steps(
                 )
                 raise RunCancelled(f"flow run {run_id} was cancelled") from None
             except Exception as exc:
-                yield Io(lambda: _settle(context))
+                yield Io(lambda: _settle(context, quiet=True))
                 failure = proposed_state(StateType.FAILED, message=_failure(exc))
                 failed = yield Io(partial(client.set_flow_run_state, run_id, failure))
                 if failed.state is not None and failed.state.type is StateType.SCHEDULED:
@@ -307,13 +308,19 @@ def flow_steps(
             context.executor.shutdown(wait=False)
 
 
-def _settle(context: FlowRunContext) -> None:
+def _settle(context: FlowRunContext, *, quiet: bool = False) -> None:
     """Wait for the tasks the flow submitted, and for the reports of the tasks it ran, so that
-    their states are written before the flow's."""
+    their states are written before the flow's. `quiet`: on the way to reporting a failure,
+    which a report that failed too must not hide, it is only logged."""
     with context.lock:
         pending = list(context.futures)
     wait(pending)
-    context.reporter.drain()
+    try:
+        context.reporter.drain()
+    except Exception as exc:
+        if not quiet:
+            raise
+        logging.getLogger("runwire.reporter").warning("task runs not reported: %s", exc)
 
 
 def task_steps(task: TaskOptions, context: FlowRunContext, call: Call) -> Steps:
@@ -417,7 +424,7 @@ def _batched_try(
     reports = context.reporter.reports
     task_run_id = call.task_run_id = new_task_run_id()
     run = task_run_message(context.flow_run_id, task.name, task_run_id=task_run_id, **fields)
-    report = yield Io(lambda: reports.start(run, _seen(StateType.RUNNING)))
+    report = yield Io(lambda: reports.start(run, lease_seconds()))
     call.known.set()
     try:
         value = yield Body(
@@ -429,26 +436,19 @@ def _batched_try(
             replace(running, task_run_id=task_run_id),
         )
     except (RunCancelled, asyncio.CancelledError):
-        yield Io(lambda: _end(context, report, _seen(StateType.CANCELLED)))
+        yield Io(lambda: _end(context, report, stamped(StateType.CANCELLED)))
         raise
     except Exception as exc:
-        failure = _seen(StateType.FAILED, message=_failure(exc))
+        failure = stamped(StateType.FAILED, message=_failure(exc))
         failed = yield Io(lambda: _end(context, report, failure, wait=True))
         if failed is not None and failed.type is StateType.SCHEDULED:
             yield Sleep(_retry_wait(failed))
             return _Ran(False)
         raise
     result = to_result(value, persist=task.persist_result is not False)
-    yield Io(lambda: _end(context, report, _seen(StateType.COMPLETED, result=result)))
+    yield Io(lambda: _end(context, report, stamped(StateType.COMPLETED, result=result)))
     context.remember(value, task_run_id)
     return _Ran(True, value)
-
-
-def _seen(state_type: StateType, **fields: Any) -> state_pb2.State:
-    """A state to report, stamped with the time it happened."""
-    state = proposed_state(state_type, **fields)
-    state.timestamp.GetCurrentTime()
-    return state
 
 
 def _end(

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from runwire._engine import RunRefused
-from runwire._run_context import flow_run_context, heartbeat_seconds
+from runwire._run_context import FlowRunContext, flow_run_context, heartbeat_seconds
 from runwire._values import proposed_state
 from runwire.states import StateType
 
@@ -44,8 +44,23 @@ def pause_flow_run(
     )
     if schema is not None:
         state.state_details.run_input_schema.update(schema)
+    # Tasks that start while the run is paused ask the server first (it holds them back), and
+    # the tasks that ran before the pause are written before it.
+    batching, context.batching = context.batching, False
+    try:
+        return _paused(context, state, schema, wait_for_input)
+    finally:
+        context.batching = batching
+
+
+def _paused(
+    context: FlowRunContext,
+    state: Any,
+    schema: dict[str, Any] | None,
+    wait_for_input: type[M] | dict[str, Any] | None,
+) -> M | dict[str, Any] | None:
     client = context.client
-    context.reporter.drain()  # the tasks that ran before the pause are written first
+    context.reporter.drain()
     paused = client.set_flow_run_state(context.flow_run_id, state)
     if paused.state is None or paused.state.type is not StateType.PAUSED:
         raise RunRefused(f"flow run {context.flow_run_id}: {paused.reason or paused.status}")

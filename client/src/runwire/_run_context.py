@@ -131,8 +131,11 @@ class Reporter:
         self._stop.set()
         self._wake.set()
         self._thread.join()
-        self.reports.stop_sending()
-        self.flush()
+        try:
+            self.reports.stop_sending()
+            self.flush()
+        except Exception as exc:  # the flow has reported its end: what is left must not hide it
+            logging.getLogger("runwire.reporter").warning("reports not sent: %s", exc)
 
     def drain(self) -> None:
         """Send every queued task run and wait for the answers, so that the server has the
@@ -185,12 +188,15 @@ class Reporter:
     def flush(self) -> None:
         with self._lock:
             lines, self._logs = self._logs, []
-        # The lines of a task whose run is still in the report queue wait for it.
+        # The lines of a task whose run is still in the report queue wait for it; those of a
+        # task whose run the server never took become the flow run's own.
         waiting = self.reports.unanswered({task_run_id for _, _, task_run_id in lines})
         if waiting:
             with self._lock:
                 self._logs[:0] = [line for line in lines if line[2] in waiting]
             lines = [line for line in lines if line[2] not in waiting]
+        if self.reports.failed:
+            lines = [(lv, m, "" if t in self.reports.failed else t) for lv, m, t in lines]
         by_task: dict[str, list[tuple[int, str]]] = {}
         for level, message, task_run_id in lines:
             by_task.setdefault(task_run_id, []).append((level, message))

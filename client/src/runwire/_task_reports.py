@@ -5,9 +5,7 @@ A task that no rule can hold back (one without a cache key or tags, in the first
 its flow run) starts at once: its task run, with an id chosen here, waits in the queue with
 its RUNNING state, and takes its final state there when it ends, so that the whole run is one
 report. A task still running when its report has waited OPEN_AFTER seconds is sent open, so
-that it shows as running, and its end is proposed by itself.
-
-Two threads send: while the server writes one batch, the next one gathers and travels."""
+that it shows as running, and its end is proposed by itself."""
 
 from __future__ import annotations
 
@@ -15,26 +13,43 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 import uuid6
 
 from runwire._task_runs import ReportedTaskRun, report_task_runs
+from runwire._values import duration, proposed_state
 from runwire.states import StateType
-from runwire.v1 import state_pb2, task_run_pb2, task_run_service_pb2
+from runwire.v1 import orchestration_pb2, state_pb2, task_run_pb2, task_run_service_pb2
 
 if TYPE_CHECKING:
     from runwire.client import Client
 
 OPEN_AFTER = 1.0  # seconds a running task's report waits before it is sent open
-MOST_QUEUED = 2000  # reports waiting at most; a flow that gets ahead waits for its reports
+MOST_QUEUED = 1000  # reports waiting at most; a flow that gets ahead waits for its reports
 BATCH = 1000  # reports a call carries at most (the server's limit)
-SENDERS = 1
+# Bytes a call carries at most: under the size past which the server has a request checked by
+# a decoding worker before it decodes it (50,000 bytes), a round trip between processes that
+# costs more than the call; a single larger report still goes alone.
+BATCH_BYTES = 48 * 1024
+
+
+_ACCEPT = orchestration_pb2.SET_STATE_STATUS_ACCEPT
+_RUNNING = StateType.RUNNING.to_proto()
+_SCHEDULED = StateType.SCHEDULED.to_proto()
 
 
 def new_task_run_id() -> str:
     """A time-ordered UUID (version 7), as the server's own ids are."""
     return str(uuid6.uuid7())
+
+
+def stamped(state_type: StateType, **fields: Any) -> state_pb2.State:
+    """A state to report, stamped with the time it happened: now."""
+    state = proposed_state(state_type, **fields)
+    state.timestamp.GetCurrentTime()
+    return state
 
 
 @dataclass(eq=False)
@@ -46,7 +61,7 @@ class PendingReport:
     ended: bool = False
     sent: bool = False
     answered: bool = False
-    answer: ReportedTaskRun | None = None
+    answer: task_run_service_pb2.TaskRunReportResult | None = None
     error: BaseException | None = None
 
     @property
@@ -71,34 +86,33 @@ class TaskReports:
         self._unanswered: set[str] = set()
         self._stopping = False
         self._changed = threading.Condition()
-        self._senders = [
-            threading.Thread(target=self._send_loop, name="runwire-reports", daemon=True)
-            for _ in range(SENDERS)
-        ]
+        self._sender = threading.Thread(target=self._send_loop, name="runwire-reports", daemon=True)
         self.failure: BaseException | None = None
+        self.failed: set[str] = set()  # the task runs whose reports the server never took
 
     def start_sending(self) -> None:
-        for sender in self._senders:
-            sender.start()
+        self._sender.start()
 
     def stop_sending(self) -> None:
-        """Send what is queued, and stop the senders."""
+        """Send what is queued, and stop the sender."""
         with self._changed:
             self._stopping = True
             self._changed.notify_all()
-        for sender in self._senders:
-            if sender.is_alive():
-                sender.join()
+        if self._sender.is_alive():
+            self._sender.join()
         self.send(everything=True)
 
-    def start(self, task_run: task_run_pb2.TaskRun, running: state_pb2.State) -> PendingReport:
-        """Queue a task run that has started, waiting while the queue is full."""
+    def start(self, task_run: task_run_pb2.TaskRun, lease: timedelta | float) -> PendingReport:
+        """Queue a task run that starts now (once there is room in the queue), with the lease
+        it takes if it is sent open."""
         report = PendingReport(
-            task_run_service_pb2.TaskRunReport(task_run=task_run, states=[running]),
-            time.monotonic(),
+            task_run_service_pb2.TaskRunReport(task_run=task_run, lease_duration=duration(lease)),
+            0.0,
         )
         with self._changed:
             self._changed.wait_for(lambda: len(self._queue) < MOST_QUEUED or self._stopping)
+            report.message.states.append(stamped(StateType.RUNNING))
+            report.queued = time.monotonic()
             self._queue.append(report)
             self._unanswered.add(report.task_run_id)
         return report
@@ -121,7 +135,7 @@ class TaskReports:
             self._changed.wait_for(lambda: report.answered)
         if report.answer is None:
             raise report.error or RuntimeError("the report was not answered")
-        return report.answer
+        return ReportedTaskRun.from_proto(report.answer)
 
     def unanswered(self, task_run_ids: set[str]) -> set[str]:
         """Those of `task_run_ids` that the server has not made yet."""
@@ -151,10 +165,17 @@ class TaskReports:
         """Send the reports that are due (every one with `everything`)."""
         due = time.monotonic() - OPEN_AFTER
         with self._changed:
-            taken = [r for r in self._queue if everything or r.ended or r.queued <= due]
+            taken: list[PendingReport] = []
+            size = 0
+            for report in self._queue:
+                if not (everything or report.ended or report.queued <= due):
+                    continue
+                size += report.message.ByteSize()
+                if taken and (len(taken) == BATCH or size > BATCH_BYTES):
+                    break
+                taken.append(report)
             if not taken:
                 return
-            taken = taken[:BATCH]
             for report in taken:
                 report.sent = True
                 self._ended -= report.ended
@@ -177,18 +198,19 @@ class TaskReports:
         """Send a batch and keep each report's answer (or the error)."""
         try:
             answers = self._client._run(report_task_runs([r.message for r in batch]))
-        except Exception as exc:
+        except Exception as exc:  # after the client's own retries: the flow fails with it
             self.failure = exc
             with self._changed:
+                self.failed.update(r.task_run_id for r in batch)
                 for report in batch:
                     report.error = exc
                     report.answered = True
             return
         for report, answer in zip(batch, answers, strict=True):
-            state = answer.result.state
-            if not report.ended and state is not None and state.type is StateType.RUNNING:
+            state = answer.result.state.type if answer.result.HasField("state") else None
+            if not report.ended and state == _RUNNING:
                 self._opened(report.task_run_id)
             report.answer = answer
-            if state is None or state.type.to_proto() != report.message.states[-1].type:
-                reason = answer.result.reason or answer.result.status
+            if answer.result.status != _ACCEPT and state != _SCHEDULED:  # not a retry
+                reason = answer.result.details.reason or str(answer.result.status)
                 self._refused(f"task run {report.task_run_id}: {reason}")

@@ -110,25 +110,26 @@ class ReportedTaskRun:
     accepted_count: int
     result: OrchestrationResult
 
+    @classmethod
+    def from_proto(cls, message: task_run_service_pb2.TaskRunReportResult) -> ReportedTaskRun:
+        return cls(
+            message.task_run_id,
+            message.created,
+            message.accepted_count,
+            OrchestrationResult.from_proto(message.result),
+        )
+
 
 def report_task_runs(
     reports: Sequence[task_run_service_pb2.TaskRunReport],
-) -> Unary[list[ReportedTaskRun]]:
+) -> Unary[list[task_run_service_pb2.TaskRunReportResult]]:
     """Create task runs with the ids the reporter chose and propose their states, in one
-    call; safe to retry."""
-
-    def answers(response: Any, _: Owner) -> list[ReportedTaskRun]:
-        return [
-            ReportedTaskRun(
-                r.task_run_id, r.created, r.accepted_count, OrchestrationResult.from_proto(r.result)
-            )
-            for r in response.results
-        ]
-
+    call; safe to retry. The answers stay messages: a reporter reads few of them whole
+    (ReportedTaskRun.from_proto)."""
     return Unary(
         Rpc(TASK_RUNS, "ReportTaskRuns"),
         task_run_service_pb2.ReportTaskRunsRequest(reports=reports),
-        answers,
+        lambda response, _: list(response.results),
     )
 
 

@@ -223,6 +223,9 @@ def _json_object(text: str, option: str) -> dict[str, Any]:
         except OSError as exc:
             message = f"cannot read {text[1:]}: {exc.strerror}"
             raise typer.BadParameter(message, param_hint=option) from None
+        except UnicodeDecodeError:
+            message = f"{text[1:]} is not UTF-8 text"
+            raise typer.BadParameter(message, param_hint=option) from None
     try:
         value = json.loads(text)
     except ValueError as exc:

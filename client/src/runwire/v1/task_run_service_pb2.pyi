@@ -441,7 +441,8 @@ class ReportTaskRunsRequest(_message.Message):
     @_builtins.property
     def reports(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaskRunReport]:
         """The task runs, applied in order in one transaction: all of them are written or, when the
-        call fails, none. At most 1,000.
+        call fails, none. At most 1,000, and no more bytes than a request may carry
+        (RUNWIRE_MAX_MESSAGE_BYTES).
         """
 
     def __init__(
@@ -465,6 +466,7 @@ class TaskRunReport(_message.Message):
 
     TASK_RUN_FIELD_NUMBER: _builtins.int
     STATES_FIELD_NUMBER: _builtins.int
+    LEASE_DURATION_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def task_run(self) -> _task_run_pb2.TaskRun:
         """The task run to create, as in CreateTaskRun, with its `id` set: a UUID the reporter chose
@@ -480,15 +482,23 @@ class TaskRunReport(_message.Message):
         that does otherwise. The first proposal not accepted ends the report. At most 10.
         """
 
+    @_builtins.property
+    def lease_duration(self) -> _duration_pb2.Duration:
+        """How long the lease lasts of a run whose report ends in RUNNING (one the reporter sends
+        while its task still runs). The same meaning and bounds as
+        SetTaskRunStateRequest.lease_duration.
+        """
+
     def __init__(
         self,
         *,
         task_run: _task_run_pb2.TaskRun | None = ...,
         states: _abc.Iterable[_state_pb2.State] | None = ...,
+        lease_duration: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["task_run", b"task_run"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["lease_duration", b"lease_duration", "task_run", b"task_run"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["states", b"states", "task_run", b"task_run"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lease_duration", b"lease_duration", "states", b"states", "task_run", b"task_run"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

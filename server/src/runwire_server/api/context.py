@@ -5,6 +5,7 @@ hold (pages that end early, answers too large to send)."""
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -65,8 +66,13 @@ class AppContext:
         self, run_kind: str, outcome: Outcome
     ) -> orchestration_pb2.OrchestrationResult:
         """The result for the client, counted in the transition metrics."""
-        self.metrics.transitions.labels(run_kind, outcome.status.name).inc()
+        self.count_transitions(run_kind, Counter([outcome.status.name]))
         return outcome_to_proto(outcome)
+
+    def count_transitions(self, run_kind: str, decisions: Counter[str]) -> None:
+        """Count decisions (by status) in the transition metrics, once a status."""
+        for status, count in decisions.items():
+            self.metrics.transitions.labels(run_kind, status).inc(count)
 
     def check_object(self, message: Message, field: str) -> None:
         """Refuse an object (a flow, deployment or run) larger than the server keeps. Only the
@@ -96,15 +102,19 @@ class AppContext:
         )
         return lambda at: stamp(state, at)
 
-    def lease(self, request: Message, field: str = "lease_duration") -> float | None:
-        """The lease length a request names, in seconds; None when it names none."""
+    def lease(
+        self, request: Message, field: str = "lease_duration", path: str = ""
+    ) -> float | None:
+        """The lease length a request (at `path` in the call's request) names, in seconds;
+        None when it names none."""
         if not request.HasField(field):
             return None
-        seconds = wire_scalars.to_timedelta(getattr(request, field), field).total_seconds()
+        where = f"{path}.{field}" if path else field
+        seconds = wire_scalars.to_timedelta(getattr(request, field), where).total_seconds()
         most = self.settings.max_lease_seconds
         if not 1 <= seconds <= most:
             raise InvalidArgument(
-                field,
+                where,
                 f"must be from 1 s to {most:g} s (RUNWIRE_MAX_LEASE_SECONDS), not {seconds:g} s",
             )
         return seconds

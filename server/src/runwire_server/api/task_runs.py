@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -12,6 +14,7 @@ from runwire.v1 import (
     log_pb2,
     log_service_pb2,
     log_service_pb2_grpc,
+    state_pb2,
     task_run_pb2,
     task_run_service_pb2_grpc,
 )
@@ -80,13 +83,19 @@ class TaskRunServicer(task_run_service_pb2_grpc.TaskRunServiceServicer):
             self._report(report, f"reports[{i}]") for i, report in enumerate(request.reports)
         ]
         results = await self._app.services.task_reports.report(reports)
+        decisions: Counter[str] = Counter()
+        for done in results:
+            decisions["ACCEPT"] += done.accepted
+            if done.outcome.status.name != "ACCEPT":
+                decisions[done.outcome.status.name] += 1
+        self._app.count_transitions("task_run", decisions)
         return pb.ReportTaskRunsResponse(
             results=[
                 pb.TaskRunReportResult(
                     task_run_id=str(done.task_run_id),
                     created=done.created,
                     accepted_count=done.accepted,
-                    result=self._app.orchestrated("task_run", done.outcome),
+                    result=convert.outcome_to_proto(done.outcome),
                 )
                 for done in results
             ]
@@ -103,9 +112,7 @@ class TaskRunServicer(task_run_service_pb2_grpc.TaskRunServiceServicer):
         states = [
             task_reports.ReportedState(
                 self._app.proposal(state, f"{field}.states[{i}]"),
-                wire_scalars.to_datetime(state.timestamp, f"{field}.states[{i}].timestamp")
-                if state.HasField("timestamp")
-                else None,
+                _reported_time(state, f"{field}.states[{i}].timestamp"),
             )
             for i, state in enumerate(report.states)
         ]
@@ -113,6 +120,7 @@ class TaskRunServicer(task_run_service_pb2_grpc.TaskRunServiceServicer):
             task_run_id=require_id(msg.id, f"{field}.task_run.id"),
             values=task_run_values(msg, f"{field}.task_run"),
             states=states,
+            lease_seconds=self._app.lease(report, path=field),
         )
 
     async def HeartbeatTaskRun(
@@ -191,6 +199,19 @@ class TaskRunServicer(task_run_service_pb2_grpc.TaskRunServiceServicer):
             convert.state_to_proto,
             lambda items, token: pb.ListTaskRunStatesResponse(states=items, next_page_token=token),
         )
+
+
+# A reported time before this is a reporter's mistake, not a task that ran then.
+_EARLIEST_REPORTED = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def _reported_time(state: state_pb2.State, field: str) -> datetime | None:
+    if not state.HasField("timestamp"):
+        return None
+    at = wire_scalars.to_datetime(state.timestamp, field)
+    if at < _EARLIEST_REPORTED:
+        raise InvalidArgument(field, "must be in the year 2000 or later (when the state happened)")
+    return at
 
 
 def task_run_values(msg: task_run_pb2.TaskRun, field: str = "task_run") -> task_runs.TaskRunValues:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -175,7 +174,7 @@ def orchestrate_run(
     if not is_flow:
         facts.tags = run.tags
     # Orchestration may change the policy document in place: compare against a copy.
-    policy_before = copy.deepcopy(run.empirical_policy)
+    policy_before = _copied(run.empirical_policy)
     initial = current_state(run) if initial is None else initial
     at = transition_time(initial, reported)
 
@@ -233,6 +232,16 @@ def orchestrate_run(
     else:
         unwritten.update(changes)
     return transition
+
+
+def _copied(document: Any) -> Any:
+    """A copy of a JSON document (dicts, lists and scalars): what deepcopy gives, at a fraction
+    of its cost, on every state change."""
+    if isinstance(document, dict):
+        return {key: _copied(value) for key, value in document.items()}
+    if isinstance(document, list):
+        return [_copied(value) for value in document]
+    return document
 
 
 LEASED = frozenset({StateType.RUNNING, StateType.CANCELLING})

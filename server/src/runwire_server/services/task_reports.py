@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from runwire_server.errors import NotFound
@@ -45,6 +46,7 @@ class TaskRunReport:
     task_run_id: uuid.UUID
     values: TaskRunValues
     states: Sequence[ReportedState]
+    lease_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -122,18 +124,29 @@ def _report(
     # The run is made in this transaction, where no other writer sees it: it needs no lock,
     # and its row takes the changes of all its transitions in one update.
     unwritten: dict[str, Any] = {}
-    run, created = insert_task_run(
-        session,
-        values,
-        pending,
-        settings,
-        run_id=run_id,
-        reported=first,
-        store=store,
-        unwritten=unwritten,
-    )
+    try:
+        run, created = insert_task_run(
+            session,
+            values,
+            pending,
+            settings,
+            run_id=run_id,
+            reported=first,
+            store=store,
+            unwritten=unwritten,
+        )
+    except IntegrityError:
+        # PostgreSQL: a concurrent call made a run of this id (with another key, or the
+        # key's lookup would have found it) after the batch looked; the savepoint undid ours.
+        store.untagged.discard(run_id)
+        taken = _keys(session, [run_id]).get(run_id)
+        if taken == (values.flow_run_id, values.task_key, values.dynamic_key):
+            return _already(session, run_id)
+        return _refused(run_id, f"the id {run_id} is another task run's")
     if not created:
         store.untagged.discard(run_id)
+        if run.id == run_id:  # made by a concurrent call of the same report
+            return _already(session, run_id)
         return _refused(
             run_id,
             f"task run {run.id} of this flow run has the task key {values.task_key!r} "
@@ -150,9 +163,11 @@ def _report(
             reported.proposal,
             CORE_TASK_POLICY,
             settings,
+            initial=outcome.state,  # as written a moment ago: not read back from its row
             reported=reported.at,
             store=store,
             unwritten=unwritten,
+            lease_seconds=report.lease_seconds,
         )
         outcome = Outcome.of(transition)
         if transition.status is not Status.ACCEPT:

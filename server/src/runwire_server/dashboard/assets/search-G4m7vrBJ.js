@@ -1,0 +1,1 @@
+import{Q as e,Z as t}from"./ErrorBox-DxX5OTt3.js";import{h as n}from"./index-hMFliNeL.js";import{o as r}from"./parts-Db4eHgty.js";function i(){let{path:i,query:a,route:o}=n(),[s,c]=t(a.q??``),l=r(s.trim());return e(()=>{(a.q??``)!==l&&o(l?`${i}?q=${encodeURIComponent(l)}`:i,!0)},[l]),{text:s,setText:c,query:l}}export{i as t};

@@ -1,1 +1,0 @@
-import{Q as e,Z as t}from"./ErrorBox-CSq_hELM.js";import{h as n}from"./index-DrAkKchT.js";import{o as r}from"./parts-DzWf44ZM.js";function i(){let{path:i,query:a,route:o}=n(),[s,c]=t(a.q??``),l=r(s.trim());return e(()=>{(a.q??``)!==l&&o(l?`${i}?q=${encodeURIComponent(l)}`:i,!0)},[l]),{text:s,setText:c,query:l}}export{i as t};
