@@ -41,10 +41,10 @@ GOAL_MS = {"called": 1.1, "submitted": 7.0, "mapped": 1.2}
 PREFECT_SCRIPT = Path(__file__).with_name("prefect_sdk.py")
 
 
-def prefect_here(python: str, tasks: int) -> dict[str, Any]:
+def prefect_here(python: str, tasks: int, repeat: int) -> dict[str, Any]:
     """bench/prefect_sdk.py's figures, run by `python` (an interpreter with Prefect)."""
     done = subprocess.run(
-        [python, str(PREFECT_SCRIPT), "--tasks", str(tasks)],
+        [python, str(PREFECT_SCRIPT), "--tasks", str(tasks), "--repeat", str(repeat)],
         capture_output=True,
         text=True,
         timeout=1800,
@@ -101,9 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         metavar="PYTHON",
         help="an interpreter with Prefect installed: measure Prefect's flows in the same run",
     )
+    # As the issue measured it: Prefect's overhead grows with a flow's tasks.
     parser.add_argument("--prefect-tasks", type=int, default=200)
     args = parser.parse_args(argv)
-    prefect = prefect_here(args.prefect, args.prefect_tasks) if args.prefect else None
+    prefect = prefect_here(args.prefect, args.prefect_tasks, 3) if args.prefect else None
     with tempfile.TemporaryDirectory() as tmp:
         server = start_server_process(f"sqlite:///{tmp}/sdk.db", "--http-address", "off")
         server.drain_output()
