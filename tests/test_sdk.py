@@ -8,12 +8,10 @@ import asyncio
 import contextvars
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -25,9 +23,11 @@ import runwire
 from tests.conftest import (
     RUNWIRE_CLI,
     ServerProcess,
+    free_port,
     fresh_postgres_database,
     start_server_process,
 )
+from tests.test_observability import scrape
 
 
 @pytest.fixture(scope="module")
@@ -507,21 +507,10 @@ def test_a_flow_killed_with_sigkill_becomes_crashed_within_its_lease(
     assert list(running_tasks) == []
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def crashes_counted(metrics_port: int) -> float:
     """What a server's metric counts of the flow runs its reaper crashed."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as r:
-        text = r.read().decode()
-    for line in text.splitlines():
-        counter = line.startswith("runwire_leases_ended_total{")
-        if counter and 'run_kind="flow_run"' in line and 'state="CRASHED"' in line:
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+    key = ("runwire_leases_ended_total", (("run_kind", "flow_run"), ("state", "CRASHED")))
+    return scrape(metrics_port).get(key, 0.0)
 
 
 def test_two_postgresql_replicas_record_one_crash_of_a_killed_flow(

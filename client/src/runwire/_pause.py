@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from runwire._engine import RunRefused
-from runwire._run_context import FlowRunContext, flow_run_context, heartbeat_seconds
+from runwire._run_context import flow_run_context, heartbeat_seconds
 from runwire._values import proposed_state
 from runwire.states import StateType
 
@@ -48,35 +48,26 @@ def pause_flow_run(
     # the tasks that ran before the pause are written before it.
     batching, context.batching = context.batching, False
     try:
-        return _paused(context, state, schema, wait_for_input)
+        client = context.client
+        context.reporter.drain()
+        paused = client.set_flow_run_state(context.flow_run_id, state)
+        if paused.state is None or paused.state.type is not StateType.PAUSED:
+            raise RunRefused(f"flow run {context.flow_run_id}: {paused.reason or paused.status}")
+        every = min(1.0, heartbeat_seconds())
+        while True:
+            time.sleep(every)
+            now = client.heartbeat_flow_run(context.flow_run_id).state
+            if now is None or now.type is StateType.PAUSED:
+                continue
+            if now.type is not StateType.RUNNING:
+                raise RunRefused(f"flow run {context.flow_run_id} was not resumed: {now.name}")
+            given = now.details.get("run_input")
+            if schema is None:
+                return None
+            if isinstance(wait_for_input, dict) or given is None:
+                return dict(given) if given is not None else None
+            model: Any = wait_for_input
+            validated: M = model.model_validate(given)
+            return validated
     finally:
         context.batching = batching
-
-
-def _paused(
-    context: FlowRunContext,
-    state: Any,
-    schema: dict[str, Any] | None,
-    wait_for_input: type[M] | dict[str, Any] | None,
-) -> M | dict[str, Any] | None:
-    client = context.client
-    context.reporter.drain()
-    paused = client.set_flow_run_state(context.flow_run_id, state)
-    if paused.state is None or paused.state.type is not StateType.PAUSED:
-        raise RunRefused(f"flow run {context.flow_run_id}: {paused.reason or paused.status}")
-    every = min(1.0, heartbeat_seconds())
-    while True:
-        time.sleep(every)
-        now = client.heartbeat_flow_run(context.flow_run_id).state
-        if now is None or now.type is StateType.PAUSED:
-            continue
-        if now.type is not StateType.RUNNING:
-            raise RunRefused(f"flow run {context.flow_run_id} was not resumed: {now.name}")
-        given = now.details.get("run_input")
-        if schema is None:
-            return None
-        if isinstance(wait_for_input, dict) or given is None:
-            return dict(given) if given is not None else None
-        model: Any = wait_for_input
-        validated: M = model.model_validate(given)
-        return validated

@@ -121,7 +121,6 @@ class Reporter:
         self.on_cancel: Callable[[], None] | None = None
         self.reports = TaskReports(client, self.task_started, self._refused)
         self._refusals = 0  # since the last heartbeat
-        self._refused_total = 0
 
     def start(self) -> None:
         self._thread.start()
@@ -144,8 +143,6 @@ class Reporter:
         failure, self.reports.failure = self.reports.failure, None
         if failure is not None:
             raise failure  # once: the flow then reports its failure
-        if self._refused_total and not self.cancelling.is_set():
-            self.heartbeat()
 
     def _refused(self, reason: str) -> None:
         """A report not taken as it was: most often because the flow run is being cancelled,
@@ -153,7 +150,6 @@ class Reporter:
         logging.getLogger("runwire.reporter").debug("report refused: %s", reason)
         with self._lock:
             self._refusals += 1
-            self._refused_total += 1
         self._wake.set()
 
     def task_started(self, task_run_id: str) -> None:

@@ -70,8 +70,8 @@ class PendingReport:
 
 
 class TaskReports:
-    """The queue of one flow run's reports: tasks add to it from any thread, and its senders
-    send it. `opened` hears of each task run sent open before its task learns of it, and
+    """The queue of one flow run's reports: tasks add to it from any thread, and its sender
+    thread sends it. `opened` hears of each task run sent open before its task learns of it, and
     `refused` of each report the server did not take as it was."""
 
     def __init__(
@@ -82,8 +82,7 @@ class TaskReports:
         self._refused = refused
         self._queue: list[PendingReport] = []  # in the order the tasks started
         self._ended = 0  # of the queued reports
-        self._sending = 0
-        self._unanswered: set[str] = set()
+        self._unanswered: set[str] = set()  # the task runs queued or sent, not yet answered
         self._stopping = False
         self._changed = threading.Condition()
         self._sender = threading.Thread(target=self._send_loop, name="runwire-reports", daemon=True)
@@ -146,7 +145,7 @@ class TaskReports:
         """Send what is queued and wait until every report sent has been answered."""
         self.send(everything=True)
         with self._changed:
-            self._changed.wait_for(lambda: not self._queue and not self._sending)
+            self._changed.wait_for(lambda: not self._unanswered)
 
     def _due(self) -> bool:
         if self._ended:
@@ -162,7 +161,12 @@ class TaskReports:
             self.send()
 
     def send(self, *, everything: bool = False) -> None:
-        """Send the reports that are due (every one with `everything`)."""
+        """Send the reports that are due (every one, batch after batch, with `everything`)."""
+        while self._send_batch(everything) and everything:
+            pass
+
+    def _send_batch(self, everything: bool) -> bool:
+        """Send one batch of the reports that are due; False when none is."""
         due = time.monotonic() - OPEN_AFTER
         with self._changed:
             taken: list[PendingReport] = []
@@ -175,12 +179,11 @@ class TaskReports:
                     break
                 taken.append(report)
             if not taken:
-                return
+                return False
             for report in taken:
                 report.sent = True
                 self._ended -= report.ended
             self._queue = [r for r in self._queue if not r.sent]
-            self._sending += len(taken)
             self._changed.notify_all()
         try:
             self._call(taken)
@@ -188,11 +191,9 @@ class TaskReports:
             with self._changed:
                 for report in taken:
                     report.answered = True  # the answers were set before: all told at once
-                self._sending -= len(taken)
                 self._unanswered.difference_update(r.task_run_id for r in taken)
                 self._changed.notify_all()
-        if everything:
-            self.send(everything=True)
+        return True
 
     def _call(self, batch: list[PendingReport]) -> None:
         """Send a batch and keep each report's answer (or the error)."""

@@ -110,11 +110,9 @@ def _report(
     settings: Settings,
 ) -> ReportResult:
     run_id, values = report.task_run_id, report.values
-    taken = keys.get(run_id)
-    if taken is not None:
-        if taken != (values.flow_run_id, values.task_key, values.dynamic_key):
-            return _refused(run_id, f"the id {run_id} is another task run's")
-        return _already(session, run_id)
+    key = (values.flow_run_id, values.task_key, values.dynamic_key)
+    if run_id in keys:
+        return _existing(session, run_id, keys[run_id] == key)
     if not values.tags:
         store.untagged.add(run_id)
     # PENDING just before the first state, which so keeps the time it was reported with.
@@ -139,20 +137,17 @@ def _report(
         # PostgreSQL: a concurrent call made a run of this id (with another key, or the
         # key's lookup would have found it) after the batch looked; the savepoint undid ours.
         store.untagged.discard(run_id)
-        taken = _keys(session, [run_id]).get(run_id)
-        if taken == (values.flow_run_id, values.task_key, values.dynamic_key):
-            return _already(session, run_id)
-        return _refused(run_id, f"the id {run_id} is another task run's")
+        return _existing(session, run_id, _keys(session, [run_id]).get(run_id) == key)
     if not created:
         store.untagged.discard(run_id)
         if run.id == run_id:  # made by a concurrent call of the same report
-            return _already(session, run_id)
+            return _existing(session, run_id, True)
         return _refused(
             run_id,
             f"task run {run.id} of this flow run has the task key {values.task_key!r} "
             f"and the dynamic key {values.dynamic_key!r}",
         )
-    keys[run_id] = (values.flow_run_id, values.task_key, values.dynamic_key)
+    keys[run_id] = key
     accepted = 0
     outcome = Outcome(Status.ACCEPT, current_state(run), True)
     for reported in report.states:
@@ -177,7 +172,11 @@ def _report(
     return ReportResult(run_id, True, accepted, outcome)
 
 
-def _already(session: Session, run_id: uuid.UUID) -> ReportResult:
+def _existing(session: Session, run_id: uuid.UUID, same_key: bool) -> ReportResult:
+    """The answer for a report whose id names a task run already: a report made before (of
+    the same key), answered with the run's state, or another run's id."""
+    if not same_key:
+        return _refused(run_id, f"the id {run_id} is another task run's")
     run = read_task_run(session.connection(), run_id)
     return ReportResult(run_id, False, 0, Outcome(Status.ACCEPT, current_state(run), False))
 
