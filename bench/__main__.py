@@ -4,11 +4,16 @@
     uv run python -m bench                    # the full run, 10 to 18 minutes
     uv run python -m bench --only lifecycle,reads --json out.json
     uv run python -m bench --only http        # the HTTP edge beside gRPC
+    uv run python -m bench --quick --database-url postgresql+psycopg://postgres@127.0.0.1/postgres
 
 Each workload starts its own server process on a temporary SQLite database and drives it from
-this process over loopback. Figures: rate, p50 and p99 latency, the server's CPU seconds per
-1,000 operations, the server's peak RSS, and calls/s as a ratio to the empty RPC at the same
-concurrency. The table is printed and written as JSON.
+this process over loopback. With --database-url (a PostgreSQL server; the database it names is
+only used to create others) the database workloads then run again, each on a fresh database
+made there and dropped afterwards, so both databases are measured in one run. Figures: rate,
+p50 and p99 latency, the server's CPU seconds per 1,000 operations, the server's CPU per call in
+empty RPCs (the empty RPC server's CPU per call at the same concurrency), the server's peak RSS,
+and calls/s as a ratio to the empty RPC at the same concurrency. The table is printed and
+written as JSON.
 
 The HTTP edge has its own table (bench.http_edge): the same calls over gRPC, Connect binary
 and Connect JSON on one server, taking turns, with each protocol's CPU per call over gRPC's;
@@ -26,6 +31,8 @@ import re
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +40,7 @@ from typing import Any
 
 from bench import http_edge, workloads
 from bench.harness import Figure
+from tests.conftest import fresh_postgres_database
 
 WORKLOADS = ("empty", "lifecycle", "tasks", "reads", "watch", "http")
 # The watch fan-out over each protocol, side by side on one server (bench/watch.py).
@@ -69,6 +77,7 @@ FULL = Sizes(
     watch_idle=10_000,
 )
 CONCURRENCY = (1, 16, 64)
+LOG_BATCHES = 2000  # CreateLogs calls (of workloads.LOG_BATCH lines) after the lifecycles
 
 
 def machine() -> dict[str, Any]:
@@ -88,22 +97,40 @@ def machine() -> dict[str, Any]:
     }
 
 
-def with_ratios(figures: list[Figure], empty: dict[int, float]) -> None:
-    """Calls/s of each figure over the empty RPC's calls/s at the same concurrency."""
+def with_ratios(figures: list[Figure], empty: dict[int, Figure]) -> None:
+    """Calls/s of each figure over the empty RPC's calls/s at the same concurrency, and the
+    server's CPU per call in empty RPCs."""
     for figure in figures:
         found = re.search(r"concurrency (\d+)\b", figure.case)
         concurrency = int(found.group(1)) if found else None
-        if concurrency in empty:
-            figure.ratio_to_empty_rpc = figure.rate * figure.calls_per_op / empty[concurrency]
+        if concurrency not in empty:
+            continue
+        ceiling = empty[concurrency]
+        figure.ratio_to_empty_rpc = figure.rate * figure.calls_per_op / ceiling.rate
+        if figure.server_cpu_s_per_1000 and ceiling.server_cpu_s_per_1000:
+            per_call = figure.server_cpu_s_per_1000 / figure.calls_per_op
+            figure.cpu_in_empty_rpcs = per_call / ceiling.server_cpu_s_per_1000
+
+
+@contextmanager
+def database(kind: str, tmp: str, name: str, postgres: str) -> Iterator[str]:
+    """A fresh database for one workload: a file in `tmp`, or one made on `postgres`."""
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp}/{name}.db"
+        return
+    with fresh_postgres_database(postgres) as url:
+        yield url
 
 
 COLUMNS = (  # title, width
     ("workload", -18),
-    ("case", -58),
+    ("database", -10),
+    ("case", -66),
     ("rate", 15),
     ("p50 ms", 8),
     ("p99 ms", 8),
     ("cpu s/1k", 9),
+    ("cpu/call", 9),
     ("RSS MiB", 8),
     ("vs empty", 9),
 )
@@ -126,11 +153,13 @@ def table(figures: list[Figure]) -> str:
             row(
                 [
                     f.workload,
+                    f.database,
                     f.case,
                     f"{f.rate:,.0f} {f.unit}/s",
                     f"{f.p50_ms:.2f}",
                     f"{f.p99_ms:.2f}",
                     maybe(f.server_cpu_s_per_1000, ".2f"),
+                    maybe(f.cpu_in_empty_rpcs, ".1f"),
                     maybe(f.server_peak_rss_mib, ".0f"),
                     maybe(f.ratio_to_empty_rpc, ".0%"),
                 ]
@@ -186,33 +215,42 @@ class Results:
     http_watch_lines: list[str]
 
 
-async def run(sizes: Sizes, only: set[str]) -> Results:
+async def on_database(sizes: Sizes, only: set[str], kind: str, postgres: str) -> list[Figure]:
+    """The workloads that use a database, each on a fresh one of `kind`."""
+    figures: list[Figure] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        if "lifecycle" in only:
+            print(f"lifecycle, then CreateLogs ({kind}) ...", flush=True)
+            with database(kind, tmp, "lifecycle", postgres) as url:
+                figures += await workloads.lifecycle(url, CONCURRENCY, sizes.runs, LOG_BATCHES)
+        if "tasks" in only:
+            print(f"task-heavy run ({kind}) ...", flush=True)
+            with database(kind, tmp, "tasks", postgres) as url:
+                figures += await workloads.task_heavy(url, sizes.tasks)
+        if "reads" in only:
+            for stored in sizes.stored:
+                print(f"reads over {stored:,} runs ({kind}) ...", flush=True)
+                with database(kind, tmp, f"reads-{stored}", postgres) as url:
+                    figures += await workloads.reads(url, stored, sizes.calls, sizes.heavy_calls)
+    for figure in figures:
+        figure.database = kind
+    return figures
+
+
+async def run(sizes: Sizes, only: set[str], postgres: str) -> Results:
     figures: list[Figure] = []
     watch_lines: list[str] = []
     http: list[Figure] = []
     http_watch_lines: list[str] = []
-    empty: dict[int, float] = {}
+    empty: dict[int, Figure] = {}
     if "empty" in only:
         print("empty RPC ...", flush=True)
         for figure in await workloads.empty_rpc(CONCURRENCY, sizes.calls):
             if figure.workload == "empty RPC":
-                empty[int(figure.case.rsplit(" ", 1)[1])] = figure.rate
+                empty[int(figure.case.rsplit(" ", 1)[1])] = figure
             figures.append(figure)
-    with tempfile.TemporaryDirectory() as tmp:
-        if "lifecycle" in only:
-            print("lifecycle ...", flush=True)
-            figures += await workloads.lifecycle(
-                f"sqlite:///{tmp}/lifecycle.db", CONCURRENCY, sizes.runs
-            )
-        if "tasks" in only:
-            print("task-heavy run ...", flush=True)
-            figures += await workloads.task_heavy(f"sqlite:///{tmp}/tasks.db", sizes.tasks)
-        if "reads" in only:
-            for stored in sizes.stored:
-                print(f"reads over {stored:,} runs ...", flush=True)
-                figures += await workloads.reads(
-                    f"sqlite:///{tmp}/reads-{stored}.db", stored, sizes.calls, sizes.heavy_calls
-                )
+    for kind in ("sqlite", "postgresql") if postgres else ("sqlite",):
+        figures += await on_database(sizes, only, kind, postgres)
     if "watch" in only:
         print("watch ...", flush=True)
         try:
@@ -253,13 +291,20 @@ def main() -> None:
         help=f"comma-separated subset of {','.join(WORKLOADS)}",
     )
     parser.add_argument("--json", default="bench-results.json", help="where to write the figures")
+    parser.add_argument(
+        "--database-url",
+        default="",
+        help="a PostgreSQL server's URL: run the database workloads there too, side by side",
+    )
     args = parser.parse_args()
+    if args.database_url and not args.database_url.startswith("postgresql"):
+        parser.error("--database-url names a PostgreSQL server (postgresql+psycopg://...)")
     only = {w.strip() for w in args.only.split(",") if w.strip()}
     if unknown := only - set(WORKLOADS):
         parser.error(f"unknown workloads: {', '.join(sorted(unknown))}")
     sizes = QUICK if args.quick else FULL
     started = time.monotonic()
-    results = asyncio.run(run(sizes, only))
+    results = asyncio.run(run(sizes, only, args.database_url))
     elapsed = time.monotonic() - started
     print()
     if results.figures:

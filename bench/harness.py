@@ -37,6 +37,10 @@ class Figure:
     calls_per_op: int = 1
     # The server's CPU per operation over gRPC's for the same case, measured beside it.
     cpu_ratio_to_grpc: float | None = None
+    database: str = ""  # sqlite or postgresql, for the workloads that use one
+    # The server's CPU per call in empty RPCs: over the empty RPC server's CPU per call at the
+    # same concurrency, measured in the same run.
+    cpu_in_empty_rpcs: float | None = None
 
     @property
     def rate(self) -> float:

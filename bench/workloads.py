@@ -112,14 +112,21 @@ async def _flow(chan: grpc.aio.Channel, name: str) -> str:
     return str(response.flow.id)
 
 
-async def lifecycle(database_url: str, concurrencies: tuple[int, ...], runs: int) -> list[Figure]:
-    """Create a run, then RUNNING, then COMPLETED: 3 state-changing RPCs a run."""
+LOG_BATCH = 100  # lines a CreateLogs call carries
+
+
+async def lifecycle(
+    database_url: str, concurrencies: tuple[int, ...], runs: int, log_batches: int = 0
+) -> list[Figure]:
+    """Create a run, then RUNNING, then COMPLETED: 3 state-changing RPCs a run. Then, on the
+    same server, `log_batches` CreateLogs calls of LOG_BATCH lines each at concurrency 16."""
     proc = start_runwire(database_url)
     chans = channels(proc.port)
     try:
         stubs = [flow_run_service_pb2_grpc.FlowRunServiceStub(c) for c in chans]
         flow_id = await _flow(chans[0], "bench-lifecycle")
         server = Measured(proc.process.pid)
+        created: list[str] = []
 
         async def one(i: int) -> None:
             stub = stubs[i % CHANNELS]
@@ -128,6 +135,7 @@ async def lifecycle(database_url: str, concurrencies: tuple[int, ...], runs: int
                     flow_run=flow_run_pb2.FlowRun(flow_id=flow_id)
                 )
             )
+            created.append(run.flow_run.id)
             for state_type in (state_pb2.STATE_TYPE_RUNNING, state_pb2.STATE_TYPE_COMPLETED):
                 await stub.SetFlowRunState(
                     flow_run_service_pb2.SetFlowRunStateRequest(
@@ -148,6 +156,31 @@ async def lifecycle(database_url: str, concurrencies: tuple[int, ...], runs: int
                 calls_per_op=3,
             )
             figures.append(figure)
+        if log_batches:
+            log_stubs = [log_service_pb2_grpc.LogServiceStub(c) for c in chans]
+
+            async def create_logs(i: int) -> None:
+                run_id = created[i % len(created)]
+                batch = [
+                    log_pb2.Log(flow_run_id=run_id, name="bench", level=20, message=f"line {n}")
+                    for n in range(LOG_BATCH)
+                ]
+                await log_stubs[i % CHANNELS].CreateLogs(
+                    log_service_pb2.CreateLogsRequest(logs=batch)
+                )
+
+            figures.append(
+                await measure(
+                    "CreateLogs",
+                    f"{LOG_BATCH} lines a call, concurrency 16",
+                    server,
+                    create_logs,
+                    log_batches,
+                    16,
+                    unit="calls",
+                    max_seconds=30,
+                )
+            )
         return figures
     finally:
         await close(chans)
@@ -287,6 +320,73 @@ def seed_runs(database_url: str, count: int) -> None:
     engine.dispose()
 
 
+SEEDED_CHILDREN = 10_000  # task runs, and log lines, of one seeded flow run
+
+
+def seed_children(database_url: str, count: int = SEEDED_CHILDREN) -> str:
+    """`count` task runs and `count` log lines of one seeded flow run (its id is returned),
+    written straight into the schema: a third each COMPLETED, FAILED and RUNNING, over a day."""
+    engine = create_engine(database_url)
+    with engine.connect() as conn:
+        run_id = conn.scalar(m.FlowRun.__table__.select().with_only_columns(m.FlowRun.id).limit(1))
+    assert run_id is not None, "seed_runs first"
+    now = datetime.now(UTC)
+    kinds = ("COMPLETED", "FAILED", "RUNNING")
+    tasks, states, logs = [], [], []
+    for n in range(count):
+        task_id, state_id = new_id(), new_id()
+        start = now - timedelta(seconds=86_400 * n / count)
+        kind = kinds[n % 3]
+        end = None if kind == "RUNNING" else start + timedelta(seconds=2)
+        tasks.append(
+            {
+                "id": task_id,
+                "name": f"task-{n}",
+                "flow_run_id": run_id,
+                "task_key": f"task-{n}",
+                "dynamic_key": str(n),
+                "created": start,
+                "updated": start,
+                "state_id": state_id,
+                "state_type": kind,
+                "state_name": kind.title(),
+                "state_timestamp": end or start,
+                "run_count": 1,
+                "expected_start_time": start,
+                "start_time": start,
+                "end_time": end,
+                "total_run_time": 2.0 if end else 0.0,
+                "task_inputs": {"x": [{"inputType": "INPUT_TYPE_PARAMETER", "parameterName": "x"}]},
+            }
+        )
+        states.append(
+            {
+                "id": state_id,
+                "task_run_id": task_id,
+                "type": kind,
+                "name": kind.title(),
+                "timestamp": end or start,
+            }
+        )
+        logs.append(
+            {
+                "id": new_id(),
+                "flow_run_id": run_id,
+                "task_run_id": task_id,
+                "name": "bench.task",
+                "level": 20,
+                "message": f"step {n} of the seeded run",
+                "timestamp": start,
+            }
+        )
+    with engine.begin() as conn:
+        conn.execute(insert(m.TaskRun), tasks)
+        conn.execute(insert(m.TaskRunState), states)
+        conn.execute(insert(m.Log), logs)
+    engine.dispose()
+    return str(run_id)
+
+
 def seeded_run_ids(database_url: str, stored: int) -> list[str]:
     """Seed `stored` runs straight through the schema; the ids of up to 10,000 of them."""
     started = time.perf_counter()
@@ -305,12 +405,16 @@ def seeded_run_ids(database_url: str, stored: int) -> list[str]:
 
 
 async def reads(database_url: str, stored: int, calls: int, heavy_calls: int) -> list[Figure]:
-    """GetFlowRun and ListFlowRuns over `stored` runs; CountFlowRuns and GetFlowRunHistory too."""
+    """GetFlowRun and ListFlowRuns over `stored` runs; CountFlowRuns and GetFlowRunHistory too;
+    then ListTaskRuns and ListLogs of one run with SEEDED_CHILDREN of each."""
     ids = seeded_run_ids(database_url, stored)
+    parent = seed_children(database_url)
     proc = start_runwire(database_url)
     chans = channels(proc.port)
     try:
         stubs = [flow_run_service_pb2_grpc.FlowRunServiceStub(c) for c in chans]
+        stubs_tasks = [task_run_service_pb2_grpc.TaskRunServiceStub(c) for c in chans]
+        stubs_logs = [log_service_pb2_grpc.LogServiceStub(c) for c in chans]
         server = Measured(proc.process.pid)
         completed = filters_pb2.FlowRunCriteria(
             flow_runs=filters_pb2.FlowRunFilter(
@@ -333,6 +437,28 @@ async def reads(database_url: str, stored: int, calls: int, heavy_calls: int) ->
             await stubs[i % CHANNELS].ListFlowRuns(
                 flow_run_service_pb2.ListFlowRunsRequest(
                     filter=completed, page_size=50, sort=filters_pb2.FLOW_RUN_SORT_START_TIME_DESC
+                )
+            )
+
+        of_parent = filters_pb2.StringFilter(any_of=filters_pb2.StringList(values=[parent]))
+
+        async def list_tasks(i: int) -> None:
+            await stubs_tasks[i % CHANNELS].ListTaskRuns(
+                task_run_service_pb2.ListTaskRunsRequest(
+                    filter=task_run_service_pb2.TaskRunCriteria(
+                        task_runs=filters_pb2.TaskRunFilter(flow_run_id=of_parent)
+                    ),
+                    page_size=50,
+                    sort=filters_pb2.TASK_RUN_SORT_EXPECTED_START_TIME_DESC,
+                )
+            )
+
+        async def list_logs(i: int) -> None:
+            await stubs_logs[i % CHANNELS].ListLogs(
+                log_service_pb2.ListLogsRequest(
+                    filter=filters_pb2.LogFilter(flow_run_id=of_parent),
+                    page_size=50,
+                    sort=filters_pb2.LOG_SORT_TIMESTAMP_ASC,
                 )
             )
 
@@ -380,6 +506,24 @@ async def reads(database_url: str, stored: int, calls: int, heavy_calls: int) ->
                 server,
                 history,
                 heavy_calls,
+                1,
+                max_seconds=60,
+            ),
+            await measure(
+                "ListTaskRuns",
+                f"{label}, 50 of a run's {SEEDED_CHILDREN:,} by start time, concurrency 1",
+                server,
+                list_tasks,
+                calls // 4,
+                1,
+                max_seconds=60,
+            ),
+            await measure(
+                "ListLogs",
+                f"{label}, 50 of a run's {SEEDED_CHILDREN:,} lines, concurrency 1",
+                server,
+                list_logs,
+                calls // 4,
                 1,
                 max_seconds=60,
             ),

@@ -9,8 +9,8 @@ from sqlalchemy.exc import DBAPIError
 
 from runwire_server.convert.events import EventCodec
 from runwire_server.events.broadcast import Broadcaster
+from runwire_server.events.committed import CommittedHere
 from runwire_server.events.outbox import Outbox
-from runwire_server.events.values import Event
 from runwire_server.metrics import Metrics
 from runwire_server.orchestration.context import Settings as OrchestrationSettings
 from runwire_server.pages import PageTokens
@@ -47,7 +47,7 @@ def orchestration_settings(settings: Settings) -> OrchestrationSettings:
 
 
 def open_database(
-    settings: Settings, broadcaster: Broadcaster, codec: EventCodec
+    settings: Settings, broadcaster: Broadcaster, codec: EventCodec, here: CommittedHere
 ) -> tuple[Database, PageTokens]:
     where = f"{database_url_for_display(settings.database_url)} ({setting('database_url')})"
     try:
@@ -65,8 +65,8 @@ def open_database(
         ) from None
     try:
         # On PostgreSQL committed events and deletions reach watchers through the replica
-        # bridge, in sequence order, whichever replica wrote them.
-        publish = nobody if db.is_postgresql else broadcaster.publish
+        # bridge, in sequence order, whichever replica wrote them; it is given this server's.
+        publish = here.add if db.is_postgresql else broadcaster.publish
         db.add_commit_hooks(Outbox(codec, publish))
         db.prepare_schema(migrate=settings.migrate_on_start)
         secret = settings.page_token_secret.encode() or db.page_token_secret()
@@ -77,7 +77,3 @@ def open_database(
         db.close()
         raise
     return db, PageTokens(secret)
-
-
-def nobody(events: list[Event]) -> None:
-    """Publishes to no one: on PostgreSQL the replica bridge hands events to the watchers."""

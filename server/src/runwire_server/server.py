@@ -51,6 +51,7 @@ from runwire_server.app import App, open_database, orchestration_settings
 from runwire_server.auth import Authenticator
 from runwire_server.convert.events import EventCodec
 from runwire_server.events.broadcast import Broadcaster
+from runwire_server.events.committed import CommittedHere
 from runwire_server.http.edge import http_application
 from runwire_server.http.serving import HttpServer
 from runwire_server.log_config import configure_logging
@@ -286,7 +287,8 @@ async def _start(
     broadcaster = Broadcaster(buffer=settings.watch_buffer_events)
     broadcaster.bind(asyncio.get_running_loop())
     codec = EventCodec()
-    db, tokens = open_database(settings, broadcaster, codec)
+    here = CommittedHere()  # used on PostgreSQL only (events.replicas)
+    db, tokens = open_database(settings, broadcaster, codec, here)
     metrics = Metrics()
     decoder = RequestDecoder(settings.decode_workers, settings.max_filter_values)
     bridge = None
@@ -296,7 +298,7 @@ async def _start(
         if db.is_postgresql:
             from runwire_server.events.replicas import EventBridge, wait_listening
 
-            bridge = EventBridge(db, broadcaster.publish)
+            bridge = EventBridge(db, broadcaster.publish, here)
             bridge.start()
             try:
                 await asyncio.to_thread(wait_listening, bridge)

@@ -19,10 +19,12 @@ from runwire.v1 import (
 )
 from runwire_server import records
 from runwire_server.convert.scalars import (
+    SubmessageFields,
     dict_to_struct,
     duration,
+    duration_fields,
     format_id,
-    timestamp,
+    timestamp_fields,
 )
 from runwire_server.convert.states import (
     state_row_to_proto,
@@ -45,8 +47,8 @@ def flow_to_proto(row: records.Flow) -> flow_pb2.Flow:
         storage_type=row.storage_type or "",
         tags=row.tags,
         labels=row.labels,
-        created=timestamp(row.created),
-        updated=timestamp(row.updated),
+        created=timestamp_fields(row.created),
+        updated=timestamp_fields(row.updated),
     )
 
 
@@ -63,8 +65,8 @@ def deployment_to_proto(row: records.Deployment) -> deployment_pb2.Deployment:
         collision_strategy=deployment_pb2.CollisionStrategy.Value(
             f"COLLISION_STRATEGY_{row.collision_strategy}"
         ),
-        created=timestamp(row.created),
-        updated=timestamp(row.updated),
+        created=timestamp_fields(row.created),
+        updated=timestamp_fields(row.updated),
     )
 
 
@@ -83,28 +85,29 @@ def flow_run_policy_from_proto(policy: flow_run_pb2.FlowRunPolicy, field: str) -
 
 
 def flow_run_policy_to_proto(policy: dict[str, Any]) -> flow_run_pb2.FlowRunPolicy:
-    out = flow_run_pb2.FlowRunPolicy(
-        pause_keys=policy.get("pause_keys", []), resuming=policy.get("resuming", False)
+    delay = policy.get("retry_delay")
+    return flow_run_pb2.FlowRunPolicy(
+        pause_keys=policy.get("pause_keys", []),
+        resuming=policy.get("resuming", False),
+        retries=policy.get("retries"),
+        retry_delay=None if delay is None else duration_fields(delay),
     )
-    if policy.get("retries") is not None:
-        out.retries = policy["retries"]
-    if policy.get("retry_delay") is not None:
-        out.retry_delay.CopyFrom(duration(policy["retry_delay"]))
-    return out
 
 
 def run_timing(row: RunRecord, at: datetime) -> dict[str, Any]:
     """The counters and times flow runs and task runs share, as message fields."""
     return {
         "run_count": row.run_count,
-        "expected_start_time": timestamp(row.expected_start_time),
-        "next_scheduled_start_time": timestamp(row.next_scheduled_start_time),
-        "start_time": timestamp(row.start_time),
-        "end_time": timestamp(row.end_time),
-        "total_run_time": duration(row.total_run_time),
-        "estimated_run_time": duration(bookkeeping.estimated_run_time(row, at)),
-        "estimated_start_time_delta": duration(bookkeeping.estimated_start_time_delta(row, at)),
-        "lease_expire_time": timestamp(row.lease_expires),
+        "expected_start_time": timestamp_fields(row.expected_start_time),
+        "next_scheduled_start_time": timestamp_fields(row.next_scheduled_start_time),
+        "start_time": timestamp_fields(row.start_time),
+        "end_time": timestamp_fields(row.end_time),
+        "total_run_time": duration_fields(row.total_run_time),
+        "estimated_run_time": duration_fields(bookkeeping.estimated_run_time(row, at)),
+        "estimated_start_time_delta": duration_fields(
+            bookkeeping.estimated_start_time_delta(row, at)
+        ),
+        "lease_expire_time": timestamp_fields(row.lease_expires),
     }
 
 
@@ -136,8 +139,8 @@ def flow_run_to_proto(row: FlowRunRecord, at: datetime) -> flow_run_pb2.FlowRun:
         flow_version=row.flow_version or "",
         infrastructure_pid=row.infrastructure_pid or "",
         created_by=created_by,
-        created=timestamp(row.created),
-        updated=timestamp(row.updated),
+        created=timestamp_fields(row.created),
+        updated=timestamp_fields(row.updated),
     )
 
 
@@ -171,12 +174,27 @@ def task_run_policy_from_proto(policy: task_run_pb2.TaskRunPolicy, field: str) -
     return {"retries": policy.retries, "retry_delays": delays}
 
 
+# A task input is stored as json_format writes it (camelCase names, enum names): these are all
+# its fields, which a constructor takes as they are.
+_TASK_INPUT_FIELDS = {
+    "inputType": "input_type",
+    "taskRunId": "task_run_id",
+    "parameterName": "parameter_name",
+    "constantType": "constant_type",
+}
+
+
+def _task_input(stored: dict[str, Any]) -> SubmessageFields:
+    try:
+        return {_TASK_INPUT_FIELDS[name]: value for name, value in stored.items()}
+    except KeyError:  # a field this table does not know: json_format knows every one
+        return json_format.ParseDict(stored, task_run_pb2.TaskInput())
+
+
 def task_run_to_proto(row: TaskRunRecord, at: datetime) -> task_run_pb2.TaskRun:
     policy = row.empirical_policy
-    inputs = {
-        name: task_run_pb2.TaskInputList(
-            inputs=[json_format.ParseDict(i, task_run_pb2.TaskInput()) for i in values]
-        )
+    inputs: SubmessageFields = {
+        name: {"inputs": [_task_input(i) for i in values]}
         for name, values in row.task_inputs.items()
     }
     return task_run_pb2.TaskRun(
@@ -188,18 +206,18 @@ def task_run_to_proto(row: TaskRunRecord, at: datetime) -> task_run_pb2.TaskRun:
         map_index=row.map_index,
         tags=row.tags,
         cache_key=row.cache_key or "",
-        cache_expiration=timestamp(row.cache_expiration),
+        cache_expiration=timestamp_fields(row.cache_expiration),
         task_version=row.task_version or "",
         empirical_policy=task_run_pb2.TaskRunPolicy(
             retries=policy.get("retries", 0),
-            retry_delays=[duration(d) for d in policy.get("retry_delays", [])],
+            retry_delays=[duration_fields(d) for d in policy.get("retry_delays", [])],
         ),
         task_inputs=inputs,
         state=state_row_to_proto(row.state),
         flow_run_run_count=row.flow_run_run_count,
         **run_timing(row, at),
-        created=timestamp(row.created),
-        updated=timestamp(row.updated),
+        created=timestamp_fields(row.created),
+        updated=timestamp_fields(row.updated),
     )
 
 
@@ -211,8 +229,8 @@ def concurrency_limit_to_proto(
         tag=row.tag,
         concurrency_limit=row.concurrency_limit,
         active_slots=row.active_slots,
-        created=timestamp(row.created),
-        updated=timestamp(row.updated),
+        created=timestamp_fields(row.created),
+        updated=timestamp_fields(row.updated),
     )
 
 
@@ -224,7 +242,7 @@ def log_to_proto(row: records.Log) -> log_pb2.Log:
         name=row.name,
         level=row.level,
         message=row.message,
-        timestamp=timestamp(row.timestamp),
+        timestamp=timestamp_fields(row.timestamp),
     )
 
 

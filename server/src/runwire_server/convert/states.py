@@ -13,14 +13,21 @@ from runwire.v1 import (
     state_pb2,
 )
 from runwire_server.convert.scalars import (
+    SubmessageFields,
     dict_to_struct,
     format_id,
     struct_to_dict,
     timestamp,
+    timestamp_fields,
 )
 from runwire_server.errors import InvalidArgument
 from runwire_server.orchestration.states import State, StateType
-from runwire_server.run_records import STRUCT_DETAILS, TIME_DETAILS, StateRecord, state_from_row
+from runwire_server.run_records import (
+    STRUCT_DETAILS,
+    TIME_DETAILS,
+    StateRecord,
+    details_from_json,
+)
 from runwire_server.services.leases import Lease
 from runwire_server.validation import no_nul
 from runwire_server.wire_scalars import (
@@ -154,14 +161,29 @@ def state_to_proto(state: State) -> state_pb2.State:
         id=format_id(state.id),
         type=TYPE_TO_PROTO[state.type],
         name=state.name,
-        timestamp=timestamp(state.timestamp),
+        timestamp=timestamp_fields(state.timestamp),
         message=state.message,
         state_details=details_to_proto(state.details),
         result=result_to_proto(state.result),
     )
 
 
-def state_row_to_proto(
-    row: StateRecord | None,
-) -> state_pb2.State | None:
-    return None if row is None else state_to_proto(state_from_row(row))
+_STORED_TYPE_TO_PROTO = {t.value: proto for t, proto in TYPE_TO_PROTO.items()}
+_NO_DETAILS: SubmessageFields = {}  # set, and empty, as details_to_proto({}) gives it
+
+
+def state_row_to_proto(row: StateRecord | None) -> state_pb2.State | None:
+    """A stored state as state_to_proto(state_from_row(row)) gives it, without the State in
+    between: every run of a page has one."""
+    if row is None:
+        return None
+    details = row.state_details
+    return state_pb2.State(
+        id=str(row.id),
+        type=_STORED_TYPE_TO_PROTO[row.type],
+        name=row.name,
+        timestamp=timestamp_fields(row.timestamp),
+        message=row.message or "",
+        state_details=details_to_proto(details_from_json(details)) if details else _NO_DETAILS,
+        result=result_to_proto(row.result),
+    )

@@ -94,8 +94,6 @@ def create_flow_run(
     ensure_work_queue(session, values.work_pool_name, values.work_queue_name)
 
     def find() -> uuid.UUID | None:
-        if values.idempotency_key is None:
-            return None
         return session.scalar(
             select(R.id).where(
                 R.flow_id == values.flow_id, R.idempotency_key == values.idempotency_key
@@ -122,8 +120,9 @@ def create_flow_run(
         "infrastructure_pid": values.infrastructure_pid,
     }
     # The initial state is forced, as the reference does: only the minimal policy applies.
+    keyed = find if values.idempotency_key is not None else None
     return create_run(
-        session, run_rows.FLOW, row, values.tags, find, initial, MINIMAL_FLOW_POLICY, settings
+        session, run_rows.FLOW, row, values.tags, keyed, initial, MINIMAL_FLOW_POLICY, settings
     )
 
 
@@ -203,15 +202,19 @@ def input_mismatch(schema: dict[str, Any], run_input: dict[str, Any] | None) -> 
     return f"Run input does not match its schema: {error.message} (at {where})."
 
 
+def _effective_start(run: FlowRunRecord) -> datetime:
+    return run.start_time or run.expected_start_time or run.created
+
+
 _SORTS: dict[int, SortKey] = {
     f.FLOW_RUN_SORT_UNSPECIFIED: SortKey(R.id, True),
     f.FLOW_RUN_SORT_ID_DESC: SortKey(R.id, True),
     f.FLOW_RUN_SORT_ID_ASC: SortKey(R.id, False),
     f.FLOW_RUN_SORT_START_TIME_ASC: SortKey(
-        R.id, False, m.FLOW_RUN_EFFECTIVE_START, lambda r: r.start_time or r.expected_start_time
+        R.id, False, m.FLOW_RUN_EFFECTIVE_START, _effective_start, never_null=True
     ),
     f.FLOW_RUN_SORT_START_TIME_DESC: SortKey(
-        R.id, True, m.FLOW_RUN_EFFECTIVE_START, lambda r: r.start_time or r.expected_start_time
+        R.id, True, m.FLOW_RUN_EFFECTIVE_START, _effective_start, never_null=True
     ),
     f.FLOW_RUN_SORT_EXPECTED_START_TIME_ASC: SortKey(
         R.id, False, R.expected_start_time, lambda r: r.expected_start_time

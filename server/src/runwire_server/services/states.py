@@ -107,7 +107,7 @@ def create_run(
     tables: RunTables[RunT],
     row: dict[str, Any],
     tags: list[str],
-    find: Callable[[], uuid.UUID | None],
+    find: Callable[[], uuid.UUID | None] | None,
     initial: Proposal,
     policy: Policy,
     settings: Settings,
@@ -117,10 +117,10 @@ def create_run(
     unwritten: dict[str, Any] | None = None,
 ) -> tuple[RunT, bool]:
     """Insert a run and give it its initial state, or return the run its unique key names
-    (`find`) and False. `row` holds the client's values (an id among them when the client
-    chose it); the counters and times every new run starts with are set here. The initial
-    state takes the time a reporter gives (`reported`, see transition_time). A new run's
-    record comes from the values written, not a read back."""
+    (`find`, None for a run with no key but its id) and False. `row` holds the client's values
+    (an id among them when the client chose it); the counters and times every new run starts
+    with are set here. The initial state takes the time a reporter gives (`reported`, see
+    transition_time). A new run's record comes from the values written, not a read back."""
     at = now()
     row = {"id": new_id(), "run_count": 0, "total_run_time": 0.0, **row, "created": at}
     row["updated"] = at

@@ -66,9 +66,9 @@ class Database:
     """Runs units of work (plain functions of a Session) in their own transaction.
 
     On SQLite each unit runs inline on the event loop: SQLite serializes writers anyway, and a
-    thread hop costs more than the short transactions themselves; writes that arrive together
-    share one transaction (storage.group_commit). On other databases units run on a thread
-    pool so that network round trips do not block the loop.
+    thread hop costs more than the short transactions themselves. On other databases units run
+    on a thread pool so that network round trips do not block the loop. On both, writes that
+    arrive together share one transaction (storage.group_commit).
     """
 
     def __init__(self, url: str, *, pool_size: int = 8) -> None:
@@ -83,7 +83,7 @@ class Database:
         self.is_postgresql = parsed.get_backend_name() == "postgresql"
         self._sessions = sessionmaker(self.engine, class_=_Session, expire_on_commit=False)
         self._executor = None if self.is_sqlite else ThreadPoolExecutor(pool_size, "runwire-db")
-        self._group = GroupCommit(self._run_batch, self.run_sync)
+        self._group = GroupCommit(self._run_batch, self.run_sync, self._executor)
         self._reader: Connection | None = None  # SQLite: see read_one
 
     def prepare_schema(self, *, migrate: bool = True) -> None:
@@ -134,10 +134,8 @@ class Database:
         return await self._run(work, write=False)
 
     async def write(self, work: Callable[[Session], T]) -> T:
-        if self._executor is None:
-            result: T = await self._group.submit(work, call_deadline.get())
-            return result
-        return await self._run(work, write=True)
+        result: T = await self._group.submit(work, call_deadline.get())
+        return result
 
     async def _run(self, work: Callable[[Session], T], *, write: bool) -> T:
         if self._executor is None:
@@ -202,6 +200,10 @@ class Database:
         tokens = _WRITE_INTENT.set(True), call_deadline.set(deadline)
         try:
             with self._sessions.begin() as session:
+                if deadline is not None and self.is_postgresql:
+                    session.execute(
+                        select(func.set_config("statement_timeout", _remaining_ms(deadline), True))
+                    )
                 return [context.run(work, session) for work, context in works]
         finally:
             _WRITE_INTENT.reset(tokens[0])

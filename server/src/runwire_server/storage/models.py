@@ -228,8 +228,12 @@ class FlowRun(TaggedMixin, RunColumnsMixin, Base):
     )
 
 
-# START_TIME sorts and filters compare the start time, or the expected one for runs not started.
-FLOW_RUN_EFFECTIVE_START = func.coalesce(FlowRun.start_time, FlowRun.expected_start_time)
+# START_TIME sorts and filters compare the start time, or the expected one for runs not started
+# (or else the creation time: never NULL, so that sorts walk the indexes both ways, migration
+# 0007).
+FLOW_RUN_EFFECTIVE_START = func.coalesce(
+    FlowRun.start_time, FlowRun.expected_start_time, FlowRun.created
+)
 Index("ix_flow_runs_effective_start", FLOW_RUN_EFFECTIVE_START, FlowRun.id)
 # Runs in a state, in start-time order: the common list, served from the index (migration 0002).
 Index(
@@ -305,6 +309,7 @@ class TaskRun(TaggedMixin, RunColumnsMixin, Base):
     __table_args__ = (
         UniqueConstraint("flow_run_id", "task_key", "dynamic_key"),
         Index("ix_task_runs_slug", "flow_run_id", "task_key", "map_index"),
+        Index("ix_task_runs_flow_run_expected_start", "flow_run_id", "expected_start_time", "id"),
         Index("ix_task_runs_state_type", "state_type"),
         Index("ix_task_runs_state_name", "state_name"),
         Index("ix_task_runs_name", "name", "id"),

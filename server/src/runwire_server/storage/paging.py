@@ -20,20 +20,24 @@ class SortKey:
     """An ORDER BY: an optional primary expression, then the id in the same direction.
 
     `value_of` reads the primary value from a loaded row to write the next token. Missing
-    primary values sort last in both directions.
+    primary values sort last in both directions. A NULLS clause is left out where the
+    expression cannot be NULL (a NOT NULL column, or one marked `never_null`): an index walks
+    in either direction only without one on PostgreSQL (NULLS LAST is its ascending order) and
+    on SQLite (NULLS FIRST is).
     """
 
     id_column: Any
     descending: bool
     expression: Any = None
     value_of: Callable[[Any], Any] | None = None
+    never_null: bool = False
 
     def order_by(self) -> list[Any]:
         columns: list[Any] = []
         if self.expression is not None:
-            columns.append(
-                (self.expression.desc() if self.descending else self.expression.asc()).nulls_last()
-            )
+            order = self.expression.desc() if self.descending else self.expression.asc()
+            nullable = not self.never_null and getattr(self.expression, "nullable", True)
+            columns.append(order.nulls_last() if nullable else order)
         columns.append(self.id_column.desc() if self.descending else self.id_column.asc())
         return columns
 

@@ -63,16 +63,17 @@ def insert_run_once(
     tables: run_rows.RunTables[Any],
     row: dict[str, Any],
     tags: list[str],
-    find: Callable[[], uuid.UUID | None],
+    find: Callable[[], uuid.UUID | None] | None,
 ) -> tuple[uuid.UUID, bool]:
-    """Insert a run unless its unique key already names one; return the run's id and whether
-    it is new. Safe when two writers race: SQLite's write transaction (BEGIN IMMEDIATE) holds
-    the only write lock from the check to the insert; elsewhere a savepoint catches the loser.
+    """Insert a run unless its unique key (`find`; None: it has none but its id) already names
+    one; return the run's id and whether it is new. Safe when two writers race: SQLite's write
+    transaction (BEGIN IMMEDIATE) holds the only write lock from the check to the insert;
+    elsewhere a savepoint catches the loser.
     """
-    existing = find()
+    existing = None if find is None else find()
     if existing is not None:
         return existing, False
-    if session.get_bind().dialect.name == "sqlite":
+    if find is None or session.get_bind().dialect.name == "sqlite":
         run_rows.insert_run(session.connection(), tables, row, tags)
         return row["id"], True
     try:
