@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,7 +24,7 @@ from runwire.v1 import task_run_service_pb2 as pb
 from runwire_server import clock, convert, validation, wire_scalars
 from runwire_server.api.context import AppContext, update_paths
 from runwire_server.errors import InvalidArgument, quote
-from runwire_server.ids import parse_id, require_id
+from runwire_server.ids import require_id
 from runwire_server.services import logs, task_reports, task_runs
 from runwire_server.services.states import pending
 
@@ -320,10 +322,7 @@ class LogServicer(log_service_pb2_grpc.LogServiceServicer):
                 f"has {len(request.logs)} entries; "
                 f"at most {settings.max_logs_per_request} are taken per call",
             )
-        batch = [
-            log_values(log, f"logs[{i}]", settings.max_log_message_bytes)
-            for i, log in enumerate(request.logs)
-        ]
+        batch = log_batch(request.logs, settings.max_log_message_bytes)
         created = await self._app.services.logs.create(batch)
         return log_service_pb2.CreateLogsResponse(created_count=created)
 
@@ -340,22 +339,45 @@ class LogServicer(log_service_pb2_grpc.LogServiceServicer):
         )
 
 
-def log_values(msg: log_pb2.Log, field: str, max_message_bytes: int) -> logs.NewLog:
-    if not 0 <= msg.level <= 100:
-        raise InvalidArgument(f"{field}.level", "must be a logging level between 0 and 100")
-    if len(msg.message.encode()) > max_message_bytes:
-        raise InvalidArgument(f"{field}.message", f"must be at most {max_message_bytes} bytes")
-    if "\x00" in msg.message:
-        raise InvalidArgument(f"{field}.message", "must not contain NUL characters")
-    return logs.NewLog(
-        flow_run_id=require_id(msg.flow_run_id, f"{field}.flow_run_id"),
-        task_run_id=parse_id(msg.task_run_id, f"{field}.task_run_id", required=False),
-        name=validation.text(msg.name, f"{field}.name") or "",
-        level=msg.level,
-        message=msg.message,
-        timestamp=(
-            wire_scalars.to_datetime(msg.timestamp, f"{field}.timestamp")
-            if msg.HasField("timestamp")
-            else clock.now()
-        ),
-    )
+def log_batch(lines: Sequence[log_pb2.Log], max_message_bytes: int) -> list[logs.NewLog]:
+    """A batch's lines, checked; each refusal names its line. The lines of a batch mostly name
+    the same runs, so each id's text is parsed once a batch."""
+    ids: dict[str, uuid.UUID] = {}
+    out = []
+    for index, msg in enumerate(lines):
+        if not 0 <= msg.level <= 100:
+            raise InvalidArgument(
+                f"logs[{index}].level", "must be a logging level between 0 and 100"
+            )
+        message = msg.message
+        if len(message) * 4 > max_message_bytes and len(message.encode()) > max_message_bytes:
+            raise InvalidArgument(
+                f"logs[{index}].message", f"must be at most {max_message_bytes} bytes"
+            )
+        if "\x00" in message:
+            raise InvalidArgument(f"logs[{index}].message", "must not contain NUL characters")
+        flow_run_id = ids.get(msg.flow_run_id) or require_id(
+            msg.flow_run_id, f"logs[{index}].flow_run_id"
+        )
+        ids[msg.flow_run_id] = flow_run_id
+        task_run_id = None
+        if msg.task_run_id:
+            task_run_id = ids.get(msg.task_run_id) or require_id(
+                msg.task_run_id, f"logs[{index}].task_run_id"
+            )
+            ids[msg.task_run_id] = task_run_id
+        out.append(
+            logs.NewLog(
+                flow_run_id=flow_run_id,
+                task_run_id=task_run_id,
+                name=validation.text(msg.name, f"logs[{index}].name") or "",
+                level=msg.level,
+                message=message,
+                timestamp=(
+                    wire_scalars.to_datetime(msg.timestamp, f"logs[{index}].timestamp")
+                    if msg.HasField("timestamp")
+                    else clock.now()
+                ),
+            )
+        )
+    return out

@@ -11,6 +11,7 @@ Statements whose shape does not change are built once and run on the driver's cu
 from __future__ import annotations
 
 import functools
+import operator
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -100,13 +101,16 @@ def _tag_list_postgresql(element: _TagList, compiler: Any, **kw: Any) -> str:
 _TAGS_KEY = "tags"
 
 
+def _with_tags(t: RunTables[Any], statement: Select[Any]) -> Select[Any]:
+    """A select_runs statement that also reads each run's tags, as one JSON array a run."""
+    owner = t.tags.c[t.tag_owner]
+    tag_list = select(_TagList(t.tags.c.tag)).where(owner == t.runs.c.id).scalar_subquery()
+    return statement.add_columns(tag_list.label(_TAGS_KEY))
+
+
 def _one_run(t: RunTables[Any], tags: bool) -> Direct:
     statement = select_runs(t).where(t.runs.c.id == bindparam("run_id"))
-    if tags:
-        owner = t.tags.c[t.tag_owner]
-        tag_list = select(_TagList(t.tags.c.tag)).where(owner == t.runs.c.id).scalar_subquery()
-        statement = statement.add_columns(tag_list.label(_TAGS_KEY))
-    return Direct(statement)
+    return Direct(_with_tags(t, statement) if tags else statement)
 
 
 # One statement reads a run, its current state and (when asked) its tags: a single statement
@@ -147,19 +151,11 @@ def read_run(
 
 
 def load_records(session: Session, t: RunTables[RunT], statement: Select[Any]) -> list[RunT]:
-    """Run a select_runs statement; read the tags of all its runs in one more statement."""
-    conn = session.connection()
-    result = conn.execute(statement)
+    """Run a select_runs statement, reading each run's tags in the same statement (one
+    statement with a list of the page's ids costs more to build than to run)."""
+    result = session.connection().execute(_with_tags(t, statement))
     layout = _layout(tuple(result.keys()))
-    rows = result.all()
-    tags: dict[uuid.UUID, list[str]] = {row[layout.id_at]: [] for row in rows}
-    if tags:
-        owner = t.tags.c[t.tag_owner]
-        for run_id, tag in conn.execute(
-            select(owner, t.tags.c.tag).where(owner.in_(list(tags))).order_by(owner, t.tags.c.tag)
-        ):
-            tags[run_id].append(tag)
-    return [layout.record(t.record, row, tags[row[layout.id_at]]) for row in rows]
+    return [layout.record(t.record, row, None) for row in result.all()]
 
 
 class _Layout:
@@ -176,23 +172,22 @@ class _Layout:
         state = [i for i, key in enumerate(keys) if key.startswith(_STATE_PREFIX)]
         self.run_keys = [keys[i] for i in run]
         self.state_keys = [keys[i][len(_STATE_PREFIX) :] for i in state]
-        self.run_at, self.state_at = run, state
+        self.run_values = operator.itemgetter(*run)
+        self.state_values = operator.itemgetter(*state)
         self.id_at = keys.index("id")
         self.state_id_at = keys.index(_STATE_PREFIX + "id")
 
     def record(self, kind: type[RunT], row: Any, tags: list[str] | None) -> RunT:
         """The row's record; its tags are `tags`, or else the row's own tag list (sorted), or
         else none."""
-        values = dict(zip(self.run_keys, [row[i] for i in self.run_at], strict=True))
+        values = dict(zip(self.run_keys, self.run_values(row), strict=True))
         if tags is None:
             tags = [] if self.tags_at is None else sorted(row[self.tags_at])
         values["tags"] = tags
         values["state"] = (
             None
             if row[self.state_id_at] is None
-            else StateRecord(
-                dict(zip(self.state_keys, [row[i] for i in self.state_at], strict=True))
-            )
+            else StateRecord(dict(zip(self.state_keys, self.state_values(row), strict=True)))
         )
         return kind(values)
 

@@ -59,8 +59,10 @@ class UTCDateTime(TypeDecorator[datetime]):
             return super().result_processor(dialect, coltype)
         parse = datetime.fromisoformat
 
+        # The stored text is naive UTC: parsed with its offset appended, it comes out aware
+        # (with the UTC singleton) in one call, several times faster than a replace() after.
         def process(value: str | None) -> datetime | None:
-            return None if value is None else _as_utc(parse(value))
+            return None if value is None else parse(value + "+00:00")
 
         return process
 
