@@ -284,6 +284,12 @@ async def test_a_run_whose_reporter_stops_heartbeating_crashes_with_its_events(
             if "flow:Crashed" in seen and "task:Crashed" in seen:
                 watch.cancel()
                 break
+        # The stream ends when the run does: a task whose lease the reaper ends a moment after
+        # the run's is not in it, and is read instead.
+        for _ in range(100):
+            if (await s.task_run(task_id)).state.type == ST.STATE_TYPE_CRASHED:
+                break
+            await asyncio.sleep(0.1)
         crashed = await s.flow_run(run_id)
         assert crashed.state.type == ST.STATE_TYPE_CRASHED
         assert "stopped heartbeating" in crashed.state.message

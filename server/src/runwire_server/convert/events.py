@@ -7,7 +7,7 @@ import uuid
 from typing import TypeVar
 
 from runwire.v1 import log_pb2, state_pb2, watch_pb2
-from runwire_server.convert.resources import log_to_proto
+from runwire_server.convert.resources import log_fields
 from runwire_server.convert.scalars import duration
 from runwire_server.convert.states import details_from_proto, result_from_proto, state_to_proto
 from runwire_server.events.values import (
@@ -84,7 +84,7 @@ def _message(seq: int, value: RunEvent) -> W:
             ),
         )
     if isinstance(value, LogWritten):
-        return W(cursor=seq, log=log_to_proto(value.log))
+        return W(cursor=seq, log=log_fields(value.log))
     return W(cursor=seq, end=watch_pb2.StreamEnd(reason=watch_pb2.StreamEnd.REASON_RUN_DELETED))
 
 

@@ -235,15 +235,20 @@ def concurrency_limit_to_proto(
 
 
 def log_to_proto(row: records.Log) -> log_pb2.Log:
-    return log_pb2.Log(
-        id=str(row.id),
-        flow_run_id=str(row.flow_run_id),
-        task_run_id=format_id(row.task_run_id),
-        name=row.name,
-        level=row.level,
-        message=row.message,
-        timestamp=timestamp_fields(row.timestamp),
-    )
+    return log_pb2.Log(**log_fields(row))
+
+
+def log_fields(row: records.Log) -> SubmessageFields:
+    """A log line as the fields of a Log message (for a message that holds one)."""
+    return {
+        "id": str(row.id),
+        "flow_run_id": str(row.flow_run_id),
+        "task_run_id": format_id(row.task_run_id),
+        "name": row.name,
+        "level": row.level,
+        "message": row.message,
+        "timestamp": timestamp_fields(row.timestamp),
+    }
 
 
 def graph_node_to_proto(row: TaskRunRecord, at: datetime) -> graph_pb2.GraphNode:

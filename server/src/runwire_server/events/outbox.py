@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Integer, Select, String, bindparam, func, insert, select, update
+from sqlalchemy import Integer, Select, String, bindparam, cast, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from runwire_server.clock import now
@@ -32,17 +32,19 @@ _COMMITTED = "runwire_committed"
 
 # Core statements on the tables: this runs in every event-writing transaction.
 _SEQUENCE = m.table_of(m.EventSequence)
-_BUMP = Direct(
-    update(_SEQUENCE)
-    .where(_SEQUENCE.c.id == 1)
-    .values(value=_SEQUENCE.c.value + bindparam("n"))
-    .returning(_SEQUENCE.c.value)
+_BUMPED = (
+    update(_SEQUENCE).where(_SEQUENCE.c.id == 1).values(value=_SEQUENCE.c.value + bindparam("n"))
+)
+_BUMP = Direct(_BUMPED.returning(_SEQUENCE.c.value))
+# On PostgreSQL the bump also notifies every replica's listener of the new last number, which
+# it delivers when (and only if) the transaction commits: one round trip for both.
+_BUMP_AND_NOTIFY = Direct(
+    _BUMPED.returning(_SEQUENCE.c.value, func.pg_notify(CHANNEL, cast(_SEQUENCE.c.value, String)))
 )
 _EVENTS = m.table_of(m.RunEvent)
 _INSERT = Direct(insert(_EVENTS))
 _DELETIONS = m.table_of(m.RunDeletion)
 _INSERT_DELETION = Direct(insert(_DELETIONS))
-_NOTIFY = Direct(select(func.pg_notify(CHANNEL, bindparam("last", type_=String))))
 
 
 def record(session: Session, value: RunEvent) -> None:
@@ -66,7 +68,8 @@ class Outbox:
         session.flush()
         bodies = [self._codec.body(value) for value in pending]
         conn = session.connection()
-        last = _BUMP.scalar(conn, {"n": len(pending)})  # held until the commit: be quick
+        bump = _BUMP_AND_NOTIFY if conn.dialect.name == "postgresql" else _BUMP
+        last = bump.scalar(conn, {"n": len(pending)})  # held until the commit: be quick
         first = last - len(pending) + 1
         at = now()
         rows, deletions, events = [], [], []
@@ -91,9 +94,6 @@ class Outbox:
         if deletions:
             _INSERT_DELETION.execute_many(conn, deletions)
         session.info.setdefault(_COMMITTED, []).extend(events)
-        if conn.dialect.name == "postgresql":
-            # Delivered to every replica's listener when (and only if) this commits.
-            _NOTIFY.execute(conn, {"last": str(last)})
 
     def after_commit(self, session: Session) -> None:
         committed = session.info.pop(_COMMITTED, None)

@@ -166,15 +166,19 @@ def get_task_run_by_slug(
     return rows[0]
 
 
+def _expected_start(run: TaskRunRecord) -> datetime:
+    return run.expected_start_time or run.created
+
+
 _SORTS: dict[int, SortKey] = {
     tf.TASK_RUN_SORT_UNSPECIFIED: SortKey(T.id, True),
     tf.TASK_RUN_SORT_ID_DESC: SortKey(T.id, True),
     tf.TASK_RUN_SORT_ID_ASC: SortKey(T.id, False),
     tf.TASK_RUN_SORT_EXPECTED_START_TIME_ASC: SortKey(
-        T.id, False, T.expected_start_time, lambda r: r.expected_start_time
+        T.id, False, m.TASK_RUN_EXPECTED_START, _expected_start, never_null=True
     ),
     tf.TASK_RUN_SORT_EXPECTED_START_TIME_DESC: SortKey(
-        T.id, True, T.expected_start_time, lambda r: r.expected_start_time
+        T.id, True, m.TASK_RUN_EXPECTED_START, _expected_start, never_null=True
     ),
     tf.TASK_RUN_SORT_NEXT_SCHEDULED_START_TIME_ASC: SortKey(
         T.id, False, T.next_scheduled_start_time, lambda r: r.next_scheduled_start_time

@@ -309,7 +309,6 @@ class TaskRun(TaggedMixin, RunColumnsMixin, Base):
     __table_args__ = (
         UniqueConstraint("flow_run_id", "task_key", "dynamic_key"),
         Index("ix_task_runs_slug", "flow_run_id", "task_key", "map_index"),
-        Index("ix_task_runs_flow_run_expected_start", "flow_run_id", "expected_start_time", "id"),
         Index("ix_task_runs_state_type", "state_type"),
         Index("ix_task_runs_state_name", "state_name"),
         Index("ix_task_runs_name", "name", "id"),
@@ -317,6 +316,18 @@ class TaskRun(TaggedMixin, RunColumnsMixin, Base):
         Index("ix_task_runs_end_time", "end_time", "id"),
         Index("ix_task_runs_lease_expires", "lease_expires"),
     )
+
+
+# EXPECTED_START_TIME sorts of task runs: the expected start, or else the creation time (never
+# NULL, so that sorts walk the index both ways, migration 0007; every run gets an expected start
+# with its first state). A run's task runs in that order are a run page's list.
+TASK_RUN_EXPECTED_START = func.coalesce(TaskRun.expected_start_time, TaskRun.created)
+Index(
+    "ix_task_runs_flow_run_expected_start",
+    TaskRun.flow_run_id,
+    TASK_RUN_EXPECTED_START,
+    TaskRun.id,
+)
 
 
 class Log(Base):

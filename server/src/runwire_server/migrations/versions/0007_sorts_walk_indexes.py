@@ -1,4 +1,4 @@
-"""start-time order that never holds NULL; task runs of a run in expected-start order
+"""sort expressions that are never NULL; task runs of a run in expected-start order
 
 Revision ID: 0007
 Revises: 0006
@@ -11,8 +11,9 @@ with the run's creation time, which every run has: the expression is never NULL,
 needs no NULLS clause, and both databases walk its indexes in either direction. No run changes
 order: every run gets an expected start with its first state.
 
-The task runs of one flow run in expected-start order (a run's page) read the new index
-instead of sorting all of that run's task runs.
+Task runs sort by expected start the same way (it falls back to the creation time), and the
+task runs of one flow run in that order (a run's page) read a new index instead of sorting all
+of that run's task runs.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_task_runs_flow_run_expected_start",
         "task_runs",
-        ["flow_run_id", "expected_start_time", "id"],
+        ["flow_run_id", sa.text("coalesce(expected_start_time, created)"), "id"],
     )
 
 
