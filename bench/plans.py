@@ -55,14 +55,16 @@ def lists(parent: str) -> dict[str, Callable[[Session], Any]]:
     of_parent = f.StringFilter(any_of=f.StringList(values=[parent]))
     return {
         "ListFlowRuns: 50 COMPLETED by start time, newest first": lambda s: (
-            flow_runs.list_flow_runs(s, completed, f.FLOW_RUN_SORT_START_TIME_DESC, page(), tokens)
+            flow_runs.list_flow_runs(
+                s.connection(), completed, f.FLOW_RUN_SORT_START_TIME_DESC, page(), tokens
+            )
         ),
         "ListFlowRuns: 50 by start time, oldest first": lambda s: flow_runs.list_flow_runs(
-            s, None, f.FLOW_RUN_SORT_START_TIME_ASC, page(), tokens
+            s.connection(), None, f.FLOW_RUN_SORT_START_TIME_ASC, page(), tokens
         ),
         "ListTaskRuns: 50 of a run's by expected start, newest first": lambda s: (
             task_runs.list_task_runs(
-                s,
+                s.connection(),
                 task_run_service_pb2.TaskRunCriteria(
                     task_runs=f.TaskRunFilter(flow_run_id=of_parent)
                 ),
@@ -72,7 +74,11 @@ def lists(parent: str) -> dict[str, Callable[[Session], Any]]:
             )
         ),
         "ListLogs: 50 of a run's lines, oldest first": lambda s: logs.list_logs(
-            s, f.LogFilter(flow_run_id=of_parent), f.LOG_SORT_TIMESTAMP_ASC, page(), tokens
+            s.connection(),
+            f.LogFilter(flow_run_id=of_parent),
+            f.LOG_SORT_TIMESTAMP_ASC,
+            page(),
+            tokens,
         ),
     }
 

@@ -24,6 +24,7 @@ from runwire_server.convert.scalars import (
     duration,
     duration_fields,
     format_id,
+    given,
     timestamp_fields,
 )
 from runwire_server.convert.states import (
@@ -119,29 +120,30 @@ def flow_run_to_proto(row: FlowRunRecord, at: datetime) -> flow_run_pb2.FlowRun:
             type=row.created_by_type or "",
             display_value=row.created_by_display_value or "",
         )
-    return flow_run_pb2.FlowRun(
-        id=str(row.id),
-        name=row.name,
-        flow_id=str(row.flow_id),
-        deployment_id=format_id(row.deployment_id),
-        work_pool_name=row.work_pool_name or "",
-        work_queue_name=row.work_queue_name or "",
-        parameters=dict_to_struct(row.parameters),
-        context=dict_to_struct(row.context),
-        run_config=dict_to_struct(row.run_config),
-        tags=row.tags,
-        labels=row.labels,
-        idempotency_key=row.idempotency_key or "",
-        parent_task_run_id=format_id(row.parent_task_run_id),
-        state=state_row_to_proto(row.state),
+    fields = {
+        "id": str(row.id),
+        "name": row.name,
+        "flow_id": str(row.flow_id),
+        "deployment_id": row.deployment_id and str(row.deployment_id),
+        "work_pool_name": row.work_pool_name,
+        "work_queue_name": row.work_queue_name,
+        "parameters": dict_to_struct(row.parameters),
+        "context": dict_to_struct(row.context),
+        "run_config": dict_to_struct(row.run_config),
+        "tags": row.tags,
+        "labels": row.labels,
+        "idempotency_key": row.idempotency_key,
+        "parent_task_run_id": row.parent_task_run_id and str(row.parent_task_run_id),
+        "state": state_row_to_proto(row.state),
         **run_timing(row, at),
-        empirical_policy=flow_run_policy_to_proto(row.empirical_policy),
-        flow_version=row.flow_version or "",
-        infrastructure_pid=row.infrastructure_pid or "",
-        created_by=created_by,
-        created=timestamp_fields(row.created),
-        updated=timestamp_fields(row.updated),
-    )
+        "empirical_policy": flow_run_policy_to_proto(row.empirical_policy),
+        "flow_version": row.flow_version,
+        "infrastructure_pid": row.infrastructure_pid,
+        "created_by": created_by,
+        "created": timestamp_fields(row.created),
+        "updated": timestamp_fields(row.updated),
+    }
+    return flow_run_pb2.FlowRun(**given(fields))
 
 
 def outcome_to_proto(outcome: Any) -> orchestration_pb2.OrchestrationResult:
@@ -197,28 +199,29 @@ def task_run_to_proto(row: TaskRunRecord, at: datetime) -> task_run_pb2.TaskRun:
         name: {"inputs": [_task_input(i) for i in values]}
         for name, values in row.task_inputs.items()
     }
-    return task_run_pb2.TaskRun(
-        id=str(row.id),
-        flow_run_id=str(row.flow_run_id),
-        task_key=row.task_key,
-        name=row.name,
-        dynamic_key=row.dynamic_key,
-        map_index=row.map_index,
-        tags=row.tags,
-        cache_key=row.cache_key or "",
-        cache_expiration=timestamp_fields(row.cache_expiration),
-        task_version=row.task_version or "",
-        empirical_policy=task_run_pb2.TaskRunPolicy(
+    fields = {
+        "id": str(row.id),
+        "flow_run_id": str(row.flow_run_id),
+        "task_key": row.task_key,
+        "name": row.name,
+        "dynamic_key": row.dynamic_key,
+        "map_index": row.map_index,
+        "tags": row.tags,
+        "cache_key": row.cache_key,
+        "cache_expiration": timestamp_fields(row.cache_expiration),
+        "task_version": row.task_version,
+        "empirical_policy": task_run_pb2.TaskRunPolicy(
             retries=policy.get("retries", 0),
             retry_delays=[duration_fields(d) for d in policy.get("retry_delays", [])],
         ),
-        task_inputs=inputs,
-        state=state_row_to_proto(row.state),
-        flow_run_run_count=row.flow_run_run_count,
+        "task_inputs": inputs,
+        "state": state_row_to_proto(row.state),
+        "flow_run_run_count": row.flow_run_run_count,
         **run_timing(row, at),
-        created=timestamp_fields(row.created),
-        updated=timestamp_fields(row.updated),
-    )
+        "created": timestamp_fields(row.created),
+        "updated": timestamp_fields(row.updated),
+    }
+    return task_run_pb2.TaskRun(**given(fields))
 
 
 def concurrency_limit_to_proto(

@@ -33,6 +33,12 @@ def duration(value: timedelta | float) -> Duration:
 SubmessageFields = Any
 
 
+def given(fields: dict[str, Any]) -> dict[str, Any]:
+    """The fields that hold something: a constructor takes as long over a field given None or
+    an empty string (its default) as over one with a value, and a run has many such fields."""
+    return {name: value for name, value in fields.items() if value is not None and value != ""}
+
+
 def timestamp_fields(value: datetime | None) -> SubmessageFields:
     """A time as the fields of a Timestamp."""
     if value is None:

@@ -16,6 +16,7 @@ from runwire_server.convert.scalars import (
     SubmessageFields,
     dict_to_struct,
     format_id,
+    given,
     struct_to_dict,
     timestamp,
     timestamp_fields,
@@ -178,12 +179,13 @@ def state_row_to_proto(row: StateRecord | None) -> state_pb2.State | None:
     if row is None:
         return None
     details = row.state_details
-    return state_pb2.State(
-        id=str(row.id),
-        type=_STORED_TYPE_TO_PROTO[row.type],
-        name=row.name,
-        timestamp=timestamp_fields(row.timestamp),
-        message=row.message or "",
-        state_details=details_to_proto(details_from_json(details)) if details else _NO_DETAILS,
-        result=result_to_proto(row.result),
-    )
+    fields = {
+        "id": str(row.id),
+        "type": _STORED_TYPE_TO_PROTO[row.type],
+        "name": row.name,
+        "timestamp": timestamp_fields(row.timestamp),
+        "message": row.message,
+        "state_details": details_to_proto(details_from_json(details)) if details else _NO_DETAILS,
+        "result": result_to_proto(row.result),
+    }
+    return state_pb2.State(**given(fields))

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Integer, Select, String, bindparam, cast, func, insert, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from runwire_server.clock import now
@@ -202,9 +203,10 @@ def last_event_of(session: Session, flow_run_id: uuid.UUID, kind: str) -> Event 
     return None if row is None else Event(*row)
 
 
-def global_last_seq(session: Session) -> int:
+def global_last_seq(source: Session | Connection) -> int:
     """The newest committed event number of the whole server."""
-    value = _LAST_SEQ.scalar(session.connection(), {})
+    conn = source.connection() if isinstance(source, Session) else source
+    value = _LAST_SEQ.scalar(conn, {})
     return int(value or 0)
 
 

@@ -37,7 +37,7 @@ from runwire_server.services.states import (
 )
 from runwire_server.storage import filters, run_rows
 from runwire_server.storage import models as m
-from runwire_server.storage.paging import SortKey, choose_sort, fetch_page
+from runwire_server.storage.paging import SortKey, choose_sort, fetch_rows
 from runwire_server.storage.rows import (
     ensure_work_queue,
     get_or_404,
@@ -240,12 +240,12 @@ def _matching(clause: filters.Clause | None) -> Any:
     return statement if clause is None else statement.where(clause)
 
 
-def _load(session: Session, statement: Any) -> list[FlowRunRecord]:
-    return run_rows.load_records(session, run_rows.FLOW, statement)
+def _load(conn: Connection, statement: Any) -> list[FlowRunRecord]:
+    return run_rows.load_records(conn, run_rows.FLOW, statement)
 
 
 def list_flow_runs(
-    session: Session,
+    conn: Connection,
     clause: filters.Clause | None,
     sort: int,
     page: PageRequest,
@@ -253,7 +253,7 @@ def list_flow_runs(
 ) -> Page[FlowRunRecord]:
     """Runs matching `clause` (compiled from the criteria by filters.flow_run_criteria)."""
     sort_key = choose_sort(_SORTS, sort)
-    return fetch_page(session, _matching(clause), sort_key, page, tokens, _load)
+    return fetch_rows(conn, _matching(clause), sort_key, page, tokens, _load)
 
 
 def count_flow_runs(session: Session, criteria: f.FlowRunCriteria) -> int:
@@ -317,7 +317,7 @@ class FlowRunService(RunService):
         )
 
     async def get(self, flow_run_id: uuid.UUID) -> FlowRunRecord:
-        return await self._db.read_one(lambda conn: read_flow_run(conn, flow_run_id))
+        return await self._db.read_one(lambda conn: read_flow_run(conn, flow_run_id), by_key=True)
 
     async def list_page(
         self, criteria: f.FlowRunCriteria, sort: int, page: PageRequest
@@ -326,11 +326,13 @@ class FlowRunService(RunService):
         the cursor is either in the page or later."""
         clause = filters.flow_run_criteria(criteria)  # refused before any SQL runs
 
-        def work(session: Session) -> tuple[Page[FlowRunRecord], int]:
-            cursor = outbox.global_last_seq(session)
-            return list_flow_runs(session, clause, sort, page, self._tokens), cursor
+        # Two statements, each on its own snapshot: the cursor is read first, so the page
+        # (read after it) holds every change up to it.
+        def work(conn: Connection) -> tuple[Page[FlowRunRecord], int]:
+            cursor = outbox.global_last_seq(conn)
+            return list_flow_runs(conn, clause, sort, page, self._tokens), cursor
 
-        return await self._db.read(work)
+        return await self._db.read_one(work)
 
     async def count(self, criteria: f.FlowRunCriteria) -> int:
         return await self._db.read(lambda s: count_flow_runs(s, criteria))

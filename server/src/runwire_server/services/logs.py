@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, bindparam, insert, select
+from sqlalchemy import Connection, Select, bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from runwire.v1 import filters_pb2 as f
@@ -22,7 +22,7 @@ from runwire_server.storage import filters
 from runwire_server.storage import models as m
 from runwire_server.storage.database import Database
 from runwire_server.storage.direct import Direct
-from runwire_server.storage.paging import SortKey, choose_sort, fetch_page
+from runwire_server.storage.paging import SortKey, choose_sort, fetch_rows
 
 L = m.Log
 _FIELDS = tuple(records.Log.__dataclass_fields__)  # a log's columns, in the record's order
@@ -102,18 +102,18 @@ _SORTS = {
 _COLUMNS = [m.table_of(L).c[name] for name in _FIELDS]
 
 
-def _load(session: Session, statement: Select[Any]) -> list[records.Log]:
-    return [records.Log(*row) for row in session.connection().execute(statement)]
+def _load(conn: Connection, statement: Select[Any]) -> list[records.Log]:
+    return [records.Log(*row) for row in conn.execute(statement)]
 
 
 def list_logs(
-    session: Session, flt: f.LogFilter, sort: int, page: PageRequest, tokens: PageTokens
+    conn: Connection, flt: f.LogFilter, sort: int, page: PageRequest, tokens: PageTokens
 ) -> Page[records.Log]:
     clause = filters.log_clause(flt, "filter")
     statement = select(*_COLUMNS)
     if clause is not None:
         statement = statement.where(clause)
-    return fetch_page(session, statement, choose_sort(_SORTS, sort), page, tokens, _load)
+    return fetch_rows(conn, statement, choose_sort(_SORTS, sort), page, tokens, _load)
 
 
 class LogService:
@@ -128,4 +128,5 @@ class LogService:
         return await self._db.write(lambda s: create_logs(s, logs))
 
     async def list_page(self, flt: f.LogFilter, sort: int, page: PageRequest) -> Page[records.Log]:
-        return await self._db.read(lambda s: list_logs(s, flt, sort, page, self._tokens))
+        filters.log_clause(flt, "filter")  # refused before any SQL runs
+        return await self._db.read_one(lambda conn: list_logs(conn, flt, sort, page, self._tokens))

@@ -31,7 +31,7 @@ from runwire_server.services.states import (
 from runwire_server.services.store import SqlStore
 from runwire_server.storage import filters, run_rows
 from runwire_server.storage import models as m
-from runwire_server.storage.paging import SortKey, choose_sort, fetch_page
+from runwire_server.storage.paging import SortKey, choose_sort, fetch_rows
 from runwire_server.storage.rows import get_or_404, require_exists, set_tags
 from runwire_server.storage.run_rows import read_run
 
@@ -153,7 +153,7 @@ def get_task_run_by_slug(
     statement = run_rows.select_runs(run_rows.TASK).where(
         T.flow_run_id == flow_run_id, T.task_key == task_slug, T.map_index == map_index
     )
-    rows = _load(session, statement.limit(2))
+    rows = _load(session.connection(), statement.limit(2))
     if not rows:
         raise NotFound("task run", f"{task_slug}[{map_index}] in flow run {flow_run_id}")
     if len(rows) > 1:
@@ -197,15 +197,15 @@ def _matching(criteria: Any) -> Any:
     return statement if clause is None else statement.where(clause)
 
 
-def _load(session: Session, statement: Any) -> list[TaskRunRecord]:
-    return run_rows.load_records(session, run_rows.TASK, statement)
+def _load(conn: Connection, statement: Any) -> list[TaskRunRecord]:
+    return run_rows.load_records(conn, run_rows.TASK, statement)
 
 
 def list_task_runs(
-    session: Session, criteria: Any, sort: int, page: PageRequest, tokens: PageTokens
+    conn: Connection, criteria: Any, sort: int, page: PageRequest, tokens: PageTokens
 ) -> Page[TaskRunRecord]:
     sort_key = choose_sort(_SORTS, sort)
-    return fetch_page(session, _matching(criteria), sort_key, page, tokens, _load)
+    return fetch_rows(conn, _matching(criteria), sort_key, page, tokens, _load)
 
 
 def count_task_runs(session: Session, criteria: Any) -> int:
@@ -282,7 +282,7 @@ _FINISHED = frozenset(t.value for t in TERMINAL_TYPES)
 def flow_run_graph(session: Session, flow_run_id: uuid.UUID) -> list[TaskRunRecord]:
     require_exists(session, m.FlowRun, flow_run_id, "flow run")
     statement = run_rows.select_runs(run_rows.TASK).where(T.flow_run_id == flow_run_id)
-    return _load(session, statement.order_by(T.expected_start_time, T.id))
+    return _load(session.connection(), statement.order_by(T.expected_start_time, T.id))
 
 
 class TaskRunService(RunService):
@@ -296,7 +296,7 @@ class TaskRunService(RunService):
         )
 
     async def get(self, task_run_id: uuid.UUID) -> TaskRunRecord:
-        return await self._db.read_one(lambda conn: read_task_run(conn, task_run_id))
+        return await self._db.read_one(lambda conn: read_task_run(conn, task_run_id), by_key=True)
 
     async def get_by_slug(self, flow_run_id: uuid.UUID, slug: str, map_index: int) -> TaskRunRecord:
         return await self._db.read(lambda s: get_task_run_by_slug(s, flow_run_id, slug, map_index))
@@ -323,7 +323,11 @@ class TaskRunService(RunService):
         )
 
     async def list_page(self, criteria: Any, sort: int, page: PageRequest) -> Page[TaskRunRecord]:
-        return await self._db.read(lambda s: list_task_runs(s, criteria, sort, page, self._tokens))
+        matching = _matching(criteria)  # refused before any SQL runs
+        sort_key = choose_sort(_SORTS, sort)
+        return await self._db.read_one(
+            lambda conn: fetch_rows(conn, matching, sort_key, page, self._tokens, _load)
+        )
 
     async def count(self, criteria: Any) -> int:
         return await self._db.read(lambda s: count_task_runs(s, criteria))

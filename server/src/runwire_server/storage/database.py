@@ -167,17 +167,21 @@ class Database:
             _WRITE_INTENT.reset(tokens[0])
             call_deadline.reset(tokens[1])
 
-    async def read_one(self, work: Callable[[Connection], T]) -> T:
-        """Run a read of a single statement (storage.direct) on `work`'s connection.
+    async def read_one(self, work: Callable[[Connection], T], *, by_key: bool = False) -> T:
+        """Run a read whose statements need no shared snapshot (a read by id is one statement;
+        a page reads the watch cursor first, then the page) on `work`'s connection.
 
-        One statement reads one snapshot, and a session with its BEGIN and COMMIT costs more
-        than a read by id itself (on PostgreSQL, two more round trips), so it runs outside any
-        transaction. On SQLite it runs on the event loop, on a connection kept for such reads;
-        elsewhere on the thread pool, on a pooled connection in autocommit mode. A read by id
-        waits on no row lock there, so it needs no statement timeout for the caller's deadline.
+        A session with its BEGIN and COMMIT costs more than a read by id itself (on PostgreSQL,
+        two more round trips), so it runs outside any transaction. On SQLite it runs on the
+        event loop, on a connection kept for such reads; elsewhere on the thread pool, on a
+        pooled connection in autocommit mode. There a caller's deadline needs a transaction
+        (its statement timeout is set for the transaction only), except for a read `by_key`,
+        which waits on no row lock and reads one row.
         """
         if self._executor is not None:
             deadline = call_deadline.get()
+            if deadline is not None and not by_key:
+                return await self.read(lambda session: work(session.connection()))
             _refuse_if_past(deadline)
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._executor, self._read_alone, work, deadline)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Select, and_, or_
+from sqlalchemy import ColumnElement, Connection, Select, and_, or_
 from sqlalchemy.orm import Session
 
 from runwire_server.errors import InvalidArgument
@@ -59,17 +59,37 @@ def fetch_page(
     sort: SortKey,
     page: PageRequest,
     tokens: PageTokens,
-    load: Callable[[Session, Select[Any]], Sequence[Any]] | None = None,
 ) -> Page[Any]:
-    """Run `statement` for one page. The statement selects one ORM entity, or anything `load`
-    turns into objects with the sort's attributes and `id`."""
+    """Run `statement`, which selects one ORM entity, for one page."""
+    return _page(statement, sort, page, tokens, lambda s: session.scalars(s).unique().all())
+
+
+def fetch_rows(
+    conn: Connection,
+    statement: Select[Any],
+    sort: SortKey,
+    page: PageRequest,
+    tokens: PageTokens,
+    load: Callable[[Connection, Select[Any]], Sequence[Any]],
+) -> Page[Any]:
+    """Run `statement` for one page on `conn`; `load` runs it and turns its rows into objects
+    with the sort's attributes and `id`."""
+    return _page(statement, sort, page, tokens, lambda s: load(conn, s))
+
+
+def _page(
+    statement: Select[Any],
+    sort: SortKey,
+    page: PageRequest,
+    tokens: PageTokens,
+    run: Callable[[Select[Any]], Sequence[Any]],
+) -> Page[Any]:
     if page.token:
         value, last_id = tokens.decode(page.token, page.fingerprint)
         statement = statement.where(sort.after(value, last_id))
     elif page.offset:
         statement = statement.offset(page.offset)
-    statement = statement.order_by(*sort.order_by()).limit(page.size + 1)
-    rows = load(session, statement) if load else session.scalars(statement).unique().all()
+    rows = run(statement.order_by(*sort.order_by()).limit(page.size + 1))
     more = len(rows) > page.size
     rows = rows[: page.size]
 

@@ -19,7 +19,6 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, Select, Table, bindparam, insert, select, update
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import FunctionElement
 
 from runwire_server.errors import NotFound
@@ -150,10 +149,10 @@ def read_run(
     return _layout(one.keys(conn)).record(t.record, row, None)
 
 
-def load_records(session: Session, t: RunTables[RunT], statement: Select[Any]) -> list[RunT]:
+def load_records(conn: Connection, t: RunTables[RunT], statement: Select[Any]) -> list[RunT]:
     """Run a select_runs statement, reading each run's tags in the same statement (one
     statement with a list of the page's ids costs more to build than to run)."""
-    result = session.connection().execute(_with_tags(t, statement))
+    result = conn.execute(_with_tags(t, statement))
     layout = _layout(tuple(result.keys()))
     return [layout.record(t.record, row, None) for row in result.all()]
 
