@@ -31,7 +31,7 @@ import tempfile
 import uuid
 
 BATCH = 8  # writes per transaction, about what group commit gathers at concurrency 16
-SEEDED = 2000  # runs, a run's task runs and its log lines, for the page workloads
+SEEDED = 300  # runs, a run's task runs and its log lines, for the page workloads
 LOG_LINES = 100  # lines a CreateLogs batch carries
 # workload: what one operation is
 WORKLOADS = {
