@@ -74,7 +74,12 @@ def test_datetime_text_written_elsewhere_reads_back(engine: Engine) -> None:
     with sqlite3.connect(str(engine.url.database)) as raw:
         raw.executemany(
             "INSERT INTO column_values (id, at) VALUES (?, ?)",
-            [(1, "2026-11-23 10:15:00"), (2, "2026-11-23 12:15:00.000001+02:00"), (3, None)],
+            [
+                (1, "2026-11-23 10:15:00"),
+                (2, "2026-11-23 12:15:00.000001+02:00"),
+                (3, None),
+                (4, "2026-11-23 12:15:00.5+0200"),  # as long as the server's own text
+            ],
         )
     with engine.connect() as conn:
         read = [row[0] for row in conn.execute(select(values.c.at).order_by(values.c.id))]
@@ -82,6 +87,7 @@ def test_datetime_text_written_elsewhere_reads_back(engine: Engine) -> None:
         datetime(2026, 11, 23, 10, 15, tzinfo=UTC),
         datetime(2026, 11, 23, 10, 15, 0, 1, tzinfo=UTC),
         None,
+        datetime(2026, 11, 23, 10, 15, 0, 500_000, tzinfo=UTC),
     ]
 
 
