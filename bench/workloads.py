@@ -7,6 +7,7 @@ import random
 import subprocess
 import sys
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -262,6 +263,26 @@ async def task_heavy(database_url: str, tasks: int, logs_per_task: int = 10) -> 
         proc.stop()
 
 
+def _in_state(
+    state_id: uuid.UUID, kind: str, start: datetime, end: datetime | None
+) -> dict[str, object]:
+    """The columns of a run created and started at `start`, in state `kind` since `end` (or
+    since it started, while RUNNING)."""
+    return {
+        "created": start,
+        "updated": start,
+        "state_id": state_id,
+        "state_type": kind,
+        "state_name": kind.title(),
+        "state_timestamp": end or start,
+        "run_count": 1,
+        "expected_start_time": start,
+        "start_time": start,
+        "end_time": end,
+        "total_run_time": (end - start).total_seconds() if end else 0.0,
+    }
+
+
 def seed_runs(database_url: str, count: int) -> None:
     """`count` finished runs of one flow, written straight into the schema (the API would take
     hours for a million). States spread over 30 days; a third each COMPLETED, FAILED, RUNNING."""
@@ -292,17 +313,7 @@ def seed_runs(database_url: str, count: int) -> None:
                     "id": run_id,
                     "name": f"seeded-{n}",
                     "flow_id": flow_id,
-                    "created": start,
-                    "updated": start,
-                    "state_id": state_id,
-                    "state_type": kind,
-                    "state_name": kind.title(),
-                    "state_timestamp": end or start,
-                    "run_count": 1,
-                    "expected_start_time": start,
-                    "start_time": start,
-                    "end_time": end,
-                    "total_run_time": 30.0 if end else 0.0,
+                    **_in_state(state_id, kind, start, end),
                 }
             )
             states.append(
@@ -345,18 +356,8 @@ def seed_children(database_url: str, count: int = SEEDED_CHILDREN) -> str:
                 "flow_run_id": run_id,
                 "task_key": f"task-{n}",
                 "dynamic_key": str(n),
-                "created": start,
-                "updated": start,
-                "state_id": state_id,
-                "state_type": kind,
-                "state_name": kind.title(),
-                "state_timestamp": end or start,
-                "run_count": 1,
-                "expected_start_time": start,
-                "start_time": start,
-                "end_time": end,
-                "total_run_time": 2.0 if end else 0.0,
                 "task_inputs": {"x": [{"inputType": "INPUT_TYPE_PARAMETER", "parameterName": "x"}]},
+                **_in_state(state_id, kind, start, end),
             }
         )
         states.append(
