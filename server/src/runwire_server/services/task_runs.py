@@ -323,10 +323,8 @@ class TaskRunService(RunService):
         )
 
     async def list_page(self, criteria: Any, sort: int, page: PageRequest) -> Page[TaskRunRecord]:
-        matching = _matching(criteria)  # refused before any SQL runs
-        sort_key = choose_sort(_SORTS, sort)
         return await self._db.read_one(
-            lambda conn: fetch_rows(conn, matching, sort_key, page, self._tokens, _load)
+            lambda conn: list_task_runs(conn, criteria, sort, page, self._tokens)
         )
 
     async def count(self, criteria: Any) -> int:

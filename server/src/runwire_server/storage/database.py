@@ -157,11 +157,7 @@ class Database:
         tokens = _WRITE_INTENT.set(write), call_deadline.set(deadline)
         try:
             with _mapped_errors(deadline), self._sessions.begin() as session:
-                if deadline is not None and self.is_postgresql:
-                    # The database itself cancels a statement (or lock wait) past the deadline.
-                    session.execute(
-                        select(func.set_config("statement_timeout", _remaining_ms(deadline), True))
-                    )
+                self._bound(session, deadline)
                 return work(session)
         finally:
             _WRITE_INTENT.reset(tokens[0])
@@ -199,6 +195,14 @@ class Database:
                 # never leave the kept connection holding an old snapshot.
                 reader.rollback()
 
+    def _bound(self, session: Session, deadline: float | None) -> None:
+        """On PostgreSQL the database itself cancels a statement (or lock wait) of the
+        transaction past the deadline."""
+        if deadline is not None and self.is_postgresql:
+            session.execute(
+                select(func.set_config("statement_timeout", _remaining_ms(deadline), True))
+            )
+
     def _read_alone(self, work: Callable[[Connection], T], deadline: float | None) -> T:
         token = call_deadline.set(deadline)
         try:
@@ -218,10 +222,7 @@ class Database:
         tokens = _WRITE_INTENT.set(True), call_deadline.set(deadline)
         try:
             with self._sessions.begin() as session:
-                if deadline is not None and self.is_postgresql:
-                    session.execute(
-                        select(func.set_config("statement_timeout", _remaining_ms(deadline), True))
-                    )
+                self._bound(session, deadline)
                 return [context.run(work, session) for work, context in works]
         finally:
             _WRITE_INTENT.reset(tokens[0])

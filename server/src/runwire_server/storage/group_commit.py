@@ -48,9 +48,6 @@ MAX_BATCH = 64  # bounds how long one transaction holds SQLite's write lock
 # handlers over several turns of the event loop, so flushing on the next turn commits few
 # writes at a time; BENCHMARKS.md has how the window was chosen.
 GATHER_WINDOW = 0.002
-# Batches running at once on the executor. More would overlap one batch's round trips with
-# another's, but commit smaller batches, and ran slower (BENCHMARKS.md).
-IN_FLIGHT = 1
 
 
 @dataclass
@@ -73,7 +70,9 @@ class GroupCommit:
         self._executor = executor
         self._queue: list[_Queued] = []
         self._scheduled = False
-        self._in_flight = 0  # batches running on the executor
+        # A batch is running on the executor. One at a time: two or four at once overlapped
+        # their round trips but committed smaller batches, and ran slower (BENCHMARKS.md).
+        self._in_flight = False
         # Whether to hold the next batch open for GATHER_WINDOW: only while writes arrive
         # together (the last batch had more than one), so a lone writer never waits.
         self._gather = False
@@ -84,7 +83,7 @@ class GroupCommit:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._queue.append(_Queued(work, contextvars.copy_context(), deadline, future))
-        if not self._scheduled and self._in_flight < IN_FLIGHT:
+        if not self._scheduled and not self._in_flight:
             self._scheduled = True
             if self._gather and self._executor is None:
                 loop.call_later(GATHER_WINDOW, self._flush)
@@ -112,15 +111,12 @@ class GroupCommit:
                 loop.call_soon(self._flush)
             self._answer(self._commit(live, alone))
             return
-        self._in_flight += 1
-        if self._queue and self._in_flight < IN_FLIGHT:
-            self._scheduled = True
-            loop.call_soon(self._flush)
+        self._in_flight = True
         running = loop.run_in_executor(self._executor, self._commit, live, alone)
         running.add_done_callback(lambda done: self._landed(done, live + alone))
 
     def _landed(self, running: asyncio.Future[list[Outcome]], batch: list[_Queued]) -> None:
-        self._in_flight -= 1
+        self._in_flight = False
         if self._queue and not self._scheduled:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
