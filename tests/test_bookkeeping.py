@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from runwire_server.orchestration.bookkeeping import (
     apply_bookkeeping,
+    depends_on_clock,
     estimated_run_time,
     estimated_start_time_delta,
 )
@@ -92,3 +93,25 @@ def test_run_counts() -> None:
     resumed = count(FlowRunCount(), RunFacts(id=None, empirical_policy={"resuming": True}), running)  # type: ignore[arg-type]
     assert resumed.run_count == 0 and resumed.empirical_policy["resuming"] is False
     assert count(TaskRunCount(), RunFacts(id=None), running).run_count == 1  # type: ignore[arg-type]
+
+
+def test_the_estimates_move_with_the_clock_exactly_when_said() -> None:
+    """Messages of runs whose estimates do not move are kept between reads
+    (convert.message_cache): the predicate must never miss a run whose estimates move."""
+    times = (None, T0 - timedelta(hours=1), T0 + timedelta(hours=1))
+    for state_type in [*(t.value for t in StateType), None]:
+        for expected in times:
+            for start in times:
+                run = Run(
+                    state_type=state_type,
+                    state_timestamp=T0,
+                    expected_start_time=expected,
+                    start_time=start,
+                    total_run_time=5.0,
+                )
+                moments = [T0 + timedelta(hours=h) for h in (-2, 0, 2, 4)]
+                estimates = {
+                    (estimated_run_time(run, at), estimated_start_time_delta(run, at))
+                    for at in moments
+                }
+                assert (len(estimates) > 1) == depends_on_clock(run), run

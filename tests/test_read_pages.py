@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from google.protobuf import duration_pb2, struct_pb2
+from google.protobuf import duration_pb2, field_mask_pb2, struct_pb2
 
 from runwire.v1 import filters_pb2 as f
 from runwire.v1 import (
@@ -229,3 +229,97 @@ async def test_pages_carry_every_field_written(
         line_with_id.CopyFrom(line)
         line_with_id.id = item.id
         assert item == line_with_id
+
+
+async def test_a_page_read_again_shows_every_change_since(
+    flows: Any, runs: Any, task_runs: Any
+) -> None:
+    """The server keeps the messages of finished runs between reads: a change of any kind, to
+    the run, its tags or its state, shows in the next page and read, and a running run's
+    estimates move with the clock."""
+    flow = await make_flow(flows)
+
+    async def page() -> dict[str, flow_run_pb2.FlowRun]:
+        listed = await runs.ListFlowRuns(
+            flow_run_service_pb2.ListFlowRunsRequest(filter=of_flow(flow.id))
+        )
+        return {r.id: r for r in listed.flow_runs}
+
+    async def get(run_id: str) -> flow_run_pb2.FlowRun:
+        got = await runs.GetFlowRun(flow_run_service_pb2.GetFlowRunRequest(flow_run_id=run_id))
+        return got.flow_run
+
+    async def set_state(run_id: str, state_type: Any, *, force: bool = False) -> None:
+        await runs.SetFlowRunState(
+            flow_run_service_pb2.SetFlowRunStateRequest(
+                flow_run_id=run_id, state=state_pb2.State(type=state_type), force=force
+            )
+        )
+
+    finished, running = [
+        (
+            await runs.CreateFlowRun(
+                flow_run_service_pb2.CreateFlowRunRequest(
+                    flow_run=flow_run_pb2.FlowRun(flow_id=flow.id, name=name, tags=["a"])
+                )
+            )
+        ).flow_run.id
+        for name in ("finished", "running")
+    ]
+    for state_type in (state_pb2.STATE_TYPE_RUNNING, state_pb2.STATE_TYPE_COMPLETED):
+        await set_state(finished, state_type)
+    await set_state(running, state_pb2.STATE_TYPE_RUNNING)
+    first = await page()
+    assert first[finished] == (await page())[finished] == await get(finished)
+
+    await runs.UpdateFlowRun(
+        flow_run_service_pb2.UpdateFlowRunRequest(
+            flow_run=flow_run_pb2.FlowRun(id=finished, name="renamed", tags=["a", "b"]),
+            update_mask=field_mask_pb2.FieldMask(paths=["name", "tags"]),
+        )
+    )
+    renamed = await page()
+    assert renamed[finished].name == "renamed" and sorted(renamed[finished].tags) == ["a", "b"]
+    assert (await get(finished)).name == "renamed"
+    assert renamed[running].estimated_run_time.ToTimedelta() > timedelta(0)
+    later = (await get(running)).estimated_run_time
+    assert later.ToTimedelta() > renamed[running].estimated_run_time.ToTimedelta()
+
+    await set_state(finished, state_pb2.STATE_TYPE_FAILED, force=True)
+    failed = await page()
+    assert failed[finished].state.type == state_pb2.STATE_TYPE_FAILED
+    assert failed[finished].state.id != renamed[finished].state.id
+    assert (await get(finished)).state.type == state_pb2.STATE_TYPE_FAILED
+
+    task = (
+        await task_runs.CreateTaskRun(
+            task_run_service_pb2.CreateTaskRunRequest(
+                task_run=task_run_pb2.TaskRun(
+                    flow_run_id=running,
+                    task_key="t",
+                    dynamic_key="0",
+                    state=state_pb2.State(type=state_pb2.STATE_TYPE_COMPLETED),
+                )
+            )
+        )
+    ).task_run
+    of_run = task_run_service_pb2.ListTaskRunsRequest(
+        filter=task_run_service_pb2.TaskRunCriteria(
+            task_runs=f.TaskRunFilter(
+                flow_run_id=f.StringFilter(any_of=f.StringList(values=[running]))
+            )
+        )
+    )
+    before = (await task_runs.ListTaskRuns(of_run)).task_runs
+    assert [t.state.type for t in before] == [state_pb2.STATE_TYPE_COMPLETED]
+    await task_runs.SetTaskRunState(
+        task_run_service_pb2.SetTaskRunStateRequest(
+            task_run_id=task.id, state=state_pb2.State(type=state_pb2.STATE_TYPE_FAILED), force=True
+        )
+    )
+    after = (await task_runs.ListTaskRuns(of_run)).task_runs
+    assert [t.state.type for t in after] == [state_pb2.STATE_TYPE_FAILED]
+    got_task = await task_runs.GetTaskRun(
+        task_run_service_pb2.GetTaskRunRequest(task_run_id=task.id)
+    )
+    assert got_task.task_run.state.type == state_pb2.STATE_TYPE_FAILED

@@ -35,6 +35,10 @@ class StateRecord(Record):
     state_details: dict[str, Any]  # StateDetails fields, times as ISO text
     result: dict[str, Any] | None
 
+    def __eq__(self, other: object) -> bool:
+        """Equal columns (convert.message_cache compares runs' records with their states)."""
+        return type(other) is StateRecord and other.__dict__ == self.__dict__
+
 
 class RunRecord(Record):
     """The columns both kinds of run have, their tags (sorted) and their current state."""

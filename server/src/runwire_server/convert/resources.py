@@ -18,6 +18,7 @@ from runwire.v1 import (
     task_run_pb2,
 )
 from runwire_server import records
+from runwire_server.convert.message_cache import MessageCache
 from runwire_server.convert.scalars import (
     SubmessageFields,
     dict_to_struct,
@@ -112,7 +113,7 @@ def run_timing(row: RunRecord, at: datetime) -> dict[str, Any]:
     }
 
 
-def flow_run_to_proto(row: FlowRunRecord, at: datetime) -> flow_run_pb2.FlowRun:
+def _flow_run_to_proto(row: FlowRunRecord, at: datetime) -> flow_run_pb2.FlowRun:
     created_by = None
     if row.created_by_id or row.created_by_type or row.created_by_display_value:
         created_by = flow_run_pb2.CreatedBy(
@@ -144,6 +145,10 @@ def flow_run_to_proto(row: FlowRunRecord, at: datetime) -> flow_run_pb2.FlowRun:
         "updated": timestamp_fields(row.updated),
     }
     return flow_run_pb2.FlowRun(**given(fields))
+
+
+# A page of 50 runs is some 25 KB of messages kept: a few hundred pages of each kind.
+flow_run_to_proto = MessageCache(_flow_run_to_proto, 4096)
 
 
 def outcome_to_proto(outcome: Any) -> orchestration_pb2.OrchestrationResult:
@@ -193,7 +198,7 @@ def _task_input(stored: dict[str, Any]) -> SubmessageFields:
         return json_format.ParseDict(stored, task_run_pb2.TaskInput())
 
 
-def task_run_to_proto(row: TaskRunRecord, at: datetime) -> task_run_pb2.TaskRun:
+def _task_run_to_proto(row: TaskRunRecord, at: datetime) -> task_run_pb2.TaskRun:
     policy = row.empirical_policy
     inputs: SubmessageFields = {
         name: {"inputs": [_task_input(i) for i in values]}
@@ -222,6 +227,9 @@ def task_run_to_proto(row: TaskRunRecord, at: datetime) -> task_run_pb2.TaskRun:
         "updated": timestamp_fields(row.updated),
     }
     return task_run_pb2.TaskRun(**given(fields))
+
+
+task_run_to_proto = MessageCache(_task_run_to_proto, 4096)
 
 
 def concurrency_limit_to_proto(

@@ -111,6 +111,18 @@ def estimated_run_time(run: RunFields, now: datetime) -> timedelta:
     return timedelta(seconds=seconds)
 
 
+def depends_on_clock(run: RunFields) -> bool:
+    """Whether estimated_run_time or estimated_start_time_delta changes as time passes: while
+    the run is running, and while it waits to start and is not finished."""
+    if run.state_type == StateType.RUNNING and run.state_timestamp is not None:
+        return True
+    return (
+        run.expected_start_time is not None
+        and run.start_time is None
+        and run.state_type not in TERMINAL_TYPES
+    )
+
+
 def estimated_start_time_delta(run: RunFields, now: datetime) -> timedelta:
     """How late the run started, or is while it has not started and is not finished."""
     expected = run.expected_start_time

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, func, make_url, select
-from sqlalchemy.exc import DataError, DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from runwire_server.deadlines import call_deadline
@@ -29,6 +29,7 @@ T = TypeVar("T")
 _WRITE_INTENT: contextvars.ContextVar[bool] = contextvars.ContextVar("write_intent", default=False)
 _BUSY_TIMEOUT_MS = 30_000
 _PG_QUERY_CANCELED = "57014"
+_IDLE_BEFORE_PING_S = 1.0  # see _pooled_engine
 
 
 class _Session(Session):
@@ -75,11 +76,7 @@ class Database:
         parsed = make_url(url)
         self.url = parsed
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
-        self.engine = (
-            _sqlite_engine(url)
-            if self.is_sqlite
-            else create_engine(url, pool_size=pool_size, pool_pre_ping=True)
-        )
+        self.engine = _sqlite_engine(url) if self.is_sqlite else _pooled_engine(url, pool_size)
         self.is_postgresql = parsed.get_backend_name() == "postgresql"
         self._sessions = sessionmaker(self.engine, class_=_Session, expire_on_commit=False)
         self._executor = None if self.is_sqlite else ThreadPoolExecutor(pool_size, "runwire-db")
@@ -206,8 +203,17 @@ class Database:
     def _read_alone(self, work: Callable[[Connection], T], deadline: float | None) -> T:
         token = call_deadline.set(deadline)
         try:
-            with _mapped_errors(deadline), self._autocommit.connect() as conn:
-                return work(conn)
+            with _mapped_errors(deadline):
+                try:
+                    with self._autocommit.connect() as conn:
+                        return work(conn)
+                except DBAPIError as exc:
+                    if not exc.connection_invalidated:
+                        raise
+                # A pooled connection the database had closed (a restart, say): SQLAlchemy
+                # has discarded the pool's older connections, and a read is safe to repeat.
+                with self._autocommit.connect() as conn:
+                    return work(conn)
         finally:
             call_deadline.reset(token)
 
@@ -320,6 +326,50 @@ def _json_loads(text: str) -> Any:
     if text == "null":
         return None
     return json.loads(text)
+
+
+def _pooled_engine(url: str, pool_size: int) -> Engine:
+    """A pool that tests a connection before handing it out only when it sat unused.
+
+    SQLAlchemy's `pool_pre_ping` pings at every checkout, which doubles the round trips of a
+    read by id. A connection in steady use has just answered; one that sat idle may have been
+    closed by the database, a proxy or a firewall meanwhile, and is pinged. A connection that
+    dies between pings fails its statement: SQLAlchemy then discards every older connection of
+    the pool, reads are repeated once (Database._read_alone), and a write batch's units are
+    run again on their own (storage.group_commit).
+    """
+    engine = create_engine(url, pool_size=pool_size)
+    dialect = engine.dialect
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, record: Any) -> None:
+        if engine.dialect.name == "postgresql":
+            # Times then come back in UTC, as the server hands them out, with no conversion
+            # of every value read (storage.types); behind a proxy that drops session settings
+            # they are converted instead.
+            autocommit = dbapi_connection.autocommit
+            dbapi_connection.autocommit = True
+            cursor = dbapi_connection.cursor()
+            cursor.execute("SET TIME ZONE 'UTC'")
+            cursor.close()
+            dbapi_connection.autocommit = autocommit
+        record.info["checked_in"] = time.monotonic()
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["checked_in"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if time.monotonic() - record.info.get("checked_in", 0.0) < _IDLE_BEFORE_PING_S:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as exc:
+            # The pool discards this connection and checks out (or opens) another.
+            raise DisconnectionError(f"a pooled connection was closed: {exc}") from exc
+
+    return engine
 
 
 def _sqlite_engine(url: str) -> Engine:

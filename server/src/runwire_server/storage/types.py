@@ -21,6 +21,14 @@ def _as_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def _aware_result(value: datetime | None) -> datetime | None:
+    """A value of a driver that returns aware datetimes: already UTC when the session's time
+    zone is (storage.database sets it on PostgreSQL), converted otherwise."""
+    if value is None or value.tzinfo is UTC:
+        return value
+    return _as_utc(value)
+
+
 # 'YYYY-MM-DD HH:MM:SS.ffffff', as bind_processor below writes it.
 _WRITTEN_LENGTH = 26
 
@@ -61,7 +69,8 @@ class UTCDateTime(TypeDecorator[datetime]):
 
     def result_processor(self, dialect: Dialect, coltype: Any) -> Callable[[Any], Any] | None:
         if dialect.name != "sqlite":
-            return super().result_processor(dialect, coltype)
+            return _aware_result
+
         parse = datetime.fromisoformat
 
         # The text this type writes is naive UTC with six digits of fraction: parsed with its
