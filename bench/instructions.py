@@ -4,6 +4,7 @@ VM's noise does not move.
     uv run python -m bench.instructions            # every workload below
     uv run python -m bench.instructions --ops 200  # fewer, faster
     uv run python -m bench.instructions --only list,logs
+    uv run python -m bench.instructions --only read,list --cold   # no message kept from before
 
 Timings on this VM vary by 2x from one hour to the next, and two quick runs minutes apart differ
 by 15%; a change worth a few percent cannot be seen in them. valgrind's callgrind counts the
@@ -44,8 +45,9 @@ WORKLOADS = {
 }
 
 
-def inner(workload: str, ops: int) -> None:
-    """Run `ops` operations of one workload in this process (under valgrind)."""
+def inner(workload: str, ops: int, cold: bool) -> None:
+    """Run `ops` operations of one workload in this process (under valgrind); `cold`: every
+    message is built anew, as no run's message were kept from an earlier read."""
     from bench import workloads
     from runwire.v1 import filters_pb2 as f
     from runwire.v1 import (
@@ -70,6 +72,8 @@ def inner(workload: str, ops: int) -> None:
     from runwire_server.storage import models as m
     from runwire_server.storage.database import Database
 
+    if cold:
+        convert.keep_run_messages(0)
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{tmp}/instructions.db"
         parent = None
@@ -183,9 +187,10 @@ def inner(workload: str, ops: int) -> None:
         db.close()
 
 
-def count(workload: str, ops: int) -> int:
+def count(workload: str, ops: int, cold: bool) -> int:
     command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
     command += [sys.executable, "-m", "bench.instructions", "--inner", workload, str(ops)]
+    command += ["--cold"] if cold else []
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     found = re.search(r"Collected : (\d+)", done.stderr)
     if found is None:
@@ -199,10 +204,16 @@ def main() -> None:
     parser.add_argument(
         "--only", default=",".join(WORKLOADS), help=f"a subset of {','.join(WORKLOADS)}"
     )
+    parser.add_argument(
+        "--cold",
+        action="store_true",
+        help="build every run's message anew (RUNWIRE_KEPT_RUN_MESSAGES=0): reads of runs "
+        "not read before",
+    )
     parser.add_argument("--inner", nargs=2, metavar=("WORKLOAD", "OPS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.inner:
-        inner(args.inner[0], int(args.inner[1]))
+        inner(args.inner[0], int(args.inner[1]), args.cold)
         return
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is not installed (apt-get install valgrind)")
@@ -214,8 +225,9 @@ def main() -> None:
     for workload in only:
         # Pages and batches cost tens of reads by id: a tenth as many keep the run short.
         low, high = (small, large) if workload in ("lifecycle", "read") else (2, 2 + args.ops // 40)
-        per = (count(workload, high) - count(workload, low)) / (high - low)
-        print(f"{per:,.0f} instructions per {WORKLOADS[workload]}", flush=True)
+        per = (count(workload, high, args.cold) - count(workload, low, args.cold)) / (high - low)
+        kept = ", every message built anew" if args.cold else ""
+        print(f"{per:,.0f} instructions per {WORKLOADS[workload]}{kept}", flush=True)
 
 
 if __name__ == "__main__":

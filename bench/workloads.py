@@ -441,6 +441,21 @@ async def reads(database_url: str, stored: int, calls: int, heavy_calls: int) ->
                 )
             )
 
+        walk = {"token": ""}
+
+        async def walk_pages(i: int) -> None:
+            # Page after page through every COMPLETED run, then again: more runs than the
+            # server keeps messages of (RUNWIRE_KEPT_RUN_MESSAGES), so each page is built anew.
+            listed = await stubs[i % CHANNELS].ListFlowRuns(
+                flow_run_service_pb2.ListFlowRunsRequest(
+                    filter=completed,
+                    page_size=50,
+                    sort=filters_pb2.FLOW_RUN_SORT_START_TIME_DESC,
+                    page_token=walk["token"],
+                )
+            )
+            walk["token"] = listed.next_page_token
+
         of_parent = filters_pb2.StringFilter(any_of=filters_pb2.StringList(values=[parent]))
 
         async def list_tasks(i: int) -> None:
@@ -488,6 +503,15 @@ async def reads(database_url: str, stored: int, calls: int, heavy_calls: int) ->
                 f"{label}, 50 COMPLETED by start time, concurrency 1",
                 server,
                 list_page,
+                calls // 4,
+                1,
+                max_seconds=60,
+            ),
+            await measure(
+                "ListFlowRuns",
+                f"{label}, the same, every page in turn, concurrency 1",
+                server,
+                walk_pages,
                 calls // 4,
                 1,
                 max_seconds=60,

@@ -51,6 +51,20 @@ def stubs(channel: grpc.aio.Channel):
     )
 
 
+def cut_connections(url: str) -> None:
+    """End every connection to the database of `url` but this one, as a restart would."""
+    admin = create_engine(os.environ["RUNWIRE_TEST_POSTGRES_URL"], isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = :db AND pid <> pg_backend_pid()"
+            ),
+            {"db": url.rsplit("/", 1)[1]},
+        )
+    admin.dispose()
+
+
 async def test_a_watcher_on_one_replica_sees_every_write_through_another(replicas):
     a, b, _ = replicas
     async with (
@@ -149,17 +163,7 @@ async def test_the_server_recovers_when_database_connections_are_cut(replicas):
         await flows.CreateFlow(
             flow_service_pb2.CreateFlowRequest(flow=flow_pb2.Flow(name="before"))
         )
-        admin = create_engine(os.environ["RUNWIRE_TEST_POSTGRES_URL"], isolation_level="AUTOCOMMIT")
-        database = url.rsplit("/", 1)[1]
-        with admin.connect() as conn:
-            conn.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = :db AND pid <> pg_backend_pid()"
-                ),
-                {"db": database},
-            )
-        admin.dispose()
+        cut_connections(url)
         # Pooled connections were cut: the next calls reconnect (or answer UNAVAILABLE, never
         # INTERNAL) and the server serves again.
         for _ in range(20):
@@ -175,6 +179,33 @@ async def test_the_server_recovers_when_database_connections_are_cut(replicas):
             pytest.fail("the server did not recover")
         got = await flows.GetFlowByName(flow_service_pb2.GetFlowByNameRequest(name="after"))
         assert got.flow.name == "after"
+
+
+async def test_reads_are_answered_across_cut_connections(replicas):
+    """A read that finds its pooled connection cut is repeated on a new one: the client sees
+    no error, whether the connection had just been used or had sat idle."""
+    a, _, url = replicas
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{a.port}") as channel:
+        flows, runs, _ = stubs(channel)
+        flow = (
+            await flows.CreateFlow(flow_service_pb2.CreateFlowRequest(flow=flow_pb2.Flow(name="r")))
+        ).flow
+        run = (
+            await runs.CreateFlowRun(
+                pb.CreateFlowRunRequest(flow_run=flow_run_pb2.FlowRun(flow_id=flow.id))
+            )
+        ).flow_run
+        for idle in (0.0, 1.5):
+            # Every connection of the pool in use at once, so each is cut after use.
+            await asyncio.gather(
+                *[runs.GetFlowRun(pb.GetFlowRunRequest(flow_run_id=run.id)) for _ in range(16)]
+            )
+            cut_connections(url)
+            await asyncio.sleep(idle)
+            got = await asyncio.gather(
+                *[runs.GetFlowRun(pb.GetFlowRunRequest(flow_run_id=run.id)) for _ in range(16)]
+            )
+            assert {g.flow_run.id for g in got} == {run.id}
 
 
 async def test_a_deletion_ends_watches_on_every_replica(replicas):

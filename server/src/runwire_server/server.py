@@ -38,6 +38,7 @@ from runwire.v1 import (
     task_run_service_pb2,
     task_run_service_pb2_grpc,
 )
+from runwire_server import convert
 from runwire_server.api.context import AppContext
 from runwire_server.api.flow_runs import FlowRunServicer
 from runwire_server.api.flows import DeploymentServicer, FlowServicer
@@ -289,6 +290,7 @@ async def _start(
     codec = EventCodec()
     here = CommittedHere()  # used on PostgreSQL only (events.replicas)
     db, tokens = open_database(settings, broadcaster, codec, here)
+    convert.keep_run_messages(settings.kept_run_messages)
     metrics = Metrics()
     decoder = RequestDecoder(settings.decode_workers, settings.max_filter_values)
     bridge = None

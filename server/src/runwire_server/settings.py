@@ -58,6 +58,7 @@ _AT_LEAST_ZERO = (
     "decode_workers",  # 0: large requests are checked on the event loop
     "tokens_file_check_seconds",
     "event_retention_seconds",  # 0: keep for ever
+    "kept_run_messages",
     "run_retention_seconds",
     "lease_seconds",  # 0: no lease unless the reporter asks for one
 )
@@ -125,6 +126,9 @@ class Settings:
     max_concurrent_calls: int = 50_000  # open watch streams included
     migrate_on_start: bool = True
     database_pool_size: int = 8  # connections per server (PostgreSQL)
+    # Finished runs whose messages are kept between reads, of each kind (convert.message_cache):
+    # some 5 KB a run. 0: every read builds its messages.
+    kept_run_messages: int = 2048
     # Security (README "Security"): bearer tokens, TLS and mutual TLS.
     tokens: str = ""  # "role:token,role:token" (for tokens injected as a secret variable)
     tokens_file: str = ""  # lines "sha256:<hex> <role> <name>", see `runwire token create`

@@ -39,8 +39,14 @@ class MessageCache(Generic[R, M]):
         # id: (the record's values, its message), least recently used first.
         self._kept: OrderedDict[Any, tuple[tuple[Any, ...], M]] = OrderedDict()
 
+    def keep(self, capacity: int) -> None:
+        """Keep at most `capacity` messages from now on (0: none)."""
+        self._capacity = capacity
+        while len(self._kept) > capacity:
+            self._kept.popitem(last=False)
+
     def __call__(self, record: R, at: datetime) -> M:
-        if bookkeeping.depends_on_clock(record):
+        if not self._capacity or bookkeeping.depends_on_clock(record):
             return self._build(record, at)
         # Every column, its tags and its state record (which compares by its own columns).
         values = tuple(record.__dict__.values())

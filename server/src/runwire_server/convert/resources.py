@@ -147,8 +147,7 @@ def _flow_run_to_proto(row: FlowRunRecord, at: datetime) -> flow_run_pb2.FlowRun
     return flow_run_pb2.FlowRun(**given(fields))
 
 
-# A page of 50 runs is some 25 KB of messages kept: a few hundred pages of each kind.
-flow_run_to_proto = MessageCache(_flow_run_to_proto, 4096)
+flow_run_to_proto = MessageCache(_flow_run_to_proto, 2048)
 
 
 def outcome_to_proto(outcome: Any) -> orchestration_pb2.OrchestrationResult:
@@ -229,7 +228,13 @@ def _task_run_to_proto(row: TaskRunRecord, at: datetime) -> task_run_pb2.TaskRun
     return task_run_pb2.TaskRun(**given(fields))
 
 
-task_run_to_proto = MessageCache(_task_run_to_proto, 4096)
+task_run_to_proto = MessageCache(_task_run_to_proto, 2048)
+
+
+def keep_run_messages(capacity: int) -> None:
+    """How many finished runs of each kind keep their messages between reads."""
+    flow_run_to_proto.keep(capacity)
+    task_run_to_proto.keep(capacity)
 
 
 def concurrency_limit_to_proto(

@@ -229,7 +229,20 @@ class Database:
         try:
             with self._sessions.begin() as session:
                 self._bound(session, deadline)
-                return [context.run(work, session) for work, context in works]
+                if not self.is_postgresql:
+                    return [context.run(work, session) for work, context in works]
+                # Statements whose results nothing reads are sent without waiting for them, so
+                # the batch's writes share round trips. A statement's error then surfaces at a
+                # later one, maybe of another unit: it fails the batch (each unit runs again
+                # alone, not pipelined), and so does one that a unit caught but could not undo.
+                from psycopg.pq import TransactionStatus  # the postgresql extra's driver
+
+                driver: Any = session.connection().connection.dbapi_connection
+                with driver.pipeline():
+                    results = [context.run(work, session) for work, context in works]
+                if driver.info.transaction_status != TransactionStatus.INTRANS:
+                    raise RuntimeError("a statement of the batch failed; it is run again alone")
+                return results
         finally:
             _WRITE_INTENT.reset(tokens[0])
             call_deadline.reset(tokens[1])
