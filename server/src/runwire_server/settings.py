@@ -127,7 +127,8 @@ class Settings:
     migrate_on_start: bool = True
     database_pool_size: int = 8  # connections per server (PostgreSQL)
     # Finished runs whose messages are kept between reads, of each kind (convert.message_cache):
-    # some 5 KB a run. 0: every read builds its messages.
+    # some 5 KB a run, and never more than 8 MiB of messages a kind. 0: every read builds its
+    # messages.
     kept_run_messages: int = 2048
     # Security (README "Security"): bearer tokens, TLS and mutual TLS.
     tokens: str = ""  # "role:token,role:token" (for tokens injected as a secret variable)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, func, make_url, select
-from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, InvalidatePoolError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from runwire_server.deadlines import call_deadline
@@ -141,8 +141,13 @@ class Database:
         loop = asyncio.get_running_loop()
         # Executor threads do not inherit the caller's context: carry the deadline over.
         deadline = call_deadline.get()
+        if write:
+            return await loop.run_in_executor(
+                self._executor, lambda: self.run_sync(work, write=True, deadline=deadline)
+            )
         return await loop.run_in_executor(
-            self._executor, lambda: self.run_sync(work, write=write, deadline=deadline)
+            self._executor,
+            lambda: _again_if_cut(lambda: self.run_sync(work, write=False, deadline=deadline)),
         )
 
     def run_sync(
@@ -202,18 +207,14 @@ class Database:
 
     def _read_alone(self, work: Callable[[Connection], T], deadline: float | None) -> T:
         token = call_deadline.set(deadline)
+
+        def read() -> T:
+            _refuse_if_past(deadline)
+            with _mapped_errors(deadline), self._autocommit.connect() as conn:
+                return work(conn)
+
         try:
-            with _mapped_errors(deadline):
-                try:
-                    with self._autocommit.connect() as conn:
-                        return work(conn)
-                except DBAPIError as exc:
-                    if not exc.connection_invalidated:
-                        raise
-                # A pooled connection the database had closed (a restart, say): SQLAlchemy
-                # has discarded the pool's older connections, and a read is safe to repeat.
-                with self._autocommit.connect() as conn:
-                    return work(conn)
+            return _again_if_cut(read)
         finally:
             call_deadline.reset(token)
 
@@ -229,20 +230,7 @@ class Database:
         try:
             with self._sessions.begin() as session:
                 self._bound(session, deadline)
-                if not self.is_postgresql:
-                    return [context.run(work, session) for work, context in works]
-                # Statements whose results nothing reads are sent without waiting for them, so
-                # the batch's writes share round trips. A statement's error then surfaces at a
-                # later one, maybe of another unit: it fails the batch (each unit runs again
-                # alone, not pipelined), and so does one that a unit caught but could not undo.
-                from psycopg.pq import TransactionStatus  # the postgresql extra's driver
-
-                driver: Any = session.connection().connection.dbapi_connection
-                with driver.pipeline():
-                    results = [context.run(work, session) for work, context in works]
-                if driver.info.transaction_status != TransactionStatus.INTRANS:
-                    raise RuntimeError("a statement of the batch failed; it is run again alone")
-                return results
+                return [context.run(work, session) for work, context in works]
         finally:
             _WRITE_INTENT.reset(tokens[0])
             call_deadline.reset(tokens[1])
@@ -265,6 +253,19 @@ class Database:
         except DBAPIError:
             # Another replica created it first.
             return bytes.fromhex(self.run_sync(load))
+
+
+def _again_if_cut(read: Callable[[], T]) -> T:
+    """`read()`, run once more if it found its pooled connection closed by the database (a
+    restart, say): SQLAlchemy has then discarded the pool's older connections, and a read is
+    safe to repeat."""
+    try:
+        return read()
+    except Unavailable as exc:
+        cause = exc.__cause__
+        if not (isinstance(cause, DBAPIError) and cause.connection_invalidated):
+            raise
+    return read()
 
 
 def _refuse_if_past(deadline: float | None) -> None:
@@ -348,8 +349,9 @@ def _pooled_engine(url: str, pool_size: int) -> Engine:
     read by id. A connection in steady use has just answered; one that sat idle may have been
     closed by the database, a proxy or a firewall meanwhile, and is pinged. A connection that
     dies between pings fails its statement: SQLAlchemy then discards every older connection of
-    the pool, reads are repeated once (Database._read_alone), and a write batch's units are
-    run again on their own (storage.group_commit).
+    the pool, reads are repeated once (_again_if_cut), a batch's writes are run again each on
+    its own (storage.group_commit), and a write that ran alone answers UNAVAILABLE, which a
+    client retries.
     """
     engine = create_engine(url, pool_size=pool_size)
     dialect = engine.dialect
@@ -379,8 +381,9 @@ def _pooled_engine(url: str, pool_size: int) -> Engine:
         try:
             dialect.do_ping(dbapi_connection)
         except dialect.loaded_dbapi.Error as exc:
-            # The pool discards this connection and checks out (or opens) another.
-            raise DisconnectionError(f"a pooled connection was closed: {exc}") from exc
+            # A closed connection most often means a restart, which closed them all: as with
+            # pool_pre_ping, the pool discards every connection it holds and opens a new one.
+            raise InvalidatePoolError(f"a pooled connection was closed: {exc}") from exc
 
     return engine
 

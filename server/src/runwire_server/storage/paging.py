@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Connection, Select, and_, or_
+from sqlalchemy import ColumnElement, Connection, Select, and_, literal, or_, tuple_
 from sqlalchemy.orm import Session
 
 from runwire_server.errors import InvalidArgument
@@ -47,6 +47,12 @@ class SortKey:
         if self.expression is None:
             return cast(ColumnElement[bool], beyond_id)
         expr = self.expression
+        if self.never_null or not getattr(expr, "nullable", True):
+            # One row-value comparison: both databases start the index walk at the row,
+            # where the OR below has PostgreSQL walk every row before it and drop them.
+            key = tuple_(expr, self.id_column)
+            row = tuple_(literal(value, expr.type), literal(last_id, self.id_column.type))
+            return key < row if self.descending else key > row
         if value is None:
             return and_(expr.is_(None), beyond_id)
         beyond_value = expr < value if self.descending else expr > value
