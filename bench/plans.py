@@ -35,11 +35,25 @@ from tests.conftest import fresh_postgres_database
 
 def lists(parent: str) -> dict[str, Callable[[Session], Any]]:
     """The lists to explain: ListFlowRuns of COMPLETED runs newest first (the dashboard's runs
-    page with a state filter), a run's task runs and its log lines."""
+    page with a state filter), and its hundredth page (a client paging through them all), a
+    run's task runs and its log lines."""
     tokens = PageTokens(b"plans")
 
-    def page() -> PageRequest:
-        return PageRequest(50, 0, "", lambda: "plans")
+    def page(token: str = "") -> PageRequest:
+        return PageRequest(50, 0, token, lambda: "plans")
+
+    def deep_page(session: Session) -> Any:
+        token = ""
+        for _ in range(100):  # caught() explains the last page's statement
+            listed = flow_runs.list_flow_runs(
+                session.connection(),
+                completed,
+                f.FLOW_RUN_SORT_START_TIME_DESC,
+                page(token),
+                tokens,
+            )
+            token = listed.next_token
+        return listed
 
     completed = filters.flow_run_criteria(
         f.FlowRunCriteria(
@@ -59,6 +73,7 @@ def lists(parent: str) -> dict[str, Callable[[Session], Any]]:
                 s.connection(), completed, f.FLOW_RUN_SORT_START_TIME_DESC, page(), tokens
             )
         ),
+        "ListFlowRuns: the same, the hundredth page": deep_page,
         "ListFlowRuns: 50 by start time, oldest first": lambda s: flow_runs.list_flow_runs(
             s.connection(), None, f.FLOW_RUN_SORT_START_TIME_ASC, page(), tokens
         ),
@@ -84,7 +99,7 @@ def lists(parent: str) -> dict[str, Callable[[Session], Any]]:
 
 
 def caught(url: str, work: Callable[[Session], Any]) -> tuple[str, Any]:
-    """The first statement `work` sends the driver, with its parameters."""
+    """The last statement `work` sends the driver, with its parameters."""
     engine = create_engine(url)
     sent: list[tuple[str, Any]] = []
 
@@ -97,7 +112,7 @@ def caught(url: str, work: Callable[[Session], Any]) -> tuple[str, Any]:
             work(session)
     finally:
         engine.dispose()
-    return sent[0]
+    return sent[-1]
 
 
 def explain(url: str, statement: str, parameters: Any) -> list[str]:

@@ -323,3 +323,38 @@ async def test_a_page_read_again_shows_every_change_since(
         task_run_service_pb2.GetTaskRunRequest(task_run_id=task.id)
     )
     assert got_task.task_run.state.type == state_pb2.STATE_TYPE_FAILED
+
+
+async def test_pages_through_runs_that_share_their_sort_value(flows: Any, runs: Any) -> None:
+    """Runs scheduled for the same moment share their start; small pages in either order give
+    each exactly once, ties in id order (a page's token compares the value, then the id)."""
+    flow = await make_flow(flows)
+    at = ts(datetime(2031, 2, 3, 4, 5, 6, tzinfo=UTC))
+    made = []
+    for _ in range(7):
+        run = flow_run_pb2.FlowRun(
+            flow_id=flow.id,
+            state=state_pb2.State(
+                type=state_pb2.STATE_TYPE_SCHEDULED,
+                state_details=state_pb2.StateDetails(scheduled_time=at),
+            ),
+        )
+        created = await runs.CreateFlowRun(flow_run_service_pb2.CreateFlowRunRequest(flow_run=run))
+        made.append(created.flow_run.id)
+    for sort, expected in (
+        (f.FLOW_RUN_SORT_START_TIME_ASC, sorted(made)),
+        (f.FLOW_RUN_SORT_START_TIME_DESC, sorted(made, reverse=True)),
+    ):
+        seen: list[str] = []
+        token = ""
+        while True:
+            listed = await runs.ListFlowRuns(
+                flow_run_service_pb2.ListFlowRunsRequest(
+                    filter=of_flow(flow.id), sort=sort, page_size=2, page_token=token
+                )
+            )
+            seen += [r.id for r in listed.flow_runs]
+            token = listed.next_page_token
+            if not token:
+                break
+        assert seen == expected, sort

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Connection, Select, and_, literal, or_, tuple_
+from sqlalchemy import ColumnElement, Connection, Select, and_, or_
 from sqlalchemy.orm import Session
 
 from runwire_server.errors import InvalidArgument
@@ -48,11 +48,11 @@ class SortKey:
             return cast(ColumnElement[bool], beyond_id)
         expr = self.expression
         if self.never_null or not getattr(expr, "nullable", True):
-            # One row-value comparison: both databases start the index walk at the row,
-            # where the OR below has PostgreSQL walk every row before it and drop them.
-            key = tuple_(expr, self.id_column)
-            row = tuple_(literal(value, expr.type), literal(last_id, self.id_column.type))
-            return key < row if self.descending else key > row
+            # A range on the sort value first: both databases start the index walk at the
+            # row, where the OR alone below has them walk every row before it and drop them.
+            if self.descending:
+                return and_(expr <= value, or_(expr < value, beyond_id))
+            return and_(expr >= value, or_(expr > value, beyond_id))
         if value is None:
             return and_(expr.is_(None), beyond_id)
         beyond_value = expr < value if self.descending else expr > value
