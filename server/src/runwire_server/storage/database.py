@@ -141,13 +141,12 @@ class Database:
         loop = asyncio.get_running_loop()
         # Executor threads do not inherit the caller's context: carry the deadline over.
         deadline = call_deadline.get()
-        if write:
-            return await loop.run_in_executor(
-                self._executor, lambda: self.run_sync(work, write=True, deadline=deadline)
-            )
+
+        def call() -> T:
+            return self.run_sync(work, write=write, deadline=deadline)
+
         return await loop.run_in_executor(
-            self._executor,
-            lambda: _again_if_cut(lambda: self.run_sync(work, write=False, deadline=deadline)),
+            self._executor, call if write else lambda: _again_if_cut(call)
         )
 
     def run_sync(
@@ -358,7 +357,7 @@ def _pooled_engine(url: str, pool_size: int) -> Engine:
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, record: Any) -> None:
-        if engine.dialect.name == "postgresql":
+        if dialect.name == "postgresql":
             # Times then come back in UTC, as the server hands them out, with no conversion
             # of every value read (storage.types); behind a proxy that drops session settings
             # they are converted instead.
